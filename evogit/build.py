@@ -1,0 +1,249 @@
+"""The build pipeline: check the package, compile to WASI, run unit tests and cases in the sandbox, then
+write the build commit and tag. A failed build tags nothing and keeps a record of why.
+
+Results are cached by (toolchain, source tree): an identical tree is never compiled twice on this machine.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import msgspec
+import pygit2
+
+from .errors import BuildFailed, InvalidPackage, SandboxError
+from .manifest import Case, ToolManifest, check_package
+from .repo import SkillsRepo, Version
+from .sandbox import Limits, Sandbox, fingerprint
+from .toolchain import Compiler
+
+UNIT_TEST_LIMITS = Limits(timeout=60.0, fuel=500_000_000_000, memory=1 << 30)
+_RESULT_RE = re.compile(r"test result: \w+\. (\d+) passed; (\d+) failed")
+
+
+class CaseVerdict(msgspec.Struct, omit_defaults=True):
+    name: str
+    ok: bool
+    expected: Any = None
+    actual: Any = None
+    expected_exit: int | None = None
+    actual_exit: int | None = None
+    error: str | None = None
+
+
+class BuildRecord(msgspec.Struct, omit_defaults=True):
+    """Why a source commit is green or not. The green record becomes build/build.json (no times, no hosts)."""
+
+    tool: str
+    ok: bool
+    toolchain: dict[str, str] = {}
+    fingerprint: str | None = None
+    wasm_bytes: int | None = None
+    stage: str | None = None  # where a failed build stopped: package, compile, unit_tests, cases
+    message: str | None = None
+    unit_tests: dict[str, int] = {}
+    cases: list[CaseVerdict] = []
+
+    def summary(self) -> str:
+        if self.ok:
+            return (f"{self.tool}@{(self.fingerprint or '')[:7]}: {self.unit_tests.get('passed', 0)} unit tests, "
+                    f"{len(self.cases)} cases passed")
+        return f"{self.tool}: build failed at {self.stage}: {self.message}"
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """Exact JSON equality: like ==, but true/false are not numbers."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+class Builder:
+    """Builds source commits of one repository."""
+
+    def __init__(self, repo: SkillsRepo, compiler: Compiler | None = None, sandbox: Sandbox | None = None):
+        self.repo = repo
+        self._compiler = compiler
+        self.sandbox = sandbox or Sandbox(repo.state_dir / "modules")
+
+    @property
+    def compiler(self) -> Compiler:
+        if self._compiler is None:
+            self._compiler = Compiler()
+        return self._compiler
+
+    def existing(self, commit: pygit2.Commit, name: str) -> Version | None:
+        for v in self.repo.versions(name):
+            if v.source_commit == str(commit.id):
+                return v
+        return None
+
+    def build(self, commit: pygit2.Commit, branch: str | None = None, *, force: bool = False) -> Version:
+        """Build one source commit and tag it. No-op if it is already tagged. Raises BuildFailed."""
+        files, links = self.repo.files(commit.tree)
+        name = branch or _name_of(files) or "?"
+        try:
+            manifest, cases = check_package(files, links)
+        except InvalidPackage as e:
+            raise self._fail(commit, BuildRecord(name, False, stage="package", message=str(e))) from None
+        if branch is not None and manifest.name != branch:
+            msg = f"tool.json names {manifest.name!r} but the commit is on tools/{branch}"
+            raise self._fail(commit, BuildRecord(name, False, stage="package", message=msg))
+        name = manifest.name
+        if not force and (done := self.existing(commit, name)) is not None:
+            return done
+        cache = self.compiler.cache / "builds" / self.compiler.toolchain.key
+        cached_record, cached_wasm = cache / f"{commit.tree_id}.json", cache / f"{commit.tree_id}.wasm"
+        if not force and cached_record.exists():
+            record = msgspec.json.decode(cached_record.read_bytes(), type=BuildRecord)
+            if not record.ok:
+                raise self._fail(commit, record)
+            wasm = cached_wasm.read_bytes()
+            if fingerprint(wasm) == record.fingerprint:
+                return self._green(commit, record, wasm)
+        record, wasm = self._compile_and_test(files, manifest, cases)
+        cache.mkdir(parents=True, exist_ok=True)
+        if wasm is not None:
+            _atomic_write(cached_wasm, wasm)
+        _atomic_write(cached_record, msgspec.json.encode(record))
+        if not record.ok:
+            raise self._fail(commit, record)
+        assert wasm is not None
+        return self._green(commit, record, wasm)
+
+    def _compile_and_test(self, files: dict[str, bytes], manifest: ToolManifest,
+                          cases: list[Case]) -> tuple[BuildRecord, bytes | None]:
+        record = BuildRecord(manifest.name, False, toolchain=self.compiler.toolchain.describe())
+        self.compiler.cache.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="pkg-", dir=self.compiler.cache))
+        try:
+            for path, data in files.items():
+                (work / path).parent.mkdir(parents=True, exist_ok=True)
+                (work / path).write_bytes(data)
+            try:
+                artifacts = self.compiler.compile(work)
+            except BuildFailed as e:
+                record.stage, record.message = "compile", str(e)
+                return record, None
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        record.fingerprint, record.wasm_bytes = fingerprint(artifacts.wasm), len(artifacts.wasm)
+        passed = failed = 0
+        for test_wasm in artifacts.test_wasms:
+            p, f, problem = self._unit_tests(test_wasm)
+            passed, failed = passed + p, failed + f
+            if problem:
+                record.unit_tests = {"passed": passed, "failed": max(failed, 1)}
+                record.stage, record.message = "unit_tests", problem
+                return record, None
+        record.unit_tests = {"passed": passed, "failed": failed}
+        verdicts = self.run_cases(artifacts.wasm, manifest, cases)
+        record.cases = verdicts
+        bad = [v for v in verdicts if not v.ok]
+        if bad:
+            first = bad[0]
+            record.stage = "cases"
+            record.message = f"{len(bad)} of {len(verdicts)} cases failed; first: {first.name}: " + (
+                first.error or f"expected {_short(first.expected)} (exit {first.expected_exit}), "
+                f"got {_short(first.actual)} (exit {first.actual_exit})"
+            )
+            return record, None
+        record.ok = True
+        return record, artifacts.wasm
+
+    def _unit_tests(self, test_wasm: bytes) -> tuple[int, int, str | None]:
+        """Run one libtest harness in the sandbox. Returns (passed, failed, problem or None)."""
+        try:
+            loaded = self.sandbox.load(test_wasm, cache=False)
+        except SandboxError as e:
+            return 0, 1, f"unit test harness: {e}"
+        result = self.sandbox.run(loaded, b"", UNIT_TEST_LIMITS, argv0="tests")
+        out = result.stdout.decode("utf-8", "replace")
+        m = _RESULT_RE.search(out)
+        passed, failed = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+        if result.ok and failed == 0:
+            return passed, failed, None
+        running = [ln for ln in out.splitlines() if ln.startswith("test ") and not ln.rstrip().endswith("ok")]
+        where = f" in {running[-1].split()[1]}" if running else ""
+        detail = result.detail or f"{failed} failed"
+        return passed, failed, f"unit test failed{where}: {detail}"
+
+    def run_cases(self, wasm: bytes, manifest: ToolManifest, cases: list[Case]) -> list[CaseVerdict]:
+        loaded = self.sandbox.load(wasm)
+        v_in = jsonschema.Draft202012Validator(manifest.input_schema)
+        v_out = jsonschema.Draft202012Validator(manifest.output_schema)
+        verdicts = []
+        for case in cases:
+            verdict = CaseVerdict(case.name, False, case.expect, None, case.exit)
+            if case.exit == 0 and (err := jsonschema.exceptions.best_match(v_in.iter_errors(case.input))):
+                verdict.error = f"case input breaks input_schema: {err.message}"
+                verdicts.append(verdict)
+                continue
+            result = self.sandbox.run(loaded, json.dumps(case.input).encode())
+            verdict.actual_exit = result.exit_code
+            try:
+                verdict.actual = json.loads(result.stdout)
+            except ValueError:
+                verdict.actual = result.stdout.decode("utf-8", "replace")[:2000]
+                verdict.error = "output is not one JSON document" + (f" ({result.error}: {result.detail})" if result.error and result.error != "exit_code" else "")
+            if result.error and result.error != "exit_code":
+                verdict.error = f"{result.error}: {result.detail}"
+            elif verdict.error is None and case.exit == 0 and (err := jsonschema.exceptions.best_match(v_out.iter_errors(verdict.actual))):
+                verdict.error = f"output breaks output_schema: {err.message}"
+            verdict.ok = verdict.error is None and result.exit_code == case.exit and json_equal(verdict.actual, case.expect)
+            if verdict.ok:
+                verdict = CaseVerdict(case.name, True)
+            verdicts.append(verdict)
+        return verdicts
+
+    def _green(self, commit: pygit2.Commit, record: BuildRecord, wasm: bytes) -> Version:
+        build_json = json.dumps(msgspec.to_builtins(record), indent=2, sort_keys=True).encode() + b"\n"
+        assert record.fingerprint is not None
+        version = self.repo.write_build(record.tool, commit, {"tool.wasm": wasm, "build.json": build_json},
+                                        record.fingerprint)
+        self._remember(commit, record)
+        return version
+
+    def _fail(self, commit: pygit2.Commit, record: BuildRecord) -> BuildFailed:
+        self._remember(commit, record)
+        return BuildFailed(f"{str(commit.id)[:10]}: {record.summary()}", record)
+
+    def _remember(self, commit: pygit2.Commit, record: BuildRecord) -> None:
+        _atomic_write(self.repo.state_dir / "builds" / f"{commit.id}.json", msgspec.json.encode(record))
+
+    def last_record(self, commit: pygit2.Commit | str) -> BuildRecord | None:
+        """The build record this repository kept for a source commit, if it was ever built here."""
+        path = self.repo.state_dir / "builds" / f"{getattr(commit, 'id', commit)}.json"
+        return msgspec.json.decode(path.read_bytes(), type=BuildRecord) if path.exists() else None
+
+
+def _name_of(files: dict[str, bytes]) -> str | None:
+    try:
+        return str(json.loads(files["tool.json"])["name"])
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 200 else text[:200] + "…"
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with open(fd, "wb") as f:
+        f.write(data)
+    Path(tmp).replace(path)

@@ -1,0 +1,270 @@
+"""The `evogit` command line: parse options, call the runtime, format the result. Nothing else."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import lineage as lineage_mod
+from .errors import EvogitError
+from .runtime import BuildOutcome, Runtime, default_repo_path
+from .sandbox import Limits
+from .toolchain import cache_root
+
+
+def _out(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+class _Group(click.Group):
+    """Turns evogit errors into one line and exit 1; a bug into one line, a logged traceback and exit 3."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EvogitError as e:
+            click.echo(f"Error: {e}", err=True)
+            sys.exit(1)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            click.echo("Interrupted", err=True)
+            sys.exit(130)
+        except Exception as e:  # noqa: BLE001 - last-resort reporting of a bug
+            log = cache_root() / "evogit.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with open(log, "a") as f:
+                f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(sys.argv)}\n{traceback.format_exc()}")
+            click.echo(f"Error: unexpected {type(e).__name__}: {e} (traceback in {log})", err=True)
+            sys.exit(3)
+
+
+repo_option = click.option(
+    "--repo", "repo", type=click.Path(file_okay=False, path_type=Path), envvar="EVOGIT_REPO",
+    default=None, help="Skills repository (default: $EVOGIT_REPO or ~/.evogit).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="evogit")
+def main() -> None:
+    """evogit: a git-backed library of tested WebAssembly tools that agents create, run and evolve."""
+
+
+def _show_build(outcome: BuildOutcome, elapsed: float | None = None) -> str:
+    took = f" ({elapsed:.1f}s)" if elapsed is not None else ""
+    if outcome.ok:
+        assert outcome.version is not None
+        return f"ok    {outcome.version.short}{took}"
+    reason = outcome.record.summary() if outcome.record else outcome.error
+    return f"FAIL  {outcome.tool} at {outcome.commit[:10]}{took}\n      {reason}".replace("\n", "\n      ")
+
+
+def _progress(as_json: bool):
+    started: dict[str, float] = {}
+
+    def report(label: str, done: int, total: int, outcome: BuildOutcome | None) -> None:
+        if as_json:
+            return
+        if outcome is None:
+            started[label] = time.monotonic()
+            click.echo(f"[{done + 1:>2}/{total}] {label:<24} ", nl=False, err=True)
+        else:
+            click.echo(_show_build(outcome, time.monotonic() - started.get(label, time.monotonic())), err=True)
+
+    return report
+
+
+def _outcome_json(o: BuildOutcome) -> dict[str, Any]:
+    return {"tool": o.tool, "commit": o.commit, "ok": o.ok,
+            "version": o.version.short if o.version else None,
+            "fingerprint": o.version.fingerprint if o.version else None,
+            "error": None if o.ok else (o.record.summary() if o.record else o.error)}
+
+
+@main.command()
+@click.argument("path", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--no-starter", is_flag=True, help="Create an empty library (no starter tools).")
+@json_option
+def init(path: Path | None, no_starter: bool, as_json: bool) -> None:
+    """Create a skills repository at PATH, install its hooks, and build the starter library."""
+    path = path or default_repo_path()
+    if not as_json:
+        click.echo(f"Initialising skills repository in {path}", err=True)
+    t0 = time.monotonic()
+    _, outcomes = Runtime.init(path, starter=not no_starter, progress=_progress(as_json))
+    failed = [o for o in outcomes if not o.ok]
+    if as_json:
+        _out({"repo": str(path), "tools": [_outcome_json(o) for o in outcomes]})
+    else:
+        click.echo(f"{len(outcomes) - len(failed)} of {len(outcomes)} tools built in {time.monotonic() - t0:.0f}s; "
+                   f"repository: {path}")
+    if failed:
+        raise EvogitError(f"{len(failed)} starter tools failed to build: {', '.join(o.tool for o in failed)}")
+
+
+@main.command("list")
+@repo_option
+@json_option
+def list_(repo: Path | None, as_json: bool) -> None:
+    """List tools with their newest green version."""
+    tools = Runtime(repo).list_tools()
+    if as_json:
+        _out([{"name": t.name, "version": t.latest.short if t.latest else None,
+               "fingerprint": t.latest.fingerprint if t.latest else None, "versions": t.versions,
+               "head": t.head, "head_status": t.head_status, "description": t.description} for t in tools])
+        return
+    if not tools:
+        click.echo("No tools yet.")
+    width = max((len(t.name) for t in tools), default=0)
+    for t in tools:
+        ver = t.latest.fingerprint[:7] if t.latest else "-------"
+        flag = "" if t.head_status == "green" else f" [head {t.head_status}]"
+        first = t.description.split(". ")[0].rstrip(".")
+        click.echo(f"{t.name:<{width}}  {ver}  {t.versions:>2}v  {first}{flag}")
+
+
+@main.command()
+@click.argument("tool")
+@repo_option
+@json_option
+def describe(tool: str, repo: Path | None, as_json: bool) -> None:
+    """Show a version: manifest, schemas, cases, build record and lineage."""
+    d = Runtime(repo).describe(tool)
+    if as_json:
+        _out(d)
+        return
+    build = d["build"]
+    lines = [
+        f"{d['version']}   {d['fingerprint']}",
+        f"  {d['description']}",
+        f"  tags:      {', '.join(d['tags']) or '-'}",
+        f"  source:    {d['source_commit'][:10]}  {d['message'].splitlines()[0]}",
+        f"  build:     {d['build_commit'][:10]}  {build.get('wasm_bytes', 0):,} bytes wasm, "
+        f"{build.get('unit_tests', {}).get('passed', 0)} unit tests, {len(build.get('cases', []))} cases passed",
+        f"  toolchain: {build.get('toolchain', {}).get('rustc', '?')} → {build.get('toolchain', {}).get('target', '?')}",
+        f"  parents:   {', '.join(d['parents']) or '-'}",
+        f"  children:  {', '.join(d['children']) or '-'}",
+        f"  versions:  {', '.join(d['versions'])}" + ("" if d["head_is_this_version"] else f"  (branch head {d['head'][:10]} is not green)"),
+        "  input schema:",
+        *("    " + ln for ln in json.dumps(d["input_schema"], indent=2).splitlines()),
+        "  output schema:",
+        *("    " + ln for ln in json.dumps(d["output_schema"], indent=2).splitlines()),
+        "  cases:",
+        *(f"    {c['name']}: {json.dumps(c['input'], ensure_ascii=False)} → {json.dumps(c['expect'], ensure_ascii=False)}"
+          + (f" (exit {c['exit']})" if c.get("exit") else "") for c in d["cases"]),
+    ]
+    click.echo("\n".join(lines))
+
+
+@main.command()
+@click.argument("revs", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Build the head of every tool (the default with no REV).")
+@click.option("--force", is_flag=True, help="Rebuild even if the source tree was built before.")
+@repo_option
+@json_option
+def build(revs: tuple[str, ...], all_: bool, force: bool, repo: Path | None, as_json: bool) -> None:
+    """Build and tag tool heads (TOOL) or commits (REV); a build already done is a no-op."""
+    if all_ and revs:
+        raise click.UsageError("give REVs or --all, not both")
+    outcomes = Runtime(repo).build(list(revs) or None, force=force, progress=_progress(as_json))
+    if as_json:
+        _out([_outcome_json(o) for o in outcomes])
+    failed = [o for o in outcomes if not o.ok]
+    if failed:
+        raise EvogitError(f"{len(failed)} of {len(outcomes)} builds failed")
+
+
+def _limits(timeout: float | None, fuel: int | None, memory: int | None, max_output: int | None) -> Limits:
+    base = Limits()
+    return Limits(
+        timeout=timeout if timeout is not None else base.timeout,
+        fuel=fuel if fuel is not None else base.fuel,
+        memory=memory * 1024 * 1024 if memory is not None else base.memory,
+        max_output=max_output if max_output is not None else base.max_output,
+    )
+
+
+@main.command()
+@click.argument("tool")
+@click.argument("input_json", required=False, metavar="[JSON | -]")
+@click.option("-i", "--input", "input_file", type=click.File("rb"), help="Read the input JSON from a file.")
+@click.option("--timeout", type=float, help="Wall-clock limit in seconds.")
+@click.option("--fuel", type=int, help="Fuel limit (about 10 billion per CPU second).")
+@click.option("--memory", type=int, help="Linear memory limit in MiB.")
+@click.option("--max-output", type=int, help="Stdout limit in bytes.")
+@repo_option
+@json_option
+def run(tool: str, input_json: str | None, input_file: Any, timeout: float | None, fuel: int | None,
+        memory: int | None, max_output: int | None, repo: Path | None, as_json: bool) -> None:
+    """Run TOOL[@FP] on a JSON input (argument, -i FILE, or - for stdin) and print its JSON output."""
+    if input_json is not None and input_file is not None:
+        raise click.UsageError("give the input as an argument or with -i, not both")
+    if input_file is not None:
+        data = input_file.read()
+    elif input_json == "-" or (input_json is None and not sys.stdin.isatty()):
+        data = sys.stdin.buffer.read()
+    elif input_json is not None:
+        data = input_json.encode()
+    else:
+        raise click.UsageError("no input: give JSON, -i FILE, or pipe it on stdin")
+    outcome = Runtime(repo).run(tool, data, _limits(timeout, fuel, memory, max_output))
+    if as_json:
+        _out(outcome.envelope())
+        sys.exit(0 if outcome.ok else 1)
+    if outcome.ok:
+        click.echo(json.dumps(outcome.output, ensure_ascii=False))
+        return
+    raise EvogitError(f"{outcome.tool}@{outcome.fingerprint[:7]}: {outcome.error}: {outcome.detail}")
+
+
+@main.command()
+@click.argument("tool")
+@click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "dot", "json"]), default="text",
+              show_default=True)
+@repo_option
+def lineage(tool: str, fmt: str, repo: Path | None) -> None:
+    """Show a tool's versions with their ancestors and descendants across tools."""
+    lin = Runtime(repo).lineage(tool)
+    if fmt == "json":
+        _out(lineage_mod.to_json(lin))
+    else:
+        render = {"text": lineage_mod.render_text, "mermaid": lineage_mod.render_mermaid,
+                  "dot": lineage_mod.render_dot}[fmt]
+        click.echo(render(lin))
+
+
+@main.command()
+@click.argument("tool")
+@click.argument("new_name")
+@click.option("--description", help="A new description for the fork.")
+@repo_option
+@json_option
+def fork(tool: str, new_name: str, description: str | None, repo: Path | None, as_json: bool) -> None:
+    """Start a new tool NEW_NAME from TOOL[@FP]; its history goes back through the parent."""
+    outcome = Runtime(repo).fork(tool, new_name, description)
+    if as_json:
+        _out(_outcome_json(outcome))
+    else:
+        click.echo(_show_build(outcome))
+    if not outcome.ok:
+        sys.exit(1)
+
+
+@main.command(hidden=True)
+@click.argument("name")
+@click.argument("args", nargs=-1)
+def hook(name: str, args: tuple[str, ...]) -> None:
+    """Internal: called by the git hooks that `evogit init` installs."""
+    stdin = sys.stdin.read() if name == "post-receive" else ""
+    rt = Runtime(Path(os.environ.get("GIT_DIR") or "."))
+    for outcome in rt.on_hook(name, stdin):
+        click.echo(f"evogit: {_show_build(outcome)}", err=True)

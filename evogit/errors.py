@@ -1,0 +1,71 @@
+"""The one exception tree. Every error evogit raises on purpose is an `EvogitError`.
+
+The CLI prints `Error: <message>` and exits 1 for these; anything else is a bug (exit 3).
+"""
+
+from __future__ import annotations
+
+
+class EvogitError(Exception):
+    """Root of every error evogit raises on purpose; the message is one line for the user."""
+
+
+class RepoNotFound(EvogitError):
+    """The path is not an evogit skills repository."""
+
+
+class ToolNotFound(EvogitError):
+    """No tool branch or no version matches the name or fingerprint."""
+
+
+class AmbiguousVersion(EvogitError):
+    """A fingerprint prefix matches more than one version."""
+
+
+class ToolExists(EvogitError):
+    """A tool branch with that name already exists."""
+
+
+class InvalidName(EvogitError):
+    """A tool name is not a lowercase slug."""
+
+
+class InvalidPackage(EvogitError):
+    """A tool's source tree breaks the package rules (manifest, dependencies, build-time safety)."""
+
+
+class BuildFailed(EvogitError):
+    """Compiling, unit tests or behavioural cases failed; `record` says why."""
+
+    def __init__(self, message: str, record: object | None = None):
+        super().__init__(message)
+        self.record = record
+
+
+class ToolchainMissing(EvogitError):
+    """No Rust toolchain able to target WASI was found."""
+
+
+class CommandFailed(EvogitError):
+    """An external command failed; the message carries the command, exit code and stderr tail."""
+
+    def __init__(self, argv: list[str], returncode: int, stderr: str):
+        tail = "\n".join(stderr.strip().splitlines()[-30:])
+        super().__init__(f"{' '.join(argv)} exited with {returncode}:\n{tail}")
+        self.argv, self.returncode, self.stderr = argv, returncode, stderr
+
+
+class ConcurrentUpdate(EvogitError):
+    """A ref kept moving under us; the write was retried and still could not land."""
+
+
+class InvalidInput(EvogitError):
+    """Input to a tool or a command is not valid JSON or breaks the input schema."""
+
+
+class SandboxError(EvogitError):
+    """A run ended in a sandbox failure; `kind` names it (timeout, out_of_fuel, trap, ...)."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind

@@ -1,0 +1,246 @@
+"""The skills repository: tool versions as git commits, builds as deterministic commits, versions as tags.
+
+    refs/heads/tools/<name>                 source commits of one tool (lineage = ancestry)
+    refs/tags/tools/<name>/<fingerprint>    the build commit of a green version (source tree + build/)
+
+Writes are compare-and-swap on the ref and retried, so concurrent writers never lose a version.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pygit2
+from pygit2.enums import FileMode
+
+from .errors import AmbiguousVersion, ConcurrentUpdate, RepoNotFound, ToolExists, ToolNotFound
+from .manifest import check_name
+
+BRANCH_PREFIX = "refs/heads/tools/"
+TAG_PREFIX = "refs/tags/tools/"
+BUILDER = ("evogit-builder", "builder@evogit.invalid")
+MIN_PREFIX = 4
+CAS_ATTEMPTS = 200
+
+README = """\
+# evogit skills repository
+
+Every tool lives on its own branch, `tools/<name>`; each commit there is one source version
+(`tool.json`, `Cargo.toml`, `src/main.rs`, `tests/cases.jsonl`). A green build is a commit on top of it
+that adds `build/tool.wasm` and `build/build.json`, tagged `tools/<name>/<sha256 of tool.wasm>`.
+
+    git log --graph --oneline tools/word-count      # one tool's lineage
+    git checkout tools/word-count && $EDITOR src/main.rs && git commit -am "..."   # builds and tags
+    evogit list / describe / run / lineage / fork
+"""
+
+
+@dataclass(frozen=True)
+class Version:
+    """A green, tagged tool version."""
+
+    name: str
+    fingerprint: str
+    build_commit: str
+    source_commit: str
+
+    @property
+    def short(self) -> str:
+        return f"{self.name}@{self.fingerprint[:7]}"
+
+
+def tag_ref(name: str, fp: str) -> str:
+    return f"{TAG_PREFIX}{name}/{fp}"
+
+
+def branch_ref(name: str) -> str:
+    return f"{BRANCH_PREFIX}{name}"
+
+
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    """Split `name[@fingerprint-prefix]`."""
+    name, _, fp = spec.partition("@")
+    check_name(name)
+    if _ and not (len(fp) >= MIN_PREFIX and all(c in "0123456789abcdef" for c in fp)):
+        raise ToolNotFound(f"bad version {spec!r}: after '@' give at least {MIN_PREFIX} lowercase hex digits of the fingerprint")
+    return name, (fp or None)
+
+
+class SkillsRepo:
+    """A git repository of tools. Cheap to open; reads go straight to git."""
+
+    def __init__(self, path: str | Path):
+        try:
+            self.git = pygit2.Repository(str(path))
+        except pygit2.GitError:
+            raise RepoNotFound(f"{path} is not a skills repository (run `evogit init {path}`)") from None
+        self.path = Path(self.git.workdir or self.git.path)
+        self.state_dir = Path(self.git.path) / "evogit"
+        if not self.state_dir.is_dir():
+            raise RepoNotFound(f"{path} is a git repository but not an evogit skills repository (run `evogit init {path}`)")
+
+    @classmethod
+    def init(cls, path: str | Path) -> "SkillsRepo":
+        """Create (or adopt) a non-bare repository with a `main` branch holding a README."""
+        path = Path(path)
+        try:
+            git = pygit2.Repository(str(path))
+        except pygit2.GitError:
+            path.mkdir(parents=True, exist_ok=True)
+            git = pygit2.init_repository(str(path), bare=False, initial_head="main")
+        if git.head_is_unborn:
+            sig = pygit2.Signature("evogit", "evogit@evogit.invalid")
+            index = git.index
+            (Path(git.workdir) / "README.md").write_text(README)
+            index.add("README.md")
+            index.write()
+            git.create_commit("HEAD", sig, sig, "Start a skills repository", index.write_tree(), [])
+        (Path(git.path) / "evogit").mkdir(exist_ok=True)
+        return cls(path)
+
+    # -- reading -----------------------------------------------------------------------------------------------
+    def tools(self) -> list[str]:
+        """Names of all tools (branches under tools/), sorted."""
+        return sorted(r[len(BRANCH_PREFIX):] for r in self.git.references if r.startswith(BRANCH_PREFIX))
+
+    def head(self, name: str) -> pygit2.Commit:
+        ref = self.git.references.get(branch_ref(name))
+        if ref is None:
+            raise ToolNotFound(f"no tool named {name!r}")
+        return self.git[ref.target].peel(pygit2.Commit)
+
+    def commit(self, rev: str) -> pygit2.Commit:
+        try:
+            return self.git.revparse_single(rev).peel(pygit2.Commit)
+        except (KeyError, ValueError, pygit2.GitError):
+            raise ToolNotFound(f"no commit {rev!r}") from None
+
+    def files(self, tree: pygit2.Tree) -> tuple[dict[str, bytes], set[str]]:
+        """All regular files of a tree (path -> bytes) and the paths of any symlinks."""
+        files: dict[str, bytes] = {}
+        links: set[str] = set()
+        stack: list[tuple[str, pygit2.Tree]] = [("", tree)]
+        while stack:
+            prefix, t = stack.pop()
+            for entry in t:
+                path = prefix + entry.name
+                if entry.filemode == FileMode.TREE:
+                    stack.append((path + "/", self.git[entry.id].peel(pygit2.Tree)))
+                elif entry.filemode == FileMode.LINK:
+                    links.add(path)
+                elif entry.filemode in (FileMode.BLOB, FileMode.BLOB_EXECUTABLE):
+                    files[path] = self.git[entry.id].data
+                else:
+                    links.add(path)  # submodules are as unwelcome as links
+        return files, links
+
+    def read(self, commit: pygit2.Commit, path: str) -> bytes:
+        try:
+            return self.git[commit.tree[path].id].data
+        except KeyError:
+            raise ToolNotFound(f"{path} not found in {commit.id}") from None
+
+    def versions(self, name: str | None = None) -> list[Version]:
+        """Green versions (tags), of one tool or of all; oldest source commit first."""
+        prefix = TAG_PREFIX + (f"{name}/" if name else "")
+        found = []
+        for ref in self.git.references:
+            if not ref.startswith(prefix):
+                continue
+            tool, _, fp = ref[len(TAG_PREFIX):].rpartition("/")
+            build = self.git[self.git.references[ref].target].peel(pygit2.Commit)
+            found.append((build.commit_time, Version(tool, fp, str(build.id), str(build.parent_ids[0]))))
+        return [v for _, v in sorted(found, key=lambda item: (item[0], item[1].name, item[1].fingerprint))]
+
+    def resolve(self, spec: str) -> Version:
+        """`name@<fp prefix>` → that version; bare `name` → the newest green version on the tool's branch."""
+        name, prefix = parse_spec(spec)
+        if prefix is not None:
+            matches = [v for v in self.versions(name) if v.fingerprint.startswith(prefix)]
+            if not matches:
+                self.head(name)  # raises ToolNotFound for an unknown tool
+                raise ToolNotFound(f"{name} has no version {prefix}")
+            if len(matches) > 1:
+                raise AmbiguousVersion(f"{spec} matches {len(matches)} versions; give more digits")
+            return matches[0]
+        by_source = {v.source_commit: v for v in self.versions(name)}
+        for commit in self.walk(self.head(name).id):
+            if str(commit.id) in by_source:
+                return by_source[str(commit.id)]
+        raise ToolNotFound(f"{name} has no green version yet (see `evogit describe {name}`)")
+
+    def walk(self, start: pygit2.Oid | str) -> Iterator[pygit2.Commit]:
+        return self.git.walk(start, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME)
+
+    # -- writing -----------------------------------------------------------------------------------------------
+    def write_tree(self, files: dict[str, bytes]) -> pygit2.Oid:
+        index = pygit2.Index()
+        for path, data in sorted(files.items()):
+            index.add(pygit2.IndexEntry(path, self.git.create_blob(data), FileMode.BLOB))
+        return index.write_tree(self.git)
+
+    def commit_version(self, name: str, files: dict[str, bytes], message: str, *,
+                       author: pygit2.Signature | None = None, start_at: str | None = None) -> str:
+        """Commit a new source version on tools/<name>; returns the commit id.
+
+        The new commit's parent is the branch head *at the moment it lands* (compare-and-swap on the ref,
+        retried with backoff), so concurrent writers never overwrite each other. For a new branch, the
+        parent is `start_at` (a fork's parent source commit) or nothing.
+        """
+        check_name(name)
+        sig = author or self.signature()
+        tree = self.write_tree(files)
+        ref = branch_ref(name)
+        for attempt in range(CAS_ATTEMPTS):
+            current = self.git.references.get(ref)
+            parents = [current.target] if current is not None else ([pygit2.Oid(hex=start_at)] if start_at else [])
+            try:
+                if current is None:
+                    oid = self.git.create_commit(None, sig, sig, message, tree, parents)
+                    self.git.references.create(ref, oid, force=False)
+                else:
+                    oid = self.git.create_commit(ref, sig, sig, message, tree, parents)
+                return str(oid)
+            except (pygit2.GitError, OSError, ValueError, pygit2.AlreadyExistsError):
+                time.sleep(min(0.2, 0.002 * 2 ** min(attempt, 7)) * random.random())
+        raise ConcurrentUpdate(f"tools/{name} kept moving; gave up after {CAS_ATTEMPTS} attempts")
+
+    def create_branch(self, name: str, at: str) -> None:
+        """Start tools/<name> at an existing commit (a fork)."""
+        check_name(name)
+        try:
+            self.git.references.create(branch_ref(name), pygit2.Oid(hex=at), force=False)
+        except (pygit2.AlreadyExistsError, ValueError):
+            raise ToolExists(f"a tool named {name!r} already exists") from None
+
+    def write_build(self, name: str, source: pygit2.Commit, outputs: dict[str, bytes], fingerprint: str) -> Version:
+        """Write the deterministic build commit (source tree + build/) and tag it, unless already tagged."""
+        builder = self.git.TreeBuilder()
+        for fname, data in sorted(outputs.items()):
+            builder.insert(fname, self.git.create_blob(data), FileMode.BLOB)
+        root = self.git.TreeBuilder(source.tree)
+        root.insert("build", builder.write(), FileMode.TREE)
+        sig = pygit2.Signature(*BUILDER, time=source.committer.time, offset=0)
+        message = f"Build {name}@{fingerprint[:12]}\n\nEvogit-Fingerprint: {fingerprint}\n"
+        oid = self.git.create_commit(None, sig, sig, message, root.write(), [source.id])
+        ref = tag_ref(name, fingerprint)
+        existing = self.git.references.get(ref)
+        if existing is None:
+            try:
+                self.git.references.create(ref, oid, force=False)
+            except pygit2.AlreadyExistsError:
+                existing = self.git.references.get(ref)
+        if existing is not None:  # tags never move: an identical binary keeps its first build commit
+            build = self.git[existing.target].peel(pygit2.Commit)
+            return Version(name, fingerprint, str(build.id), str(build.parent_ids[0]))
+        return Version(name, fingerprint, str(oid), str(source.id))
+
+    def signature(self) -> pygit2.Signature:
+        try:
+            return self.git.default_signature
+        except (KeyError, pygit2.GitError):
+            return pygit2.Signature("evogit", "evogit@evogit.invalid")

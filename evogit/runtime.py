@@ -1,0 +1,311 @@
+"""The application service: every user-facing operation, called by the CLI (and later the agent and server).
+
+It returns plain data; formatting is the caller's business.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import msgspec
+import pygit2
+
+from . import hooks, lineage
+from .build import BuildRecord, Builder
+from .errors import BuildFailed, EvogitError, InvalidInput, SandboxError, ToolExists, ToolNotFound
+from .manifest import ToolManifest, check_name, manifest_json, parse_cases, parse_manifest
+from .repo import BRANCH_PREFIX, SkillsRepo, Version, branch_ref
+from .resources import resource
+from .sandbox import Limits
+
+Progress = Callable[[str, int, int, "BuildOutcome | None"], None]
+
+
+@dataclass
+class BuildOutcome:
+    """The result of building one source commit: a version, or the record of why not."""
+
+    tool: str
+    commit: str
+    version: Version | None = None
+    record: BuildRecord | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.version is not None
+
+
+@dataclass
+class ToolSummary:
+    name: str
+    description: str
+    latest: Version | None
+    versions: int
+    head: str
+    head_status: str  # green, failed or unbuilt
+
+
+@dataclass
+class RunOutcome:
+    """One run of a tool version: its output or the kind of failure, and what it cost."""
+
+    tool: str
+    fingerprint: str
+    ok: bool
+    output: Any = None
+    error: str | None = None
+    detail: str = ""
+    exit_code: int | None = None
+    wall_ms: float = 0.0
+    fuel: int = 0
+    stderr: str = ""
+
+    def envelope(self) -> dict[str, Any]:
+        return {"ok": self.ok, "output": self.output,
+                "error": None if self.ok else {"kind": self.error, "message": self.detail},
+                "tool": self.tool, "fingerprint": self.fingerprint, "wall_ms": round(self.wall_ms, 3),
+                "fuel": self.fuel}
+
+
+@dataclass
+class _Loaded:
+    version: Version
+    manifest: ToolManifest
+    wasm: bytes
+    validators: tuple[jsonschema.Draft202012Validator, jsonschema.Draft202012Validator] = field(repr=False)
+
+
+def default_repo_path() -> Path:
+    return Path(os.environ.get("EVOGIT_REPO") or Path.home() / ".evogit")
+
+
+class Runtime:
+    """Operations on one skills repository."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.repo = SkillsRepo(path or default_repo_path())
+        self.builder = Builder(self.repo)
+        self._loaded: dict[str, _Loaded] = {}
+
+    # -- creating a library ------------------------------------------------------------------------------------
+    @classmethod
+    def init(cls, path: str | Path, *, starter: Path | None | bool = True,
+             progress: Progress | None = None) -> tuple["Runtime", list[BuildOutcome]]:
+        """Create a skills repository, install its hooks and import + build the starter library."""
+        repo = SkillsRepo.init(path)
+        hooks.install(Path(repo.git.path))
+        rt = cls(path)
+        outcomes: list[BuildOutcome] = []
+        if starter:
+            source = resource("skills-repo") if starter is True else Path(starter)
+            outcomes = rt.import_tools(source, progress=progress)
+        return rt, outcomes
+
+    def import_tools(self, source: Path, progress: Progress | None = None) -> list[BuildOutcome]:
+        """Import each `source/<name>/` as the first commit of tools/<name> (if new) and build it."""
+        dirs = sorted(d for d in Path(source).iterdir() if (d / "tool.json").is_file())
+        outcomes = []
+        for i, d in enumerate(dirs):
+            if progress:
+                progress(d.name, i, len(dirs), None)
+            files = {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*"))
+                     if p.is_file() and "target" not in p.relative_to(d).parts}
+            manifest = parse_manifest(files["tool.json"])
+            if f"{BRANCH_PREFIX}{manifest.name}" not in self.repo.git.references:
+                message = f"Add {manifest.name}\n\n{manifest.description}\n\nEvogit-Source: starter library\n"
+                self.repo.commit_version(manifest.name, files, message)
+            outcome = self._build(self.repo.head(manifest.name), manifest.name)
+            outcomes.append(outcome)
+            if progress:
+                progress(d.name, i + 1, len(dirs), outcome)
+        return outcomes
+
+    # -- reading -----------------------------------------------------------------------------------------------
+    def list_tools(self) -> list[ToolSummary]:
+        versions = self.repo.versions()
+        by_tool: dict[str, list[Version]] = {}
+        for v in versions:
+            by_tool.setdefault(v.name, []).append(v)
+        out = []
+        for name in self.repo.tools():
+            head = self.repo.head(name)
+            try:
+                latest: Version | None = self.repo.resolve(name)
+            except ToolNotFound:
+                latest = None
+            mine = by_tool.get(name, [])
+            if any(v.source_commit == str(head.id) for v in mine):
+                status = "green"
+            else:
+                record = self.builder.last_record(head)
+                status = "failed" if record is not None and not record.ok else "unbuilt"
+            try:
+                description = parse_manifest(self.repo.read(head, "tool.json")).description
+            except EvogitError:
+                description = "(tool.json is invalid)"
+            out.append(ToolSummary(name, description, latest, len(mine), str(head.id), status))
+        return out
+
+    def describe(self, spec: str) -> dict[str, Any]:
+        """Everything about one version: manifest, schemas, cases, build record, lineage."""
+        v = self.repo.resolve(spec)
+        build = self.repo.commit(v.build_commit)
+        manifest = parse_manifest(self.repo.read(build, "tool.json"))
+        cases = parse_cases(self.repo.read(build, "tests/cases.jsonl"))
+        lin = lineage.for_tool(self.repo, v.name)
+        node = lin.nodes.get(v.short)
+        head = self.repo.head(v.name)
+        source = self.repo.commit(v.source_commit)
+        return {
+            "tool": v.name, "version": v.short, "fingerprint": v.fingerprint,
+            "description": manifest.description, "tags": manifest.tags,
+            "input_schema": manifest.input_schema, "output_schema": manifest.output_schema,
+            "cases": [msgspec.to_builtins(c) for c in cases],
+            "build": json.loads(self.repo.read(build, "build/build.json")),
+            "source_commit": v.source_commit, "build_commit": v.build_commit,
+            "message": source.message.strip(),
+            "author": f"{source.author.name} <{source.author.email}>",
+            "parents": node.parents if node else [], "children": node.children if node else [],
+            "versions": [x.short for x in self.repo.versions(v.name)],
+            "head": str(head.id), "head_is_this_version": str(head.id) == v.source_commit,
+        }
+
+    def lineage(self, name: str) -> lineage.Lineage:
+        return lineage.for_tool(self.repo, check_name(name))
+
+    # -- building ----------------------------------------------------------------------------------------------
+    def build(self, revs: list[str] | None = None, *, force: bool = False,
+              progress: Progress | None = None) -> list[BuildOutcome]:
+        """Build tool heads (`name`), or any commits (`rev`); no revs = every tool's head."""
+        targets: list[tuple[pygit2.Commit, str | None]] = []
+        for rev in revs or self.repo.tools():
+            if f"{BRANCH_PREFIX}{rev}" in self.repo.git.references:
+                targets.append((self.repo.head(rev), rev))
+            else:
+                targets.append((self.repo.commit(rev), None))
+        outcomes = []
+        for i, (commit, branch) in enumerate(targets):
+            label = branch or str(commit.id)[:10]
+            if progress:
+                progress(label, i, len(targets), None)
+            outcome = self._build(commit, branch, force=force)
+            outcomes.append(outcome)
+            if progress:
+                progress(label, i + 1, len(targets), outcome)
+        return outcomes
+
+    def _build(self, commit: pygit2.Commit, branch: str | None, *, force: bool = False) -> BuildOutcome:
+        try:
+            version = self.builder.build(commit, branch, force=force)
+            return BuildOutcome(version.name, str(commit.id), version=version)
+        except BuildFailed as e:
+            record = e.record if isinstance(e.record, BuildRecord) else None
+            return BuildOutcome(record.tool if record else (branch or "?"), str(commit.id), record=record, error=str(e))
+
+    def fork(self, spec: str, new_name: str, description: str | None = None) -> BuildOutcome:
+        """Start tools/<new_name> at a version's source commit, rename it there, and build it."""
+        check_name(new_name)
+        v = self.repo.resolve(spec)
+        if branch_ref(new_name) in self.repo.git.references:
+            raise ToolExists(f"a tool named {new_name!r} already exists")
+        source = self.repo.commit(v.source_commit)
+        files, _ = self.repo.files(source.tree)
+        manifest = parse_manifest(files["tool.json"])
+        manifest.name = new_name
+        if description:
+            manifest.description = description
+        files["tool.json"] = manifest_json(manifest)
+        self.repo.create_branch(new_name, v.source_commit)
+        message = (f"Fork {new_name} from {v.short}\n\n"
+                   f"Evogit-Parent: {v.name}@{v.fingerprint}\n")
+        commit = self.repo.commit_version(new_name, files, message)
+        return self._build(self.repo.commit(commit), new_name)
+
+    def commit(self, name: str, files: dict[str, bytes], message: str, *, build: bool = True) -> BuildOutcome:
+        """Commit a new source version of `name` (as evogit's own commits do) and build it."""
+        oid = self.repo.commit_version(name, files, message)
+        if not build:
+            return BuildOutcome(name, oid)
+        return self._build(self.repo.commit(oid), name)
+
+    # -- running -----------------------------------------------------------------------------------------------
+    def load(self, spec: str) -> _Loaded:
+        v = self.repo.resolve(spec)
+        hit = self._loaded.get(v.build_commit)
+        if hit is None:
+            build = self.repo.commit(v.build_commit)
+            manifest = parse_manifest(self.repo.read(build, "tool.json"))
+            validators = (jsonschema.Draft202012Validator(manifest.input_schema),
+                          jsonschema.Draft202012Validator(manifest.output_schema))
+            hit = _Loaded(v, manifest, self.repo.read(build, "build/tool.wasm"), validators)
+            self._loaded[v.build_commit] = hit
+        return hit
+
+    def run(self, spec: str, stdin: bytes, limits: Limits = Limits()) -> RunOutcome:
+        """Validate input, run the version in the sandbox, validate output."""
+        tool = self.load(spec)
+        v = tool.version
+        outcome = RunOutcome(v.name, v.fingerprint, ok=False)
+        try:
+            value = json.loads(stdin)
+        except ValueError as e:
+            outcome.error, outcome.detail = "invalid_input", f"input is not valid JSON: {e}"
+            return outcome
+        err = jsonschema.exceptions.best_match(tool.validators[0].iter_errors(value))
+        if err is not None:
+            where = "/".join(str(p) for p in err.absolute_path)
+            outcome.error, outcome.detail = "invalid_input", f"{where + ': ' if where else ''}{err.message}"
+            return outcome
+        try:
+            loaded = self.builder.sandbox.load(tool.wasm, v.fingerprint)
+        except SandboxError as e:
+            outcome.error, outcome.detail = e.kind, str(e)
+            return outcome
+        result = self.builder.sandbox.run(loaded, stdin, limits, argv0=v.name)
+        outcome.exit_code, outcome.wall_ms, outcome.fuel = result.exit_code, result.wall_ms, result.fuel
+        outcome.stderr = result.stderr.decode("utf-8", "replace")
+        try:
+            outcome.output = json.loads(result.stdout) if result.stdout.strip() else None
+        except ValueError:
+            outcome.output = None
+            if result.ok:
+                outcome.error, outcome.detail = "invalid_output", "output is not one JSON document"
+                return outcome
+        if not result.ok:
+            outcome.error, outcome.detail = result.error, result.detail
+            if result.error == "exit_code" and isinstance(outcome.output, dict) and isinstance(outcome.output.get("error"), str):
+                outcome.detail = f"exit {result.exit_code}: {outcome.output['error']}"
+            return outcome
+        err = jsonschema.exceptions.best_match(tool.validators[1].iter_errors(outcome.output))
+        if err is not None:
+            outcome.error, outcome.detail = "invalid_output", f"output breaks output_schema: {err.message}"
+            return outcome
+        outcome.ok = True
+        return outcome
+
+    # -- hooks -------------------------------------------------------------------------------------------------
+    def on_hook(self, name: str, stdin: str = "") -> list[BuildOutcome]:
+        """Build what a git hook reports: HEAD after a commit or merge, pushed tool branch tips on receive."""
+        if name in ("post-commit", "post-merge"):
+            if self.repo.git.head_is_unborn or self.repo.git.head_is_detached:
+                return []
+            ref = self.repo.git.head.name
+            if not ref.startswith(BRANCH_PREFIX):
+                return []
+            tool = ref[len(BRANCH_PREFIX):]
+            return [self._build(self.repo.head(tool), tool)]
+        if name == "post-receive":
+            outcomes = []
+            for line in stdin.splitlines():
+                parts = line.split()
+                if len(parts) == 3 and parts[2].startswith(BRANCH_PREFIX) and set(parts[1]) != {"0"}:
+                    outcomes.append(self._build(self.repo.commit(parts[1]), parts[2][len(BRANCH_PREFIX):]))
+            return outcomes
+        raise InvalidInput(f"unknown hook {name!r} (known: {', '.join(hooks.HOOKS)})")

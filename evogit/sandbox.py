@@ -1,0 +1,276 @@
+"""Run WASI preview 1 command modules in wasmtime with hard limits: time, fuel, memory, output size.
+
+A run gets a fresh `Store`, stdin as bytes, stdout/stderr captured up to a cap, no environment, no arguments
+but the program name, no preopened directories, and a `poll_oneoff` that refuses to block (so `sleep` cannot
+escape fuel and epoch checks). Compiled modules are cached on disk by fingerprint and wasmtime version.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import hashlib
+import math
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from importlib.metadata import version as _pkg_version
+from pathlib import Path
+
+import wasmtime
+from wasmtime import _ffi as ffi
+
+from .errors import SandboxError
+
+WASI_MODULE = "wasi_snapshot_preview1"
+EPOCH_PERIOD = 0.005  # seconds per epoch tick; timeouts are precise to about one tick
+ENOSYS = 52  # WASI errno for "function not supported"
+WASMTIME_VERSION = _pkg_version("wasmtime")
+
+#: Error kinds a run can end with, besides success.
+ERROR_KINDS = ("invalid_input", "timeout", "out_of_fuel", "memory_limit", "stack_overflow", "output_limit",
+               "trap", "exit_code", "invalid_output", "invalid_module")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-run limits. Fuel: ~10 billion is about one second of CPU."""
+
+    timeout: float = 5.0
+    fuel: int = 20_000_000_000
+    memory: int = 256 * 1024 * 1024
+    max_output: int = 4 * 1024 * 1024
+    max_stderr: int = 256 * 1024
+
+
+@dataclass
+class RunResult:
+    """What happened in one run. `error` is None on a clean exit 0, else one of `ERROR_KINDS`."""
+
+    exit_code: int | None
+    stdout: bytes
+    stderr: bytes
+    error: str | None = None
+    detail: str = ""
+    wall_ms: float = 0.0
+    cpu_ms: float = 0.0
+    fuel: int = 0
+    memory_bytes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class _Ticker:
+    """Advances an engine's epoch every EPOCH_PERIOD, catching up on ticks missed under load."""
+
+    def __init__(self, engine: wasmtime.Engine):
+        self._engine = engine
+        self._thread = threading.Thread(target=self._loop, name="evogit-epoch", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        start, ticks = time.monotonic(), 0
+        while True:
+            time.sleep(EPOCH_PERIOD)
+            due = int((time.monotonic() - start) / EPOCH_PERIOD)
+            while ticks < due:
+                self._engine.increment_epoch()
+                ticks += 1
+
+
+class _Capture:
+    """A stdout/stderr sink that refuses writes past `cap` bytes (the guest sees EFBIG)."""
+
+    __slots__ = ("cap", "chunks", "size", "overflowed")
+
+    def __init__(self, cap: int):
+        self.cap, self.chunks, self.size, self.overflowed = cap, [], 0, False
+
+    def __call__(self, data: bytes) -> int:
+        if self.size + len(data) > self.cap:
+            self.overflowed = True
+            return -errno.EFBIG
+        self.chunks.append(data)
+        self.size += len(data)
+        return len(data)
+
+    def value(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+@dataclass
+class LoadedModule:
+    """A module checked, compiled and pre-linked once; cheap to instantiate per run."""
+
+    fingerprint: str
+    module: wasmtime.Module
+    pre: wasmtime.InstancePre = field(repr=False)
+
+
+def fingerprint(wasm: bytes) -> str:
+    """A tool version's identity: the sha256 of its .wasm."""
+    return hashlib.sha256(wasm).hexdigest()
+
+
+class Sandbox:
+    """One engine, linker and compiled-module cache; `run()` is safe to call from several threads."""
+
+    def __init__(self, cache_dir: Path | None = None):
+        config = wasmtime.Config()
+        config.consume_fuel = True
+        config.epoch_interruption = True
+        self.engine = wasmtime.Engine(config)
+        self.linker = wasmtime.Linker(self.engine)
+        self.linker.define_wasi()
+        self.linker.allow_shadowing = True
+        i32 = wasmtime.ValType.i32()
+        self.linker.define_func(
+            WASI_MODULE, "poll_oneoff", wasmtime.FuncType([i32, i32, i32, i32], [i32]), lambda *args: ENOSYS
+        )
+        self.cache_dir = cache_dir
+        self._loaded: dict[str, LoadedModule] = {}
+        self._lock = threading.Lock()
+        self._ticker: _Ticker | None = None
+
+    # -- loading ---------------------------------------------------------------------------------------------
+    def load(self, wasm: bytes, expected_fingerprint: str | None = None, cache: bool = True) -> LoadedModule:
+        """Verify, compile (or fetch from the on-disk cache, if `cache`) and pre-link a module."""
+        fp = fingerprint(wasm)
+        if expected_fingerprint is not None and fp != expected_fingerprint:
+            raise SandboxError("invalid_module", f"fingerprint mismatch: expected {expected_fingerprint[:12]}, got {fp[:12]}")
+        with self._lock:
+            loaded = self._loaded.get(fp)
+        if loaded is not None:
+            return loaded
+        module = self._compile(wasm, fp, cache)
+        for imp in module.imports:
+            if imp.module != WASI_MODULE:
+                raise SandboxError(
+                    "invalid_module", f"module imports {imp.module}.{imp.name}; only {WASI_MODULE} is allowed"
+                )
+        exports = {e.name for e in module.exports}
+        if "_start" not in exports or "memory" not in exports:
+            raise SandboxError("invalid_module", "module is not a WASI command (needs _start and memory exports)")
+        try:
+            pre = self.linker.instantiate_pre(module)
+        except wasmtime.WasmtimeError as e:
+            raise SandboxError("invalid_module", f"cannot link module: {_first_line(str(e))}") from None
+        loaded = LoadedModule(fp, module, pre)
+        if not cache:
+            return loaded
+        with self._lock:
+            return self._loaded.setdefault(fp, loaded)
+
+    def _compile(self, wasm: bytes, fp: str, cache: bool) -> wasmtime.Module:
+        cached = self.cache_dir / f"{fp}-wasmtime{WASMTIME_VERSION}.cwasm" if self.cache_dir and cache else None
+        if cached is not None and cached.exists():
+            try:
+                return wasmtime.Module.deserialize_file(self.engine, str(cached))
+            except wasmtime.WasmtimeError:
+                cached.unlink(missing_ok=True)  # written by another wasmtime build: recompile
+        try:
+            module = wasmtime.Module(self.engine, wasm)
+        except wasmtime.WasmtimeError as e:
+            raise SandboxError("invalid_module", f"not a valid WebAssembly module: {_first_line(str(e))}") from None
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=cached.parent, suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                f.write(module.serialize())
+            os.replace(tmp, cached)
+        return module
+
+    # -- running ---------------------------------------------------------------------------------------------
+    def run(self, loaded: LoadedModule, stdin: bytes, limits: Limits = Limits(), argv0: str = "tool") -> RunResult:
+        """Run a loaded module's `_start` once with `stdin`, under `limits`."""
+        if self._ticker is None:
+            with self._lock:
+                if self._ticker is None:
+                    self._ticker = _Ticker(self.engine)
+        out, err = _Capture(limits.max_output), _Capture(limits.max_stderr)
+        store = wasmtime.Store(self.engine)
+        try:
+            store.set_limits(memory_size=limits.memory)
+            store.set_fuel(limits.fuel)
+            store.set_epoch_deadline(math.ceil(limits.timeout / EPOCH_PERIOD) + 1)
+            wasi = wasmtime.WasiConfig()
+            wasi.argv = [argv0]
+            _set_stdin_bytes(wasi, stdin)
+            wasi.stdout_custom = out
+            wasi.stderr_custom = err
+            store.set_wasi(wasi)
+            t0, c0 = time.perf_counter(), time.thread_time()
+            exit_code: int | None = 0
+            trap: Exception | None = None
+            memory = None
+            try:
+                instance = loaded.pre.instantiate(store)
+                exports = instance.exports(store)
+                memory = exports["memory"]
+                exports["_start"](store)
+            except wasmtime.ExitTrap as e:
+                exit_code = e.code
+            except (wasmtime.Trap, wasmtime.WasmtimeError) as e:
+                exit_code, trap = None, e
+            wall, cpu = (time.perf_counter() - t0) * 1000, (time.thread_time() - c0) * 1000
+            used = limits.fuel - store.get_fuel()
+            mem_bytes = memory.data_len(store) if isinstance(memory, wasmtime.Memory) else 0
+        finally:
+            store.close()
+        result = RunResult(exit_code, out.value(), err.value(), wall_ms=wall, cpu_ms=cpu, fuel=used,
+                           memory_bytes=mem_bytes)
+        _classify(result, trap, out, err, limits)
+        return result
+
+
+def _classify(r: RunResult, trap: Exception | None, out: _Capture, err: _Capture, limits: Limits) -> None:
+    """Name the failure of a run (or leave `error` None)."""
+    stderr_tail = r.stderr.decode("utf-8", "replace").strip()
+    if trap is None:
+        if r.exit_code != 0:
+            r.error, r.detail = "exit_code", f"exited with code {r.exit_code}" + (f": {_last_line(stderr_tail)}" if stderr_tail else "")
+        return
+    code = trap.trap_code if isinstance(trap, wasmtime.Trap) else None
+    message = _first_line(str(trap))
+    if out.overflowed or err.overflowed:
+        which = "stdout" if out.overflowed else "stderr"
+        cap = limits.max_output if out.overflowed else limits.max_stderr
+        r.error, r.detail = "output_limit", f"{which} exceeded {cap} bytes"
+    elif code == wasmtime.TrapCode.OUT_OF_FUEL:
+        r.error, r.detail = "out_of_fuel", f"used all {limits.fuel} fuel"
+    elif code == wasmtime.TrapCode.INTERRUPT:
+        r.error, r.detail = "timeout", f"ran longer than {limits.timeout:g} s"
+    elif code == wasmtime.TrapCode.STACK_OVERFLOW:
+        r.error, r.detail = "stack_overflow", "call stack exhausted"
+    elif "memory allocation of" in stderr_tail or r.memory_bytes + 65536 * 16 > limits.memory:
+        r.error, r.detail = "memory_limit", f"linear memory limit {limits.memory} bytes reached"
+    else:
+        panic = _panic_message(stderr_tail)
+        r.error, r.detail = "trap", panic or message
+
+
+def _panic_message(stderr: str) -> str:
+    for line in stderr.splitlines():
+        if "panicked at" in line:
+            return line.strip()
+    return _last_line(stderr)
+
+
+def _first_line(s: str) -> str:
+    return s.strip().splitlines()[0] if s.strip() else s
+
+
+def _last_line(s: str) -> str:
+    return s.strip().splitlines()[-1] if s.strip() else s
+
+
+def _set_stdin_bytes(wasi: wasmtime.WasiConfig, data: bytes) -> None:
+    """WasiConfig has no bytes-stdin setter; the C API does (it takes ownership of the vector)."""
+    vec = ffi.wasm_byte_vec_t()
+    buf = (ctypes.c_ubyte * len(data)).from_buffer_copy(data)
+    ffi.wasm_byte_vec_new(ctypes.byref(vec), len(data), buf)
+    ffi.wasi_config_set_stdin_bytes(wasi.ptr(), ctypes.byref(vec))
