@@ -1,7 +1,7 @@
 """The build pipeline: check the package, compile to WASI, run unit tests and cases in the sandbox, then
 write the build commit and tag. A failed build tags nothing and keeps a record of why.
 
-Results are cached by (toolchain, source tree): an identical tree is never compiled twice on this machine.
+Green results are cached by (toolchain, source tree): an identical tree is never compiled twice on this machine.
 """
 
 from __future__ import annotations
@@ -106,22 +106,17 @@ class Builder:
             return done
         cache = self.compiler.cache / "builds" / self.compiler.toolchain.key
         cached_record, cached_wasm = cache / f"{commit.tree_id}.json", cache / f"{commit.tree_id}.wasm"
-        if not force and cached_record.exists():
+        if not force and cached_record.exists() and cached_wasm.exists():
             record = msgspec.json.decode(cached_record.read_bytes(), type=BuildRecord)
-            if not record.ok:
-                raise self._fail(commit, record)
             wasm = cached_wasm.read_bytes()
-            if fingerprint(wasm) == record.fingerprint:
+            if record.ok and fingerprint(wasm) == record.fingerprint:
                 return self._green(commit, record, wasm)
-        record, wasm = self._compile_and_test(files, manifest, cases)
-        cache.mkdir(parents=True, exist_ok=True)
-        if wasm is not None:
-            _atomic_write(cached_wasm, wasm)
+        record, maybe_wasm = self._compile_and_test(files, manifest, cases)
+        if not record.ok or maybe_wasm is None:
+            raise self._fail(commit, record)  # failures are not cached: they may be transient (timeouts)
+        _atomic_write(cached_wasm, maybe_wasm)
         _atomic_write(cached_record, msgspec.json.encode(record))
-        if not record.ok:
-            raise self._fail(commit, record)
-        assert wasm is not None
-        return self._green(commit, record, wasm)
+        return self._green(commit, record, maybe_wasm)
 
     def _compile_and_test(self, files: dict[str, bytes], manifest: ToolManifest,
                           cases: list[Case]) -> tuple[BuildRecord, bytes | None]:
@@ -169,7 +164,8 @@ class Builder:
             loaded = self.sandbox.load(test_wasm, cache=False)
         except SandboxError as e:
             return 0, 1, f"unit test harness: {e}"
-        result = self.sandbox.run(loaded, b"", UNIT_TEST_LIMITS, argv0="tests")
+        # --nocapture: with panic=abort a failing test kills the harness before it prints captured output.
+        result = self.sandbox.run(loaded, b"", UNIT_TEST_LIMITS, argv=("tests", "--nocapture", "--test-threads=1"))
         out = result.stdout.decode("utf-8", "replace")
         m = _RESULT_RE.search(out)
         passed, failed = (int(m.group(1)), int(m.group(2))) if m else (0, 0)

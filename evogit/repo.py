@@ -189,15 +189,17 @@ class SkillsRepo:
 
         The new commit's parent is the branch head *at the moment it lands* (compare-and-swap on the ref,
         retried with backoff), so concurrent writers never overwrite each other. For a new branch, the
-        parent is `start_at` (a fork's parent source commit) or nothing.
+        parent is `start_at` (a fork's parent source commit) or the repository's root commit, so that
+        `git log --graph --all` shows every tool growing from one trunk.
         """
         check_name(name)
         sig = author or self.signature()
         tree = self.write_tree(files)
         ref = branch_ref(name)
+        base = [pygit2.Oid(hex=start_at)] if start_at else self._root()
         for attempt in range(CAS_ATTEMPTS):
             current = self.git.references.get(ref)
-            parents = [current.target] if current is not None else ([pygit2.Oid(hex=start_at)] if start_at else [])
+            parents = [current.target] if current is not None else base
             try:
                 if current is None:
                     oid = self.git.create_commit(None, sig, sig, message, tree, parents)
@@ -208,6 +210,14 @@ class SkillsRepo:
             except (pygit2.GitError, OSError, ValueError, pygit2.AlreadyExistsError):
                 time.sleep(min(0.2, 0.002 * 2 ** min(attempt, 7)) * random.random())
         raise ConcurrentUpdate(f"tools/{name} kept moving; gave up after {CAS_ATTEMPTS} attempts")
+
+    def _root(self) -> list[pygit2.Oid]:
+        main = self.git.references.get("refs/heads/main")
+        if main is None:
+            return []
+        for commit in self.git.walk(main.target, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.REVERSE):
+            return [commit.id]
+        return []
 
     def create_branch(self, name: str, at: str) -> None:
         """Start tools/<name> at an existing commit (a fork)."""

@@ -268,7 +268,7 @@ class Runtime:
         except SandboxError as e:
             outcome.error, outcome.detail = e.kind, str(e)
             return outcome
-        result = self.builder.sandbox.run(loaded, stdin, limits, argv0=v.name)
+        result = self.builder.sandbox.run(loaded, stdin, limits, argv=(v.name,))
         outcome.exit_code, outcome.wall_ms, outcome.fuel = result.exit_code, result.wall_ms, result.fuel
         outcome.stderr = result.stderr.decode("utf-8", "replace")
         try:

@@ -12,6 +12,7 @@ import errno
 import hashlib
 import math
 import os
+import re
 import tempfile
 import threading
 import time
@@ -28,6 +29,7 @@ WASI_MODULE = "wasi_snapshot_preview1"
 EPOCH_PERIOD = 0.005  # seconds per epoch tick; timeouts are precise to about one tick
 ENOSYS = 52  # WASI errno for "function not supported"
 WASMTIME_VERSION = _pkg_version("wasmtime")
+_PANIC_END = re.compile(r"(', |^)[^ ']+\.rs:\d+:\d+$")
 
 #: Error kinds a run can end with, besides success.
 ERROR_KINDS = ("invalid_input", "timeout", "out_of_fuel", "memory_limit", "stack_overflow", "output_limit",
@@ -185,8 +187,9 @@ class Sandbox:
         return module
 
     # -- running ---------------------------------------------------------------------------------------------
-    def run(self, loaded: LoadedModule, stdin: bytes, limits: Limits = Limits(), argv0: str = "tool") -> RunResult:
-        """Run a loaded module's `_start` once with `stdin`, under `limits`."""
+    def run(self, loaded: LoadedModule, stdin: bytes, limits: Limits = Limits(),
+            argv: tuple[str, ...] = ("tool",)) -> RunResult:
+        """Run a loaded module's `_start` once with `stdin`, under `limits`. Tools get only their name as argv."""
         if self._ticker is None:
             with self._lock:
                 if self._ticker is None:
@@ -198,7 +201,7 @@ class Sandbox:
             store.set_fuel(limits.fuel)
             store.set_epoch_deadline(math.ceil(limits.timeout / EPOCH_PERIOD) + 1)
             wasi = wasmtime.WasiConfig()
-            wasi.argv = [argv0]
+            wasi.argv = list(argv)
             _set_stdin_bytes(wasi, stdin)
             wasi.stdout_custom = out
             wasi.stderr_custom = err
@@ -254,9 +257,12 @@ def _classify(r: RunResult, trap: Exception | None, out: _Capture, err: _Capture
 
 
 def _panic_message(stderr: str) -> str:
-    for line in stderr.splitlines():
+    """The panic message (which may span lines, up to its source location), else stderr's last line."""
+    lines = stderr.splitlines()
+    for i, line in enumerate(lines):
         if "panicked at" in line:
-            return line.strip()
+            end = next((j for j in range(i, len(lines)) if _PANIC_END.search(lines[j])), i)
+            return " ".join(ln.strip() for ln in lines[i:end + 1])[:1000]
     return _last_line(stderr)
 
 

@@ -30,6 +30,8 @@ directory = "{REGISTRY}"
 [net]
 offline = true
 """
+#: Bump when the build pipeline changes what it produces or checks: it keys the build-result cache.
+BUILD_RULES = "2"
 #: Profile settings evogit imposes (env beats Cargo.toml): small, stripped, deterministic release builds.
 PROFILE_ENV = {
     "CARGO_PROFILE_RELEASE_STRIP": "symbols",
@@ -58,7 +60,7 @@ class Toolchain:
     @property
     def key(self) -> str:
         """Identifies everything that decides a build's output (used to key the build cache)."""
-        text = "\n".join([self.rustc_version, self.cargo_version, self.target, json.dumps(PROFILE_ENV, sort_keys=True)])
+        text = "\n".join([BUILD_RULES, self.rustc_version, self.cargo_version, self.target, json.dumps(PROFILE_ENV, sort_keys=True)])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def describe(self) -> dict[str, str]:

@@ -1,0 +1,79 @@
+"""Shared fixtures: real git repositories in tmp_path, real cargo builds, real wasmtime runs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from evogit.resources import resource
+from evogit.runtime import Runtime
+
+STARTER = resource("skills-repo")
+
+
+def tool_files(name: str = "echo-tool", main_rs: str | None = None, cases: list[dict] | None = None,
+               cargo_extra: str = "", extra: dict[str, bytes] | None = None) -> dict[str, bytes]:
+    """A small, valid tool package (path -> bytes) whose pieces a test can replace."""
+    manifest = {
+        "name": name,
+        "description": "Echo the 'text' field back, optionally upper-cased.",
+        "input_schema": {"type": "object", "properties": {"text": {"type": "string"}, "upper": {"type": "boolean"}},
+                         "required": ["text"]},
+        "output_schema": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+        "tags": ["test"],
+    }
+    main_rs = main_rs or r'''
+use serde_json::{json, Value};
+use std::io::Read;
+fn shout(s: &str, upper: bool) -> String { if upper { s.to_uppercase() } else { s.to_string() } }
+fn main() {
+    let mut raw = String::new();
+    std::io::stdin().read_to_string(&mut raw).unwrap();
+    let v: Value = match serde_json::from_str(&raw) { Ok(v) => v, Err(e) => { println!("{}", json!({"error": e.to_string()})); std::process::exit(1) } };
+    let upper = v.get("upper").and_then(Value::as_bool).unwrap_or(false);
+    match v.get("text").and_then(Value::as_str) {
+        Some(t) => println!("{}", json!({"text": shout(t, upper)})),
+        None => { println!("{}", json!({"error": "text must be a string"})); std::process::exit(1) }
+    }
+}
+#[cfg(test)]
+mod tests {
+    #[test] fn shouts() { assert_eq!(super::shout("ab", true), "AB"); }
+    #[test] fn keeps() { assert_eq!(super::shout("ab", false), "ab"); }
+}
+'''
+    cases = cases if cases is not None else [
+        {"name": "plain", "input": {"text": "hi"}, "expect": {"text": "hi"}},
+        {"name": "upper", "input": {"text": "héllo", "upper": True}, "expect": {"text": "HÉLLO"}},
+        {"name": "bad", "input": {"text": 1}, "expect": {"error": "text must be a string"}, "exit": 1},
+    ]
+    files = {
+        "tool.json": json.dumps(manifest, indent=2).encode(),
+        "Cargo.toml": f'[package]\nname = "tool"\nversion = "0.1.0"\nedition = "2021"\n\n[dependencies]\nserde_json = "1"\n{cargo_extra}'.encode(),
+        "src/main.rs": main_rs.encode(),
+        "tests/cases.jsonl": "".join(json.dumps(c) + "\n" for c in cases).encode(),
+    }
+    files.update(extra or {})
+    return files
+
+
+@pytest.fixture
+def empty_rt(tmp_path: Path) -> Runtime:
+    """A fresh skills repository with no tools."""
+    rt, _ = Runtime.init(tmp_path / "skills", starter=False)
+    return rt
+
+
+@pytest.fixture
+def small_rt(tmp_path: Path) -> Runtime:
+    """A fresh skills repository with two starter tools imported and built."""
+    src = tmp_path / "starter"
+    src.mkdir()
+    for name in ("word-count", "slugify"):
+        shutil.copytree(STARTER / name, src / name)
+    rt, outcomes = Runtime.init(tmp_path / "skills", starter=src)
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes]
+    return rt

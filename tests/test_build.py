@@ -1,0 +1,119 @@
+"""The build pipeline with real cargo and wasmtime: green builds, failures that say why, determinism."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from evogit.runtime import Runtime
+
+from .conftest import tool_files
+
+pytestmark = pytest.mark.slow
+
+
+def _tags(rt: Runtime) -> list[str]:
+    return sorted(r for r in rt.repo.git.references if r.startswith("refs/tags/"))
+
+
+def test_green_build_writes_a_build_commit_and_tag(empty_rt: Runtime):
+    outcome = empty_rt.commit("echo-tool", tool_files(), "Echo text back")
+    assert outcome.ok, outcome.error
+    v = outcome.version
+    build = empty_rt.repo.commit(v.build_commit)
+    assert [str(p) for p in build.parent_ids] == [v.source_commit]
+    record = json.loads(empty_rt.repo.read(build, "build/build.json"))
+    assert record["fingerprint"] == v.fingerprint and record["ok"] is True
+    assert record["unit_tests"] == {"passed": 2, "failed": 0}
+    assert [c["name"] for c in record["cases"]] == ["plain", "upper", "bad"]
+    assert "time" not in json.dumps(record) and "host" not in json.dumps(record)
+    assert build.author.name == "evogit-builder"
+    assert build.commit_time == empty_rt.repo.commit(v.source_commit).commit_time
+    assert _tags(empty_rt) == [f"refs/tags/tools/echo-tool/{v.fingerprint}"]
+    run = empty_rt.run("echo-tool", b'{"text": "ok", "upper": true}')
+    assert run.ok and run.output == {"text": "OK"}
+
+
+@pytest.mark.parametrize(
+    "files, stage, says",
+    [
+        (tool_files(main_rs="fn main() { let x: u32 = \"no\"; }"), "compile", "mismatched types"),
+        (tool_files(main_rs="fn main() {}\n#[cfg(test)] mod t { #[test] fn boom() { assert_eq!(1, 2, \"one is not two\"); } }"),
+         "unit_tests", "one is not two"),
+        (tool_files(cases=[{"name": "wrong", "input": {"text": "a"}, "expect": {"text": "b"}}]),
+         "cases", 'wrong: expected {"text": "b"} (exit 0), got {"text": "a"} (exit 0)'),
+        (tool_files(cases=[{"name": "exit", "input": {"text": "a"}, "expect": {"text": "a"}, "exit": 1}]),
+         "cases", '(exit 1), got {"text": "a"} (exit 0)'),
+        (tool_files(cases=[{"name": "schema", "input": {"text": 5}, "expect": {"text": "5"}}]),
+         "cases", "case input breaks input_schema"),
+        (tool_files(cargo_extra='libc = "0.2"\n'), "package", "dependency 'libc' in [dependencies] is not allowed"),
+        (tool_files(extra={"build.rs": b"fn main() {}"}), "package", "build scripts are not allowed"),
+    ],
+    ids=["compile-error", "unit-test-fails", "wrong-output", "wrong-exit", "case-breaks-schema", "bad-dependency",
+         "build-script"],
+)
+def test_failing_build_tags_nothing_and_says_why(empty_rt: Runtime, files, stage, says):
+    outcome = empty_rt.commit("echo-tool", files, "A broken version")
+    assert not outcome.ok
+    assert outcome.record.stage == stage
+    assert says in outcome.error
+    assert _tags(empty_rt) == []
+    # The source commit is kept (nothing stored is lost), and the failure is remembered for `list`.
+    assert empty_rt.repo.head("echo-tool").message == "A broken version"
+    assert [t.head_status for t in empty_rt.list_tools()] == ["failed"]
+
+
+def test_identical_rebuild_gives_identical_build_commit(empty_rt: Runtime):
+    first = empty_rt.commit("echo-tool", tool_files(), "Echo")
+    assert first.ok
+    head = empty_rt.repo.head("echo-tool")
+    again = empty_rt.builder.build(head, "echo-tool", force=True)  # really recompiles and retests
+    assert again == first.version
+    # Written a second time from scratch (tag deleted), the build commit is the same object.
+    empty_rt.repo.git.references.delete(f"refs/tags/tools/echo-tool/{first.version.fingerprint}")
+    rebuilt = empty_rt.builder.build(head, "echo-tool", force=True)
+    assert rebuilt.build_commit == first.version.build_commit
+
+
+def test_identical_tree_is_not_recompiled(empty_rt: Runtime, monkeypatch):
+    first = empty_rt.commit("echo-tool", tool_files(), "Echo")
+    assert first.ok
+
+    def no_compile(*args, **kwargs):
+        raise AssertionError("an identical tree was compiled again")
+
+    monkeypatch.setattr(empty_rt.builder.compiler, "compile", no_compile)
+    # Same tree under another tool name needs a new tree (the name is in tool.json), so fork onto the same tree:
+    # a revert commit on the same branch has the same tree as the first version.
+    files = tool_files()
+    files["src/main.rs"] += b"// comment\n"
+    empty_rt.repo.commit_version("echo-tool", files, "Comment")  # built lazily below
+    empty_rt.repo.commit_version("echo-tool", tool_files(), "Revert the comment")
+    outcome = empty_rt.build(["echo-tool"])[0]
+    assert outcome.ok and outcome.version.fingerprint == first.version.fingerprint
+    assert empty_rt.build(["echo-tool"])[0].ok  # and a no-op the second time
+
+
+def test_build_cli_reports_noop_and_failures(empty_rt: Runtime):
+    from click.testing import CliRunner
+
+    from evogit.cli import main
+
+    assert empty_rt.commit("echo-tool", tool_files(), "Echo").ok
+    runner = CliRunner()
+    result = runner.invoke(main, ["build", "--repo", str(empty_rt.repo.path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)[0]["ok"] is True
+    empty_rt.repo.commit_version("echo-tool", tool_files(main_rs="fn main() { nope }"), "Broken")
+    result = runner.invoke(main, ["build", "--repo", str(empty_rt.repo.path)])
+    assert result.exit_code == 1
+    assert "Error: 1 of 1 builds failed" in result.output
+    assert "cannot find value `nope`" in result.output
+
+
+def test_git_fsck_is_clean(empty_rt: Runtime):
+    assert empty_rt.commit("echo-tool", tool_files(), "Echo").ok
+    fsck = subprocess.run(["git", "-C", str(empty_rt.repo.path), "fsck", "--strict"], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stderr

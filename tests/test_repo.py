@@ -1,0 +1,125 @@
+"""The git model: version addressing, fork lineage, compare-and-swap commits under concurrency."""
+
+from __future__ import annotations
+
+import multiprocessing
+import subprocess
+
+import pytest
+
+from evogit import lineage
+from evogit.errors import AmbiguousVersion, ToolExists, ToolNotFound
+from evogit.repo import SkillsRepo, Version
+from evogit.runtime import Runtime
+
+from .conftest import tool_files
+
+
+def _git(repo, *args) -> str:
+    return subprocess.run(["git", "-C", str(repo.path), *args], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.slow
+def test_version_addressing(empty_rt: Runtime):
+    first = empty_rt.commit("echo-tool", tool_files(), "First echo")
+    assert first.ok, first.error
+    files = tool_files()
+    files["src/main.rs"] = files["src/main.rs"].replace(b"to_uppercase()", b"to_uppercase().to_string()")
+    second = empty_rt.commit("echo-tool", files, "Second echo")
+    assert second.ok, second.error
+    v1, v2 = first.version, second.version
+    assert v1.fingerprint != v2.fingerprint
+    repo = empty_rt.repo
+    assert repo.resolve("echo-tool") == v2  # bare name: newest green version
+    assert repo.resolve(f"echo-tool@{v1.fingerprint[:7]}") == v1
+    assert repo.resolve(f"echo-tool@{v1.fingerprint}") == v1
+    with pytest.raises(ToolNotFound, match="has no version"):
+        repo.resolve("echo-tool@0000000")
+    with pytest.raises(ToolNotFound, match="no tool named 'nope'"):
+        repo.resolve("nope")
+    with pytest.raises(ToolNotFound, match="at least 4 lowercase hex"):
+        repo.resolve("echo-tool@xyz")
+    # A red head does not hide the newest green version.
+    broken = tool_files(main_rs="fn main() { this is not rust }")
+    red = empty_rt.commit("echo-tool", broken, "Broken")
+    assert not red.ok and red.record.stage == "compile"
+    assert repo.resolve("echo-tool") == v2
+    # Tags are named after the full fingerprint and point at build commits on top of the source commits.
+    tags = _git(repo, "tag", "-l", "tools/echo-tool/*").split()
+    assert sorted(tags) == sorted(f"tools/echo-tool/{v.fingerprint}" for v in (v1, v2))
+    assert _git(repo, "rev-parse", f"tools/echo-tool/{v2.fingerprint}^").strip() == v2.source_commit
+
+
+def test_ambiguous_prefix(tmp_path):
+    repo = SkillsRepo.init(tmp_path / "r")
+    base = repo.commit_version("t", tool_files("t"), "base")
+    commit = repo.commit(base)
+    # Two fake versions whose fingerprints share a prefix.
+    repo.write_build("t", commit, {"tool.wasm": b"a"}, "abcd" + "0" * 60)
+    repo.write_build("t", commit, {"tool.wasm": b"b"}, "abcd" + "1" * 60)
+    with pytest.raises(AmbiguousVersion, match="matches 2 versions"):
+        repo.resolve("t@abcd")
+    assert repo.resolve("t@abcd1").fingerprint.startswith("abcd1")
+
+
+@pytest.mark.slow
+def test_fork_lineage_crosses_branches(small_rt: Runtime):
+    repo = small_rt.repo
+    parent = repo.resolve("word-count")
+    child = small_rt.fork("word-count", "word-count-strict", "Count words; strict.")
+    assert child.ok, child.error
+    # The new branch starts at the parent's source commit: git log shows the whole history.
+    log = _git(repo, "log", "--format=%H", "tools/word-count-strict").split()
+    assert parent.source_commit in log
+    grandchild_files, _ = repo.files(repo.head("word-count-strict").tree)
+    grandchild_files["src/main.rs"] = grandchild_files["src/main.rs"].replace(b"must be a string", b"must be text")
+    grandchild_files["tests/cases.jsonl"] = grandchild_files["tests/cases.jsonl"].replace(b"must be a string", b"must be text")
+    gc = small_rt.commit("word-count-strict", grandchild_files, "Say text")
+    assert gc.ok, gc.error
+    lin = small_rt.lineage("word-count")
+    keys = set(lin.nodes)
+    assert {parent.short, child.version.short, gc.version.short} <= keys
+    assert lin.nodes[child.version.short].parents == [parent.short]
+    assert lin.nodes[gc.version.short].parents == [child.version.short]
+    assert "slugify" not in " ".join(keys)
+    text = lineage.render_text(lin)
+    assert text.splitlines()[0].startswith(parent.short)
+    assert "└── " + gc.version.short in text
+    assert "-->" in lineage.render_mermaid(lin) and "->" in lineage.render_dot(lin)
+    as_json = lineage.to_json(lin)
+    assert {"from": child.version.short, "to": gc.version.short} in as_json["edges"]
+    # Lineage from the child's side shows the parent too.
+    assert parent.short in small_rt.lineage("word-count-strict").nodes
+    with pytest.raises(ToolExists):
+        small_rt.fork("word-count", "word-count-strict")
+
+
+def _writer(path: str, worker: int, count: int) -> None:
+    repo = SkillsRepo(path)
+    for i in range(count):
+        files = tool_files("shared")
+        files["src/main.rs"] += f"// writer {worker} version {i}\n".encode()
+        repo.commit_version("shared", files, f"writer {worker} version {i}")
+
+
+def test_concurrent_commits_lose_no_version(tmp_path):
+    repo = SkillsRepo.init(tmp_path / "r")
+    repo.commit_version("shared", tool_files("shared"), "start")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(repo.path), w, 25)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    messages = [c.message for c in repo.walk(repo.head("shared").id)]
+    expected = {f"writer {w} version {i}" for w in range(4) for i in range(25)}
+    assert expected <= set(messages)
+    assert len([m for m in messages if m.startswith("writer")]) == 100
+    # Linear history: every version's parent is the previous one.
+    assert all(len(c.parents) <= 1 for c in repo.walk(repo.head("shared").id))
+    assert subprocess.run(["git", "-C", str(repo.path), "fsck", "--strict"], capture_output=True).returncode == 0
+
+
+def test_version_short_name():
+    assert Version("a", "0123456789", "b", "s").short == "a@0123456"
