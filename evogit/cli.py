@@ -268,3 +268,23 @@ def hook(name: str, args: tuple[str, ...]) -> None:
     rt = Runtime(Path(os.environ.get("GIT_DIR") or "."))
     for outcome in rt.on_hook(name, stdin):
         click.echo(f"evogit: {_show_build(outcome)}", err=True)
+
+
+def entry() -> None:
+    """Console-script entry point: run the CLI, then leave without interpreter teardown.
+
+    wasmtime's WASI output callbacks are released on its own worker threads; if that happens while Python is
+    finalising, the process aborts after the command's work is done (design note §5). Flushing and calling
+    os._exit once the command has finished avoids that race without losing any output.
+    """
+    code: int = 0
+    try:
+        main()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if not isinstance(e.code, (int, type(None))):
+            click.echo(e.code, err=True)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)

@@ -1,0 +1,87 @@
+"""The CLI as a user meets it: help everywhere, one-line errors, exit codes, JSON output."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from evogit.cli import main
+from evogit.runtime import Runtime
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def invoke(*args: str, input: str | None = None):
+    return CliRunner().invoke(main, list(args), input=input)
+
+
+def test_every_command_has_help_and_is_in_the_readme():
+    readme = README.read_text()
+    for name, cmd in main.commands.items():
+        if cmd.hidden:
+            continue
+        assert cmd.help, name
+        assert invoke(name, "--help").exit_code == 0
+        assert re.search(rf"evogit {name}\b", readme), f"README does not show `evogit {name}`"
+
+
+def test_missing_repo_is_a_one_line_error(tmp_path: Path):
+    result = invoke("list", "--repo", str(tmp_path / "nowhere"))
+    assert result.exit_code == 1
+    assert result.output.strip().count("\n") == 0
+    assert result.output.startswith("Error: ") and "evogit init" in result.output
+
+
+def test_usage_error_exits_2(tmp_path: Path):
+    assert invoke("lineage").exit_code == 2
+    assert invoke("lineage", "x", "--format", "png").exit_code == 2
+
+
+def test_init_no_starter_and_list(tmp_path: Path):
+    repo = tmp_path / "lib"
+    result = invoke("init", str(repo), "--no-starter")
+    assert result.exit_code == 0, result.output
+    assert (repo / ".git" / "hooks" / "post-commit").exists()
+    result = invoke("list", "--repo", str(repo), "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout) == []
+    # Running init again on the same path adopts it and loses nothing.
+    assert invoke("init", str(repo), "--no-starter").exit_code == 0
+
+
+@pytest.mark.slow
+def test_run_describe_lineage_fork(small_rt: Runtime):
+    repo = str(small_rt.repo.path)
+    result = invoke("run", "word-count", '{"text": "a b c"}', "--repo", repo)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"words": 3, "lines": 1, "chars": 5}
+    result = invoke("run", "word-count", "-", "--repo", repo, input='{"text": "x"}')
+    assert json.loads(result.stdout)["words"] == 1
+    result = invoke("run", "word-count", '{"text": 1}', "--repo", repo)
+    assert result.exit_code == 1
+    assert re.match(r"Error: word-count@[0-9a-f]{7}: invalid_input: text: 1 is not of type 'string'", result.output)
+    result = invoke("run", "word-count", "{nope", "--repo", repo, "--json")
+    assert result.exit_code == 1
+    envelope = json.loads(result.stdout)
+    assert envelope["ok"] is False and envelope["error"]["kind"] == "invalid_input"
+    assert set(envelope) == {"ok", "output", "error", "tool", "fingerprint", "wall_ms", "fuel"}
+    result = invoke("describe", "word-count", "--repo", repo, "--json")
+    described = json.loads(result.stdout)
+    assert described["tool"] == "word-count" and len(described["cases"]) >= 5
+    assert described["build"]["fingerprint"] == described["fingerprint"]
+    text = invoke("describe", "word-count", "--repo", repo).stdout
+    assert "input schema:" in text and "cases:" in text
+    result = invoke("fork", "word-count", "line-count", "--repo", repo)
+    assert result.exit_code == 0 and "ok    line-count@" in result.output
+    result = invoke("fork", "word-count", "line-count", "--repo", repo)
+    assert result.exit_code == 1 and "already exists" in result.output
+    result = invoke("lineage", "line-count", "--repo", repo)
+    assert "word-count@" in result.stdout and "└── line-count@" in result.stdout
+    graph = json.loads(invoke("lineage", "word-count", "--repo", repo, "--format", "json").stdout)
+    assert len(graph["edges"]) == 1
+    listed = invoke("list", "--repo", repo).stdout
+    assert "line-count" in listed and "slugify" in listed
+    assert invoke("run", "no-such-tool", "{}", "--repo", repo).output.startswith("Error: no tool named")

@@ -1,0 +1,77 @@
+"""The whole starter library: every tool builds and passes its cases; the repository is clean and clonable."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from evogit.runtime import Runtime
+
+from .conftest import STARTER
+
+pytestmark = pytest.mark.slow
+
+EXPECTED = {
+    "csv-to-json", "json-to-csv", "word-count", "word-frequency", "regex-extract", "regex-replace", "base64-encode",
+    "base64-decode", "sha256-hash", "url-parse", "slugify", "json-pointer", "sort-lines", "dedupe-lines",
+    "fuzzy-match", "date-diff", "unit-convert", "roman-numerals", "markdown-table", "case-convert",
+    "extract-emails", "html-to-text", "number-stats", "json-flatten",
+}
+
+
+@pytest.fixture(scope="module")
+def starter_repo(tmp_path_factory) -> Runtime:
+    rt, outcomes = Runtime.init(tmp_path_factory.mktemp("starter") / "skills")
+    failed = {o.tool: o.error for o in outcomes if not o.ok}
+    assert not failed, failed
+    return rt
+
+
+def test_every_starter_tool_is_green(starter_repo: Runtime):
+    assert {p.name for p in STARTER.iterdir()} == EXPECTED
+    tools = starter_repo.list_tools()
+    assert {t.name for t in tools} == EXPECTED
+    assert all(t.head_status == "green" and t.versions == 1 for t in tools)
+
+
+def test_every_starter_tool_meets_the_bar(starter_repo: Runtime):
+    for name in sorted(EXPECTED):
+        d = starter_repo.describe(name)
+        assert len(d["cases"]) >= 5, name
+        assert any(c.get("exit", 0) != 0 for c in d["cases"]), f"{name} has no error case"
+        assert d["build"]["unit_tests"]["passed"] >= 3, name
+        assert d["input_schema"].get("type") == "object", name
+        assert len(d["description"]) > 40, name
+
+
+def test_fsck_graph_and_clone(starter_repo: Runtime, tmp_path: Path):
+    path = starter_repo.repo.path
+    fsck = subprocess.run(["git", "-C", str(path), "fsck", "--strict"], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stderr
+    graph = subprocess.run(["git", "-C", str(path), "log", "--graph", "--oneline", "--all"], capture_output=True,
+                           text=True).stdout
+    assert graph.count("Build ") == 24 and graph.count("Add ") == 24
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(path), str(clone)], check=True)
+    tags = subprocess.run(["git", "-C", str(clone), "tag", "-l"], capture_output=True, text=True).stdout.split()
+    assert len(tags) == 24
+    for tag in tags:
+        name, fp = tag.removeprefix("tools/").split("/")
+        wasm = subprocess.run(["git", "-C", str(clone), "show", f"{tag}:build/tool.wasm"], capture_output=True).stdout
+        import hashlib
+        assert hashlib.sha256(wasm).hexdigest() == fp
+        record = json.loads(subprocess.run(["git", "-C", str(clone), "show", f"{tag}:build/build.json"],
+                                           capture_output=True, text=True).stdout)
+        assert record["tool"] == name and record["ok"]
+
+
+def test_examples_run(starter_repo: Runtime):
+    run = starter_repo.run
+    assert run("csv-to-json", b'{"csv": "a;b\\n1;2", "delimiter": ";"}').output == {"rows": [{"a": "1", "b": "2"}], "count": 1}
+    assert run("roman-numerals", b'{"value": 1990}').output["roman"] == "MCMXC"
+    assert run("slugify", b'{"text": "H\\u00e9llo W\\u00f6rld!"}').output == {"slug": "hello-world"}
+    bad = run("date-diff", b'{"start": "2023-02-30", "end": "2023-03-01"}')
+    assert not bad.ok and bad.error == "exit_code" and "start" in bad.detail
