@@ -155,7 +155,7 @@ def check_source(path: str, text: str) -> None:
             raise InvalidPackage(f"{path}: {m.group(1)}!({m.group(2)!r}) reads the build host's environment")
 
 
-def check_package(files: dict[str, bytes], symlinks: set[str] = frozenset()) -> tuple[ToolManifest, list[Case]]:
+def check_package(files: dict[str, bytes], symlinks: frozenset[str] | set[str] = frozenset()) -> tuple[ToolManifest, list[Case]]:
     """Check a whole source tree (path -> content) and return its manifest and cases."""
     missing = [f for f in REQUIRED_FILES if f not in files]
     if missing:

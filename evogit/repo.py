@@ -84,7 +84,7 @@ class SkillsRepo:
             raise RepoNotFound(f"{path} is a git repository but not an evogit skills repository (run `evogit init {path}`)")
 
     @classmethod
-    def init(cls, path: str | Path) -> "SkillsRepo":
+    def init(cls, path: str | Path) -> SkillsRepo:
         """Create (or adopt) a non-bare repository with a `main` branch holding a README."""
         path = Path(path)
         try:
@@ -127,20 +127,20 @@ class SkillsRepo:
         while stack:
             prefix, t = stack.pop()
             for entry in t:
-                path = prefix + entry.name
+                path = prefix + (entry.name or "")
                 if entry.filemode == FileMode.TREE:
                     stack.append((path + "/", self.git[entry.id].peel(pygit2.Tree)))
                 elif entry.filemode == FileMode.LINK:
                     links.add(path)
                 elif entry.filemode in (FileMode.BLOB, FileMode.BLOB_EXECUTABLE):
-                    files[path] = self.git[entry.id].data
+                    files[path] = self.git[entry.id].peel(pygit2.Blob).data
                 else:
                     links.add(path)  # submodules are as unwelcome as links
         return files, links
 
     def read(self, commit: pygit2.Commit, path: str) -> bytes:
         try:
-            return self.git[commit.tree[path].id].data
+            return self.git[commit.tree[path].id].peel(pygit2.Blob).data
         except KeyError:
             raise ToolNotFound(f"{path} not found in {commit.id}") from None
 

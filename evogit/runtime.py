@@ -17,12 +17,12 @@ import msgspec
 import pygit2
 
 from . import hooks, lineage
-from .build import BuildRecord, Builder
+from .build import Builder, BuildRecord
 from .errors import BuildFailed, EvogitError, InvalidInput, SandboxError, ToolExists, ToolNotFound
 from .manifest import ToolManifest, check_name, manifest_json, parse_cases, parse_manifest
 from .repo import BRANCH_PREFIX, SkillsRepo, Version, branch_ref
 from .resources import resource
-from .sandbox import Limits
+from .sandbox import DEFAULT_LIMITS, Limits
 
 Progress = Callable[[str, int, int, "BuildOutcome | None"], None]
 
@@ -97,7 +97,7 @@ class Runtime:
     # -- creating a library ------------------------------------------------------------------------------------
     @classmethod
     def init(cls, path: str | Path, *, starter: Path | None | bool = True,
-             progress: Progress | None = None) -> tuple["Runtime", list[BuildOutcome]]:
+             progress: Progress | None = None) -> tuple[Runtime, list[BuildOutcome]]:
         """Create a skills repository, install its hooks and import + build the starter library."""
         repo = SkillsRepo.init(path)
         hooks.install(Path(repo.git.path))
@@ -248,7 +248,7 @@ class Runtime:
             self._loaded[v.build_commit] = hit
         return hit
 
-    def run(self, spec: str, stdin: bytes, limits: Limits = Limits()) -> RunOutcome:
+    def run(self, spec: str, stdin: bytes, limits: Limits = DEFAULT_LIMITS) -> RunOutcome:
         """Validate input, run the version in the sandbox, validate output."""
         tool = self.load(spec)
         v = tool.version

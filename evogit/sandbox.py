@@ -47,6 +47,9 @@ class Limits:
     max_stderr: int = 256 * 1024
 
 
+DEFAULT_LIMITS = Limits()
+
+
 @dataclass
 class RunResult:
     """What happened in one run. `error` is None on a clean exit 0, else one of `ERROR_KINDS`."""
@@ -90,7 +93,8 @@ class _Capture:
     __slots__ = ("cap", "chunks", "size", "overflowed")
 
     def __init__(self, cap: int):
-        self.cap, self.chunks, self.size, self.overflowed = cap, [], 0, False
+        self.cap, self.size, self.overflowed = cap, 0, False
+        self.chunks: list[bytes] = []
 
     def __call__(self, data: bytes) -> int:
         if self.size + len(data) > self.cap:
@@ -187,7 +191,7 @@ class Sandbox:
         return module
 
     # -- running ---------------------------------------------------------------------------------------------
-    def run(self, loaded: LoadedModule, stdin: bytes, limits: Limits = Limits(),
+    def run(self, loaded: LoadedModule, stdin: bytes, limits: Limits = DEFAULT_LIMITS,
             argv: tuple[str, ...] = ("tool",)) -> RunResult:
         """Run a loaded module's `_start` once with `stdin`, under `limits`. Tools get only their name as argv."""
         if self._ticker is None:
@@ -214,7 +218,9 @@ class Sandbox:
                 instance = loaded.pre.instantiate(store)
                 exports = instance.exports(store)
                 memory = exports["memory"]
-                exports["_start"](store)
+                start = exports["_start"]
+                assert isinstance(start, wasmtime.Func)
+                start(store)
             except wasmtime.ExitTrap as e:
                 exit_code = e.code
             except (wasmtime.Trap, wasmtime.WasmtimeError) as e:
@@ -249,11 +255,23 @@ def _classify(r: RunResult, trap: Exception | None, out: _Capture, err: _Capture
         r.error, r.detail = "timeout", f"ran longer than {limits.timeout:g} s"
     elif code == wasmtime.TrapCode.STACK_OVERFLOW:
         r.error, r.detail = "stack_overflow", "call stack exhausted"
+    elif code == wasmtime.TrapCode.MEMORY_OUT_OF_BOUNDS and _recursing(trap):
+        # Rust's shadow stack lives in linear memory below the data; deep recursion runs it off address 0.
+        r.error, r.detail = "stack_overflow", "shadow stack exhausted (unbounded recursion)"
     elif "memory allocation of" in stderr_tail or r.memory_bytes + 65536 * 16 > limits.memory:
         r.error, r.detail = "memory_limit", f"linear memory limit {limits.memory} bytes reached"
     else:
         panic = _panic_message(stderr_tail)
         r.error, r.detail = "trap", panic or message
+
+
+def _recursing(trap: Exception) -> bool:
+    """True if the innermost frames of a trap are one function calling itself."""
+    try:
+        frames = [f.func_index for f in trap.frames[:12]]  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - frames are best-effort diagnostics
+        return False
+    return len(frames) >= 8 and max(frames.count(i) for i in set(frames)) >= 8
 
 
 def _panic_message(stderr: str) -> str:
