@@ -14,7 +14,7 @@ import click
 
 from . import lineage as lineage_mod
 from .errors import EvogitError
-from .runtime import BuildOutcome, Runtime, default_repo_path
+from .runtime import BuildOutcome, Runtime, default_repo_path, run_wasm
 from .sandbox import Limits
 from .toolchain import cache_root
 
@@ -194,18 +194,44 @@ def _limits(timeout: float | None, fuel: int | None, memory: int | None, max_out
 
 
 @main.command()
-@click.argument("tool")
+@click.argument("tool", required=False, metavar="TOOL[@FP]")
 @click.argument("input_json", required=False, metavar="[JSON | -]")
 @click.option("-i", "--input", "input_file", type=click.File("rb"), help="Read the input JSON from a file.")
+@click.option("--batch", "batch_file", type=click.File("rb"),
+              help="Run once per line of FILE (one JSON input a line; - for stdin); print one JSON envelope a line.")
+@click.option("--wasm", "wasm_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Run a raw WASI module instead of a library tool (same sandbox and limits, no schemas).")
 @click.option("--timeout", type=float, help="Wall-clock limit in seconds.")
 @click.option("--fuel", type=int, help="Fuel limit (about 10 billion per CPU second).")
 @click.option("--memory", type=int, help="Linear memory limit in MiB.")
 @click.option("--max-output", type=int, help="Stdout limit in bytes.")
 @repo_option
 @json_option
-def run(tool: str, input_json: str | None, input_file: Any, timeout: float | None, fuel: int | None,
-        memory: int | None, max_output: int | None, repo: Path | None, as_json: bool) -> None:
-    """Run TOOL[@FP] on a JSON input (argument, -i FILE, or - for stdin) and print its JSON output."""
+def run(tool: str | None, input_json: str | None, input_file: Any, batch_file: Any, wasm_file: Path | None,
+        timeout: float | None, fuel: int | None, memory: int | None, max_output: int | None, repo: Path | None,
+        as_json: bool) -> None:
+    """Run TOOL[@FP] on a JSON input (argument, -i FILE, or - for stdin) and print its JSON output.
+
+    Plain output is the tool's JSON; a failure prints `Error: TOOL@FP: KIND: DETAIL` and exits 1.
+    With --json, one envelope {"ok", "output", "error", "tool", "fingerprint", "wall_ms", "fuel"}.
+    """
+    limits = _limits(timeout, fuel, memory, max_output)
+    if wasm_file is not None:
+        if tool is not None and input_json is not None:
+            raise click.UsageError("with --wasm give only the input, not a TOOL")
+        input_json = tool if input_json is None else input_json
+    elif tool is None:
+        raise click.UsageError("missing TOOL (or --wasm FILE)")
+    if batch_file is not None:
+        if wasm_file is not None or input_json is not None or input_file is not None:
+            raise click.UsageError("--batch takes its inputs from FILE only, and a TOOL")
+        assert tool is not None
+        lines = (line for line in batch_file if line.strip())
+        failed = 0
+        for outcome in Runtime(repo).run_batch(tool, lines, limits):
+            failed += not outcome.ok
+            click.echo(json.dumps(outcome.envelope(), ensure_ascii=False))
+        sys.exit(1 if failed else 0)
     if input_json is not None and input_file is not None:
         raise click.UsageError("give the input as an argument or with -i, not both")
     if input_file is not None:
@@ -216,7 +242,11 @@ def run(tool: str, input_json: str | None, input_file: Any, timeout: float | Non
         data = input_json.encode()
     else:
         raise click.UsageError("no input: give JSON, -i FILE, or pipe it on stdin")
-    outcome = Runtime(repo).run(tool, data, _limits(timeout, fuel, memory, max_output))
+    if wasm_file is not None:
+        outcome = run_wasm(wasm_file, data, limits)
+    else:
+        assert tool is not None
+        outcome = Runtime(repo).run(tool, data, limits)
     if as_json:
         _out(outcome.envelope())
         sys.exit(0 if outcome.ok else 1)

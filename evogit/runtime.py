@@ -5,9 +5,12 @@ It returns plain data; formatting is the caller's business.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,7 @@ from .errors import BuildFailed, EvogitError, InvalidInput, SandboxError, ToolEx
 from .manifest import ToolManifest, check_name, manifest_json, parse_cases, parse_manifest
 from .repo import BRANCH_PREFIX, SkillsRepo, Version, branch_ref
 from .resources import resource
-from .sandbox import DEFAULT_LIMITS, Limits
+from .sandbox import DEFAULT_LIMITS, Limits, RunResult, Sandbox
 
 Progress = Callable[[str, int, int, "BuildOutcome | None"], None]
 
@@ -74,6 +77,48 @@ class RunOutcome:
                 "fuel": self.fuel}
 
 
+class RunRecord(msgspec.Struct, omit_defaults=True):
+    """What is kept of every run (the event log will persist these): who ran, on what, how it ended, the cost."""
+
+    tool: str
+    fingerprint: str
+    input_sha256: str
+    ok: bool
+    at: float
+    error: str | None = None
+    exit_code: int | None = None
+    wall_ms: float = 0.0
+    cpu_ms: float = 0.0
+    fuel: int = 0
+    output_bytes: int = 0
+
+
+RunSink = Callable[[RunRecord], None]
+
+
+class JsonlRunSink:
+    """Appends run records to `.git/evogit/runs.jsonl`, one line per run, safe across processes (O_APPEND)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __call__(self, record: RunRecord) -> None:
+        line = msgspec.json.encode(record) + b"\n"
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+
+def _record(outcome: RunOutcome, stdin: bytes, result: RunResult | None) -> RunRecord:
+    return RunRecord(
+        outcome.tool, outcome.fingerprint, hashlib.sha256(stdin).hexdigest(), outcome.ok, time.time(),
+        outcome.error, outcome.exit_code, round(outcome.wall_ms, 3), round(result.cpu_ms, 3) if result else 0.0,
+        outcome.fuel, len(result.stdout) if result else 0,
+    )
+
+
 @dataclass
 class _Loaded:
     version: Version
@@ -89,9 +134,10 @@ def default_repo_path() -> Path:
 class Runtime:
     """Operations on one skills repository."""
 
-    def __init__(self, path: str | Path | None = None):
+    def __init__(self, path: str | Path | None = None, run_sink: RunSink | None = None):
         self.repo = SkillsRepo(path or default_repo_path())
         self.builder = Builder(self.repo)
+        self.run_sink: RunSink = run_sink or JsonlRunSink(self.repo.state_dir / "runs.jsonl")
         self._loaded: dict[str, _Loaded] = {}
 
     # -- creating a library ------------------------------------------------------------------------------------
@@ -249,46 +295,44 @@ class Runtime:
         return hit
 
     def run(self, spec: str, stdin: bytes, limits: Limits = DEFAULT_LIMITS) -> RunOutcome:
-        """Validate input, run the version in the sandbox, validate output."""
-        tool = self.load(spec)
+        """Validate input, run the version in the sandbox, validate output; the run record goes to the sink."""
+        outcome, result = self._run(self.load(spec), stdin, limits)
+        self.run_sink(_record(outcome, stdin, result))
+        return outcome
+
+    def run_batch(self, spec: str, inputs: Iterable[bytes], limits: Limits = DEFAULT_LIMITS,
+                  workers: int = 2) -> Iterator[RunOutcome]:
+        """Run one version on many inputs, on `workers` threads (wasmtime releases the GIL); order is kept."""
+        self.load(spec)
+        with ThreadPoolExecutor(workers) as pool:
+            yield from pool.map(lambda data: self.run(spec, data, limits), inputs)
+
+    def _run(self, tool: _Loaded, stdin: bytes, limits: Limits) -> tuple[RunOutcome, RunResult | None]:
         v = tool.version
         outcome = RunOutcome(v.name, v.fingerprint, ok=False)
         try:
             value = json.loads(stdin)
         except ValueError as e:
             outcome.error, outcome.detail = "invalid_input", f"input is not valid JSON: {e}"
-            return outcome
+            return outcome, None
         err = jsonschema.exceptions.best_match(tool.validators[0].iter_errors(value))
         if err is not None:
             where = "/".join(str(p) for p in err.absolute_path)
             outcome.error, outcome.detail = "invalid_input", f"{where + ': ' if where else ''}{err.message}"
-            return outcome
+            return outcome, None
         try:
             loaded = self.builder.sandbox.load(tool.wasm, v.fingerprint)
         except SandboxError as e:
             outcome.error, outcome.detail = e.kind, str(e)
-            return outcome
+            return outcome, None
         result = self.builder.sandbox.run(loaded, stdin, limits, argv=(v.name,))
-        outcome.exit_code, outcome.wall_ms, outcome.fuel = result.exit_code, result.wall_ms, result.fuel
-        outcome.stderr = result.stderr.decode("utf-8", "replace")
-        try:
-            outcome.output = json.loads(result.stdout) if result.stdout.strip() else None
-        except ValueError:
-            outcome.output = None
-            if result.ok:
-                outcome.error, outcome.detail = "invalid_output", "output is not one JSON document"
-                return outcome
-        if not result.ok:
-            outcome.error, outcome.detail = result.error, result.detail
-            if result.error == "exit_code" and isinstance(outcome.output, dict) and isinstance(outcome.output.get("error"), str):
-                outcome.detail = f"exit {result.exit_code}: {outcome.output['error']}"
-            return outcome
-        err = jsonschema.exceptions.best_match(tool.validators[1].iter_errors(outcome.output))
-        if err is not None:
-            outcome.error, outcome.detail = "invalid_output", f"output breaks output_schema: {err.message}"
-            return outcome
-        outcome.ok = True
-        return outcome
+        _interpret(outcome, result)
+        if outcome.ok:
+            err = jsonschema.exceptions.best_match(tool.validators[1].iter_errors(outcome.output))
+            if err is not None:
+                outcome.ok = False
+                outcome.error, outcome.detail = "invalid_output", f"output breaks output_schema: {err.message}"
+        return outcome, result
 
     # -- hooks -------------------------------------------------------------------------------------------------
     def on_hook(self, name: str, stdin: str = "") -> list[BuildOutcome]:
@@ -309,3 +353,38 @@ class Runtime:
                     outcomes.append(self._build(self.repo.commit(parts[1]), parts[2][len(BRANCH_PREFIX):]))
             return outcomes
         raise InvalidInput(f"unknown hook {name!r} (known: {', '.join(hooks.HOOKS)})")
+
+
+def _interpret(outcome: RunOutcome, result: RunResult) -> None:
+    """Fill an outcome from a sandbox result: parse stdout as JSON and name the failure, if any."""
+    outcome.exit_code, outcome.wall_ms, outcome.fuel = result.exit_code, result.wall_ms, result.fuel
+    outcome.stderr = result.stderr.decode("utf-8", "replace")
+    try:
+        outcome.output = json.loads(result.stdout) if result.stdout.strip() else None
+    except ValueError:
+        outcome.output = None
+        if result.ok:
+            outcome.error, outcome.detail = "invalid_output", "output is not one JSON document"
+            return
+    if not result.ok:
+        outcome.error, outcome.detail = result.error, result.detail
+        if result.error == "exit_code" and isinstance(outcome.output, dict) and isinstance(outcome.output.get("error"), str):
+            outcome.detail = f"exit {result.exit_code}: {outcome.output['error']}"
+        return
+    if outcome.output is None:
+        outcome.error, outcome.detail = "invalid_output", "no output"
+        return
+    outcome.ok = True
+
+
+def run_wasm(path: Path, stdin: bytes, limits: Limits = DEFAULT_LIMITS) -> RunOutcome:
+    """Run any WASI command module under the same sandbox and limits, without schemas or a repository."""
+    wasm = Path(path).read_bytes()
+    sandbox = Sandbox()
+    try:
+        loaded = sandbox.load(wasm, cache=False)  # only modules evogit compiled itself are ever deserialized
+    except SandboxError as e:
+        return RunOutcome(Path(path).name, "", ok=False, error=e.kind, detail=str(e))
+    outcome = RunOutcome(Path(path).name, loaded.fingerprint, ok=False)
+    _interpret(outcome, sandbox.run(loaded, stdin, limits, argv=(Path(path).stem,)))
+    return outcome

@@ -126,3 +126,41 @@ def test_four_threads_behave_like_one(hostile: Runtime):
         kind, _, bound = ATTACKS[name]
         assert outcome.error == kind, (name, outcome.error, outcome.detail)
         assert took < bound * 2, f"{name} took {took:.2f}s with 4 threads"
+
+
+def test_every_run_leaves_a_record(hostile: Runtime):
+    seen = []
+    hostile.run_sink = seen.append
+    hostile.run("hostile", b'{"mode": "ok"}', LIMITS)
+    hostile.run("hostile", b'{"mode": "panic"}', LIMITS)
+    hostile.run("hostile", b'{"mode": 1}', LIMITS)
+    assert [(r.ok, r.error) for r in seen] == [(True, None), (False, "trap"), (False, "invalid_input")]
+    first = seen[0]
+    assert first.tool == "hostile" and len(first.fingerprint) == 64 and len(first.input_sha256) == 64
+    assert first.fuel > 0 and first.wall_ms > 0 and first.output_bytes == len(b'{"ok": true}\n')
+
+
+def test_default_sink_appends_jsonl(hostile: Runtime):
+    rt = Runtime(hostile.repo.path)
+    rt.run("hostile", b'{"mode": "exit"}', LIMITS)
+    last = json.loads((rt.repo.state_dir / "runs.jsonl").read_text().splitlines()[-1])
+    assert last["error"] == "exit_code" and last["exit_code"] == 3
+
+
+def test_cli_batch_and_raw_wasm(hostile: Runtime, tmp_path: Path):
+    from click.testing import CliRunner
+
+    from evogit.cli import main
+
+    repo = str(hostile.repo.path)
+    lines = '{"mode": "ok"}\n{"mode": "exit"}\n\n{"mode": "ok"}\n'
+    result = CliRunner().invoke(main, ["run", "hostile", "--batch", "-", "--repo", repo, "--timeout", "1"], input=lines)
+    envelopes = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [e["ok"] for e in envelopes] == [True, False, True] and result.exit_code == 1
+    assert envelopes[1]["error"]["kind"] == "exit_code"
+    wasm = tmp_path / "hostile.wasm"
+    wasm.write_bytes(hostile.repo.read(hostile.repo.commit(hostile.repo.resolve("hostile").build_commit), "build/tool.wasm"))
+    result = CliRunner().invoke(main, ["run", "--wasm", str(wasm), '{"mode": "schema"}'])
+    assert result.exit_code == 0 and json.loads(result.stdout) == {"nope": 1}  # no schema checks on raw modules
+    result = CliRunner().invoke(main, ["run", "--wasm", str(wasm), '{"mode": "loop"}', "--timeout", "0.3"])
+    assert result.exit_code == 1 and ": timeout: ran longer than 0.3 s" in result.output
