@@ -23,9 +23,9 @@ from . import hooks, lineage
 from .build import Builder, BuildRecord
 from .errors import BuildFailed, EvogitError, InvalidInput, SandboxError, ToolExists, ToolNotFound
 from .manifest import ToolManifest, check_name, manifest_json, parse_cases, parse_manifest
-from .repo import BRANCH_PREFIX, SkillsRepo, Version, branch_ref
+from .repo import BRANCH_PREFIX, SkillsRepo, Version, branch_ref, parse_spec
 from .resources import resource
-from .sandbox import DEFAULT_LIMITS, Limits, RunResult, Sandbox
+from .sandbox import DEFAULT_LIMITS, Limits, LoadedModule, RunResult, Sandbox
 
 Progress = Callable[[str, int, int, "BuildOutcome | None"], None]
 
@@ -125,6 +125,7 @@ class _Loaded:
     manifest: ToolManifest
     wasm: bytes
     validators: tuple[jsonschema.Draft202012Validator, jsonschema.Draft202012Validator] = field(repr=False)
+    module: LoadedModule | None = field(default=None, repr=False)
 
 
 def default_repo_path() -> Path:
@@ -139,6 +140,7 @@ class Runtime:
         self.builder = Builder(self.repo)
         self.run_sink: RunSink = run_sink or JsonlRunSink(self.repo.state_dir / "runs.jsonl")
         self._loaded: dict[str, _Loaded] = {}
+        self._resolved: dict[str, tuple[str | None, _Loaded]] = {}
 
     # -- creating a library ------------------------------------------------------------------------------------
     @classmethod
@@ -283,6 +285,13 @@ class Runtime:
 
     # -- running -----------------------------------------------------------------------------------------------
     def load(self, spec: str) -> _Loaded:
+        """Resolve and load a version once per process; a bare name is re-resolved only if its branch moved."""
+        name, prefix = parse_spec(spec)
+        ref = None if prefix else self.repo.git.references.get(branch_ref(name))
+        marker = str(ref.target) if ref is not None else None
+        cached = self._resolved.get(spec)
+        if cached is not None and cached[0] == marker:
+            return cached[1]
         v = self.repo.resolve(spec)
         hit = self._loaded.get(v.build_commit)
         if hit is None:
@@ -292,6 +301,7 @@ class Runtime:
                           jsonschema.Draft202012Validator(manifest.output_schema))
             hit = _Loaded(v, manifest, self.repo.read(build, "build/tool.wasm"), validators)
             self._loaded[v.build_commit] = hit
+        self._resolved[spec] = (marker, hit)
         return hit
 
     def run(self, spec: str, stdin: bytes, limits: Limits = DEFAULT_LIMITS) -> RunOutcome:
@@ -315,23 +325,25 @@ class Runtime:
         except ValueError as e:
             outcome.error, outcome.detail = "invalid_input", f"input is not valid JSON: {e}"
             return outcome, None
-        err = jsonschema.exceptions.best_match(tool.validators[0].iter_errors(value))
+        err = None if tool.validators[0].is_valid(value) else jsonschema.exceptions.best_match(
+            tool.validators[0].iter_errors(value))
         if err is not None:
             where = "/".join(str(p) for p in err.absolute_path)
             outcome.error, outcome.detail = "invalid_input", f"{where + ': ' if where else ''}{err.message}"
             return outcome, None
-        try:
-            loaded = self.builder.sandbox.load(tool.wasm, v.fingerprint)
-        except SandboxError as e:
-            outcome.error, outcome.detail = e.kind, str(e)
-            return outcome, None
+        if tool.module is None:
+            try:
+                tool.module = self.builder.sandbox.load(tool.wasm, v.fingerprint)  # verifies the fingerprint
+            except SandboxError as e:
+                outcome.error, outcome.detail = e.kind, str(e)
+                return outcome, None
+        loaded = tool.module
         result = self.builder.sandbox.run(loaded, stdin, limits, argv=(v.name,))
         _interpret(outcome, result)
-        if outcome.ok:
+        if outcome.ok and not tool.validators[1].is_valid(outcome.output):
             err = jsonschema.exceptions.best_match(tool.validators[1].iter_errors(outcome.output))
-            if err is not None:
-                outcome.ok = False
-                outcome.error, outcome.detail = "invalid_output", f"output breaks output_schema: {err.message}"
+            outcome.ok = False
+            outcome.error, outcome.detail = "invalid_output", f"output breaks output_schema: {err.message if err else outcome.output}"
         return outcome, result
 
     # -- hooks -------------------------------------------------------------------------------------------------
