@@ -93,14 +93,15 @@ def _outcome_json(o: BuildOutcome) -> dict[str, Any]:
 @main.command()
 @click.argument("path", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--no-starter", is_flag=True, help="Create an empty library (no starter tools).")
+@click.option("--bare", is_flag=True, help="A bare repository to push to; it builds what it receives.")
 @json_option
-def init(path: Path | None, no_starter: bool, as_json: bool) -> None:
+def init(path: Path | None, no_starter: bool, bare: bool, as_json: bool) -> None:
     """Create a skills repository at PATH, install its hooks, and build the starter library."""
     path = path or default_repo_path()
     if not as_json:
         click.echo(f"Initialising skills repository in {path}", err=True)
     t0 = time.monotonic()
-    _, outcomes = Runtime.init(path, starter=not no_starter, progress=_progress(as_json))
+    _, outcomes = Runtime.init(path, starter=not no_starter, bare=bare, progress=_progress(as_json))
     failed = [o for o in outcomes if not o.ok]
     if as_json:
         _out({"repo": str(path), "tools": [_outcome_json(o) for o in outcomes]})

@@ -84,23 +84,23 @@ class SkillsRepo:
             raise RepoNotFound(f"{path} is a git repository but not an evogit skills repository (run `evogit init {path}`)")
 
     @classmethod
-    def init(cls, path: str | Path) -> SkillsRepo:
-        """Create (or adopt) a non-bare repository with a `main` branch holding a README."""
+    def init(cls, path: str | Path, bare: bool = False) -> SkillsRepo:
+        """Create (or adopt) a repository whose `main` branch holds a README; bare ones serve as shared remotes."""
         path = Path(path)
         try:
             git = pygit2.Repository(str(path))
         except pygit2.GitError:
             path.mkdir(parents=True, exist_ok=True)
-            git = pygit2.init_repository(str(path), bare=False, initial_head="main")
+            git = pygit2.init_repository(str(path), bare=bare, initial_head="main")
+        (Path(git.path) / "evogit").mkdir(exist_ok=True)
+        repo = cls(path)
         if git.head_is_unborn:
             sig = pygit2.Signature("evogit", "evogit@evogit.invalid")
-            index = git.index
-            (Path(git.workdir) / "README.md").write_text(README)
-            index.add("README.md")
-            index.write()
-            git.create_commit("HEAD", sig, sig, "Start a skills repository", index.write_tree(), [])
-        (Path(git.path) / "evogit").mkdir(exist_ok=True)
-        return cls(path)
+            tree = repo.write_tree({"README.md": README.encode()})
+            git.create_commit("HEAD", sig, sig, "Start a skills repository", tree, [])
+            if not git.is_bare:
+                git.checkout_head(strategy=pygit2.enums.CheckoutStrategy.FORCE)
+        return repo
 
     # -- reading -----------------------------------------------------------------------------------------------
     def tools(self) -> list[str]:

@@ -144,10 +144,10 @@ class Runtime:
 
     # -- creating a library ------------------------------------------------------------------------------------
     @classmethod
-    def init(cls, path: str | Path, *, starter: Path | None | bool = True,
+    def init(cls, path: str | Path, *, starter: Path | None | bool = True, bare: bool = False,
              progress: Progress | None = None) -> tuple[Runtime, list[BuildOutcome]]:
         """Create a skills repository, install its hooks and import + build the starter library."""
-        repo = SkillsRepo.init(path)
+        repo = SkillsRepo.init(path, bare=bare)
         hooks.install(Path(repo.git.path))
         rt = cls(path)
         outcomes: list[BuildOutcome] = []

@@ -66,3 +66,19 @@ def test_install_keeps_a_foreign_hook_and_still_runs_it(tmp_path: Path):
 def test_hook_outside_tool_branch_does_nothing(empty_rt: Runtime):
     assert empty_rt.on_hook("post-commit") == []
     assert empty_rt.on_hook("post-receive", "0000 1111 refs/heads/main\n") == []
+
+
+@pytest.mark.slow
+def test_push_to_a_bare_server_builds_what_it_receives(small_rt: Runtime, tmp_path: Path):
+    server = tmp_path / "server.git"
+    Runtime.init(server, starter=False, bare=True)
+    assert hooks.is_installed(server, "post-receive")
+    local = small_rt.repo.path
+    assert git(local, "remote", "add", "server", str(server)).returncode == 0
+    pushed = git(local, "push", "server", "tools/word-count")
+    assert pushed.returncode == 0, pushed.stderr
+    assert "evogit: ok    word-count@" in pushed.stderr  # the server's hook output, relayed by git
+    here, there = small_rt.repo.resolve("word-count"), SkillsRepo(server).resolve("word-count")
+    assert (here.fingerprint, here.build_commit) == (there.fingerprint, there.build_commit)  # same object
+    # Pushing the tags as well is a no-op for the build commit the server already made.
+    assert git(local, "push", "server", "--tags").returncode == 0
