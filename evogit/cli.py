@@ -184,13 +184,14 @@ def build(revs: tuple[str, ...], all_: bool, force: bool, repo: Path | None, as_
         raise EvogitError(f"{len(failed)} of {len(outcomes)} builds failed")
 
 
-def _limits(timeout: float | None, fuel: int | None, memory: int | None, max_output: int | None) -> Limits:
-    base = Limits()
+def _limits(base: Limits, timeout: float | None, fuel: int | None, memory: int | None,
+            max_output: int | None) -> Limits:
     return Limits(
         timeout=timeout if timeout is not None else base.timeout,
         fuel=fuel if fuel is not None else base.fuel,
         memory=memory * 1024 * 1024 if memory is not None else base.memory,
         max_output=max_output if max_output is not None else base.max_output,
+        max_stderr=base.max_stderr,
     )
 
 
@@ -216,7 +217,8 @@ def run(tool: str | None, input_json: str | None, input_file: Any, batch_file: A
     Plain output is the tool's JSON; a failure prints `Error: TOOL@FP: KIND: DETAIL` and exits 1.
     With --json, one envelope {"ok", "output", "error", "tool", "fingerprint", "wall_ms", "fuel"}.
     """
-    limits = _limits(timeout, fuel, memory, max_output)
+    rt = None if wasm_file is not None else Runtime(repo)
+    limits = _limits(rt.default_limits() if rt else Limits(), timeout, fuel, memory, max_output)
     if wasm_file is not None:
         if tool is not None and input_json is not None:
             raise click.UsageError("with --wasm give only the input, not a TOOL")
@@ -229,7 +231,8 @@ def run(tool: str | None, input_json: str | None, input_file: Any, batch_file: A
         assert tool is not None
         lines = (line for line in batch_file if line.strip())
         failed = 0
-        for outcome in Runtime(repo).run_batch(tool, lines, limits):
+        assert rt is not None
+        for outcome in rt.run_batch(tool, lines, limits):
             failed += not outcome.ok
             click.echo(json.dumps(outcome.envelope(), ensure_ascii=False))
         sys.exit(1 if failed else 0)
@@ -246,8 +249,8 @@ def run(tool: str | None, input_json: str | None, input_file: Any, batch_file: A
     if wasm_file is not None:
         outcome = run_wasm(wasm_file, data, limits)
     else:
-        assert tool is not None
-        outcome = Runtime(repo).run(tool, data, limits)
+        assert tool is not None and rt is not None
+        outcome = rt.run(tool, data, limits)
     if as_json:
         _out(outcome.envelope())
         sys.exit(0 if outcome.ok else 1)

@@ -284,6 +284,21 @@ class Runtime:
         return self._build(self.repo.commit(oid), name)
 
     # -- running -----------------------------------------------------------------------------------------------
+    def default_limits(self) -> Limits:
+        """Run limits from the repo's git config (`evogit.timeout`, `evogit.fuel`, `evogit.memory` in MiB,
+        `evogit.maxOutput` in bytes), falling back to the built-in defaults."""
+        config, base = self.repo.git.config, DEFAULT_LIMITS
+        try:
+            return Limits(
+                timeout=float(str(config["evogit.timeout"])) if "evogit.timeout" in config else base.timeout,
+                fuel=config.get_int("evogit.fuel") if "evogit.fuel" in config else base.fuel,
+                memory=config.get_int("evogit.memory") * 1024 * 1024 if "evogit.memory" in config else base.memory,
+                max_output=config.get_int("evogit.maxoutput") if "evogit.maxoutput" in config else base.max_output,
+                max_stderr=base.max_stderr,
+            )
+        except (ValueError, pygit2.GitError) as e:
+            raise InvalidInput(f"bad evogit.* limit in git config: {e}") from None
+
     def load(self, spec: str) -> _Loaded:
         """Resolve and load a version once per process; a bare name is re-resolved only if its branch moved."""
         name, prefix = parse_spec(spec)

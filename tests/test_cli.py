@@ -85,3 +85,15 @@ def test_run_describe_lineage_fork(small_rt: Runtime):
     listed = invoke("list", "--repo", repo).stdout
     assert "line-count" in listed and "slugify" in listed
     assert invoke("run", "no-such-tool", "{}", "--repo", repo).output.startswith("Error: no tool named")
+
+
+@pytest.mark.slow
+def test_limits_default_from_git_config_and_flags_override(small_rt: Runtime):
+    repo = str(small_rt.repo.path)
+    small_rt.repo.git.config["evogit.fuel"] = "1000"
+    result = invoke("run", "word-count", '{"text": "a"}', "--repo", repo)
+    assert result.exit_code == 1 and "out_of_fuel: used all 1000 fuel" in result.output
+    assert invoke("run", "word-count", '{"text": "a"}', "--repo", repo, "--fuel", "100000000").exit_code == 0
+    small_rt.repo.git.config["evogit.fuel"] = "lots"
+    result = invoke("run", "word-count", '{"text": "a"}', "--repo", repo)
+    assert result.exit_code == 1 and "bad evogit.* limit in git config" in result.output
