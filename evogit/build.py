@@ -13,10 +13,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import msgspec
 import pygit2
 
+from .atomic import write_atomic
+from .contract import Contract, RunOutcome, interpret
 from .errors import BuildFailed, InvalidPackage, SandboxError
 from .manifest import Case, ToolManifest, check_package
 from .repo import SkillsRepo, Version
@@ -114,8 +115,8 @@ class Builder:
         record, maybe_wasm = self._compile_and_test(files, manifest, cases)
         if not record.ok or maybe_wasm is None:
             raise self._fail(commit, record)  # failures are not cached: they may be transient (timeouts)
-        _atomic_write(cached_wasm, maybe_wasm)
-        _atomic_write(cached_record, msgspec.json.encode(record))
+        write_atomic(cached_wasm, maybe_wasm)
+        write_atomic(cached_record, msgspec.json.encode(record))
         return self._green(commit, record, maybe_wasm)
 
     def _compile_and_test(self, files: dict[str, bytes], manifest: ToolManifest,
@@ -177,31 +178,24 @@ class Builder:
         return passed, failed, f"unit test failed{where}: {detail}"
 
     def run_cases(self, wasm: bytes, manifest: ToolManifest, cases: list[Case]) -> list[CaseVerdict]:
+        """Run every case through the sandbox under the tool contract and compare exactly."""
         loaded = self.sandbox.load(wasm)
-        v_in = jsonschema.Draft202012Validator(manifest.input_schema)
-        v_out = jsonschema.Draft202012Validator(manifest.output_schema)
+        contract = Contract(manifest)
         verdicts = []
         for case in cases:
             verdict = CaseVerdict(case.name, False, case.expect, None, case.exit)
-            if case.exit == 0 and (err := jsonschema.exceptions.best_match(v_in.iter_errors(case.input))):
-                verdict.error = f"case input breaks input_schema: {err.message}"
-                verdicts.append(verdict)
-                continue
-            result = self.sandbox.run(loaded, json.dumps(case.input).encode())
-            verdict.actual_exit = result.exit_code
-            try:
-                verdict.actual = json.loads(result.stdout)
-            except ValueError:
-                verdict.actual = result.stdout.decode("utf-8", "replace")[:2000]
-                verdict.error = "output is not one JSON document" + (f" ({result.error}: {result.detail})" if result.error and result.error != "exit_code" else "")
-            if result.error and result.error != "exit_code":
-                verdict.error = f"{result.error}: {result.detail}"
-            elif verdict.error is None and case.exit == 0 and (err := jsonschema.exceptions.best_match(v_out.iter_errors(verdict.actual))):
-                verdict.error = f"output breaks output_schema: {err.message}"
-            verdict.ok = verdict.error is None and result.exit_code == case.exit and json_equal(verdict.actual, case.expect)
-            if verdict.ok:
-                verdict = CaseVerdict(case.name, True)
             verdicts.append(verdict)
+            if case.exit == 0 and (problem := contract.input_problem(case.input)):
+                verdict.error = f"case input breaks input_schema: {problem}"
+                continue
+            result = self.sandbox.run(loaded, json.dumps(case.input).encode(), argv=(manifest.name,))
+            outcome = interpret(RunOutcome(manifest.name, "", ok=False), result, contract if case.exit == 0 else None)
+            verdict.actual_exit = outcome.exit_code
+            verdict.actual = outcome.output if outcome.output is not None else result.stdout.decode("utf-8", "replace")[:2000]
+            if outcome.error not in (None, "exit_code"):
+                verdict.error = f"{outcome.error}: {outcome.detail}"
+            if verdict.error is None and outcome.exit_code == case.exit and json_equal(verdict.actual, case.expect):
+                verdicts[-1] = CaseVerdict(case.name, True)
         return verdicts
 
     def _green(self, commit: pygit2.Commit, record: BuildRecord, wasm: bytes) -> Version:
@@ -217,7 +211,7 @@ class Builder:
         return BuildFailed(f"{str(commit.id)[:10]}: {record.summary()}", record)
 
     def _remember(self, commit: pygit2.Commit, record: BuildRecord) -> None:
-        _atomic_write(self.repo.state_dir / "builds" / f"{commit.id}.json", msgspec.json.encode(record))
+        write_atomic(self.repo.state_dir / "builds" / f"{commit.id}.json", msgspec.json.encode(record))
 
     def last_record(self, commit: pygit2.Commit | str) -> BuildRecord | None:
         """The build record this repository kept for a source commit, if it was ever built here."""
@@ -235,11 +229,3 @@ def _name_of(files: dict[str, bytes]) -> str | None:
 def _short(value: Any) -> str:
     text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)
     return text if len(text) <= 200 else text[:200] + "…"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with open(fd, "wb") as f:
-        f.write(data)
-    Path(tmp).replace(path)

@@ -156,18 +156,21 @@ class SkillsRepo:
             found.append((build.commit_time, Version(tool, fp, str(build.id), str(build.parent_ids[0]))))
         return [v for _, v in sorted(found, key=lambda item: (item[0], item[1].name, item[1].fingerprint))]
 
-    def resolve(self, spec: str) -> Version:
-        """`name@<fp prefix>` → that version; bare `name` → the newest green version on the tool's branch."""
+    def resolve(self, spec: str, known: list[Version] | None = None) -> Version:
+        """`name@<fp prefix>` → that version; bare `name` → the newest green version on the tool's branch.
+
+        `known` may pass this tool's versions when the caller already listed them (saves a scan of all refs).
+        """
         name, prefix = parse_spec(spec)
         if prefix is not None:
-            matches = [v for v in self.versions(name) if v.fingerprint.startswith(prefix)]
+            matches = [v for v in (known if known is not None else self.versions(name)) if v.fingerprint.startswith(prefix)]
             if not matches:
                 self.head(name)  # raises ToolNotFound for an unknown tool
                 raise ToolNotFound(f"{name} has no version {prefix}")
             if len(matches) > 1:
                 raise AmbiguousVersion(f"{spec} matches {len(matches)} versions; give more digits")
             return matches[0]
-        by_source = {v.source_commit: v for v in self.versions(name)}
+        by_source = {v.source_commit: v for v in (known if known is not None else self.versions(name))}
         for commit in self.walk(self.head(name).id):
             if str(commit.id) in by_source:
                 return by_source[str(commit.id)]

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import msgspec
 import pygit2
 
 from . import hooks, lineage
 from .build import Builder, BuildRecord
+from .contract import Contract, RunOutcome, interpret
 from .errors import BuildFailed, EvogitError, InvalidInput, SandboxError, ToolExists, ToolNotFound
 from .manifest import ToolManifest, check_name, manifest_json, parse_cases, parse_manifest
 from .repo import BRANCH_PREFIX, SkillsRepo, Version, branch_ref, parse_spec
@@ -53,28 +53,6 @@ class ToolSummary:
     versions: int
     head: str
     head_status: str  # green, failed or unbuilt
-
-
-@dataclass
-class RunOutcome:
-    """One run of a tool version: its output or the kind of failure, and what it cost."""
-
-    tool: str
-    fingerprint: str
-    ok: bool
-    output: Any = None
-    error: str | None = None
-    detail: str = ""
-    exit_code: int | None = None
-    wall_ms: float = 0.0
-    fuel: int = 0
-    stderr: str = ""
-
-    def envelope(self) -> dict[str, Any]:
-        return {"ok": self.ok, "output": self.output,
-                "error": None if self.ok else {"kind": self.error, "message": self.detail},
-                "tool": self.tool, "fingerprint": self.fingerprint, "wall_ms": round(self.wall_ms, 3),
-                "fuel": self.fuel}
 
 
 class RunRecord(msgspec.Struct, omit_defaults=True):
@@ -124,7 +102,7 @@ class _Loaded:
     version: Version
     manifest: ToolManifest
     wasm: bytes
-    validators: tuple[jsonschema.Draft202012Validator, jsonschema.Draft202012Validator] = field(repr=False)
+    contract: Contract = field(repr=False)
     module: LoadedModule | None = field(default=None, repr=False)
 
 
@@ -184,11 +162,11 @@ class Runtime:
         out = []
         for name in self.repo.tools():
             head = self.repo.head(name)
+            mine = by_tool.get(name, [])
             try:
-                latest: Version | None = self.repo.resolve(name)
+                latest: Version | None = self.repo.resolve(name, mine)
             except ToolNotFound:
                 latest = None
-            mine = by_tool.get(name, [])
             if any(v.source_commit == str(head.id) for v in mine):
                 status = "green"
             else:
@@ -312,9 +290,7 @@ class Runtime:
         if hit is None:
             build = self.repo.commit(v.build_commit)
             manifest = parse_manifest(self.repo.read(build, "tool.json"))
-            validators = (jsonschema.Draft202012Validator(manifest.input_schema),
-                          jsonschema.Draft202012Validator(manifest.output_schema))
-            hit = _Loaded(v, manifest, self.repo.read(build, "build/tool.wasm"), validators)
+            hit = _Loaded(v, manifest, self.repo.read(build, "build/tool.wasm"), Contract(manifest))
             self._loaded[v.build_commit] = hit
         self._resolved[spec] = (marker, hit)
         return hit
@@ -340,11 +316,8 @@ class Runtime:
         except ValueError as e:
             outcome.error, outcome.detail = "invalid_input", f"input is not valid JSON: {e}"
             return outcome, None
-        err = None if tool.validators[0].is_valid(value) else jsonschema.exceptions.best_match(
-            tool.validators[0].iter_errors(value))
-        if err is not None:
-            where = "/".join(str(p) for p in err.absolute_path)
-            outcome.error, outcome.detail = "invalid_input", f"{where + ': ' if where else ''}{err.message}"
+        if problem := tool.contract.input_problem(value):
+            outcome.error, outcome.detail = "invalid_input", problem
             return outcome, None
         if tool.module is None:
             try:
@@ -354,11 +327,7 @@ class Runtime:
                 return outcome, None
         loaded = tool.module
         result = self.builder.sandbox.run(loaded, stdin, limits, argv=(v.name,))
-        _interpret(outcome, result)
-        if outcome.ok and not tool.validators[1].is_valid(outcome.output):
-            err = jsonschema.exceptions.best_match(tool.validators[1].iter_errors(outcome.output))
-            outcome.ok = False
-            outcome.error, outcome.detail = "invalid_output", f"output breaks output_schema: {err.message if err else outcome.output}"
+        interpret(outcome, result, tool.contract)
         return outcome, result
 
     # -- hooks -------------------------------------------------------------------------------------------------
@@ -382,28 +351,6 @@ class Runtime:
         raise InvalidInput(f"unknown hook {name!r} (known: {', '.join(hooks.HOOKS)})")
 
 
-def _interpret(outcome: RunOutcome, result: RunResult) -> None:
-    """Fill an outcome from a sandbox result: parse stdout as JSON and name the failure, if any."""
-    outcome.exit_code, outcome.wall_ms, outcome.fuel = result.exit_code, result.wall_ms, result.fuel
-    outcome.stderr = result.stderr.decode("utf-8", "replace")
-    try:
-        outcome.output = json.loads(result.stdout) if result.stdout.strip() else None
-    except ValueError:
-        outcome.output = None
-        if result.ok:
-            outcome.error, outcome.detail = "invalid_output", "output is not one JSON document"
-            return
-    if not result.ok:
-        outcome.error, outcome.detail = result.error, result.detail
-        if result.error == "exit_code" and isinstance(outcome.output, dict) and isinstance(outcome.output.get("error"), str):
-            outcome.detail = f"exit {result.exit_code}: {outcome.output['error']}"
-        return
-    if outcome.output is None:
-        outcome.error, outcome.detail = "invalid_output", "no output"
-        return
-    outcome.ok = True
-
-
 def run_wasm(path: Path, stdin: bytes, limits: Limits = DEFAULT_LIMITS) -> RunOutcome:
     """Run any WASI command module under the same sandbox and limits, without schemas or a repository."""
     wasm = Path(path).read_bytes()
@@ -413,5 +360,4 @@ def run_wasm(path: Path, stdin: bytes, limits: Limits = DEFAULT_LIMITS) -> RunOu
     except SandboxError as e:
         return RunOutcome(Path(path).name, "", ok=False, error=e.kind, detail=str(e))
     outcome = RunOutcome(Path(path).name, loaded.fingerprint, ok=False)
-    _interpret(outcome, sandbox.run(loaded, stdin, limits, argv=(Path(path).stem,)))
-    return outcome
+    return interpret(outcome, sandbox.run(loaded, stdin, limits, argv=(Path(path).stem,)))

@@ -11,9 +11,7 @@ import ctypes
 import errno
 import hashlib
 import math
-import os
 import re
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,6 +21,7 @@ from pathlib import Path
 import wasmtime
 from wasmtime import _ffi as ffi
 
+from .atomic import write_atomic
 from .errors import SandboxError
 
 WASI_MODULE = "wasi_snapshot_preview1"
@@ -183,11 +182,7 @@ class Sandbox:
         except wasmtime.WasmtimeError as e:
             raise SandboxError("invalid_module", f"not a valid WebAssembly module: {_first_line(str(e))}") from None
         if cached is not None:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=cached.parent, suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
-                f.write(module.serialize())
-            os.replace(tmp, cached)
+            write_atomic(cached, bytes(module.serialize()))
         return module
 
     # -- running ---------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ directory = "{REGISTRY}"
 offline = true
 """
 #: Bump when the build pipeline changes what it produces or checks: it keys the build-result cache.
-BUILD_RULES = "2"
+BUILD_RULES = "3"
 #: Profile settings evogit imposes (env beats Cargo.toml): small, stripped, deterministic release builds.
 PROFILE_ENV = {
     "CARGO_PROFILE_RELEASE_STRIP": "symbols",
