@@ -17,6 +17,7 @@ from .errors import EvogitError
 from .runtime import BuildOutcome, Runtime, default_repo_path, run_wasm
 from .sandbox import Limits
 from .toolchain import cache_root
+from .worker import WorkerPool
 
 
 def _out(data: Any) -> None:
@@ -200,7 +201,8 @@ def _limits(base: Limits, timeout: float | None, fuel: int | None, memory: int |
 @click.argument("input_json", required=False, metavar="[JSON | -]")
 @click.option("-i", "--input", "input_file", type=click.File("rb"), help="Read the input JSON from a file.")
 @click.option("--batch", "batch_file", type=click.File("rb"),
-              help="Run once per line of FILE (one JSON input a line; - for stdin); print one JSON envelope a line.")
+              help="Run once per line of FILE (one JSON input a line; - for stdin) in supervised worker processes; "
+                   "print one JSON envelope a line.")
 @click.option("--wasm", "wasm_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Run a raw WASI module instead of a library tool (same sandbox and limits, no schemas).")
 @click.option("--timeout", type=float, help="Wall-clock limit in seconds.")
@@ -232,9 +234,11 @@ def run(tool: str | None, input_json: str | None, input_file: Any, batch_file: A
         lines = (line for line in batch_file if line.strip())
         failed = 0
         assert rt is not None
-        for outcome in rt.run_batch(tool, lines, limits):
-            failed += not outcome.ok
-            click.echo(json.dumps(outcome.envelope(), ensure_ascii=False))
+        rt.load(tool)  # a missing tool is a one-line error before any worker starts
+        with WorkerPool(rt.repo.path) as pool:
+            for outcome in pool.run_many(tool, lines, limits):
+                failed += not outcome.ok
+                click.echo(json.dumps(outcome.envelope(), ensure_ascii=False))
         sys.exit(1 if failed else 0)
     if input_json is not None and input_file is not None:
         raise click.UsageError("give the input as an argument or with -i, not both")

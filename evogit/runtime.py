@@ -9,8 +9,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -300,13 +299,6 @@ class Runtime:
         outcome, result = self._run(self.load(spec), stdin, limits)
         self.run_sink(_record(outcome, stdin, result))
         return outcome
-
-    def run_batch(self, spec: str, inputs: Iterable[bytes], limits: Limits = DEFAULT_LIMITS,
-                  workers: int = 2) -> Iterator[RunOutcome]:
-        """Run one version on many inputs, on `workers` threads (wasmtime releases the GIL); order is kept."""
-        self.load(spec)
-        with ThreadPoolExecutor(workers) as pool:
-            yield from pool.map(lambda data: self.run(spec, data, limits), inputs)
 
     def _run(self, tool: _Loaded, stdin: bytes, limits: Limits) -> tuple[RunOutcome, RunResult | None]:
         v = tool.version

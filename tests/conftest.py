@@ -77,3 +77,21 @@ def small_rt(tmp_path: Path) -> Runtime:
     rt, outcomes = Runtime.init(tmp_path / "skills", starter=src)
     assert all(o.ok for o in outcomes), [o.error for o in outcomes]
     return rt
+
+
+HOSTILE = (Path(__file__).parent / "hostile" / "main.rs").read_text()
+
+
+@pytest.fixture(scope="session")
+def hostile(tmp_path_factory) -> Runtime:
+    rt, _ = Runtime.init(tmp_path_factory.mktemp("hostile") / "skills", starter=False)
+    files = tool_files("hostile", main_rs=HOSTILE, cases=[{"name": "ok", "input": {"mode": "ok"}, "expect": {"ok": True}}])
+    manifest = json.loads(files["tool.json"])
+    manifest["input_schema"] = {"type": "object", "properties": {"mode": {"type": "string"}}, "required": ["mode"]}
+    manifest["output_schema"] = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+    files["tool.json"] = json.dumps(manifest).encode()
+    outcome = rt.commit("hostile", files, "A hostile tool for the sandbox tests")
+    assert outcome.ok, outcome.error
+    return rt
+
+

@@ -15,10 +15,7 @@ from evogit.errors import SandboxError
 from evogit.runtime import Runtime
 from evogit.sandbox import Limits, Sandbox
 
-from .conftest import tool_files
-
 pytestmark = pytest.mark.slow
-HOSTILE = (Path(__file__).parent / "hostile" / "main.rs").read_text()
 LIMITS = Limits(timeout=1.0, fuel=2_000_000_000_000, memory=64 << 20, max_output=1 << 20, max_stderr=64 << 10)
 
 # mode -> (expected error kind, limits to use, upper bound on wall time in seconds)
@@ -35,19 +32,6 @@ ATTACKS = {
     "badjson": ("invalid_output", LIMITS, 1.5),
     "schema": ("invalid_output", LIMITS, 1.5),
 }
-
-
-@pytest.fixture(scope="module")
-def hostile(tmp_path_factory) -> Runtime:
-    rt, _ = Runtime.init(tmp_path_factory.mktemp("hostile") / "skills", starter=False)
-    files = tool_files("hostile", main_rs=HOSTILE, cases=[{"name": "ok", "input": {"mode": "ok"}, "expect": {"ok": True}}])
-    manifest = json.loads(files["tool.json"])
-    manifest["input_schema"] = {"type": "object", "properties": {"mode": {"type": "string"}}, "required": ["mode"]}
-    manifest["output_schema"] = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
-    files["tool.json"] = json.dumps(manifest).encode()
-    outcome = rt.commit("hostile", files, "A hostile tool for the sandbox tests")
-    assert outcome.ok, outcome.error
-    return rt
 
 
 def attack(rt: Runtime, name: str):
