@@ -8,9 +8,11 @@ match `output_schema`; a failure exits non-zero, ideally with `{"error": "..."}`
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import fastjsonschema
 import jsonschema
 
 from .manifest import ToolManifest
@@ -39,28 +41,71 @@ class RunOutcome:
                 "fuel": self.fuel}
 
 
-def _problem(validator: jsonschema.Draft202012Validator, value: Any) -> str | None:
-    if validator.is_valid(value):  # the fast path; best_match only when there is something to explain
-        return None
-    err = jsonschema.exceptions.best_match(validator.iter_errors(value))
-    if err is None:
-        return "invalid"
-    where = "/".join(str(p) for p in err.absolute_path)
-    return f"{where + ': ' if where else ''}{err.message}"
+#: Keywords that mean the same in draft 2020-12 (jsonschema) and draft-07 (fastjsonschema). A schema that uses
+#: only these gets a compiled fast path; anything else (format, list-form items, $ref, ...) uses jsonschema alone.
+_PORTABLE = frozenset({
+    "type", "properties", "required", "additionalProperties", "items", "enum", "const", "minimum", "maximum",
+    "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minLength", "maxLength", "pattern", "minItems",
+    "maxItems", "uniqueItems", "minProperties", "maxProperties", "anyOf", "oneOf", "allOf", "not",
+    "description", "title", "default", "examples", "$schema", "$comment",
+})
+_SUBSCHEMA_MAPS = ("properties",)
+_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf")
+_SUBSCHEMAS = ("additionalProperties", "items", "not")
+
+
+def _portable(schema: Any) -> bool:
+    if isinstance(schema, bool):
+        return True
+    if not isinstance(schema, dict) or not set(schema) <= _PORTABLE:
+        return False
+    if isinstance(schema.get("items"), list):  # tuple form means different things in the two drafts
+        return False
+    return (all(_portable(s) for key in _SUBSCHEMA_MAPS for s in schema.get(key, {}).values())
+            and all(_portable(s) for key in _SUBSCHEMA_LISTS for s in schema.get(key, []))
+            and all(_portable(schema[key]) for key in _SUBSCHEMAS if key in schema))
+
+
+class _Checker:
+    """jsonschema for the verdict's explanation; a compiled fastjsonschema check first when it is portable."""
+
+    def __init__(self, schema: dict[str, Any]):
+        self.validator = jsonschema.Draft202012Validator(schema)
+        self.fast: Callable[[Any], Any] | None = None
+        if _portable(schema):
+            try:
+                self.fast = fastjsonschema.compile(schema, use_default=False, use_formats=False)
+            except fastjsonschema.JsonSchemaDefinitionException:
+                self.fast = None
+
+    def problem(self, value: Any) -> str | None:
+        if self.fast is not None:
+            try:
+                self.fast(value)
+                return None
+            except fastjsonschema.JsonSchemaValueException:
+                pass  # confirm and explain with jsonschema, the reference
+        elif self.validator.is_valid(value):
+            return None
+        err = jsonschema.exceptions.best_match(self.validator.iter_errors(value))
+        if err is None:
+            return None
+        where = "/".join(str(p) for p in err.absolute_path)
+        return f"{where + ': ' if where else ''}{err.message}"
 
 
 class Contract:
     """A manifest's schemas, compiled once."""
 
     def __init__(self, manifest: ToolManifest):
-        self.input = jsonschema.Draft202012Validator(manifest.input_schema)
-        self.output = jsonschema.Draft202012Validator(manifest.output_schema)
+        self.input = _Checker(manifest.input_schema)
+        self.output = _Checker(manifest.output_schema)
 
     def input_problem(self, value: Any) -> str | None:
-        return _problem(self.input, value)
+        return self.input.problem(value)
 
     def output_problem(self, value: Any) -> str | None:
-        return _problem(self.output, value)
+        return self.output.problem(value)
 
 
 def interpret(outcome: RunOutcome, result: RunResult, contract: Contract | None = None) -> RunOutcome:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import wasmtime
 from wasmtime import _ffi as ffi
+from wasmtime._extern import wrap_extern
 
 from .atomic import write_atomic
 from .errors import SandboxError
@@ -247,12 +248,10 @@ class Sandbox:
             t0, c0 = time.perf_counter(), time.thread_time()
             exit_code: int | None = 0
             trap: Exception | None = None
-            memory = None
+            instance: wasmtime.Instance | None = None
             try:
                 instance = loaded.pre.instantiate(store)
-                exports = instance.exports(store)
-                memory = exports["memory"]
-                start = exports["_start"]
+                start = _export(store, instance, b"_start")
                 assert isinstance(start, wasmtime.Func)
                 start(store)
             except wasmtime.ExitTrap as e:
@@ -261,7 +260,11 @@ class Sandbox:
                 exit_code, trap = None, e
             wall, cpu = (time.perf_counter() - t0) * 1000, (time.thread_time() - c0) * 1000
             used = limits.fuel - store.get_fuel()
-            mem_bytes = memory.data_len(store) if isinstance(memory, wasmtime.Memory) else 0
+            if trap is not None and instance is not None:  # only a trap needs the memory size (memory_limit)
+                memory = _export(store, instance, b"memory")
+                mem_bytes = memory.data_len(store) if isinstance(memory, wasmtime.Memory) else 0
+            else:
+                mem_bytes = 0
         finally:
             store.close()
         result = RunResult(exit_code, out.value(), err.value(), wall_ms=wall, cpu_ms=cpu, fuel=used,
@@ -346,6 +349,18 @@ def _use_pooling_allocator(config: wasmtime.Config) -> bool:
         return True
     except (AttributeError, OSError):
         return False
+
+
+def _export(store: wasmtime.Store, instance: wasmtime.Instance, name: bytes) -> object:
+    """One export by name. `Instance.exports()` wraps every export on each call; a run needs one or two."""
+    item = ffi.wasmtime_extern_t()
+    buf = ctypes.create_string_buffer(name, len(name))
+    found = ffi.wasmtime_instance_export_get(
+        store._context(), ctypes.byref(instance._instance), ctypes.cast(buf, ctypes.POINTER(ctypes.c_char)),
+        len(name), ctypes.byref(item))
+    if not found:
+        raise SandboxError("invalid_module", f"module has no export {name.decode()!r}")
+    return wrap_extern(item)
 
 
 def _set_stdin_bytes(wasi: wasmtime.WasiConfig, data: bytes) -> None:
