@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
 
+from .atomic import write_atomic
 from .errors import EvogitError
 from .events import AnyEvent, decode, encode
 
@@ -158,15 +159,29 @@ class FileLog:
             os.close(self._fd)
 
     def _repair(self) -> int:
-        """Cut a torn tail off this writer's file (under the lock); returns the number of bytes cut."""
+        """Cut a torn tail off this writer's file (under the lock); returns the number of bytes cut.
+
+        Only the part after the last verified offset (kept in `<writer>.ok`) is scanned, so opening a big
+        log stays cheap.
+        """
+        mark = self.dir / f"{self.writer}.ok"
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
-            data = self.path.read_bytes()
-            good = _valid_prefix(data, self.path)
-            if good < len(data):
+            try:
+                verified = int(mark.read_text())
+            except (OSError, ValueError):
+                verified = 0
+            size = os.fstat(self._fd).st_size
+            verified = verified if verified <= size else 0
+            with open(self.path, "rb") as f:
+                f.seek(verified)
+                data = f.read()
+            good = verified + _valid_prefix(data, self.path, verified)
+            if good < size:
                 os.ftruncate(self._fd, good)
                 os.fsync(self._fd)
-            return len(data) - good
+            write_atomic(mark, str(good).encode())
+            return size - good
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
@@ -183,7 +198,7 @@ class FileLog:
         for path in sorted(self.dir.glob("*.log")):
             data = path.read_bytes()
             if data:
-                out[path.stem] = _valid_prefix(data, path)
+                out[path.stem] = _scan(data)
         return out
 
 
@@ -199,7 +214,7 @@ def _scan(data: bytes, start: int = 0) -> int:
     return pos
 
 
-def _valid_prefix(data: bytes, path: Path) -> int:
+def _valid_prefix(data: bytes, path: Path, base: int = 0) -> int:
     """Length of the valid prefix. A bad record followed by records that parse to the end is corruption in
     the middle, not a torn tail: it is refused rather than cut."""
     good = _scan(data)
@@ -207,7 +222,7 @@ def _valid_prefix(data: bytes, path: Path) -> int:
         size, _ = HEADER.unpack_from(data, good)
         after = good + HEADER.size + size
         if size <= MAX_RECORD and after < len(data) and _scan(data, after) == len(data):
-            raise LogCorrupted(f"{path}: bad record at byte {good} in the middle of the log")
+            raise LogCorrupted(f"{path}: bad record at byte {base + good} in the middle of the log")
     return good
 
 
@@ -224,6 +239,7 @@ def _read_file(path: Path, writer: str, start: int) -> Iterator[tuple[str, int, 
             return  # a tail still being written, or torn: never half-read
         payload = view[pos + 8:end]
         if crc32(payload) != crc:
+            _valid_prefix(data[pos:], path, start + pos)  # raises LogCorrupted if whole records follow
             return
         pos = end
         yield writer, start + pos, decode(payload)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +16,14 @@ from typing import Any
 import msgspec
 import pygit2
 
+from . import events as ev
 from . import hooks, lineage
 from .build import Builder, BuildRecord
 from .contract import Contract, RunOutcome, interpret
 from .errors import BuildFailed, EvogitError, InvalidInput, SandboxError, ToolExists, ToolNotFound
+from .log import EventLog, FileLog
 from .manifest import ToolManifest, check_name, manifest_json, parse_cases, parse_manifest
+from .projections import Projector, VersionMetrics, open_projections, replay
 from .repo import BRANCH_PREFIX, SkillsRepo, Version, branch_ref, parse_spec
 from .resources import resource
 from .sandbox import DEFAULT_LIMITS, Limits, LoadedModule, RunResult, Sandbox
@@ -54,45 +56,15 @@ class ToolSummary:
     head_status: str  # green, failed or unbuilt
 
 
-class RunRecord(msgspec.Struct, omit_defaults=True):
-    """What is kept of every run (the event log will persist these): who ran, on what, how it ended, the cost."""
-
-    tool: str
-    fingerprint: str
-    input_sha256: str
-    ok: bool
-    at: float
-    error: str | None = None
-    exit_code: int | None = None
-    wall_ms: float = 0.0
-    cpu_ms: float = 0.0
-    fuel: int = 0
-    output_bytes: int = 0
+RunSink = Callable[[ev.ToolRun], None]
 
 
-RunSink = Callable[[RunRecord], None]
-
-
-class JsonlRunSink:
-    """Appends run records to `.git/evogit/runs.jsonl`, one line per run, safe across processes (O_APPEND)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __call__(self, record: RunRecord) -> None:
-        line = msgspec.json.encode(record) + b"\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line)
-        finally:
-            os.close(fd)
-
-
-def _record(outcome: RunOutcome, stdin: bytes, result: RunResult | None) -> RunRecord:
-    return RunRecord(
-        outcome.tool, outcome.fingerprint, hashlib.sha256(stdin).hexdigest(), outcome.ok, time.time(),
-        outcome.error, outcome.exit_code, round(outcome.wall_ms, 3), round(result.cpu_ms, 3) if result else 0.0,
-        outcome.fuel, len(result.stdout) if result else 0,
+def _run_event(outcome: RunOutcome, stdin: bytes, result: RunResult | None, task: str | None) -> ev.ToolRun:
+    return ev.ToolRun(
+        tool=outcome.tool, fingerprint=outcome.fingerprint, input_sha256=hashlib.sha256(stdin).hexdigest(),
+        ok=outcome.ok, error=outcome.error, exit_code=outcome.exit_code, wall_ms=round(outcome.wall_ms, 3),
+        cpu_ms=round(result.cpu_ms, 3) if result else 0.0, fuel=outcome.fuel,
+        output_bytes=len(result.stdout) if result else 0, task=task,
     )
 
 
@@ -112,12 +84,52 @@ def default_repo_path() -> Path:
 class Runtime:
     """Operations on one skills repository."""
 
-    def __init__(self, path: str | Path | None = None, run_sink: RunSink | None = None):
+    def __init__(self, path: str | Path | None = None, run_sink: RunSink | None = None,
+                 log: EventLog | None = None):
         self.repo = SkillsRepo(path or default_repo_path())
         self.builder = Builder(self.repo)
-        self.run_sink: RunSink = run_sink or JsonlRunSink(self.repo.state_dir / "runs.jsonl")
+        self._log = log
+        self.run_sink: RunSink = run_sink or self._log_run
         self._loaded: dict[str, _Loaded] = {}
         self._resolved: dict[str, tuple[str | None, _Loaded]] = {}
+
+    def _log_run(self, event: ev.ToolRun) -> None:
+        self.log.append([event])
+
+    @property
+    def log(self) -> EventLog:
+        """This repository's event log (`.git/evogit/log/`), opened on first use."""
+        if self._log is None:
+            self._log = FileLog(self.repo.state_dir / "log")
+        return self._log
+
+    def projections(self) -> Projector:
+        """The projections, loaded from their snapshot and caught up with the log."""
+        return open_projections(self.log, self.repo.state_dir / "projections.msgpack")
+
+    def replay(self) -> Projector:
+        """Throw the projections away and rebuild them from the whole log."""
+        return replay(self.log, self.repo.state_dir / "projections.msgpack")
+
+    def feedback(self, spec: str, task: str, solved: bool, note: str = "") -> ev.Feedback:
+        """Record whether a version solved a task (it teaches retrieval which tools serve which tasks)."""
+        v = self.repo.resolve(spec)
+        event = ev.Feedback(tool=v.name, fingerprint=v.fingerprint, task=task, solved=solved, note=note)
+        self.log.append([event])
+        return event
+
+    def stats(self, spec: str | None = None) -> dict[str, dict[str, Any]]:
+        """Metrics per version ("tool@fingerprint"), of one version, of one tool's versions, or of all."""
+        versions = self.projections().state.versions
+        if spec is None:
+            keys = sorted(versions)
+        elif "@" in spec:
+            v = self.repo.resolve(spec)
+            keys = [f"{v.name}@{v.fingerprint}"]
+        else:
+            self.repo.head(check_name(spec))
+            keys = sorted(k for k in versions if k.rpartition("@")[0] == spec)
+        return {k: versions[k].summary() if k in versions else VersionMetrics().summary() for k in keys}
 
     # -- creating a library ------------------------------------------------------------------------------------
     @classmethod
@@ -145,7 +157,7 @@ class Runtime:
             manifest = parse_manifest(files["tool.json"])
             if f"{BRANCH_PREFIX}{manifest.name}" not in self.repo.git.references:
                 message = f"Add {manifest.name}\n\n{manifest.description}\n\nEvogit-Source: starter library\n"
-                self.repo.commit_version(manifest.name, files, message)
+                self._committed(manifest.name, self.repo.commit_version(manifest.name, files, message), message)
             outcome = self._build(self.repo.head(manifest.name), manifest.name)
             outcomes.append(outcome)
             if progress:
@@ -229,10 +241,27 @@ class Runtime:
     def _build(self, commit: pygit2.Commit, branch: str | None, *, force: bool = False) -> BuildOutcome:
         try:
             version = self.builder.build(commit, branch, force=force)
-            return BuildOutcome(version.name, str(commit.id), version=version)
+            outcome = BuildOutcome(version.name, str(commit.id), version=version)
+            record = self.builder.last_record(commit)
+            self.log.append([ev.BuildSucceeded(
+                tool=version.name, commit=str(commit.id), fingerprint=version.fingerprint,
+                unit_tests=record.unit_tests.get("passed", 0) if record else 0,
+                cases=len(record.cases) if record else 0,
+                id=ev.fact_id("build", str(commit.id), version.fingerprint))])
         except BuildFailed as e:
             record = e.record if isinstance(e.record, BuildRecord) else None
-            return BuildOutcome(record.tool if record else (branch or "?"), str(commit.id), record=record, error=str(e))
+            outcome = BuildOutcome(record.tool if record else (branch or "?"), str(commit.id), record=record,
+                                   error=str(e))
+            self.log.append([ev.BuildFailed(
+                tool=outcome.tool, commit=str(commit.id), stage=(record.stage or "") if record else "",
+                message=(record.message or "") if record else str(e),
+                id=ev.fact_id("build-failed", str(commit.id), (record.message or "") if record else str(e)))])
+        return outcome
+
+    def _committed(self, name: str, commit: str, message: str) -> str:
+        self.log.append([ev.VersionCommitted(tool=name, commit=commit, message=message.splitlines()[0],
+                                          id=ev.fact_id("commit", name, commit))])
+        return commit
 
     def fork(self, spec: str, new_name: str, description: str | None = None) -> BuildOutcome:
         """Start tools/<new_name> at a version's source commit, rename it there, and build it."""
@@ -250,12 +279,12 @@ class Runtime:
         self.repo.create_branch(new_name, v.source_commit)
         message = (f"Fork {new_name} from {v.short}\n\n"
                    f"Evogit-Parent: {v.name}@{v.fingerprint}\n")
-        commit = self.repo.commit_version(new_name, files, message)
+        commit = self._committed(new_name, self.repo.commit_version(new_name, files, message), message)
         return self._build(self.repo.commit(commit), new_name)
 
     def commit(self, name: str, files: dict[str, bytes], message: str, *, build: bool = True) -> BuildOutcome:
         """Commit a new source version of `name` (as evogit's own commits do) and build it."""
-        oid = self.repo.commit_version(name, files, message)
+        oid = self._committed(name, self.repo.commit_version(name, files, message), message)
         if not build:
             return BuildOutcome(name, oid)
         return self._build(self.repo.commit(oid), name)
@@ -294,10 +323,11 @@ class Runtime:
         self._resolved[spec] = (marker, hit)
         return hit
 
-    def run(self, spec: str, stdin: bytes, limits: Limits = DEFAULT_LIMITS) -> RunOutcome:
-        """Validate input, run the version in the sandbox, validate output; the run record goes to the sink."""
+    def run(self, spec: str, stdin: bytes, limits: Limits = DEFAULT_LIMITS, task: str | None = None) -> RunOutcome:
+        """Validate input, run the version in the sandbox, validate output; a ToolRun event goes to the sink
+        (the log), with the task it served if the caller says."""
         outcome, result = self._run(self.load(spec), stdin, limits)
-        self.run_sink(_record(outcome, stdin, result))
+        self.run_sink(_run_event(outcome, stdin, result, task))
         return outcome
 
     def _run(self, tool: _Loaded, stdin: bytes, limits: Limits) -> tuple[RunOutcome, RunResult | None]:

@@ -112,9 +112,9 @@ def test_four_threads_behave_like_one(hostile: Runtime):
         assert took < bound * 2, f"{name} took {took:.2f}s with 4 threads"
 
 
-def test_every_run_leaves_a_record(hostile: Runtime):
+def test_every_run_leaves_a_record(hostile: Runtime, monkeypatch):
     seen = []
-    hostile.run_sink = seen.append
+    monkeypatch.setattr(hostile, "run_sink", seen.append)
     hostile.run("hostile", b'{"mode": "ok"}', LIMITS)
     hostile.run("hostile", b'{"mode": "panic"}', LIMITS)
     hostile.run("hostile", b'{"mode": 1}', LIMITS)
@@ -124,11 +124,12 @@ def test_every_run_leaves_a_record(hostile: Runtime):
     assert first.fuel > 0 and first.wall_ms > 0 and first.output_bytes == len(b'{"ok": true}\n')
 
 
-def test_default_sink_appends_jsonl(hostile: Runtime):
+def test_runs_are_events_in_the_log(hostile: Runtime):
     rt = Runtime(hostile.repo.path)
-    rt.run("hostile", b'{"mode": "exit"}', LIMITS)
-    last = json.loads((rt.repo.state_dir / "runs.jsonl").read_text().splitlines()[-1])
-    assert last["error"] == "exit_code" and last["exit_code"] == 3
+    before = rt.log.end()
+    rt.run("hostile", b'{"mode": "exit"}', LIMITS, task="exit politely")
+    (_, _, event), = list(rt.log.read(before))
+    assert event.error == "exit_code" and event.exit_code == 3 and event.task == "exit politely"
 
 
 def test_cli_batch_and_raw_wasm(hostile: Runtime, tmp_path: Path):

@@ -1,0 +1,219 @@
+"""Derived state, rebuilt from the event log: per-version metrics, per-tool usage, tasks served, embeddings.
+
+Every aggregate is commutative (counts, sums, histograms, latest-by-(at, writer, seq)), so the state does
+not depend on the order events arrive in: catching up incrementally, merging another machine's log, or
+replaying from zero all give the same state, and `snapshot()` encodes it canonically (sorted keys), so
+they give the same bytes. The state records the log position it reflects and catches up from there.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from .atomic import write_atomic
+from .events import BuildFailed, BuildSucceeded, Embedded, Feedback, Retrieved, ToolRun, VersionCommitted
+from .log import EventLog, Position
+
+FORMAT = 1
+LAT_BUCKETS = 64
+_LAT_BASE = 0.01  # ms: bucket i holds latencies in [0.01 * 10^(i/8), 0.01 * 10^((i+1)/8))
+
+
+def latency_bucket(ms: float) -> int:
+    if ms <= _LAT_BASE:
+        return 0
+    return min(LAT_BUCKETS - 1, int(math.log10(ms / _LAT_BASE) * 8))
+
+
+def bucket_upper_ms(i: int) -> float:
+    return _LAT_BASE * 10 ** ((i + 1) / 8)
+
+
+class VersionMetrics(msgspec.Struct, omit_defaults=True):
+    runs: int = 0
+    ok: int = 0
+    errors: dict[str, int] = {}
+    latency: list[int] = []  # histogram, LAT_BUCKETS wide once used
+    wall_us: int = 0  # integers keep the sums independent of event order
+    fuel: int = 0
+    last_used: int = 0
+    builds_ok: int = 0
+    builds_failed: int = 0
+    unit_tests: int = 0
+    cases: int = 0
+    solved: int = 0
+    failed: int = 0
+
+    def percentile(self, q: float) -> float | None:
+        """An upper bound of the q-quantile latency (ms), from the histogram (1/8 decade resolution)."""
+        total = sum(self.latency)
+        if not total:
+            return None
+        need, seen = q * total, 0
+        for i, n in enumerate(self.latency):
+            seen += n
+            if seen >= need:
+                return round(bucket_upper_ms(i), 4)
+        return None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "runs": self.runs, "ok": self.ok, "success_rate": round(self.ok / self.runs, 4) if self.runs else None,
+            "errors": self.errors, "p50_ms": self.percentile(0.5), "p95_ms": self.percentile(0.95),
+            "mean_fuel": self.fuel // self.runs if self.runs else None, "last_used_ns": self.last_used or None,
+            "builds_ok": self.builds_ok, "builds_failed": self.builds_failed, "unit_tests": self.unit_tests,
+            "cases": self.cases, "feedback_solved": self.solved, "feedback_failed": self.failed,
+        }
+
+
+class Vector(msgspec.Struct, array_like=True):
+    order: tuple[int, str, int]  # (at, writer, seq): the newest embedding of a version and model wins
+    text: str
+    vector: list[float]
+
+
+class State(msgspec.Struct, omit_defaults=True):
+    format: int = FORMAT
+    position: Position = {}
+    versions: dict[str, VersionMetrics] = {}  # "tool@fingerprint"
+    commits: dict[str, int] = {}  # tool -> source versions committed
+    facts: set[str] = set()  # ids of facts that may be recorded twice (builds): counted once
+    served: dict[str, dict[str, int]] = {}  # "tool@fingerprint" -> task -> (times solved) - (times failed)
+    vectors: dict[str, dict[str, Vector]] = {}  # model -> "tool@fingerprint" -> newest embedding
+    retrievals: int = 0
+
+
+def _key(tool: str, fingerprint: str) -> str:
+    return f"{tool}@{fingerprint}"
+
+
+class Projector:
+    """Applies events to a State; the functions are chosen by event type."""
+
+    def __init__(self, state: State | None = None):
+        self.state = state or State()
+        self._apply: dict[type, Callable[[Any], None]] = {
+            ToolRun: self._run, BuildSucceeded: self._build_ok, BuildFailed: self._build_failed,
+            Feedback: self._feedback, Embedded: self._embedded, Retrieved: self._retrieved,
+            VersionCommitted: self._committed,
+        }
+
+    def catch_up(self, log: EventLog) -> int:
+        """Apply every event after the state's position; returns how many."""
+        state, apply, n = self.state, self._apply, 0
+        writer, pos = None, 0
+        for w, p, event in log.read(state.position):
+            if w != writer:
+                if writer is not None:
+                    state.position[writer] = pos
+                writer = w
+            apply[type(event)](event)
+            pos = p
+            n += 1
+        if writer is not None:
+            state.position[writer] = pos
+        return n
+
+    def _metrics(self, tool: str, fp: str) -> VersionMetrics:
+        key = _key(tool, fp)
+        m = self.state.versions.get(key)
+        if m is None:
+            m = self.state.versions[key] = VersionMetrics(errors={}, latency=[0] * LAT_BUCKETS)
+        return m
+
+    def _run(self, e: ToolRun) -> None:
+        m = self._metrics(e.tool, e.fingerprint)
+        m.runs += 1
+        if e.ok:
+            m.ok += 1
+        elif e.error:
+            m.errors[e.error] = m.errors.get(e.error, 0) + 1
+        m.latency[latency_bucket(e.wall_ms)] += 1
+        m.wall_us += round(e.wall_ms * 1000)
+        m.fuel += e.fuel
+        if e.at > m.last_used:
+            m.last_used = e.at
+        if e.task and e.ok:
+            self._serve(e.tool, e.fingerprint, e.task, 1)
+
+    def _once(self, event_id: str) -> bool:
+        if event_id in self.state.facts:
+            return False
+        self.state.facts.add(event_id)
+        return True
+
+    def _build_ok(self, e: BuildSucceeded) -> None:
+        if self._once(e.id):
+            m = self._metrics(e.tool, e.fingerprint)
+            m.builds_ok += 1
+            m.unit_tests = max(m.unit_tests, e.unit_tests)
+            m.cases = max(m.cases, e.cases)
+
+    def _build_failed(self, e: BuildFailed) -> None:
+        if self._once(e.id):
+            m = self._metrics(e.tool, "")
+            m.builds_failed += 1
+
+    def _feedback(self, e: Feedback) -> None:
+        m = self._metrics(e.tool, e.fingerprint)
+        if e.solved:
+            m.solved += 1
+        else:
+            m.failed += 1
+        self._serve(e.tool, e.fingerprint, e.task, 1 if e.solved else -1)
+
+    def _serve(self, tool: str, fp: str, task: str, delta: int) -> None:
+        tasks = self.state.served.setdefault(_key(tool, fp), {})
+        tasks[task] = tasks.get(task, 0) + delta
+
+    def _embedded(self, e: Embedded) -> None:
+        by_version = self.state.vectors.setdefault(e.model, {})
+        key, order = _key(e.tool, e.fingerprint), (e.at, e.writer, e.seq)
+        current = by_version.get(key)
+        if current is None or tuple(current.order) < order:
+            by_version[key] = Vector(order, e.text, e.vector)
+
+    def _retrieved(self, e: Retrieved) -> None:
+        self.state.retrievals += 1
+
+    def _committed(self, e: VersionCommitted) -> None:
+        if self._once(e.id):
+            self.state.commits[e.tool] = self.state.commits.get(e.tool, 0) + 1
+
+
+_encoder = msgspec.msgpack.Encoder(order="sorted")
+
+
+def snapshot(state: State) -> bytes:
+    """Canonical bytes of a state: equal states give equal bytes."""
+    return _encoder.encode(state)
+
+
+def load(path: Path) -> State | None:
+    try:
+        state = msgspec.msgpack.decode(path.read_bytes(), type=State)
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return state if state.format == FORMAT else None
+
+
+def open_projections(log: EventLog, path: Path) -> Projector:
+    """Load the snapshot (if any) and catch up with the log; save the snapshot if anything was applied."""
+    projector = Projector(load(path))
+    if projector.catch_up(log):
+        write_atomic(path, snapshot(projector.state))
+    return projector
+
+
+def replay(log: EventLog, path: Path | None = None) -> Projector:
+    """Rebuild every projection from position 0 (and replace the snapshot)."""
+    projector = Projector()
+    projector.catch_up(log)
+    if path is not None:
+        write_atomic(path, snapshot(projector.state))
+    return projector
