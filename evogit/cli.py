@@ -156,6 +156,10 @@ def describe(tool: str, repo: Path | None, as_json: bool) -> None:
         f"  parents:   {', '.join(d['parents']) or '-'}",
         f"  children:  {', '.join(d['children']) or '-'}",
         f"  versions:  {', '.join(d['versions'])}" + ("" if d["head_is_this_version"] else f"  (branch head {d['head'][:10]} is not green)"),
+        f"  runs:      {d['metrics']['runs']}" + (
+            f", {d['metrics']['success_rate'] * 100:.0f}% ok, p50 {d['metrics']['p50_ms']} ms, "
+            f"p95 {d['metrics']['p95_ms']} ms" if d["metrics"]["runs"] else "")
+        + f"; feedback {d['metrics']['feedback_solved']} solved, {d['metrics']['feedback_failed']} failed",
         "  input schema:",
         *("    " + ln for ln in json.dumps(d["input_schema"], indent=2).splitlines()),
         "  output schema:",
@@ -295,6 +299,110 @@ def fork(tool: str, new_name: str, description: str | None, repo: Path | None, a
         click.echo(_show_build(outcome))
     if not outcome.ok:
         sys.exit(1)
+
+
+@main.command()
+@click.argument("tool", required=False, metavar="[TOOL[@FP]]")
+@repo_option
+@json_option
+def stats(tool: str | None, repo: Path | None, as_json: bool) -> None:
+    """Run metrics per version: runs, success rate, error kinds, latency p50/p95, fuel, feedback."""
+    data = Runtime(repo).stats(tool)
+    if as_json:
+        _out(data)
+        return
+    if not data:
+        click.echo("No runs recorded yet.")
+    for key, m in data.items():
+        name, _, fp = key.rpartition("@")
+        rate = f"{m['success_rate'] * 100:.0f}%" if m["success_rate"] is not None else "-"
+        p50 = f"{m['p50_ms']:g}" if m["p50_ms"] is not None else "-"
+        p95 = f"{m['p95_ms']:g}" if m["p95_ms"] is not None else "-"
+        errors = ", ".join(f"{k} {v}" for k, v in sorted(m["errors"].items())) or "-"
+        feedback = f"{m['feedback_solved']}/{m['feedback_solved'] + m['feedback_failed']}"
+        click.echo(f"{name}@{fp[:7] or '(failed builds)':<8} runs {m['runs']:>6}  ok {rate:>4}  p50 {p50} ms  "
+                   f"p95 {p95} ms  solved {feedback}  errors: {errors}")
+
+
+@main.command()
+@click.argument("tool", metavar="TOOL[@FP]")
+@click.option("--task", required=True, help="The task the tool was used for.")
+@click.option("--solved/--failed", required=True, help="Whether the result solved the task.")
+@click.option("--note", default="", help="Anything worth remembering.")
+@repo_option
+def feedback(tool: str, task: str, solved: bool, note: str, repo: Path | None) -> None:
+    """Record whether TOOL[@FP] solved TASK; retrieval learns from it."""
+    event = Runtime(repo).feedback(tool, task, solved, note)
+    click.echo(f"Recorded: {event.tool}@{event.fingerprint[:7]} {'solved' if solved else 'failed'} {task!r}")
+
+
+@main.command()
+@repo_option
+@json_option
+def replay(repo: Path | None, as_json: bool) -> None:
+    """Rebuild every projection (metrics, usage, retrieval history, index) from the whole event log."""
+    t0 = time.monotonic()
+    projector = Runtime(repo).replay()
+    state = projector.state
+    events = sum(m.runs for m in state.versions.values())
+    summary = {"versions": len(state.versions), "runs": events, "position": state.position,
+               "seconds": round(time.monotonic() - t0, 3)}
+    if as_json:
+        _out(summary)
+    else:
+        click.echo(f"Replayed the log: {len(state.versions)} versions, {events} runs, "
+                   f"in {summary['seconds']} s")
+
+
+@main.command("log")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events as they are appended.")
+@click.option("-n", "--last", type=int, default=None, help="Only the last N events.")
+@repo_option
+@json_option
+def log_(follow: bool, last: int | None, repo: Path | None, as_json: bool) -> None:
+    """Print the event stream, one event a line (oldest first)."""
+    import msgspec
+
+    rt = Runtime(repo)
+    position: dict[str, int] = {}
+
+    def show(batch: list[Any]) -> None:
+        for event in batch:
+            click.echo(msgspec.json.encode(event).decode() if as_json else _event_line(event))
+
+    batch = []
+    for writer, pos, event in rt.log.read(position):
+        batch.append(event)
+        position[writer] = pos
+    batch.sort(key=lambda e: (e.at, e.writer, e.seq))
+    show(batch[-last:] if last else batch)
+    while follow:
+        time.sleep(0.2)
+        fresh = []
+        for writer, pos, event in rt.log.read(position):
+            fresh.append(event)
+            position[writer] = pos
+        show(sorted(fresh, key=lambda e: (e.at, e.writer, e.seq)))
+
+
+def _event_line(e: Any) -> str:
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.at / 1e9))
+    kind = type(e).__name__
+    fp = getattr(e, "fingerprint", "")
+    what = f"{getattr(e, 'tool', '')}{'@' + fp[:7] if fp else ''}"
+    if kind == "ToolRun":
+        detail = ("ok" if e.ok else e.error) + f" {e.wall_ms:g} ms fuel {e.fuel}" + (f" task {e.task!r}" if e.task else "")
+    elif kind == "Feedback":
+        detail = f"{'solved' if e.solved else 'failed'} {e.task!r}"
+    elif kind == "BuildFailed":
+        detail = f"at {e.stage}: {e.message.splitlines()[0] if e.message else ''}"
+    elif kind in ("BuildSucceeded", "VersionCommitted"):
+        detail = e.commit[:10] + (f" {e.message}" if kind == "VersionCommitted" else "")
+    elif kind == "Retrieved":
+        what, detail = repr(e.query), f"→ {e.choice or '-'} of {len(e.candidates)}"
+    else:
+        detail = getattr(e, "model", "")
+    return f"{when} {e.writer:<10} {kind:<16} {what:<28} {detail}"
 
 
 @main.command(hidden=True)

@@ -19,7 +19,7 @@ from .atomic import write_atomic
 from .events import BuildFailed, BuildSucceeded, Embedded, Feedback, Retrieved, ToolRun, VersionCommitted
 from .log import EventLog, Position
 
-FORMAT = 1
+FORMAT = 2  # bump whenever projection logic changes: older snapshots are then rebuilt
 LAT_BUCKETS = 64
 _LAT_BASE = 0.01  # ms: bucket i holds latencies in [0.01 * 10^(i/8), 0.01 * 10^((i+1)/8))
 
@@ -78,7 +78,7 @@ class Vector(msgspec.Struct, array_like=True):
 
 
 class State(msgspec.Struct, omit_defaults=True):
-    format: int = FORMAT
+    format: int  # required, so an old snapshot's version is always on disk (a default would be omitted)
     position: Position = {}
     versions: dict[str, VersionMetrics] = {}  # "tool@fingerprint"
     commits: dict[str, int] = {}  # tool -> source versions committed
@@ -96,7 +96,7 @@ class Projector:
     """Applies events to a State; the functions are chosen by event type."""
 
     def __init__(self, state: State | None = None):
-        self.state = state or State()
+        self.state = state or State(format=FORMAT)
         self._apply: dict[type, Callable[[Any], None]] = {
             ToolRun: self._run, BuildSucceeded: self._build_ok, BuildFailed: self._build_failed,
             Feedback: self._feedback, Embedded: self._embedded, Retrieved: self._retrieved,
@@ -133,7 +133,8 @@ class Projector:
             m.ok += 1
         elif e.error:
             m.errors[e.error] = m.errors.get(e.error, 0) + 1
-        m.latency[latency_bucket(e.wall_ms)] += 1
+        if e.wall_ms > 0:  # a run refused before it started (invalid_input) has no latency
+            m.latency[latency_bucket(e.wall_ms)] += 1
         m.wall_us += round(e.wall_ms * 1000)
         m.fuel += e.fuel
         if e.at > m.last_used:

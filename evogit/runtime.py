@@ -212,6 +212,7 @@ class Runtime:
             "parents": node.parents if node else [], "children": node.children if node else [],
             "versions": [x.short for x in self.repo.versions(v.name)],
             "head": str(head.id), "head_is_this_version": str(head.id) == v.source_commit,
+            "metrics": self.stats(f"{v.name}@{v.fingerprint}")[f"{v.name}@{v.fingerprint}"],
         }
 
     def lineage(self, name: str) -> lineage.Lineage:

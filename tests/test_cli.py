@@ -97,3 +97,29 @@ def test_limits_default_from_git_config_and_flags_override(small_rt: Runtime):
     small_rt.repo.git.config["evogit.fuel"] = "lots"
     result = invoke("run", "word-count", '{"text": "a"}', "--repo", repo)
     assert result.exit_code == 1 and "bad evogit.* limit in git config" in result.output
+
+
+@pytest.mark.slow
+def test_feedback_stats_log_replay(small_rt: Runtime):
+    repo = str(small_rt.repo.path)
+    assert invoke("run", "word-count", '{"text": "a b"}', "--repo", repo).exit_code == 0
+    assert invoke("run", "word-count", '{"text": 1}', "--repo", repo).exit_code == 1
+    result = invoke("feedback", "word-count", "--task", "count the words", "--solved", "--repo", repo)
+    assert result.exit_code == 0 and "solved 'count the words'" in result.output
+    stats = json.loads(invoke("stats", "word-count", "--repo", repo, "--json").stdout)
+    (m,) = stats.values()
+    assert m["runs"] == 2 and m["ok"] == 1 and m["errors"] == {"invalid_input": 1} and m["feedback_solved"] == 1
+    assert m["builds_ok"] == 1 and m["cases"] >= 5
+    text = invoke("stats", "--repo", repo).stdout
+    assert "word-count@" in text and "slugify@" in text
+    lines = invoke("log", "--repo", repo).stdout.splitlines()
+    kinds = [line.split()[3] for line in lines]
+    assert kinds.count("VersionCommitted") == 2 and kinds.count("BuildSucceeded") == 2
+    assert kinds[-3:] == ["ToolRun", "ToolRun", "Feedback"]
+    as_json = [json.loads(line) for line in invoke("log", "-n", "1", "--json", "--repo", repo).stdout.splitlines()]
+    assert as_json[0]["type"] == "feedback"
+    before = (small_rt.repo.state_dir / "projections.msgpack").read_bytes()
+    result = invoke("replay", "--repo", repo, "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["runs"] == 2
+    assert (small_rt.repo.state_dir / "projections.msgpack").read_bytes() == before
+    assert "feedback 1 solved" in invoke("describe", "word-count", "--repo", repo).stdout
