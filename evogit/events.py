@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 
-class Event(msgspec.Struct, tag_field="type", kw_only=True, array_like=False, omit_defaults=True):
+class Event(msgspec.Struct, tag_field="type", kw_only=True, omit_defaults=True, gc=False):
     id: str = ""
     at: int = 0
     writer: str = ""

@@ -47,6 +47,8 @@ class EventLog(Protocol):
 
     def read(self, since: Position | None = None) -> Iterator[tuple[str, int, AnyEvent]]: ...
 
+    def chunks(self, since: Position | None = None) -> Iterator[tuple[str, int, list[AnyEvent]]]: ...
+
     def end(self) -> Position: ...
 
 
@@ -86,6 +88,13 @@ class MemoryLog:
             snapshot = self._events[start:]
         for i, event in enumerate(snapshot, start + 1):
             yield self.writer, i, event
+
+    def chunks(self, since: Position | None = None) -> Iterator[tuple[str, int, list[AnyEvent]]]:
+        start = (since or {}).get(self.writer, 0)
+        with self._lock:
+            snapshot = self._events[start:]
+        if snapshot:
+            yield self.writer, start + len(snapshot), snapshot
 
     def end(self) -> Position:
         return {self.writer: len(self._events)} if self._events else {}
@@ -187,11 +196,22 @@ class FileLog:
 
     # -- reading -----------------------------------------------------------------------------------------------
     def read(self, since: Position | None = None) -> Iterator[tuple[str, int, AnyEvent]]:
-        """Every complete event after `since`, writer by writer: (writer, position after it, event)."""
+        """Every complete event after `since`, writer by writer: (writer, position, event). The position is
+        the end of the event's chunk: resume from it only once every event up to it has been consumed."""
+        for writer, end, events in self.chunks(since):
+            for event in events:
+                yield writer, end, event
+
+    def chunks(self, since: Position | None = None) -> Iterator[tuple[str, int, list[AnyEvent]]]:
+        """The same events in lists (the fast path for replay): (writer, position after the list, events)."""
         since = since or {}
         for path in sorted(self.dir.glob("*.log")):
-            writer = path.stem
-            yield from _read_file(path, writer, since.get(writer, 0))
+            start = since.get(path.stem, 0)
+            with open(path, "rb") as f:
+                f.seek(start)
+                data = f.read()
+            for end, events in _decode_chunks(data, path, start):
+                yield path.stem, end, events
 
     def end(self) -> Position:
         out = {}
@@ -226,20 +246,25 @@ def _valid_prefix(data: bytes, path: Path, base: int = 0) -> int:
     return good
 
 
-def _read_file(path: Path, writer: str, start: int) -> Iterator[tuple[str, int, AnyEvent]]:
-    with open(path, "rb") as f:
-        f.seek(start)
-        data = f.read()
+def _decode_chunks(data: bytes, path: Path, start: int, size: int = 4096) -> Iterator[tuple[int, list[AnyEvent]]]:
+    """Decode the whole records of `data` (which begins at byte `start` of `path`) in lists of `size`,
+    each with the offset after it; stop before a torn tail."""
     view = memoryview(data)
     pos, n, unpack, crc32 = 0, len(data), HEADER.unpack_from, zlib.crc32
+    out: list[AnyEvent] = []
     while pos + 8 <= n:
-        size, crc = unpack(data, pos)
-        end = pos + 8 + size
+        length, crc = unpack(data, pos)
+        end = pos + 8 + length
         if end > n:
-            return  # a tail still being written, or torn: never half-read
+            break
         payload = view[pos + 8:end]
         if crc32(payload) != crc:
             _valid_prefix(data[pos:], path, start + pos)  # raises LogCorrupted if whole records follow
-            return
+            break
+        out.append(decode(payload))
         pos = end
-        yield writer, start + pos, decode(payload)
+        if len(out) == size:
+            yield start + pos, out
+            out = []
+    if out:
+        yield start + pos, out

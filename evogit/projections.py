@@ -8,7 +8,7 @@ they give the same bytes. The state records the log position it reflects and cat
 
 from __future__ import annotations
 
-import math
+from bisect import bisect_right
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,10 +24,11 @@ LAT_BUCKETS = 64
 _LAT_BASE = 0.01  # ms: bucket i holds latencies in [0.01 * 10^(i/8), 0.01 * 10^((i+1)/8))
 
 
+_EDGES = [_LAT_BASE * 10 ** (i / 8) for i in range(1, LAT_BUCKETS)]
+
+
 def latency_bucket(ms: float) -> int:
-    if ms <= _LAT_BASE:
-        return 0
-    return min(LAT_BUCKETS - 1, int(math.log10(ms / _LAT_BASE) * 8))
+    return bisect_right(_EDGES, ms)
 
 
 def bucket_upper_ms(i: int) -> float:
@@ -97,6 +98,7 @@ class Projector:
 
     def __init__(self, state: State | None = None):
         self.state = state or State(format=FORMAT)
+        self._by_pair: dict[tuple[str, str], VersionMetrics] = {}  # the same objects as state.versions
         self._apply: dict[type, Callable[[Any], None]] = {
             ToolRun: self._run, BuildSucceeded: self._build_ok, BuildFailed: self._build_failed,
             Feedback: self._feedback, Embedded: self._embedded, Retrieved: self._retrieved,
@@ -106,24 +108,21 @@ class Projector:
     def catch_up(self, log: EventLog) -> int:
         """Apply every event after the state's position; returns how many."""
         state, apply, n = self.state, self._apply, 0
-        writer, pos = None, 0
-        for w, p, event in log.read(state.position):
-            if w != writer:
-                if writer is not None:
-                    state.position[writer] = pos
-                writer = w
-            apply[type(event)](event)
-            pos = p
-            n += 1
-        if writer is not None:
-            state.position[writer] = pos
+        for writer, end, events in log.chunks(state.position):
+            for event in events:
+                apply[type(event)](event)
+            state.position[writer] = end
+            n += len(events)
         return n
 
     def _metrics(self, tool: str, fp: str) -> VersionMetrics:
-        key = _key(tool, fp)
-        m = self.state.versions.get(key)
+        m = self._by_pair.get((tool, fp))
         if m is None:
-            m = self.state.versions[key] = VersionMetrics(errors={}, latency=[0] * LAT_BUCKETS)
+            key = _key(tool, fp)
+            m = self.state.versions.get(key)
+            if m is None:
+                m = self.state.versions[key] = VersionMetrics(errors={}, latency=[0] * LAT_BUCKETS)
+            self._by_pair[(tool, fp)] = m
         return m
 
     def _run(self, e: ToolRun) -> None:
