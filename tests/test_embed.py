@@ -1,0 +1,43 @@
+"""Embedders: the numpy MiniLM gives sentence-transformers' vectors; the fallback is deterministic."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evogit.embed import Lexical, MiniLM, RemoteEmbedder
+
+REFERENCE = json.loads((Path(__file__).parent / "data" / "minilm_reference.json").read_text())
+
+
+def test_minilm_matches_sentence_transformers():
+    # tests/data/minilm_reference.json was made with sentence-transformers + torch 2.13 on the same weights.
+    got = MiniLM().embed(REFERENCE["texts"])
+    want = np.array(REFERENCE["vectors"], np.float32)
+    assert MiniLM.model_id == REFERENCE["model"]
+    assert np.abs(got - want).max() < 1e-4
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_minilm_is_semantic():
+    v = MiniLM().embed(["turn a comma separated file into json", "csv-to-json: Parse CSV text into JSON rows",
+                        "compute the sha256 hash of a string"])
+    assert v[0] @ v[1] > v[0] @ v[2] + 0.2
+
+
+def test_lexical_is_deterministic_and_unit_length():
+    a, b = Lexical().embed(["count words", "count words"]), Lexical().embed(["count words", ""])
+    assert np.array_equal(a[0], b[0]) and abs(float(np.linalg.norm(a[0])) - 1) < 1e-5
+    assert not b[1].any()
+
+
+def test_remote_embedder_reports_failures_in_one_line():
+    from evogit.errors import EvogitError
+
+    emb = RemoteEmbedder("text-embedding-3-small", base_url="http://127.0.0.1:9/v1", api_key="x")
+    emb.client = emb.client.with_options(max_retries=0, timeout=2)
+    with pytest.raises(EvogitError, match="embedding endpoint failed"):
+        emb.embed(["hello"])
