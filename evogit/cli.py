@@ -302,6 +302,30 @@ def fork(tool: str, new_name: str, description: str | None, repo: Path | None, a
 
 
 @main.command()
+@click.argument("query")
+@click.option("-k", "k", type=int, default=5, show_default=True, help="How many tools to show.")
+@click.option("--explain", is_flag=True, help="Say why each tool was ranked where it is.")
+@repo_option
+@json_option
+def search(query: str, k: int, explain: bool, repo: Path | None, as_json: bool) -> None:
+    """Find the tools for a task, ranked by description and by the tasks they solved before."""
+    hits, embedder = Runtime(repo).search(query, k, explain)
+    if as_json:
+        _out({"model": embedder.model_id, "semantic": embedder.semantic,
+              "hits": [{"tool": h.tool, "version": h.key, "score": h.score, **({"why": h.why} if explain else {})}
+                       for h in hits]})
+        return
+    if not embedder.semantic:
+        click.echo("(lexical fallback: no semantic embedding model is installed; matches are by words only)")
+    if not hits:
+        click.echo("No tools yet.")
+    for rank, h in enumerate(hits, 1):
+        click.echo(f"{rank}. {h.tool}@{h.key.rpartition('@')[2][:7]}  {h.score:.2f}")
+        for name, value in h.why.items():
+            click.echo(f"     {name}: {json.dumps(value, ensure_ascii=False)}")
+
+
+@main.command()
 @click.argument("tool", required=False, metavar="[TOOL[@FP]]")
 @repo_option
 @json_option

@@ -157,9 +157,10 @@ _TOKEN = re.compile(r"[a-z0-9]+")
 
 
 class Lexical:
-    """Hashed words and character trigrams, sublinear tf, unit length. Deterministic; not semantic."""
+    """Hashed words, word bigrams (the order sentence embeddings lose: "csv into json" vs "json into csv")
+    and character trigrams; sublinear tf, unit length. Deterministic; not semantic."""
 
-    model_id = "evogit/lexical-hash-v1"
+    model_id = "evogit/lexical-hash-v2"
     semantic = False
     DIM = 2048
 
@@ -168,7 +169,9 @@ class Lexical:
         for row, text in enumerate(texts):
             words = _TOKEN.findall(text.lower())
             grams = [w[i:i + 3] for w in words for i in range(max(1, len(w) - 2))]
-            for feature, weight in [(w, 1.0) for w in words] + [("#" + g, 0.5) for g in grams]:
+            pairs = [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]
+            features = [(w, 1.0) for w in words] + [(p, 1.0) for p in pairs] + [("#" + g, 0.5) for g in grams]
+            for feature, weight in features:
                 out[row, zlib.crc32(feature.encode()) % self.DIM] += weight
         np.log1p(out, out=out)
         return _normalize(out)

@@ -44,6 +44,7 @@ class ToolManifest(msgspec.Struct, forbid_unknown_fields=True):
     input_schema: dict[str, Any]
     output_schema: dict[str, Any]
     tags: list[str] = []
+    examples: list[str] = []  # tasks this tool is for, in users' words: retrieval learns from them
 
 
 class Case(msgspec.Struct, forbid_unknown_fields=True):

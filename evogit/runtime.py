@@ -11,21 +11,24 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
+import numpy as np
 import pygit2
 
 from . import events as ev
 from . import hooks, lineage
 from .build import Builder, BuildRecord
 from .contract import Contract, RunOutcome, interpret
+from .embed import Embedder, default_embedder
 from .errors import BuildFailed, EvogitError, InvalidInput, SandboxError, ToolExists, ToolNotFound
 from .log import EventLog, FileLog
 from .manifest import ToolManifest, check_name, manifest_json, parse_cases, parse_manifest
 from .projections import Projector, VersionMetrics, open_projections, replay
 from .repo import BRANCH_PREFIX, SkillsRepo, Version, branch_ref, parse_spec
 from .resources import resource
+from .retrieval import Candidate, Featurizer, Hit, Model, fingerprint_of
 from .sandbox import DEFAULT_LIMITS, Limits, LoadedModule, RunResult, Sandbox
 
 Progress = Callable[[str, int, int, "BuildOutcome | None"], None]
@@ -68,6 +71,11 @@ def _run_event(outcome: RunOutcome, stdin: bytes, result: RunResult | None, task
     )
 
 
+class _Vec(NamedTuple):
+    text: str
+    vector: Any
+
+
 @dataclass
 class _Loaded:
     version: Version
@@ -92,6 +100,7 @@ class Runtime:
         self.run_sink: RunSink = run_sink or self._log_run
         self._loaded: dict[str, _Loaded] = {}
         self._resolved: dict[str, tuple[str | None, _Loaded]] = {}
+        self._models: dict[str, Model] = {}
 
     def _log_run(self, event: ev.ToolRun) -> None:
         self.log.append([event])
@@ -130,6 +139,63 @@ class Runtime:
             self.repo.head(check_name(spec))
             keys = sorted(k for k in versions if k.rpartition("@")[0] == spec)
         return {k: versions[k].summary() if k in versions else VersionMetrics().summary() for k in keys}
+
+    def search(self, query: str, k: int = 5, explain: bool = False) -> tuple[list[Hit], Embedder]:
+        """Rank tools for a task: descriptions, tasks they solved before, failures, usage (retrieval.py)."""
+        if not query.strip():
+            raise InvalidInput("the search query is empty")
+        embedder = default_embedder()
+        state = self.projections().state
+        versions = self.repo.versions()
+        latest = {}
+        for name in self.repo.tools():
+            try:
+                latest[name] = self.repo.resolve(name, [v for v in versions if v.name == name])
+            except ToolNotFound:
+                continue
+        solved: dict[str, dict[str, int]] = {}
+        for key, tasks in state.served.items():
+            tool = key.rpartition("@")[0]
+            for task, net in tasks.items():
+                if net > 0:
+                    solved.setdefault(tool, {})[task] = solved.get(tool, {}).get(task, 0) + net
+        candidates = []
+        for name, v in latest.items():
+            key = f"{v.name}@{v.fingerprint}"
+            manifest = parse_manifest(self.repo.read(self.repo.commit(v.build_commit), "tool.json"))
+            metrics = state.versions.get(key)
+            failed = {t: -n for t, n in state.served.get(key, {}).items() if n < 0}
+            tasks = {**{example: 1 for example in manifest.examples}, **solved.get(name, {})}
+            candidates.append(Candidate(key, name, f"{name}: {manifest.description}", tasks, failed,
+                                        metrics.runs if metrics else 0,
+                                        (metrics.ok / metrics.runs) if metrics and metrics.runs else None))
+        if not candidates:
+            return [], embedder
+        slug = hashlib.sha1(embedder.model_id.encode()).hexdigest()[:12]
+        featurize = Featurizer(embedder, self.repo.state_dir / "vectors" / f"{slug}.msgpack")
+        self._remember_vectors(featurize, candidates, state.vectors.get(embedder.model_id, {}))
+        fp = fingerprint_of(candidates, featurize.model_id)
+        model = self._models.get(fp)
+        if model is None:
+            cache = self.repo.state_dir / "retrieval" / f"{fp[:32]}.npy"
+            model = self._models[fp] = Model(featurize, candidates, cache)
+        hits = model.search(query, k, explain)
+        featurize.save()
+        self.log.append([ev.Retrieved(query=query, model=featurize.model_id, candidates=[h.key for h in hits])])
+        return hits, embedder
+
+    def _remember_vectors(self, featurize: Featurizer, candidates: list[Candidate], known: dict[str, Any]) -> None:
+        """Description vectors come from Embedded events; new ones are embedded once and logged."""
+        fresh = [c for c in candidates if c.key not in known or known[c.key].text != c.text]
+        if fresh:
+            vectors = featurize.embedder.embed([c.text for c in fresh])
+            self.log.append([ev.Embedded(tool=c.tool, fingerprint=c.key.rpartition("@")[2],
+                                         model=featurize.embedder.model_id, text=c.text,
+                                         vector=[float(x) for x in vec]) for c, vec in zip(fresh, vectors, strict=True)])
+            known = dict(known)
+            for c, vec in zip(fresh, vectors, strict=True):
+                known[c.key] = _Vec(c.text, vec)
+        featurize.prefill({c.text: np.asarray(known[c.key].vector, np.float32) for c in candidates})
 
     # -- creating a library ------------------------------------------------------------------------------------
     @classmethod

@@ -75,3 +75,65 @@ def test_examples_run(starter_repo: Runtime):
     assert run("slugify", b'{"text": "H\\u00e9llo W\\u00f6rld!"}').output == {"slug": "hello-world"}
     bad = run("date-diff", b'{"start": "2023-02-30", "end": "2023-03-01"}')
     assert not bad.ok and bad.error == "exit_code" and "start" in bad.detail
+
+
+def test_search_finds_the_right_starter_tool(starter_repo: Runtime):
+    queries = {
+        "turn a comma separated file into json": "csv-to-json",
+        "I have a spreadsheet exported as comma-separated values and need JSON": "csv-to-json",
+        "serialize these dicts to csv": "json-to-csv",
+        "how many words are in this paragraph": "word-count",
+        "what is 1994 in roman numerals": "roman-numerals",
+        "strip html tags from a page": "html-to-text",
+        "days between two dates": "date-diff",
+        "extract value at path in json document": "json-pointer",
+    }
+    for query, want in queries.items():
+        hits, embedder = starter_repo.search(query, 3)
+        assert embedder.semantic
+        assert hits[0].tool == want, (query, [h.tool for h in hits])
+
+
+def test_search_learns_from_feedback_and_demotes_failures(starter_repo: Runtime):
+    task = "give me the gist of how long this essay is"
+    before = [h.tool for h in starter_repo.search(task, 5)[0]]
+    assert before[0] != "number-stats"
+    for similar in ("how long is this essay roughly", "gist of the essay length", "how long is this article"):
+        starter_repo.feedback("number-stats", similar, solved=True)
+    after, _ = starter_repo.search(task, 5, explain=True)
+    assert after[0].tool == "number-stats"
+    assert after[0].why["closest_solved_task"]["task"] in ("how long is this essay roughly", "gist of the essay length")
+    # number-stats then fails this very task twice: it is demoted below where it was.
+    starter_repo.feedback("number-stats", task, solved=False)
+    starter_repo.feedback("number-stats", task, solved=False)
+    demoted, _ = starter_repo.search(task, 5, explain=True)
+    assert demoted[0].tool != "number-stats"
+    mine = [h for h in demoted if h.tool == "number-stats"]
+    assert not mine or "demoted_for_failing" in mine[0].why
+    # Every search is an event; the projections still replay to the same bytes.
+    from evogit.events import Retrieved
+    from evogit.projections import snapshot
+
+    assert sum(isinstance(e, Retrieved) for _, _, e in starter_repo.log.read()) >= 11
+    assert snapshot(starter_repo.projections().state) == snapshot(starter_repo.replay().state)
+
+
+def test_search_cli_and_lexical_fallback(starter_repo: Runtime, monkeypatch):
+    from click.testing import CliRunner
+
+    from evogit import embed
+    from evogit.cli import main
+
+    repo = str(starter_repo.repo.path)
+    result = CliRunner().invoke(main, ["search", "hash a string with sha256", "-k", "2", "--repo", repo, "--json"])
+    data = json.loads(result.stdout)
+    assert data["semantic"] is True and data["hits"][0]["tool"] == "sha256-hash" and len(data["hits"]) == 2
+    monkeypatch.setenv("EVOGIT_EMBEDDER", "lexical")
+    embed.default_embedder.cache_clear()
+    try:
+        result = CliRunner().invoke(main, ["search", "sha256 hash", "--repo", repo])
+        assert result.output.startswith("(lexical fallback")
+        assert "sha256-hash@" in result.output.splitlines()[1]
+    finally:
+        embed.default_embedder.cache_clear()
+    assert CliRunner().invoke(main, ["search", " ", "--repo", repo]).exit_code == 1

@@ -1,0 +1,222 @@
+"""Retrieval that learns from use: rank tools for a task by what they say they do *and* by the tasks they
+served before.
+
+Features are the semantic embedding concatenated with the lexical one (names, rare words). A multinomial
+logistic regression is fitted over the tools, starting from their description vectors and trained on the
+descriptions plus every task a tool solved (Feedback, and runs recorded with a task). A version that
+failed a task is demoted for similar tasks, and usage and success rate act as small priors. The fitted
+tool vectors live in a FAISS inner-product index (the bias is one more dimension), so a query is one
+search. `explain` says where a score came from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faiss
+import msgspec
+import numpy as np
+
+from .atomic import write_atomic
+from .embed import Embedder, Lexical
+
+# faiss's OpenMP threads and numpy's BLAS threads oversubscribe 2 cores: a tiny fit went from 0.1 s to 7 s.
+# One thread is also what single queries want (design note §6).
+faiss.omp_set_num_threads(1)
+
+TEMPERATURE = 20.0
+EPOCHS = 300
+LEARNING_RATE = 2.0
+L2 = 1e-3
+DEMOTION = 10.0  # logits removed per failure (up to 3) per unit of similarity above 0.5 to the failed task
+
+
+@dataclass
+class Candidate:
+    key: str  # "tool@fingerprint"
+    tool: str
+    text: str  # "name: description"
+    solved: dict[str, int] = field(default_factory=dict)  # task -> times solved (any version of the tool)
+    failed: dict[str, int] = field(default_factory=dict)  # task -> times this version failed it
+    runs: int = 0
+    success_rate: float | None = None
+
+
+@dataclass
+class Hit:
+    key: str
+    tool: str
+    score: float
+    why: dict[str, Any]
+
+
+class Featurizer:
+    """Text -> [semantic ⊕ lexical] unit vectors. Semantic vectors are memoised, and kept on disk in
+    `store` if given (derived data: deleting it only costs re-embedding)."""
+
+    def __init__(self, embedder: Embedder, store: Path | None = None):
+        self.embedder = embedder
+        self.lexical = Lexical()
+        self.model_id = embedder.model_id + ("" if isinstance(embedder, Lexical) else "+" + Lexical.model_id)
+        self.store = store
+        self._semantic: dict[str, np.ndarray] = {}
+        self._dirty = False
+        if store is not None and store.exists():
+            with contextlib.suppress(OSError, msgspec.DecodeError):
+                saved = msgspec.msgpack.decode(store.read_bytes(), type=dict[str, bytes])
+                self._semantic = {k: np.frombuffer(v, np.float32) for k, v in saved.items()}
+
+    def prefill(self, semantic: dict[str, np.ndarray]) -> None:
+        """Use semantic vectors computed earlier (e.g. from Embedded events)."""
+        for text, vec in semantic.items():
+            self._semantic.setdefault(_text_key(text), np.asarray(vec, np.float32))
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 1), np.float32)
+        keys = [_text_key(t) for t in texts]
+        missing = list(dict.fromkeys(t for t, k in zip(texts, keys, strict=True) if k not in self._semantic))
+        if missing:
+            for text, vec in zip(missing, self.embedder.embed(missing), strict=True):
+                self._semantic[_text_key(text)] = vec.astype(np.float32)
+            self._dirty = True
+        parts = [np.array([self._semantic[k] for k in keys], np.float32)]
+        if not isinstance(self.embedder, Lexical):
+            parts.append(self.lexical.embed(texts))
+        feats = np.hstack(parts)
+        feats /= np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
+        return feats.astype(np.float32)
+
+    def save(self) -> None:
+        if self.store is not None and self._dirty:
+            data = {k: v.astype(np.float32).tobytes() for k, v in self._semantic.items()}
+            write_atomic(self.store, msgspec.msgpack.encode(data))
+            self._dirty = False
+
+
+def _text_key(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+class Model:
+    """Fitted tool vectors in a FAISS index, with what is needed to explain and demote."""
+
+    def __init__(self, featurize: Featurizer, candidates: list[Candidate], cache: Path | None = None):
+        """Fit (or load from `cache`, a file named by what the fit depends on) the tool vectors."""
+        self.featurize, self.candidates = featurize, candidates
+        n = len(candidates)
+        texts = [c.text for c in candidates]
+        examples: list[str] = list(texts)
+        labels: list[int] = list(range(n))
+        weights: list[float] = [1.0] * n
+        for j, c in enumerate(candidates):
+            for task, times in c.solved.items():
+                if times > 0:
+                    examples.append(task)
+                    labels.append(j)
+                    weights.append(float(min(times, 5)))
+        x = featurize(examples)
+        self.desc = x[:n]
+        fitted = _load_fit(cache, x.shape[1], n) if cache is not None else None
+        if fitted is None:
+            fitted = _fit(x, np.array(labels), np.array(weights, np.float32), self.desc.copy())
+            if cache is not None:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                for old in cache.parent.glob("*.npy"):
+                    old.unlink(missing_ok=True)  # one fitted model is kept: the current one
+                write_atomic(cache, np.hstack([fitted[0], fitted[1][:, None]]).astype(np.float32).tobytes())
+        self.weights, self.bias = fitted
+        self.priors = np.array([_prior(c) for c in candidates], np.float32)
+        self.index = faiss.IndexFlatIP(x.shape[1] + 1)
+        self.index.add(np.hstack([self.weights * TEMPERATURE, (self.bias + self.priors)[:, None]]).astype(np.float32))
+        self.solved_tasks = [(task, j) for j, c in enumerate(candidates) for task, t in c.solved.items() if t > 0]
+        self.failed_tasks = [(task, j) for j, c in enumerate(candidates) for task, t in c.failed.items() if t > 0]
+        self.failed_counts = [min(3, candidates[j].failed[task]) for task, j in self.failed_tasks]
+        self.solved_vecs = featurize([t for t, _ in self.solved_tasks]) if self.solved_tasks else None
+        self.failed_vecs = featurize([t for t, _ in self.failed_tasks]) if self.failed_tasks else None
+
+    def search(self, query: str, k: int = 5, explain: bool = False) -> list[Hit]:
+        q = self.featurize([query])
+        n = len(self.candidates)
+        depth = n if self.failed_tasks else min(n, k)
+        scores, idx = self.index.search(np.hstack([q, [[1.0]]]).astype(np.float32), depth)
+        ranked = {int(j): float(s) for s, j in zip(scores[0], idx[0], strict=True) if j >= 0}
+        demoted: dict[int, tuple[str, float, float]] = {}  # candidate -> (task, similarity, penalty)
+        if self.failed_vecs is not None:
+            sims = self.failed_vecs @ q[0]
+            for (task, j), sim, times in zip(self.failed_tasks, sims, self.failed_counts, strict=True):
+                penalty = DEMOTION * times * (float(sim) - 0.5)
+                if penalty > 0 and j in ranked and (j not in demoted or penalty > demoted[j][2]):
+                    demoted[j] = (task, float(sim), penalty)
+            for j, (_, _, penalty) in demoted.items():
+                ranked[j] -= penalty
+        top = sorted(ranked.items(), key=lambda item: -item[1])[:k]
+        hits = []
+        for j, score in top:
+            c = self.candidates[j]
+            why: dict[str, Any] = {}
+            if explain:
+                why["description_similarity"] = round(float(self.desc[j] @ q[0]), 4)
+                if self.solved_vecs is not None:
+                    mine = [(t, float(v @ q[0])) for (t, jj), v in zip(self.solved_tasks, self.solved_vecs, strict=True) if jj == j]
+                    if mine:
+                        task, sim = max(mine, key=lambda item: item[1])
+                        why["closest_solved_task"] = {"task": task, "similarity": round(sim, 4), "tasks_solved": len(mine)}
+                if j in demoted:
+                    why["demoted_for_failing"] = {"task": demoted[j][0], "similarity": round(demoted[j][1], 4),
+                                                  "penalty": round(demoted[j][2], 4)}
+                why["prior"] = round(float(self.priors[j]), 4)
+                why["runs"], why["success_rate"] = c.runs, c.success_rate
+            hits.append(Hit(c.key, c.tool, round(score, 4), why))
+        return hits
+
+
+def _load_fit(path: Path, dim: int, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+    try:
+        flat = np.frombuffer(path.read_bytes(), np.float32)
+    except OSError:
+        return None
+    if flat.size != n * (dim + 1):
+        return None
+    table = flat.reshape(n, dim + 1)
+    return table[:, :dim].copy(), table[:, dim].copy()
+
+
+def _prior(c: Candidate) -> float:
+    """Usage and success as a small nudge on the logit scale (at most ±0.3)."""
+    if c.success_rate is None or not c.runs:
+        return 0.0
+    return 0.6 * (c.success_rate - 0.5) * min(1.0, c.runs / 20)
+
+
+def _fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, init: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted softmax regression by full-batch gradient descent (deterministic)."""
+    n = init.shape[0]
+    weights, bias = init.astype(np.float32), np.zeros(n, np.float32)
+    if n < 2:
+        return weights, bias
+    onehot = np.zeros((len(x), n), np.float32)
+    onehot[np.arange(len(x)), y] = 1.0
+    scale = (w / w.sum())[:, None]
+    for _ in range(EPOCHS):
+        z = TEMPERATURE * (x @ weights.T) + bias
+        z -= z.max(1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(1, keepdims=True)
+        g = (p - onehot) * scale
+        weights -= LEARNING_RATE * (TEMPERATURE * (g.T @ x) + L2 * weights)
+        bias -= LEARNING_RATE * g.sum(0)
+    return weights, bias
+
+
+def fingerprint_of(candidates: list[Candidate], model_id: str) -> str:
+    """What a fitted model depends on; equal fingerprints mean the cached model can be reused."""
+    h = hashlib.sha256(model_id.encode())
+    for c in candidates:
+        h.update(repr((c.key, c.text, sorted(c.solved.items()), sorted(c.failed.items()), c.runs,
+                       c.success_rate)).encode())
+    return h.hexdigest()
