@@ -213,11 +213,12 @@ def _limits(base: Limits, timeout: float | None, fuel: int | None, memory: int |
 @click.option("--fuel", type=int, help="Fuel limit (about 10 billion per CPU second).")
 @click.option("--memory", type=int, help="Linear memory limit in MiB.")
 @click.option("--max-output", type=int, help="Stdout limit in bytes.")
+@click.option("--task", help="The task this run serves; a successful run teaches retrieval.")
 @repo_option
 @json_option
 def run(tool: str | None, input_json: str | None, input_file: Any, batch_file: Any, wasm_file: Path | None,
-        timeout: float | None, fuel: int | None, memory: int | None, max_output: int | None, repo: Path | None,
-        as_json: bool) -> None:
+        timeout: float | None, fuel: int | None, memory: int | None, max_output: int | None, task: str | None,
+        repo: Path | None, as_json: bool) -> None:
     """Run TOOL[@FP] on a JSON input (argument, -i FILE, or - for stdin) and print its JSON output.
 
     Plain output is the tool's JSON; a failure prints `Error: TOOL@FP: KIND: DETAIL` and exits 1.
@@ -258,7 +259,7 @@ def run(tool: str | None, input_json: str | None, input_file: Any, batch_file: A
         outcome = run_wasm(wasm_file, data, limits)
     else:
         assert tool is not None and rt is not None
-        outcome = rt.run(tool, data, limits)
+        outcome = rt.run(tool, data, limits, task=task)
     if as_json:
         _out(outcome.envelope())
         sys.exit(0 if outcome.ok else 1)
