@@ -35,6 +35,9 @@ class _Group(click.Group):
             sys.exit(1)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
             raise
+        except BrokenPipeError:  # `evogit log | head`: the reader left; that is not an error
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
         except KeyboardInterrupt:
             click.echo("Interrupted", err=True)
             sys.exit(130)
@@ -428,6 +431,38 @@ def _event_line(e: Any) -> str:
     else:
         detail = getattr(e, "model", "")
     return f"{when} {e.writer:<10} {kind:<16} {what:<28} {detail}"
+
+
+@main.command()
+@click.argument("remote", default="origin")
+@repo_option
+def push(remote: str, repo: Path | None) -> None:
+    """Push tool branches, version tags and this machine's event log to REMOTE (a git remote or URL)."""
+    out = Runtime(repo).push(remote)
+    fresh = [line.split("\t")[1].split(":")[1] for line in out.splitlines()
+             if len(line) > 1 and line[0] in "*+ -" and line[1] == "\t"]
+    kinds = {"tool branches": "refs/heads/", "version tags": "refs/tags/", "event logs": "refs/evogit/"}
+    counts = [f"{sum(r.startswith(prefix) for r in fresh)} {kind}" for kind, prefix in kinds.items()]
+    click.echo(f"Pushed to {remote}: {', '.join(counts)} updated" if fresh else f"{remote} is up to date")
+
+
+@main.command()
+@click.argument("remote", default="origin")
+@repo_option
+@json_option
+def pull(remote: str, repo: Path | None, as_json: bool) -> None:
+    """Fetch tools, versions and event logs from REMOTE; fast-forward tool branches and build what arrived."""
+    report, outcomes = Runtime(repo).pull(remote, progress=_progress(as_json))
+    if as_json:
+        _out({"created": report.created, "fast_forwarded": report.fast_forwarded, "diverged": report.diverged,
+              "log_bytes": report.logs, "builds": [_outcome_json(o) for o in outcomes]})
+    else:
+        click.echo(f"Pulled from {remote}: {len(report.created)} new tools, {len(report.fast_forwarded)} updated, "
+                   f"log events from {len(report.logs)} other machines")
+        for tool in report.diverged:
+            click.echo(f"  tools/{tool} diverged from {remote}; merge it with git (the hook builds the merge)")
+    if any(not o.ok for o in outcomes):
+        raise EvogitError(f"{sum(not o.ok for o in outcomes)} pulled tool heads failed to build")
 
 
 @main.command(hidden=True)

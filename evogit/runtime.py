@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,13 +25,16 @@ from .build import Builder, BuildRecord
 from .contract import Contract, RunOutcome, interpret
 from .embed import Embedder, default_embedder
 from .errors import BuildFailed, EvogitError, InvalidInput, SandboxError, ToolExists, ToolNotFound
-from .log import EventLog, FileLog
+from .log import EventLog, FileLog, default_writer
 from .manifest import ToolManifest, check_name, manifest_json, parse_cases, parse_manifest
 from .projections import Projector, VersionMetrics, open_projections, replay
 from .repo import BRANCH_PREFIX, SkillsRepo, Version, branch_ref, parse_spec
 from .resources import resource
 from .retrieval import Candidate, Featurizer, Hit, Model, fingerprint_of
 from .sandbox import DEFAULT_LIMITS, Limits, LoadedModule, RunResult, Sandbox
+from .share import PullReport, import_logs
+from .share import pull as git_pull
+from .share import push as git_push
 
 Progress = Callable[[str, int, int, "BuildOutcome | None"], None]
 
@@ -109,16 +114,57 @@ class Runtime:
     def log(self) -> EventLog:
         """This repository's event log (`.git/evogit/log/`), opened on first use."""
         if self._log is None:
-            self._log = FileLog(self.repo.state_dir / "log")
+            self._log = FileLog(self.repo.state_dir / "log", self.writer())
         return self._log
 
+    def writer(self) -> str:
+        """This repository's writer id: $EVOGIT_WRITER, else `evogit.writer` from git config, else a new
+        `<host>-<random>` stored there, so that two clones on one machine never share a log."""
+        if env := os.environ.get("EVOGIT_WRITER"):
+            return env
+        config = self.repo.git.config
+        if "evogit.writer" in config:
+            return str(config["evogit.writer"])
+        host = re.sub(r"[^A-Za-z0-9_-]+", "-", default_writer()).strip("-")[:40] or "local"
+        existing = self.repo.state_dir / "log" / f"{host}.log"  # a log made before writer ids were stored
+        writer = host if existing.exists() else f"{host}-{secrets.token_hex(3)}"
+        config["evogit.writer"] = writer
+        return writer
+
     def projections(self) -> Projector:
-        """The projections, loaded from their snapshot and caught up with the log."""
+        """The projections, loaded from their snapshot and caught up with the log (and with logs of other
+        machines that arrived by git)."""
+        self._import_logs()
         return open_projections(self.log, self.repo.state_dir / "projections.msgpack")
 
     def replay(self) -> Projector:
         """Throw the projections away and rebuild them from the whole log."""
+        self._import_logs()
         return replay(self.log, self.repo.state_dir / "projections.msgpack")
+
+    def _import_logs(self) -> dict[str, int]:
+        if isinstance(self.log, FileLog):
+            return import_logs(self.repo, self.log.dir, self.log.writer)
+        return {}
+
+    # -- sharing -----------------------------------------------------------------------------------------------
+    def _file_log(self) -> FileLog:
+        if not isinstance(self.log, FileLog):
+            raise EvogitError("this runtime's event log is in memory; there is nothing to share")
+        return self.log
+
+    def push(self, remote: str) -> str:
+        """Publish this machine's log into git and push tool branches, version tags and the log."""
+        log = self._file_log()
+        log.sync()
+        return git_push(self.repo, log.dir, log.writer, remote)
+
+    def pull(self, remote: str, progress: Progress | None = None) -> tuple[PullReport, list[BuildOutcome]]:
+        """Fetch tools, versions and logs; fast-forward tool branches; build heads that arrived unbuilt."""
+        log = self._file_log()
+        report = git_pull(self.repo, log.dir, log.writer, remote)
+        moved = report.created + report.fast_forwarded
+        return report, (self.build(moved, progress=progress) if moved else [])
 
     def feedback(self, spec: str, task: str, solved: bool, note: str = "") -> ev.Feedback:
         """Record whether a version solved a task (it teaches retrieval which tools serve which tasks)."""

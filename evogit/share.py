@@ -1,0 +1,207 @@
+"""Sharing a skills repository between machines with plain git: tool branches, version tags and event logs.
+
+Each machine (writer) appends only to its own log file. To travel, the log is published into git as a chain
+of commits on `refs/evogit/logs/<writer>`: each publish adds one segment, a blob of the whole records
+appended since the previous one, named by its starting byte offset (`0000000000001234.log`). Fetched logs
+(`refs/evogit/remotes/<remote>/logs/<writer>`, or pushed ones on a shared server) are copied segment by
+segment into `<writer>.log` next to this machine's own file; the log reader merges every file and the
+projections de-duplicate facts by event id, so a log arriving twice or by two routes counts once.
+
+`push` and `pull` drive the `git` CLI (remotes, ssh and credentials work as they do for git):
+
+    push: publish this writer's log, then push tools/*, the version tags and refs/evogit/logs/<writer>
+    pull: fetch them into remote-tracking refs, fast-forward local tool branches (never rewrite one), import
+          the logs; the caller then builds what moved
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pygit2
+from pygit2.enums import FileMode
+
+from .errors import CommandFailed, EvogitError, InvalidInput
+from .log import HEADER, _scan
+from .repo import BRANCH_PREFIX, SkillsRepo
+
+LOGS = "refs/evogit/logs/"
+REMOTE_LOGS = "refs/evogit/remotes/"
+_SEGMENT = re.compile(r"^(\d{16})\.log$")
+_WRITER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+class WriterConflict(EvogitError):
+    """Another machine publishes its log under this machine's writer id."""
+
+
+def _segments(git: pygit2.Repository, commit: pygit2.Object | None) -> list[tuple[int, pygit2.Blob]]:
+    if commit is None:
+        return []
+    tree = commit.peel(pygit2.Commit).tree
+    out = []
+    for entry in tree:
+        m = _SEGMENT.match(entry.name or "")
+        if m and entry.type_str == "blob":
+            out.append((int(m.group(1)), git[entry.id].peel(pygit2.Blob)))
+    return sorted(out, key=lambda s: s[0])
+
+
+def _published_end(segments: list[tuple[int, pygit2.Blob]]) -> int:
+    return segments[-1][0] + segments[-1][1].size if segments else 0
+
+
+def publish_log(repo: SkillsRepo, log_dir: Path, writer: str) -> str | None:
+    """Commit this writer's unpublished records to refs/evogit/logs/<writer>; returns the new commit id,
+    or None when there was nothing new."""
+    if not _WRITER.match(writer):
+        raise InvalidInput(f"writer id {writer!r} cannot name a git ref (set git config evogit.writer)")
+    git, ref = repo.git, LOGS + writer
+    mark = repo.state_dir / f"published-{writer}"
+    current = git.references.get(ref)
+    last_mine = mark.read_text().strip() if mark.exists() else ""
+    if current is not None and str(current.target) != last_mine:
+        raise WriterConflict(f"{ref} was written by another machine with writer id {writer!r}; "
+                             f"give this repository its own id (git config evogit.writer) before publishing")
+    segments = _segments(git, git[current.target] if current is not None else None)
+    start = _published_end(segments)
+    path = log_dir / f"{writer}.log"
+    with open(path, "rb") if path.exists() else open(os.devnull, "rb") as f:
+        f.seek(start)
+        data = f.read()
+    whole = _scan(data)
+    if whole == 0:
+        return None
+    tree = git.TreeBuilder(git[current.target].peel(pygit2.Commit).tree) if current else git.TreeBuilder()
+    tree.insert(f"{start:016d}.log", git.create_blob(data[:whole]), FileMode.BLOB)
+    sig = pygit2.Signature("evogit", "evogit@evogit.invalid")
+    message = f"Log of {writer}: bytes {start}..{start + whole}\n"
+    oid = git.create_commit(None, sig, sig, message, tree.write(), [current.target] if current else [])
+    if current is None:
+        git.references.create(ref, oid, force=False)
+    else:
+        current.set_target(oid)
+    mark.write_text(str(oid))
+    return str(oid)
+
+
+def import_logs(repo: SkillsRepo, log_dir: Path, writer: str) -> dict[str, int]:
+    """Copy the segments of every other writer's log found in git (`refs/evogit/**/logs/<writer>`) that are
+    not yet in `<writer>.log`; returns bytes added per writer."""
+    added: dict[str, int] = {}
+    for name in repo.git.references:
+        if not name.startswith("refs/evogit/") or "/logs/" not in name:
+            continue
+        other = name.rsplit("/", 1)[1]
+        if other == writer or not _WRITER.match(other):
+            continue
+        ref = repo.git.references.get(name)
+        if ref is None:
+            continue
+        n = _append_segments(log_dir / f"{other}.log", _segments(repo.git, repo.git[ref.target]))
+        if n:
+            added[other] = added.get(other, 0) + n
+    return added
+
+
+def _append_segments(path: Path, segments: list[tuple[int, pygit2.Blob]]) -> int:
+    if not segments:
+        return 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        bounds = {start for start, _ in segments} | {_published_end(segments)}
+        if size not in bounds:  # an import was cut short mid-segment: go back to the last whole one
+            size = max(b for b in bounds if b <= size) if any(b <= size for b in bounds) else 0
+            os.ftruncate(fd, size)
+        added = 0
+        for start, blob in segments:
+            if start < size:
+                continue
+            if start > size:
+                raise EvogitError(f"{path.name}: the log in git skips bytes {size}..{start}")
+            data = blob.data
+            if len(data) < HEADER.size or _scan(data) != len(data):
+                raise EvogitError(f"{path.name}: segment at byte {start} in git is not whole records")
+            os.lseek(fd, size, os.SEEK_SET)
+            os.write(fd, data)
+            size += len(data)
+            added += len(data)
+        if added:
+            os.fsync(fd)
+        return added
+    finally:
+        os.close(fd)
+
+
+# -- push and pull -------------------------------------------------------------------------------------------
+@dataclass
+class PullReport:
+    created: list[str] = field(default_factory=list)
+    fast_forwarded: list[str] = field(default_factory=list)
+    diverged: list[str] = field(default_factory=list)  # left alone: merge with git, the hook builds the merge
+    logs: dict[str, int] = field(default_factory=dict)
+
+
+def _git(repo: SkillsRepo, *args: str) -> str:
+    exe = shutil.which("git")
+    if exe is None:
+        raise EvogitError("git is not installed (push and pull use the git command line)")
+    argv = [exe, "-C", str(repo.path), *args]
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise CommandFailed(["git", *args], proc.returncode, proc.stderr)
+    return proc.stdout + proc.stderr
+
+
+def _remote_name(remote: str) -> str:
+    """A name for remote-tracking refs: the remote's own name, or a slug of a URL/path."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", remote).strip("-.") or "remote"
+    return slug[-80:].lstrip("-.") or "remote"
+
+
+def push(repo: SkillsRepo, log_dir: Path, writer: str, remote: str) -> str:
+    publish_log(repo, log_dir, writer)
+    specs = [f"{BRANCH_PREFIX}*:{BRANCH_PREFIX}*", "refs/tags/tools/*:refs/tags/tools/*"]
+    if repo.git.references.get(LOGS + writer) is not None:
+        specs.append(f"{LOGS}{writer}:{LOGS}{writer}")
+    return _git(repo, "push", "--porcelain", remote, *specs)
+
+
+def pull(repo: SkillsRepo, log_dir: Path, writer: str, remote: str) -> PullReport:
+    name = _remote_name(remote)
+    tracking = f"refs/remotes/{name}/tools/"
+    _git(repo, "fetch", "--no-tags", remote,
+         f"+{BRANCH_PREFIX}*:{tracking}*",
+         "refs/tags/tools/*:refs/tags/tools/*",
+         f"+{LOGS}*:{REMOTE_LOGS}{name}/logs/*")
+    report = PullReport()
+    git = repo.git
+    for ref_name in sorted(r for r in git.references if r.startswith(tracking)):
+        tool = ref_name[len(tracking):]
+        theirs = git.references[ref_name].target
+        local = git.references.get(BRANCH_PREFIX + tool)
+        if local is None:
+            git.references.create(BRANCH_PREFIX + tool, theirs, force=False)
+            report.created.append(tool)
+        elif local.target == theirs or git.descendant_of(local.target, theirs):
+            continue
+        elif git.descendant_of(theirs, local.target):
+            checked_out = not git.is_bare and not git.head_is_detached and git.head.name == BRANCH_PREFIX + tool
+            if checked_out:  # move the work tree too; git refuses if that would lose local changes
+                _git(repo, "merge", "--ff-only", "--quiet", str(theirs))
+            else:
+                local.set_target(theirs)
+            report.fast_forwarded.append(tool)
+        else:
+            report.diverged.append(tool)
+    report.logs = import_logs(repo, log_dir, writer)
+    return report

@@ -1,0 +1,134 @@
+"""Sharing between machines with plain git: tool branches, version tags and event logs (evogit/share.py)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from evogit import events as ev
+from evogit.cli import main
+from evogit.runtime import Runtime
+from evogit.share import LOGS, WriterConflict, import_logs, publish_log
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Path:
+    Runtime.init(tmp_path / "server.git", starter=False, bare=True)
+    return tmp_path / "server.git"
+
+
+def _events(rt: Runtime) -> list[ev.AnyEvent]:
+    return [e for _, _, e in rt.log.read()]
+
+
+def test_tools_runs_and_feedback_travel_between_machines(small_rt: Runtime, server: Path, tmp_path: Path):
+    a = small_rt
+    a.run("word-count", b'{"text": "a b c"}', task="count the words in a sentence")
+    a.feedback("slugify", "make a url slug from a title", solved=True)
+    a.push(str(server))
+
+    b, _ = Runtime.init(tmp_path / "b", starter=False)
+    assert b.writer() != a.writer()
+    report, builds = b.pull(str(server))
+    assert sorted(report.created) == ["slugify", "word-count"]
+    assert all(o.ok for o in builds) and {o.version.fingerprint for o in builds if o.version} == {
+        v.fingerprint for v in a.repo.versions()}  # the fetched tags were reused, nothing was rebuilt
+    assert a.writer() in report.logs
+    stats = b.stats("word-count")
+    assert sum(m["runs"] for m in stats.values()) == 1
+    assert b.projections().state.served  # a's task history arrived: retrieval on b learns from it
+
+    # b's own runs travel back; a counts both machines' runs, each once
+    b.run("word-count", b'{"text": "x"}')
+    b.push(str(server))
+    a.pull(str(server))
+    a.pull(str(server))
+    assert sum(m["runs"] for m in a.stats("word-count").values()) == 2
+    assert a.replay().state.versions == a.projections().state.versions
+
+
+def test_publish_is_incremental_and_import_idempotent(small_rt: Runtime, tmp_path: Path):
+    a = small_rt
+    log = a.log
+    first = publish_log(a.repo, log.dir, log.writer)
+    assert first is not None
+    assert publish_log(a.repo, log.dir, log.writer) is None  # nothing new
+    a.feedback("slugify", "slug please", solved=True)
+    second = publish_log(a.repo, log.dir, log.writer)
+    commit = a.repo.git[second]
+    assert [str(p) for p in commit.parent_ids] == [first]
+    assert len(commit.tree) == 2  # one segment per publish, the second holding only the new records
+
+    b, _ = Runtime.init(tmp_path / "b", starter=False)
+    _git(b.repo.path, "fetch", str(a.repo.path), f"{LOGS}*:{LOGS}*")
+    assert import_logs(b.repo, b.log.dir, b.log.writer) == {a.writer(): (log.dir / f"{log.writer}.log").stat().st_size}
+    assert import_logs(b.repo, b.log.dir, b.log.writer) == {}
+    assert _events(b)[-1] == _events(a)[-1]
+
+    # an import cut short mid-segment is repaired, never half-read
+    copy = b.log.dir / f"{a.writer()}.log"
+    copy.write_bytes(copy.read_bytes()[:-3])
+    assert len(_events(b)) < len(_events(a))
+    import_logs(b.repo, b.log.dir, b.log.writer)
+    assert copy.read_bytes() == (log.dir / f"{log.writer}.log").read_bytes()
+
+
+def test_a_second_machine_with_the_same_writer_id_is_refused(small_rt: Runtime, tmp_path: Path):
+    a = small_rt
+    publish_log(a.repo, a.log.dir, a.log.writer)
+    b, _ = Runtime.init(tmp_path / "b", starter=False)
+    b.repo.git.config["evogit.writer"] = a.writer()
+    _git(b.repo.path, "fetch", str(a.repo.path), f"{LOGS}*:{LOGS}*")
+    b.log.append([ev.Feedback(tool="t", fingerprint="f", task="t", solved=True)])
+    with pytest.raises(WriterConflict, match="evogit.writer"):
+        publish_log(b.repo, b.log.dir, b.log.writer)
+    assert (a.log.dir / f"{a.log.writer}.log").stat().st_size > 0
+
+
+def test_branches_fast_forward_and_divergence_is_left_alone(small_rt: Runtime, server: Path, tmp_path: Path):
+    a = small_rt
+    a.push(str(server))
+    b, _ = Runtime.init(tmp_path / "b", starter=False)
+    b.pull(str(server))
+
+    files, _ = a.repo.files(a.repo.head("word-count").tree)
+    files["README.md"] = b"word-count, with notes\n"
+    assert a.commit("word-count", files, "Add notes").ok
+    a.push(str(server))
+    report, builds = b.pull(str(server))
+    assert report.fast_forwarded == ["word-count"] and all(o.ok for o in builds)
+    assert b.repo.head("word-count").id == a.repo.head("word-count").id
+
+    files["README.md"] = b"a's version\n"
+    assert a.commit("word-count", files, "a edits").ok
+    a.push(str(server))
+    files["README.md"] = b"b's version\n"
+    assert b.commit("word-count", files, "b edits").ok
+    mine = b.repo.head("word-count").id
+    report, _ = b.pull(str(server))
+    assert report.diverged == ["word-count"]
+    assert b.repo.head("word-count").id == mine  # never rewritten
+
+
+def test_cli_push_pull(small_rt: Runtime, server: Path, tmp_path: Path):
+    runner = CliRunner()
+    a = str(small_rt.repo.path)
+    _git(Path(a), "remote", "add", "origin", str(server))
+    out = runner.invoke(main, ["push", "--repo", a])
+    assert out.exit_code == 0 and "2 tool branches, 2 version tags, 1 event logs" in out.output
+    out = runner.invoke(main, ["push", "--repo", a])
+    assert out.exit_code == 0 and "up to date" in out.output
+    b, _ = Runtime.init(tmp_path / "b", starter=False)
+    out = runner.invoke(main, ["pull", "--repo", str(b.repo.path), str(server), "--json"])
+    assert out.exit_code == 0, out.output
+    out = runner.invoke(main, ["pull", "--repo", str(b.repo.path), str(tmp_path / "nowhere")])
+    assert out.exit_code == 1 and out.output.startswith("Error: git fetch") and len(out.output.splitlines()) <= 31
+    assert b.list_tools()  # nothing stored was lost
+
