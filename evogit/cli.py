@@ -452,13 +452,15 @@ def push(remote: str, repo: Path | None) -> None:
 @json_option
 def pull(remote: str, repo: Path | None, as_json: bool) -> None:
     """Fetch tools, versions and event logs from REMOTE; fast-forward tool branches and build what arrived."""
-    report, outcomes = Runtime(repo).pull(remote, progress=_progress(as_json))
+    report, outcomes = Runtime(repo).pull(remote)
     if as_json:
         _out({"created": report.created, "fast_forwarded": report.fast_forwarded, "diverged": report.diverged,
               "log_bytes": report.logs, "builds": [_outcome_json(o) for o in outcomes]})
     else:
         click.echo(f"Pulled from {remote}: {len(report.created)} new tools, {len(report.fast_forwarded)} updated, "
                    f"log events from {len(report.logs)} other machines")
+        for o in outcomes:
+            click.echo(f"  {_show_build(o)}")
         for tool in report.diverged:
             click.echo(f"  tools/{tool} diverged from {remote}; merge it with git (the hook builds the merge)")
     if any(not o.ok for o in outcomes):

@@ -17,6 +17,7 @@ projections de-duplicate facts by event id, so a log arriving twice or by two ro
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import re
 import shutil
@@ -162,10 +163,12 @@ def _git(repo: SkillsRepo, *args: str) -> str:
     return proc.stdout + proc.stderr
 
 
-def _remote_name(remote: str) -> str:
-    """A name for remote-tracking refs: the remote's own name, or a slug of a URL/path."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", remote).strip("-.") or "remote"
-    return slug[-80:].lstrip("-.") or "remote"
+def _remote_name(repo: SkillsRepo, remote: str) -> str:
+    """A name for remote-tracking refs: the remote's own name, or `<last path part>-<hash of the URL>`."""
+    if remote in repo.git.remotes.names():
+        return remote
+    base = re.sub(r"[^A-Za-z0-9._-]+", "-", remote.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git"))
+    return f"{base.strip('-.')[:40] or 'remote'}-{hashlib.sha1(remote.encode()).hexdigest()[:6]}"
 
 
 def push(repo: SkillsRepo, log_dir: Path, writer: str, remote: str) -> str:
@@ -177,7 +180,7 @@ def push(repo: SkillsRepo, log_dir: Path, writer: str, remote: str) -> str:
 
 
 def pull(repo: SkillsRepo, log_dir: Path, writer: str, remote: str) -> PullReport:
-    name = _remote_name(remote)
+    name = _remote_name(repo, remote)
     tracking = f"refs/remotes/{name}/tools/"
     _git(repo, "fetch", "--no-tags", remote,
          f"+{BRANCH_PREFIX}*:{tracking}*",
