@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -28,6 +29,7 @@ from pathlib import Path
 import pygit2
 from pygit2.enums import FileMode
 
+from .atomic import write_atomic
 from .errors import CommandFailed, EvogitError, InvalidInput
 from .log import HEADER, _scan
 from .repo import BRANCH_PREFIX, SkillsRepo
@@ -63,8 +65,14 @@ def publish_log(repo: SkillsRepo, log_dir: Path, writer: str) -> str | None:
     or None when there was nothing new."""
     if not _WRITER.match(writer):
         raise InvalidInput(f"writer id {writer!r} cannot name a git ref (set git config evogit.writer)")
-    git, ref = repo.git, LOGS + writer
     mark = repo.state_dir / f"published-{writer}"
+    with open(repo.state_dir / "publish.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one publisher at a time per repository
+        return _publish(repo, log_dir / f"{writer}.log", LOGS + writer, mark, writer)
+
+
+def _publish(repo: SkillsRepo, path: Path, ref: str, mark: Path, writer: str) -> str | None:
+    git = repo.git
     current = git.references.get(ref)
     last_mine = mark.read_text().strip() if mark.exists() else ""
     if current is not None and str(current.target) != last_mine:
@@ -72,7 +80,6 @@ def publish_log(repo: SkillsRepo, log_dir: Path, writer: str) -> str | None:
                              f"give this repository its own id (git config evogit.writer) before publishing")
     segments = _segments(git, git[current.target] if current is not None else None)
     start = _published_end(segments)
-    path = log_dir / f"{writer}.log"
     with open(path, "rb") if path.exists() else open(os.devnull, "rb") as f:
         f.seek(start)
         data = f.read()
@@ -88,26 +95,38 @@ def publish_log(repo: SkillsRepo, log_dir: Path, writer: str) -> str | None:
         git.references.create(ref, oid, force=False)
     else:
         current.set_target(oid)
-    mark.write_text(str(oid))
+    write_atomic(mark, str(oid).encode())
     return str(oid)
 
 
 def import_logs(repo: SkillsRepo, log_dir: Path, writer: str) -> dict[str, int]:
     """Copy the segments of every other writer's log found in git (`refs/evogit/**/logs/<writer>`) that are
-    not yet in `<writer>.log`; returns bytes added per writer."""
+    not yet in `<writer>.log`; returns bytes added per writer. A ref that has not moved since the last
+    import, with its copy the size that import left, is skipped without reading anything."""
+    seen_file = repo.state_dir / "imported.json"
+    try:
+        seen: dict[str, str] = json.loads(seen_file.read_text())
+    except (OSError, ValueError):
+        seen = {}
     added: dict[str, int] = {}
+    changed = False
     for name in repo.git.references:
         if not name.startswith("refs/evogit/") or "/logs/" not in name:
             continue
         other = name.rsplit("/", 1)[1]
-        if other == writer or not _WRITER.match(other):
-            continue
         ref = repo.git.references.get(name)
-        if ref is None:
+        if other == writer or not _WRITER.match(other) or ref is None:
             continue
-        n = _append_segments(log_dir / f"{other}.log", _segments(repo.git, repo.git[ref.target]))
+        path = log_dir / f"{other}.log"
+        size = path.stat().st_size if path.exists() else -1
+        if seen.get(name) == f"{ref.target} {size}":
+            continue
+        n = _append_segments(path, _segments(repo.git, repo.git[ref.target]))
         if n:
             added[other] = added.get(other, 0) + n
+        seen[name], changed = f"{ref.target} {path.stat().st_size}", True
+    if changed:
+        write_atomic(seen_file, json.dumps(seen, indent=1, sort_keys=True).encode())
     return added
 
 

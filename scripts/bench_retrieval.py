@@ -5,6 +5,8 @@
   learning from use: each tool's queries sorted by sha1 of the text; the first 20 are recorded as solved
              tasks (history), the rest are the test set; evogit's retrieval model (evogit/retrieval.py)
              vs. the zero-shot ranking of the same test queries as the baseline
+  learning curve: 5 and 10 solved tasks per tool on the same test set; and "more use", where half of each
+             tool's remaining queries are recorded too and the other half is tested
   latency: one query from a warm process at 200 tools, and at 100,000 tools (synthetic vectors)
 """
 
@@ -62,26 +64,44 @@ def main() -> None:
     for i, q in enumerate(queries):
         for g in q["gold"]:
             by_tool[g].append(i)
+    ranked = {tool: sorted(items, key=lambda i: hashlib.sha1(queries[i]["query"].encode()).hexdigest())
+              for tool, items in by_tool.items()}
     history: set[int] = set()
-    for items in by_tool.values():
-        history.update(sorted(items, key=lambda i: hashlib.sha1(queries[i]["query"].encode()).hexdigest())[:20])
+    for items in ranked.values():
+        history.update(items[:20])
     test = [i for i in range(len(queries)) if i not in history]
     gold = [set(queries[i]["gold"]) for i in test]
     zero_test = evaluate([[ids[j] for j in np.argsort(-row)[:10]] for row in qvec[test] @ desc.T], gold)
 
-    candidates = [Candidate(key=i, tool=i, text=texts[i]) for i in ids]
-    by_id = {c.key: c for c in candidates}
-    for i in history:
-        task = queries[i]["query"]
-        for g in queries[i]["gold"]:
-            by_id[g].solved[task] = by_id[g].solved.get(task, 0) + 1
     featurize = Featurizer(embedder)
     featurize.prefill(dict(zip([q["query"] for q in queries], qvec, strict=True)))
     featurize.prefill(dict(zip([texts[i] for i in ids], desc, strict=True)))
+
+    def fit(solved: list[int]) -> Model:
+        candidates = [Candidate(key=i, tool=i, text=texts[i]) for i in ids]
+        by_id = {c.key: c for c in candidates}
+        for i in solved:
+            for g in queries[i]["gold"]:
+                by_id[g].solved[queries[i]["query"]] = by_id[g].solved.get(queries[i]["query"], 0) + 1
+        return Model(featurize, candidates)
+
+    def score(model: Model, items: list[int]) -> tuple[float, float, float]:
+        return evaluate([[h.key for h in model.search(queries[i]["query"], 10)] for i in items],
+                        [set(queries[i]["gold"]) for i in items])
+
     t0 = time.perf_counter()
-    model = Model(featurize, candidates)
+    model = fit(sorted(history))
     fit_s = time.perf_counter() - t0
-    learned = evaluate([[h.key for h in model.search(queries[i]["query"], 10)] for i in test], gold)
+    learned = score(model, test)
+    curve = {n: score(fit(sorted(i for items in ranked.values() for i in items[:n])), test) for n in (5, 10)}
+    # More use: half of every tool's remaining queries (by sha1 order) recorded too, the other half tested.
+    more, held = [], []
+    for items in ranked.values():
+        rest = [i for i in items[20:] if i not in history]
+        more += rest[: len(rest) // 2]
+        held += rest[len(rest) // 2:]
+    held = sorted(set(held) - set(more))
+    more_use = (score(model, held), score(fit(sorted(history | set(more))), held))
 
     lat = []
     for i in test[:300]:
@@ -107,6 +127,11 @@ def main() -> None:
     print(f"{'zero-shot, all queries (MiniLM)':42}{zero_all[0]:>7}{zero_all[1]:>7}{zero_all[2]:>8}   goal >= 54 / 76")
     print(f"{'baseline: zero-shot, test queries':42}{zero_test[0]:>7}{zero_test[1]:>7}{zero_test[2]:>8}")
     print(f"{'learning from use, test queries':42}{learned[0]:>7}{learned[1]:>7}{learned[2]:>8}   goal >= 80 / 95")
+    for n, row in curve.items():
+        print(f"{f'  with only {n} solved tasks per tool':42}{row[0]:>7}{row[1]:>7}{row[2]:>8}")
+    print(f"more use: + {len(more)} solved tasks, tested on the other {len(held)}:")
+    print(f"{'  history of 20 per tool':42}{more_use[0][0]:>7}{more_use[0][1]:>7}{more_use[0][2]:>8}")
+    print(f"{'  history of 20 per tool + the extra':42}{more_use[1][0]:>7}{more_use[1][1]:>7}{more_use[1][2]:>8}")
     print(f"fit on {len(history)} solved tasks + {len(corpus)} descriptions: {fit_s:.1f} s")
     print(f"query latency, warm, 200 tools (embedding + index + demotion): median {statistics.median(lat):.2f} ms")
     print(f"index search alone, 100,000 tools (synthetic, IndexFlatIP, 1 thread): "

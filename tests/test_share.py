@@ -132,3 +132,17 @@ def test_cli_push_pull(small_rt: Runtime, server: Path, tmp_path: Path):
     assert out.exit_code == 1 and out.output.startswith("Error: git fetch") and len(out.output.splitlines()) <= 31
     assert b.list_tools()  # nothing stored was lost
 
+
+
+def test_import_skips_unmoved_refs_and_recovers_a_deleted_copy(small_rt: Runtime, tmp_path: Path):
+    a = small_rt
+    publish_log(a.repo, a.log.dir, a.log.writer)
+    b, _ = Runtime.init(tmp_path / "b", starter=False)
+    _git(b.repo.path, "fetch", str(a.repo.path), f"{LOGS}*:{LOGS}*")
+    assert import_logs(b.repo, b.log.dir, b.log.writer)
+    copy = b.log.dir / f"{a.writer()}.log"
+    before = copy.stat().st_mtime_ns
+    assert import_logs(b.repo, b.log.dir, b.log.writer) == {}
+    assert copy.stat().st_mtime_ns == before
+    copy.unlink()
+    assert import_logs(b.repo, b.log.dir, b.log.writer) == {a.writer(): len((a.log.dir / f"{a.writer()}.log").read_bytes())}
