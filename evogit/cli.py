@@ -350,6 +350,15 @@ def stats(tool: str | None, repo: Path | None, as_json: bool) -> None:
         feedback = f"{m['feedback_solved']}/{m['feedback_solved'] + m['feedback_failed']}"
         click.echo(f"{name}@{fp[:7] or '(failed builds)':<8} runs {m['runs']:>6}  ok {rate:>4}  p50 {p50} ms  "
                    f"p95 {p95} ms  solved {feedback}  errors: {errors}")
+        if m["descendants"]:
+            best = m["best_descendant"]
+            shown = (f"; best {best['version'].rpartition('@')[0]}@{best['version'].rpartition('@')[2][:7]} "
+                     f"ok {best['success_rate'] * 100:.0f}% of {best['runs']}") if best else ""
+            click.echo(f"    {m['children']} children, {m['descendants']} descendants{shown}")
+    if tool and "@" not in tool and len(data) > 1:
+        runs, ok = sum(m["runs"] for m in data.values()), sum(m["ok"] for m in data.values())
+        click.echo(f"{tool} (all {len(data)} versions): runs {runs}, ok "
+                   f"{f'{ok / runs * 100:.0f}%' if runs else '-'}")
 
 
 @main.command()

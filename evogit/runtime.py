@@ -184,7 +184,34 @@ class Runtime:
         else:
             self.repo.head(check_name(spec))
             keys = sorted(k for k in versions if k.rpartition("@")[0] == spec)
-        return {k: versions[k].summary() if k in versions else VersionMetrics().summary() for k in keys}
+        out = {k: versions[k].summary() if k in versions else VersionMetrics().summary() for k in keys}
+        self._add_lineage(out, versions)
+        return out
+
+    def _add_lineage(self, out: dict[str, dict[str, Any]], versions: dict[str, VersionMetrics]) -> None:
+        """Lineage-aware summaries: children, descendants, and the best descendant by success rate (runs
+        break ties; at least one run). Lineage comes from git ancestry, metrics from the log."""
+        graph = lineage.graph(self.repo)
+        by_key = {f"{n.version.name}@{n.version.fingerprint}": n for n in graph.nodes.values()}
+        for key, summary in out.items():
+            node = by_key.get(key)
+            seen: set[str] = set()
+            stack = list(node.children) if node else []
+            while stack:
+                child = stack.pop()
+                if child not in seen:
+                    seen.add(child)
+                    stack.extend(graph.nodes[child].children)
+            best: tuple[float, int, str] | None = None
+            for short in seen:
+                v = graph.nodes[short].version
+                m = versions.get(f"{v.name}@{v.fingerprint}")
+                if m is not None and m.runs and (best is None or (m.ok / m.runs, m.runs) > best[:2]):
+                    best = (m.ok / m.runs, m.runs, f"{v.name}@{v.fingerprint}")
+            summary["children"] = len(node.children) if node else 0
+            summary["descendants"] = len(seen)
+            summary["best_descendant"] = ({"version": best[2], "success_rate": round(best[0], 4), "runs": best[1]}
+                                          if best else None)
 
     def search(self, query: str, k: int = 5, explain: bool = False) -> tuple[list[Hit], Embedder]:
         """Rank tools for a task: descriptions, tasks they solved before, failures, usage (retrieval.py)."""

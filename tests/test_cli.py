@@ -123,3 +123,22 @@ def test_feedback_stats_log_replay(small_rt: Runtime):
     assert result.exit_code == 0 and json.loads(result.stdout)["runs"] == 2
     assert (small_rt.repo.state_dir / "projections.msgpack").read_bytes() == before
     assert "feedback 1 solved" in invoke("describe", "word-count", "--repo", repo).stdout
+
+
+@pytest.mark.slow
+def test_stats_are_lineage_aware(small_rt: Runtime):
+    repo = str(small_rt.repo.path)
+    assert invoke("fork", "slugify", "slug-dash", "--repo", repo).exit_code == 0
+    assert invoke("fork", "slug-dash", "slug-dash-2", "--repo", repo).exit_code == 0
+    for text in ("A b", "C d", "E f"):
+        assert invoke("run", "slug-dash-2", json.dumps({"text": text}), "--repo", repo).exit_code == 0
+    assert invoke("run", "slug-dash", '{"text": "x"}', "--repo", repo).exit_code == 0
+    assert invoke("run", "slug-dash", '{"text": 5}', "--repo", repo).exit_code == 1
+    stats = json.loads(invoke("stats", "slugify", "--repo", repo, "--json").stdout)
+    (m,) = stats.values()
+    assert m["children"] == 1 and m["descendants"] == 2
+    assert m["best_descendant"]["version"].startswith("slug-dash-2@") and m["best_descendant"]["runs"] == 3
+    (child,) = json.loads(invoke("stats", "slug-dash", "--repo", repo, "--json").stdout).values()
+    assert child["children"] == 1 and child["best_descendant"]["success_rate"] == 1.0
+    text = invoke("stats", "slugify", "--repo", repo).stdout
+    assert "1 children, 2 descendants; best slug-dash-2@" in text
