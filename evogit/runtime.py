@@ -278,6 +278,7 @@ class Runtime:
         repo = SkillsRepo.init(path, bare=bare)
         hooks.install(Path(repo.git.path))
         rt = cls(path)
+        rt.writer()  # fixed now, before two processes could pick different ids
         outcomes: list[BuildOutcome] = []
         if starter:
             source = resource("skills-repo") if starter is True else Path(starter)

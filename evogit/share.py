@@ -30,7 +30,7 @@ import pygit2
 from pygit2.enums import FileMode
 
 from .atomic import write_atomic
-from .errors import CommandFailed, EvogitError, InvalidInput
+from .errors import EvogitError, InvalidInput
 from .log import HEADER, _scan
 from .repo import BRANCH_PREFIX, SkillsRepo
 
@@ -172,14 +172,23 @@ class PullReport:
 
 
 def _git(repo: SkillsRepo, *args: str) -> str:
+    """Run the git command line in the repository; a failure becomes one line: git's own reason."""
     exe = shutil.which("git")
     if exe is None:
         raise EvogitError("git is not installed (push and pull use the git command line)")
-    argv = [exe, "-C", str(repo.path), *args]
-    proc = subprocess.run(argv, capture_output=True, text=True)
+    proc = subprocess.run([exe, "-C", str(repo.path), *args], capture_output=True, text=True)
     if proc.returncode != 0:
-        raise CommandFailed(["git", *args], proc.returncode, proc.stderr)
+        lines = [line.strip() for line in (proc.stderr + proc.stdout).splitlines() if line.strip()]
+        reasons = [line for line in lines if line.startswith(("fatal:", "error:", "!"))] or lines or ["(no output)"]
+        raise EvogitError(f"git {args[0]} failed: " + "; ".join(dict.fromkeys(reasons[:3])))
     return proc.stdout + proc.stderr
+
+
+def _where(repo: SkillsRepo, remote: str) -> str:
+    """A remote name as it is; a local path made absolute (git runs inside the repository)."""
+    if remote in repo.git.remotes.names() or "://" in remote or not Path(remote).exists():
+        return remote
+    return str(Path(remote).resolve())
 
 
 def _remote_name(repo: SkillsRepo, remote: str) -> str:
@@ -191,6 +200,7 @@ def _remote_name(repo: SkillsRepo, remote: str) -> str:
 
 
 def push(repo: SkillsRepo, log_dir: Path, writer: str, remote: str) -> str:
+    remote = _where(repo, remote)
     publish_log(repo, log_dir, writer)
     specs = [f"{BRANCH_PREFIX}*:{BRANCH_PREFIX}*", "refs/tags/tools/*:refs/tags/tools/*"]
     if repo.git.references.get(LOGS + writer) is not None:
@@ -199,6 +209,7 @@ def push(repo: SkillsRepo, log_dir: Path, writer: str, remote: str) -> str:
 
 
 def pull(repo: SkillsRepo, log_dir: Path, writer: str, remote: str) -> PullReport:
+    remote = _where(repo, remote)
     name = _remote_name(repo, remote)
     tracking = f"refs/remotes/{name}/tools/"
     _git(repo, "fetch", "--no-tags", remote,
