@@ -103,6 +103,8 @@ def decode(data: bytes | memoryview) -> AnyEvent:
     except msgspec.ValidationError:
         pass
     raw = msgspec.msgpack.decode(data)
+    if not isinstance(raw, dict):
+        raise msgspec.ValidationError(f"not an event: a msgpack {type(raw).__name__}")
     while (step := UPCASTERS.get((raw.get("type", ""), raw.get("v", 1)))) is not None:
         raw = step(raw)
     return msgspec.convert(raw, AnyEvent)

@@ -142,10 +142,9 @@ class Runtime:
         self._import_logs()
         return replay(self.log, self.repo.state_dir / "projections.msgpack")
 
-    def _import_logs(self) -> dict[str, int]:
+    def _import_logs(self) -> None:
         if isinstance(self.log, FileLog):
-            return import_logs(self.repo, self.log.dir, self.log.writer)
-        return {}
+            import_logs(self.repo, self.log.dir, self.log.writer)  # refused logs are reported by `pull`
 
     # -- sharing -----------------------------------------------------------------------------------------------
     def _file_log(self) -> FileLog:

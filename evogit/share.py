@@ -26,12 +26,13 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
 import pygit2
 from pygit2.enums import FileMode
 
 from .atomic import write_atomic
 from .errors import EvogitError, InvalidInput
-from .log import HEADER, _scan
+from .log import HEADER, LogCorrupted, _decode_chunks, _scan
 from .repo import BRANCH_PREFIX, SkillsRepo
 
 LOGS = "refs/evogit/logs/"
@@ -99,16 +100,18 @@ def _publish(repo: SkillsRepo, path: Path, ref: str, mark: Path, writer: str) ->
     return str(oid)
 
 
-def import_logs(repo: SkillsRepo, log_dir: Path, writer: str) -> dict[str, int]:
+def import_logs(repo: SkillsRepo, log_dir: Path, writer: str) -> tuple[dict[str, int], dict[str, str]]:
     """Copy the segments of every other writer's log found in git (`refs/evogit/**/logs/<writer>`) that are
-    not yet in `<writer>.log`; returns bytes added per writer. A ref that has not moved since the last
-    import, with its copy the size that import left, is skipped without reading anything."""
+    not yet in `<writer>.log`; returns bytes added per writer, and the refs refused (a segment that is not
+    whole, decodable events, or a gap) with why: nothing of those is copied. A ref that has not moved since
+    the last import, with its copy the size that import left, is skipped without reading anything."""
     seen_file = repo.state_dir / "imported.json"
     try:
         seen: dict[str, str] = json.loads(seen_file.read_text())
     except (OSError, ValueError):
         seen = {}
     added: dict[str, int] = {}
+    problems: dict[str, str] = {}
     changed = False
     for name in repo.git.references:
         if not name.startswith("refs/evogit/") or "/logs/" not in name:
@@ -121,13 +124,17 @@ def import_logs(repo: SkillsRepo, log_dir: Path, writer: str) -> dict[str, int]:
         size = path.stat().st_size if path.exists() else -1
         if seen.get(name) == f"{ref.target} {size}":
             continue
-        n = _append_segments(path, _segments(repo.git, repo.git[ref.target]))
+        try:
+            n = _append_segments(path, _segments(repo.git, repo.git[ref.target]))
+        except EvogitError as e:  # one bad log must not stop this repository from working
+            problems[name] = str(e)
+            continue
         if n:
             added[other] = added.get(other, 0) + n
         seen[name], changed = f"{ref.target} {path.stat().st_size}", True
     if changed:
         write_atomic(seen_file, json.dumps(seen, indent=1, sort_keys=True).encode())
-    return added
+    return added, problems
 
 
 def _append_segments(path: Path, segments: list[tuple[int, pygit2.Blob]]) -> int:
@@ -149,8 +156,13 @@ def _append_segments(path: Path, segments: list[tuple[int, pygit2.Blob]]) -> int
             if start > size:
                 raise EvogitError(f"{path.name}: the log in git skips bytes {size}..{start}")
             data = blob.data
-            if len(data) < HEADER.size or _scan(data) != len(data):
-                raise EvogitError(f"{path.name}: segment at byte {start} in git is not whole records")
+            try:
+                if len(data) < HEADER.size or _scan(data) != len(data):
+                    raise ValueError("not whole checksummed records")
+                for _ in _decode_chunks(data, path, start):
+                    pass  # every event must decode before any of them is copied
+            except (ValueError, LogCorrupted, msgspec.MsgspecError) as e:
+                raise EvogitError(f"{path.stem}: segment at byte {start} is not a valid log: {e}") from None
             os.lseek(fd, size, os.SEEK_SET)
             os.write(fd, data)
             size += len(data)
@@ -169,6 +181,7 @@ class PullReport:
     fast_forwarded: list[str] = field(default_factory=list)
     diverged: list[str] = field(default_factory=list)  # left alone: merge with git, the hook builds the merge
     logs: dict[str, int] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)  # log refs not imported, and why
 
 
 def _git(repo: SkillsRepo, *args: str) -> str:
@@ -236,5 +249,5 @@ def pull(repo: SkillsRepo, log_dir: Path, writer: str, remote: str) -> PullRepor
             report.fast_forwarded.append(tool)
         else:
             report.diverged.append(tool)
-    report.logs = import_logs(repo, log_dir, writer)
+    report.logs, report.refused = import_logs(repo, log_dir, writer)
     return report

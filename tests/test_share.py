@@ -68,8 +68,8 @@ def test_publish_is_incremental_and_import_idempotent(small_rt: Runtime, tmp_pat
 
     b, _ = Runtime.init(tmp_path / "b", starter=False)
     _git(b.repo.path, "fetch", str(a.repo.path), f"{LOGS}*:{LOGS}*")
-    assert import_logs(b.repo, b.log.dir, b.log.writer) == {a.writer(): (log.dir / f"{log.writer}.log").stat().st_size}
-    assert import_logs(b.repo, b.log.dir, b.log.writer) == {}
+    assert import_logs(b.repo, b.log.dir, b.log.writer) == ({a.writer(): (log.dir / f"{log.writer}.log").stat().st_size}, {})
+    assert import_logs(b.repo, b.log.dir, b.log.writer) == ({}, {})
     assert _events(b)[-1] == _events(a)[-1]
 
     # an import cut short mid-segment is repaired, never half-read
@@ -140,10 +140,34 @@ def test_import_skips_unmoved_refs_and_recovers_a_deleted_copy(small_rt: Runtime
     publish_log(a.repo, a.log.dir, a.log.writer)
     b, _ = Runtime.init(tmp_path / "b", starter=False)
     _git(b.repo.path, "fetch", str(a.repo.path), f"{LOGS}*:{LOGS}*")
-    assert import_logs(b.repo, b.log.dir, b.log.writer)
+    assert import_logs(b.repo, b.log.dir, b.log.writer)[0]
     copy = b.log.dir / f"{a.writer()}.log"
     before = copy.stat().st_mtime_ns
-    assert import_logs(b.repo, b.log.dir, b.log.writer) == {}
+    assert import_logs(b.repo, b.log.dir, b.log.writer) == ({}, {})
     assert copy.stat().st_mtime_ns == before
     copy.unlink()
-    assert import_logs(b.repo, b.log.dir, b.log.writer) == {a.writer(): len((a.log.dir / f"{a.writer()}.log").read_bytes())}
+    assert import_logs(b.repo, b.log.dir, b.log.writer)[0] == {a.writer(): len((a.log.dir / f"{a.writer()}.log").read_bytes())}
+
+
+@pytest.mark.parametrize("garbage", [b"not a log at all", None])
+def test_a_bad_foreign_log_is_refused_and_the_repository_keeps_working(small_rt: Runtime, garbage: bytes | None):
+    """A segment of torn records, or of whole checksummed records that are not events, is never copied."""
+    import struct
+    import zlib
+
+    import pygit2
+
+    rt = small_rt
+    if garbage is None:
+        payload = b"\x93\x01\x02\x03"  # msgpack, checksummed, but not an event
+        garbage = struct.pack("<II", len(payload), zlib.crc32(payload)) + payload
+    git = rt.repo.git
+    tree = git.TreeBuilder()
+    tree.insert(f"{0:016d}.log", git.create_blob(garbage), pygit2.enums.FileMode.BLOB)
+    sig = pygit2.Signature("x", "x@x")
+    git.create_commit("refs/evogit/logs/mallory", sig, sig, "bad", tree.write(), [])
+    added, refused = import_logs(rt.repo, rt.log.dir, rt.log.writer)
+    assert added == {} and "not a valid log" in refused["refs/evogit/logs/mallory"]
+    assert not (rt.log.dir / "mallory.log").exists() or (rt.log.dir / "mallory.log").stat().st_size == 0
+    rt.run("word-count", b'{"text": "still works"}')
+    assert sum(m["runs"] for m in rt.stats("word-count").values()) == 1
