@@ -377,18 +377,23 @@ def feedback(tool: str, task: str, solved: bool, note: str, repo: Path | None) -
 @repo_option
 @json_option
 def replay(repo: Path | None, as_json: bool) -> None:
-    """Rebuild every projection (metrics, usage, retrieval history, index) from the whole event log."""
+    """Rebuild every projection (metrics, usage, retrieval history) from the whole event log, then refit the
+    retrieval model and its FAISS index."""
     t0 = time.monotonic()
-    projector = Runtime(repo).replay()
-    state = projector.state
-    events = sum(m.runs for m in state.versions.values())
-    summary = {"versions": len(state.versions), "runs": events, "position": state.position,
-               "seconds": round(time.monotonic() - t0, 3)}
+    rt = Runtime(repo)
+    state = rt.replay(retrieval=False).state
+    replayed = time.monotonic() - t0
+    model, embedder = rt.retrieval_model()
+    runs = sum(m.runs for m in state.versions.values())
+    index: dict[str, Any] = {"tools": len(model.candidates) if model else 0, "dimensions": model.index.d if model else 0,
+                             "model": embedder.model_id, "seconds": round(time.monotonic() - t0 - replayed, 3)}
     if as_json:
-        _out(summary)
+        _out({"versions": len(state.versions), "runs": runs, "position": state.position,
+              "seconds": round(replayed, 3), "index": index})
     else:
-        click.echo(f"Replayed the log: {len(state.versions)} versions, {events} runs, "
-                   f"in {summary['seconds']} s")
+        click.echo(f"Replayed the log: {len(state.versions)} versions, {runs} runs, in {replayed:.3f} s")
+        click.echo(f"Rebuilt the retrieval index: {index['tools']} tools, {index['dimensions']} dimensions "
+                   f"({index['model']}), in {index['seconds']} s")
 
 
 @main.command("log")

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,10 +138,16 @@ class Runtime:
         self._import_logs()
         return open_projections(self.log, self.repo.state_dir / "projections.msgpack")
 
-    def replay(self) -> Projector:
-        """Throw the projections away and rebuild them from the whole log."""
+    def replay(self, retrieval: bool = True) -> Projector:
+        """Throw the projections away and rebuild them from the whole log; then refit the retrieval model
+        and its FAISS index from them (unless `retrieval` is False)."""
         self._import_logs()
-        return replay(self.log, self.repo.state_dir / "projections.msgpack")
+        projector = replay(self.log, self.repo.state_dir / "projections.msgpack")
+        shutil.rmtree(self.repo.state_dir / "retrieval", ignore_errors=True)
+        self._models.clear()
+        if retrieval:
+            self.retrieval_model()
+        return projector
 
     def _import_logs(self) -> None:
         if isinstance(self.log, FileLog):
@@ -216,6 +223,17 @@ class Runtime:
         """Rank tools for a task: descriptions, tasks they solved before, failures, usage (retrieval.py)."""
         if not query.strip():
             raise InvalidInput("the search query is empty")
+        model, embedder = self.retrieval_model()
+        if model is None:
+            return [], embedder
+        hits = model.search(query, k, explain)
+        model.featurize.save()
+        self.log.append([ev.Retrieved(query=query, model=model.featurize.model_id, candidates=[h.key for h in hits])])
+        return hits, embedder
+
+    def retrieval_model(self) -> tuple[Model | None, Embedder]:
+        """The fitted retrieval model and its FAISS index over the newest green version of every tool
+        (None if there are no tools), from the projections; fitted once per distinct input and cached."""
         embedder = default_embedder()
         state = self.projections().state
         versions = self.repo.versions()
@@ -242,7 +260,7 @@ class Runtime:
                                         metrics.runs if metrics else 0,
                                         (metrics.ok / metrics.runs) if metrics and metrics.runs else None))
         if not candidates:
-            return [], embedder
+            return None, embedder
         slug = hashlib.sha1(embedder.model_id.encode()).hexdigest()[:12]
         featurize = Featurizer(embedder, self.repo.state_dir / "vectors" / f"{slug}.msgpack")
         self._remember_vectors(featurize, candidates, state.vectors.get(embedder.model_id, {}))
@@ -251,10 +269,7 @@ class Runtime:
         if model is None:
             cache = self.repo.state_dir / "retrieval" / f"{fp[:32]}.npy"
             model = self._models[fp] = Model(featurize, candidates, cache)
-        hits = model.search(query, k, explain)
-        featurize.save()
-        self.log.append([ev.Retrieved(query=query, model=featurize.model_id, candidates=[h.key for h in hits])])
-        return hits, embedder
+        return model, embedder
 
     def _remember_vectors(self, featurize: Featurizer, candidates: list[Candidate], known: dict[str, Any]) -> None:
         """Description vectors come from Embedded events; new ones are embedded once and logged."""

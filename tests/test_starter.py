@@ -116,6 +116,10 @@ def test_search_learns_from_feedback_and_demotes_failures(starter_repo: Runtime)
 
     assert sum(isinstance(e, Retrieved) for _, _, e in starter_repo.log.read()) >= 11
     assert snapshot(starter_repo.projections().state) == snapshot(starter_repo.replay().state)
+    # replay also threw the fitted model away and refitted it: the same ranking, the same scores
+    assert len(list((starter_repo.repo.state_dir / "retrieval").glob("*.npy"))) == 1
+    again, _ = starter_repo.search(task, 5, explain=True)
+    assert [(h.key, h.score) for h in again] == [(h.key, h.score) for h in demoted]
 
 
 def test_search_cli_and_lexical_fallback(starter_repo: Runtime, monkeypatch):
