@@ -2,7 +2,7 @@
 
 Each machine (writer) appends only to its own log file. To travel, the log is published into git as a chain
 of commits on `refs/evogit/logs/<writer>`: each publish adds one segment, a blob of the whole records
-appended since the previous one, named by its starting byte offset (`0000000000001234.log`). Fetched logs
+appended since the previous one, named by its byte range (`0000000000001234-0000000000005678.log`). Fetched logs
 (`refs/evogit/remotes/<remote>/logs/<writer>`, or pushed ones on a shared server) are copied segment by
 segment into `<writer>.log` next to this machine's own file; the log reader merges every file and the
 projections de-duplicate facts by event id, so a log arriving twice or by two routes counts once.
@@ -25,6 +25,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import msgspec
 import pygit2
@@ -32,12 +33,12 @@ from pygit2.enums import FileMode
 
 from .atomic import write_atomic
 from .errors import EvogitError, InvalidInput
-from .log import HEADER, LogCorrupted, _decode_chunks, _scan
+from .log import LogCorrupted, _decode_chunks, _scan
 from .repo import BRANCH_PREFIX, SkillsRepo
 
 LOGS = "refs/evogit/logs/"
 REMOTE_LOGS = "refs/evogit/remotes/"
-_SEGMENT = re.compile(r"^(\d{16})\.log$")
+_SEGMENT = re.compile(r"^(\d{16})-(\d{16})\.log$")
 _WRITER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -45,20 +46,21 @@ class WriterConflict(EvogitError):
     """Another machine publishes its log under this machine's writer id."""
 
 
-def _segments(git: pygit2.Repository, commit: pygit2.Object | None) -> list[tuple[int, pygit2.Blob]]:
+class _Segment(NamedTuple):
+    start: int
+    end: int
+    oid: pygit2.Oid  # the blob; read only when copied (a log can be hundreds of MB)
+
+
+def _segments(commit: pygit2.Object | None) -> list[_Segment]:
     if commit is None:
         return []
-    tree = commit.peel(pygit2.Commit).tree
     out = []
-    for entry in tree:
+    for entry in commit.peel(pygit2.Commit).tree:
         m = _SEGMENT.match(entry.name or "")
-        if m and entry.type_str == "blob":
-            out.append((int(m.group(1)), git[entry.id].peel(pygit2.Blob)))
-    return sorted(out, key=lambda s: s[0])
-
-
-def _published_end(segments: list[tuple[int, pygit2.Blob]]) -> int:
-    return segments[-1][0] + segments[-1][1].size if segments else 0
+        if m and entry.type_str == "blob" and int(m.group(1)) < int(m.group(2)):
+            out.append(_Segment(int(m.group(1)), int(m.group(2)), entry.id))
+    return sorted(out)
 
 
 def publish_log(repo: SkillsRepo, log_dir: Path, writer: str) -> str | None:
@@ -79,8 +81,8 @@ def _publish(repo: SkillsRepo, path: Path, ref: str, mark: Path, writer: str) ->
     if current is not None and str(current.target) != last_mine:
         raise WriterConflict(f"{ref} was written by another machine with writer id {writer!r}; "
                              f"give this repository its own id (git config evogit.writer) before publishing")
-    segments = _segments(git, git[current.target] if current is not None else None)
-    start = _published_end(segments)
+    segments = _segments(git[current.target] if current is not None else None)
+    start = segments[-1].end if segments else 0
     with open(path, "rb") if path.exists() else open(os.devnull, "rb") as f:
         f.seek(start)
         data = f.read()
@@ -88,7 +90,7 @@ def _publish(repo: SkillsRepo, path: Path, ref: str, mark: Path, writer: str) ->
     if whole == 0:
         return None
     tree = git.TreeBuilder(git[current.target].peel(pygit2.Commit).tree) if current else git.TreeBuilder()
-    tree.insert(f"{start:016d}.log", git.create_blob(data[:whole]), FileMode.BLOB)
+    tree.insert(f"{start:016d}-{start + whole:016d}.log", git.create_blob(data[:whole]), FileMode.BLOB)
     sig = pygit2.Signature("evogit", "evogit@evogit.invalid")
     message = f"Log of {writer}: bytes {start}..{start + whole}\n"
     oid = git.create_commit(None, sig, sig, message, tree.write(), [current.target] if current else [])
@@ -125,7 +127,7 @@ def import_logs(repo: SkillsRepo, log_dir: Path, writer: str) -> tuple[dict[str,
         if seen.get(name) == f"{ref.target} {size}":
             continue
         try:
-            n = _append_segments(path, _segments(repo.git, repo.git[ref.target]))
+            n = _append_segments(repo.git, path, _segments(repo.git[ref.target]))
         except EvogitError as e:  # one bad log must not stop this repository from working
             problems[name] = str(e)
             continue
@@ -137,7 +139,7 @@ def import_logs(repo: SkillsRepo, log_dir: Path, writer: str) -> tuple[dict[str,
     return added, problems
 
 
-def _append_segments(path: Path, segments: list[tuple[int, pygit2.Blob]]) -> int:
+def _append_segments(git: pygit2.Repository, path: Path, segments: list[_Segment]) -> int:
     if not segments:
         return 0
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -145,24 +147,24 @@ def _append_segments(path: Path, segments: list[tuple[int, pygit2.Blob]]) -> int
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         size = os.fstat(fd).st_size
-        bounds = {start for start, _ in segments} | {_published_end(segments)}
+        bounds = {seg.start for seg in segments} | {segments[-1].end}
         if size not in bounds:  # an import was cut short mid-segment: go back to the last whole one
-            size = max(b for b in bounds if b <= size) if any(b <= size for b in bounds) else 0
+            size = max((b for b in bounds if b <= size), default=0)
             os.ftruncate(fd, size)
         added = 0
-        for start, blob in segments:
-            if start < size:
+        for seg in segments:
+            if seg.start < size:
                 continue
-            if start > size:
-                raise EvogitError(f"{path.name}: the log in git skips bytes {size}..{start}")
-            data = blob.data
+            if seg.start > size:
+                raise EvogitError(f"{path.stem}: the log in git skips bytes {size}..{seg.start}")
+            data = git[seg.oid].peel(pygit2.Blob).data
             try:
-                if len(data) < HEADER.size or _scan(data) != len(data):
-                    raise ValueError("not whole checksummed records")
-                for _ in _decode_chunks(data, path, start):
-                    pass  # every event must decode before any of them is copied
+                # every record must be whole, checksummed and an event before any is copied
+                end = max((e for e, _ in _decode_chunks(data, path, seg.start)), default=seg.start)
+                if end != seg.end or len(data) != seg.end - seg.start:
+                    raise ValueError(f"whole records end at byte {end}, the segment says {seg.end}")
             except (ValueError, LogCorrupted, msgspec.MsgspecError) as e:
-                raise EvogitError(f"{path.stem}: segment at byte {start} is not a valid log: {e}") from None
+                raise EvogitError(f"{path.stem}: segment at byte {seg.start} is not a valid log: {e}") from None
             os.lseek(fd, size, os.SEEK_SET)
             os.write(fd, data)
             size += len(data)
