@@ -220,7 +220,13 @@ def push(repo: SkillsRepo, log_dir: Path, writer: str, remote: str) -> str:
     specs = [f"{BRANCH_PREFIX}*:{BRANCH_PREFIX}*", "refs/tags/tools/*:refs/tags/tools/*"]
     if repo.git.references.get(LOGS + writer) is not None:
         specs.append(f"{LOGS}{writer}:{LOGS}{writer}")
-    return _git(repo, "push", "--porcelain", remote, *specs)
+    try:
+        return _git(repo, "push", "--porcelain", remote, *specs)
+    except EvogitError as e:
+        if "rejected" not in str(e):
+            raise
+        raise EvogitError(f"{e} (the remote has commits this repository lacks: `evogit pull {remote}`, "
+                          f"merge any diverged tool with git, then push again)") from None
 
 
 def pull(repo: SkillsRepo, log_dir: Path, writer: str, remote: str) -> PullReport:

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from evogit import events as ev
 from evogit.cli import main
+from evogit.errors import EvogitError
 from evogit.runtime import Runtime
 from evogit.share import LOGS, WriterConflict, import_logs, publish_log
 
@@ -116,6 +117,9 @@ def test_branches_fast_forward_and_divergence_is_left_alone(small_rt: Runtime, s
     report, _ = b.pull(str(server))
     assert report.diverged == ["word-count"]
     assert b.repo.head("word-count").id == mine  # never rewritten
+    with pytest.raises(EvogitError, match="rejected.*evogit pull"):
+        b.push(str(server))
+    assert Runtime(server).repo.head("word-count").id == a.repo.head("word-count").id
 
 
 def test_cli_push_pull(small_rt: Runtime, server: Path, tmp_path: Path):
