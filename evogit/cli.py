@@ -349,7 +349,8 @@ def stats(tool: str | None, repo: Path | None, as_json: bool) -> None:
         errors = ", ".join(f"{k} {v}" for k, v in sorted(m["errors"].items())) or "-"
         feedback = f"{m['feedback_solved']}/{m['feedback_solved'] + m['feedback_failed']}"
         click.echo(f"{name}@{fp[:7] or '(failed builds)':<8} runs {m['runs']:>6}  ok {rate:>4}  p50 {p50} ms  "
-                   f"p95 {p95} ms  solved {feedback}  errors: {errors}")
+                   f"p95 {p95} ms  solved {feedback}  found {m['retrieved']} (first {m['retrieved_first']})  "
+                   f"errors: {errors}")
         if m["descendants"]:
             best = m["best_descendant"]
             shown = (f"; best {best['version'].rpartition('@')[0]}@{best['version'].rpartition('@')[2][:7]} "

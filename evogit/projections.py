@@ -19,7 +19,7 @@ from .atomic import write_atomic
 from .events import BuildFailed, BuildSucceeded, Embedded, Feedback, Retrieved, ToolRun, VersionCommitted
 from .log import EventLog, Position
 
-FORMAT = 2  # bump whenever projection logic changes: older snapshots are then rebuilt
+FORMAT = 3  # bump whenever projection logic changes: older snapshots are then rebuilt
 LAT_BUCKETS = 64
 _LAT_BASE = 0.01  # ms: bucket i holds latencies in [0.01 * 10^(i/8), 0.01 * 10^((i+1)/8))
 
@@ -49,6 +49,8 @@ class VersionMetrics(msgspec.Struct, omit_defaults=True):
     cases: int = 0
     solved: int = 0
     failed: int = 0
+    retrieved: int = 0  # times among a search's results
+    retrieved_first: int = 0  # times ranked first
 
     def percentile(self, q: float) -> float | None:
         """An upper bound of the q-quantile latency (ms), from the histogram (1/8 decade resolution)."""
@@ -69,6 +71,7 @@ class VersionMetrics(msgspec.Struct, omit_defaults=True):
             "mean_fuel": self.fuel // self.runs if self.runs else None, "last_used_ns": self.last_used or None,
             "builds_ok": self.builds_ok, "builds_failed": self.builds_failed, "unit_tests": self.unit_tests,
             "cases": self.cases, "feedback_solved": self.solved, "feedback_failed": self.failed,
+            "retrieved": self.retrieved, "retrieved_first": self.retrieved_first,
         }
 
 
@@ -180,6 +183,11 @@ class Projector:
 
     def _retrieved(self, e: Retrieved) -> None:
         self.state.retrievals += 1
+        for rank, key in enumerate(e.candidates):
+            tool, _, fp = key.rpartition("@")
+            m = self._metrics(tool, fp)
+            m.retrieved += 1
+            m.retrieved_first += rank == 0
 
     def _committed(self, e: VersionCommitted) -> None:
         if self._once(e.id):

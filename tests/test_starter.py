@@ -118,6 +118,13 @@ def test_search_learns_from_feedback_and_demotes_failures(starter_repo: Runtime)
     assert snapshot(starter_repo.projections().state) == snapshot(starter_repo.replay().state)
     # replay also threw the fitted model away and refitted it: the same ranking, the same scores
     assert len(list((starter_repo.repo.state_dir / "retrieval").glob("*.npy"))) == 1
+    # the retrieval history: how often each version was found, and ranked first
+    searches = [e.candidates for _, _, e in starter_repo.log.read() if isinstance(e, Retrieved)]
+    for key, m in starter_repo.stats().items():
+        assert m["retrieved"] == sum(key in c for c in searches)
+        assert m["retrieved_first"] == sum(c[:1] == [key] for c in searches)
+    (found,) = starter_repo.stats("number-stats").values()
+    assert found["retrieved_first"] >= 1
     again, _ = starter_repo.search(task, 5, explain=True)
     assert [(h.key, h.score) for h in again] == [(h.key, h.score) for h in demoted]
 
