@@ -8,6 +8,8 @@ they give the same bytes. The state records the log position it reflects and cat
 
 from __future__ import annotations
 
+import hashlib
+from array import array
 from bisect import bisect_right
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +21,7 @@ from .atomic import write_atomic
 from .events import BuildFailed, BuildSucceeded, Embedded, Feedback, Retrieved, ToolRun, VersionCommitted
 from .log import EventLog, Position
 
-FORMAT = 3  # bump whenever projection logic changes: older snapshots are then rebuilt
+FORMAT = 4  # bump whenever projection logic changes: older snapshots are then rebuilt
 LAT_BUCKETS = 64
 _LAT_BASE = 0.01  # ms: bucket i holds latencies in [0.01 * 10^(i/8), 0.01 * 10^((i+1)/8))
 
@@ -81,6 +83,11 @@ class Vector(msgspec.Struct, array_like=True):
     vector: list[float]
 
 
+class TaskVector(msgspec.Struct, array_like=True):
+    order: tuple[int, str, int]  # (at, writer, seq): the newest embedding of a task and model wins
+    vector: bytes  # float32, native order
+
+
 class State(msgspec.Struct, omit_defaults=True):
     format: int  # required, so an old snapshot's version is always on disk (a default would be omitted)
     position: Position = {}
@@ -89,7 +96,12 @@ class State(msgspec.Struct, omit_defaults=True):
     facts: set[str] = set()  # ids of facts that may be recorded twice (builds): counted once
     served: dict[str, dict[str, int]] = {}  # "tool@fingerprint" -> task -> (times solved) - (times failed)
     vectors: dict[str, dict[str, Vector]] = {}  # model -> "tool@fingerprint" -> newest embedding
+    tasks: dict[str, dict[str, TaskVector]] = {}  # model -> task_key(task text) -> newest embedding
     retrievals: int = 0
+
+
+def task_key(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()
 
 
 def _key(tool: str, fingerprint: str) -> str:
@@ -175,8 +187,16 @@ class Projector:
         tasks[task] = tasks.get(task, 0) + delta
 
     def _embedded(self, e: Embedded) -> None:
+        order = (e.at, e.writer, e.seq)
+        if not e.tool:  # a task's text (what a tool solved or failed), not a version's description
+            by_task = self.state.tasks.setdefault(e.model, {})
+            key = task_key(e.text)
+            old = by_task.get(key)
+            if old is None or tuple(old.order) < order:
+                by_task[key] = TaskVector(order, array("f", e.vector).tobytes())
+            return
         by_version = self.state.vectors.setdefault(e.model, {})
-        key, order = _key(e.tool, e.fingerprint), (e.at, e.writer, e.seq)
+        key = _key(e.tool, e.fingerprint)
         current = by_version.get(key)
         if current is None or tuple(current.order) < order:
             by_version[key] = Vector(order, e.text, e.vector)

@@ -23,6 +23,7 @@ import numpy as np
 
 from .atomic import write_atomic
 from .embed import Embedder, Lexical
+from .projections import task_key
 
 # faiss's OpenMP threads and numpy's BLAS threads oversubscribe 2 cores: a tiny fit went from 0.1 s to 7 s.
 # One thread is also what single queries want (design note §6).
@@ -70,20 +71,29 @@ class Featurizer:
                 saved = msgspec.msgpack.decode(store.read_bytes(), type=dict[str, bytes])
                 self._semantic = {k: np.frombuffer(v, np.float32) for k, v in saved.items()}
 
-    def prefill(self, semantic: dict[str, np.ndarray]) -> None:
-        """Use semantic vectors computed earlier (e.g. from Embedded events)."""
+    def prefill(self, semantic: dict[str, np.ndarray], by_key: bool = False) -> None:
+        """Use semantic vectors computed earlier (e.g. from Embedded events), by text or by `task_key`."""
         for text, vec in semantic.items():
-            self._semantic.setdefault(_text_key(text), np.asarray(vec, np.float32))
+            self._semantic.setdefault(text if by_key else task_key(text), np.asarray(vec, np.float32))
+
+    def semantic(self, texts: list[str]) -> np.ndarray:
+        """The semantic vectors alone (embedding only what is not known yet)."""
+        self._ensure(texts)
+        return np.array([self._semantic[task_key(t)] for t in texts], np.float32)
+
+    def _ensure(self, texts: list[str]) -> list[str]:
+        keys = [task_key(t) for t in texts]
+        missing = list(dict.fromkeys(t for t, k in zip(texts, keys, strict=True) if k not in self._semantic))
+        if missing:
+            for text, vec in zip(missing, self.embedder.embed(missing), strict=True):
+                self._semantic[task_key(text)] = vec.astype(np.float32)
+            self._dirty = True
+        return keys
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, 1), np.float32)
-        keys = [_text_key(t) for t in texts]
-        missing = list(dict.fromkeys(t for t, k in zip(texts, keys, strict=True) if k not in self._semantic))
-        if missing:
-            for text, vec in zip(missing, self.embedder.embed(missing), strict=True):
-                self._semantic[_text_key(text)] = vec.astype(np.float32)
-            self._dirty = True
+        keys = self._ensure(texts)
         parts = [np.array([self._semantic[k] for k in keys], np.float32)]
         if not isinstance(self.embedder, Lexical):
             parts.append(self.lexical.embed(texts))
@@ -96,10 +106,6 @@ class Featurizer:
             data = {k: v.astype(np.float32).tobytes() for k, v in self._semantic.items()}
             write_atomic(self.store, msgspec.msgpack.encode(data))
             self._dirty = False
-
-
-def _text_key(text: str) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()
 
 
 class Model:

@@ -28,7 +28,7 @@ from .embed import Embedder, default_embedder
 from .errors import BuildFailed, EvogitError, InvalidInput, SandboxError, ToolExists, ToolNotFound
 from .log import EventLog, FileLog, default_writer
 from .manifest import ToolManifest, check_name, manifest_json, parse_cases, parse_manifest
-from .projections import Projector, VersionMetrics, open_projections, replay
+from .projections import Projector, State, VersionMetrics, open_projections, replay, task_key
 from .repo import BRANCH_PREFIX, SkillsRepo, Version, branch_ref, parse_spec
 from .resources import resource
 from .retrieval import Candidate, Featurizer, Hit, Model, fingerprint_of
@@ -263,7 +263,7 @@ class Runtime:
             return None, embedder
         slug = hashlib.sha1(embedder.model_id.encode()).hexdigest()[:12]
         featurize = Featurizer(embedder, self.repo.state_dir / "vectors" / f"{slug}.msgpack")
-        self._remember_vectors(featurize, candidates, state.vectors.get(embedder.model_id, {}))
+        self._remember_vectors(featurize, candidates, state)
         fp = fingerprint_of(candidates, featurize.model_id)
         model = self._models.get(fp)
         if model is None:
@@ -271,18 +271,30 @@ class Runtime:
             model = self._models[fp] = Model(featurize, candidates, cache)
         return model, embedder
 
-    def _remember_vectors(self, featurize: Featurizer, candidates: list[Candidate], known: dict[str, Any]) -> None:
-        """Description vectors come from Embedded events; new ones are embedded once and logged."""
+    def _remember_vectors(self, featurize: Featurizer, candidates: list[Candidate], state: State) -> None:
+        """Vectors of tool descriptions and of the tasks tools solved or failed come from Embedded events;
+        new ones are embedded once and logged, so they travel with the log and replay needs no model."""
+        model = featurize.embedder.model_id
+        known: dict[str, Any] = dict(state.vectors.get(model, {}))
         fresh = [c for c in candidates if c.key not in known or known[c.key].text != c.text]
         if fresh:
             vectors = featurize.embedder.embed([c.text for c in fresh])
             self.log.append([ev.Embedded(tool=c.tool, fingerprint=c.key.rpartition("@")[2],
-                                         model=featurize.embedder.model_id, text=c.text,
+                                         model=model, text=c.text,
                                          vector=[float(x) for x in vec]) for c, vec in zip(fresh, vectors, strict=True)])
-            known = dict(known)
             for c, vec in zip(fresh, vectors, strict=True):
                 known[c.key] = _Vec(c.text, vec)
         featurize.prefill({c.text: np.asarray(known[c.key].vector, np.float32) for c in candidates})
+
+        tasks = state.tasks.get(model, {})
+        featurize.prefill({k: np.frombuffer(t.vector, np.float32) for k, t in tasks.items()}, by_key=True)
+        texts = sorted({t for c in candidates for t in (*c.solved, *c.failed)} - {c.text for c in candidates})
+        new = [t for t in texts if task_key(t) not in tasks]
+        if new:
+            vectors = featurize.semantic(new)  # from the local cache when it has them
+            self.log.append([ev.Embedded(tool="", fingerprint="", model=model, text=t, vector=[float(x) for x in v],
+                                         id=ev.fact_id("embedded", model, task_key(t)))
+                             for t, v in zip(new, vectors, strict=True)])
 
     # -- creating a library ------------------------------------------------------------------------------------
     @classmethod

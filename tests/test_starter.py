@@ -148,3 +148,27 @@ def test_search_cli_and_lexical_fallback(starter_repo: Runtime, monkeypatch):
     finally:
         embed.default_embedder.cache_clear()
     assert CliRunner().invoke(main, ["search", " ", "--repo", repo]).exit_code == 1
+
+
+def test_task_vectors_travel_as_events(starter_repo: Runtime, monkeypatch):
+    """Tasks a tool solved are embedded once, logged as Embedded events (tool ""), and reused from the
+    projections: with the local vector cache gone, a search embeds nothing but its query."""
+    import shutil
+
+    from evogit.embed import default_embedder
+    from evogit.events import Embedded
+
+    starter_repo.feedback("word-count", "tally the words in my essay", solved=True)
+    starter_repo.search("count words", 3)
+    logged = [e for _, _, e in starter_repo.log.read() if isinstance(e, Embedded) and not e.tool]
+    assert "tally the words in my essay" in {e.text for e in logged}
+    assert len({e.id for e in logged}) == len(logged)  # one fact per task and model
+
+    shutil.rmtree(starter_repo.repo.state_dir / "vectors")
+    embedder = default_embedder()
+    seen: list[list[str]] = []
+    real = embedder.embed
+    monkeypatch.setattr(embedder, "embed", lambda texts, *a, **k: seen.append(list(texts)) or real(texts, *a, **k))
+    fresh = Runtime(starter_repo.repo.path)
+    hits, _ = fresh.search("how many words does my essay have", 3)
+    assert seen == [["how many words does my essay have"]] and hits[0].tool == "word-count"
