@@ -344,8 +344,8 @@ def stats(tool: str | None, repo: Path | None, as_json: bool) -> None:
     for key, m in data.items():
         name, _, fp = key.rpartition("@")
         rate = f"{m['success_rate'] * 100:.0f}%" if m["success_rate"] is not None else "-"
-        p50 = f"{m['p50_ms']:g}" if m["p50_ms"] is not None else "-"
-        p95 = f"{m['p95_ms']:g}" if m["p95_ms"] is not None else "-"
+        p50 = f"{m['p50_ms']:.3g}" if m["p50_ms"] is not None else "-"
+        p95 = f"{m['p95_ms']:.3g}" if m["p95_ms"] is not None else "-"
         errors = ", ".join(f"{k} {v}" for k, v in sorted(m["errors"].items())) or "-"
         feedback = f"{m['feedback_solved']}/{m['feedback_solved'] + m['feedback_failed']}"
         click.echo(f"{name}@{fp[:7] or '(failed builds)':<8} runs {m['runs']:>6}  ok {rate:>4}  p50 {p50} ms  "
