@@ -160,8 +160,8 @@ def describe(tool: str, repo: Path | None, as_json: bool) -> None:
         f"  children:  {', '.join(d['children']) or '-'}",
         f"  versions:  {', '.join(d['versions'])}" + ("" if d["head_is_this_version"] else f"  (branch head {d['head'][:10]} is not green)"),
         f"  runs:      {d['metrics']['runs']}" + (
-            f", {d['metrics']['success_rate'] * 100:.0f}% ok, p50 {d['metrics']['p50_ms']} ms, "
-            f"p95 {d['metrics']['p95_ms']} ms" if d["metrics"]["runs"] else "")
+            f", {d['metrics']['success_rate'] * 100:.0f}% ok, p50 {d['metrics']['p50_ms']:.3g} ms, "
+            f"p95 {d['metrics']['p95_ms']:.3g} ms" if d["metrics"]["runs"] else "")
         + f"; feedback {d['metrics']['feedback_solved']} solved, {d['metrics']['feedback_failed']} failed",
         "  input schema:",
         *("    " + ln for ln in json.dumps(d["input_schema"], indent=2).splitlines()),
