@@ -160,8 +160,8 @@ def describe(tool: str, repo: Path | None, as_json: bool) -> None:
         f"  children:  {', '.join(d['children']) or '-'}",
         f"  versions:  {', '.join(d['versions'])}" + ("" if d["head_is_this_version"] else f"  (branch head {d['head'][:10]} is not green)"),
         f"  runs:      {d['metrics']['runs']}" + (
-            f", {d['metrics']['success_rate'] * 100:.0f}% ok, p50 {d['metrics']['p50_ms']:.3g} ms, "
-            f"p95 {d['metrics']['p95_ms']:.3g} ms" if d["metrics"]["runs"] else "")
+            f", {d['metrics']['success_rate'] * 100:.0f}% ok, p50 {_ms(d['metrics']['p50_ms'])} ms, "
+            f"p95 {_ms(d['metrics']['p95_ms'])} ms" if d["metrics"]["runs"] else "")
         + f"; feedback {d['metrics']['feedback_solved']} solved, {d['metrics']['feedback_failed']} failed",
         "  input schema:",
         *("    " + ln for ln in json.dumps(d["input_schema"], indent=2).splitlines()),
@@ -329,6 +329,10 @@ def search(query: str, k: int, explain: bool, repo: Path | None, as_json: bool) 
             click.echo(f"     {name}: {json.dumps(value, ensure_ascii=False)}")
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
 @main.command()
 @click.argument("tool", required=False, metavar="[TOOL[@FP]]")
 @repo_option
@@ -344,8 +348,7 @@ def stats(tool: str | None, repo: Path | None, as_json: bool) -> None:
     for key, m in data.items():
         name, _, fp = key.rpartition("@")
         rate = f"{m['success_rate'] * 100:.0f}%" if m["success_rate"] is not None else "-"
-        p50 = f"{m['p50_ms']:.3g}" if m["p50_ms"] is not None else "-"
-        p95 = f"{m['p95_ms']:.3g}" if m["p95_ms"] is not None else "-"
+        p50, p95 = _ms(m["p50_ms"]), _ms(m["p95_ms"])
         errors = ", ".join(f"{k} {v}" for k, v in sorted(m["errors"].items())) or "-"
         feedback = f"{m['feedback_solved']}/{m['feedback_solved'] + m['feedback_failed']}"
         click.echo(f"{name}@{fp[:7] or '(failed builds)':<8} runs {m['runs']:>6}  ok {rate:>4}  p50 {p50} ms  "
