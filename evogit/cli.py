@@ -456,9 +456,7 @@ def _event_line(e: Any) -> str:
 @repo_option
 def push(remote: str, repo: Path | None) -> None:
     """Push tool branches, version tags and this machine's event log to REMOTE (a git remote or URL)."""
-    out = Runtime(repo).push(remote)
-    fresh = [line.split("\t")[1].split(":")[1] for line in out.splitlines()
-             if len(line) > 1 and line[0] in "*+ -" and line[1] == "\t"]
+    fresh = Runtime(repo).push(remote)
     kinds = {"tool branches": "refs/heads/", "version tags": "refs/tags/", "event logs": "refs/evogit/"}
     counts = [f"{sum(r.startswith(prefix) for r in fresh)} {kind}" for kind, prefix in kinds.items()]
     click.echo(f"Pushed to {remote}: {', '.join(counts)} updated" if fresh else f"{remote} is up to date")

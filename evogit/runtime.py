@@ -159,18 +159,19 @@ class Runtime:
             raise EvogitError("this runtime's event log is in memory; there is nothing to share")
         return self.log
 
-    def push(self, remote: str) -> str:
-        """Publish this machine's log into git and push tool branches, version tags and the log."""
+    def push(self, remote: str) -> list[str]:
+        """Publish this machine's log into git and push tool branches, version tags and the log; returns the
+        remote refs that were updated."""
         log = self._file_log()
         log.sync()
         return git_push(self.repo, log.dir, log.writer, remote)
 
-    def pull(self, remote: str, progress: Progress | None = None) -> tuple[PullReport, list[BuildOutcome]]:
+    def pull(self, remote: str) -> tuple[PullReport, list[BuildOutcome]]:
         """Fetch tools, versions and logs; fast-forward tool branches; build heads that arrived unbuilt."""
         log = self._file_log()
         report = git_pull(self.repo, log.dir, log.writer, remote)
         moved = report.created + report.fast_forwarded
-        return report, (self.build(moved, progress=progress) if moved else [])
+        return report, (self.build(moved) if moved else [])
 
     def feedback(self, spec: str, task: str, solved: bool, note: str = "") -> ev.Feedback:
         """Record whether a version solved a task (it teaches retrieval which tools serve which tasks)."""

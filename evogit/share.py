@@ -214,19 +214,23 @@ def _remote_name(repo: SkillsRepo, remote: str) -> str:
     return f"{base.strip('-.')[:40] or 'remote'}-{hashlib.sha1(remote.encode()).hexdigest()[:6]}"
 
 
-def push(repo: SkillsRepo, log_dir: Path, writer: str, remote: str) -> str:
+def push(repo: SkillsRepo, log_dir: Path, writer: str, remote: str) -> list[str]:
+    """Publish the log, push tool branches, version tags and the log ref; returns the remote refs updated."""
     remote = _where(repo, remote)
     publish_log(repo, log_dir, writer)
     specs = [f"{BRANCH_PREFIX}*:{BRANCH_PREFIX}*", "refs/tags/tools/*:refs/tags/tools/*"]
     if repo.git.references.get(LOGS + writer) is not None:
         specs.append(f"{LOGS}{writer}:{LOGS}{writer}")
     try:
-        return _git(repo, "push", "--porcelain", remote, *specs)
+        out = _git(repo, "push", "--porcelain", remote, *specs)
     except EvogitError as e:
         if "rejected" not in str(e):
             raise
         raise EvogitError(f"{e} (the remote has commits this repository lacks: `evogit pull {remote}`, "
                           f"merge any diverged tool with git, then push again)") from None
+    # porcelain: "<flag>\t<from>:<to>\t<summary>"; "=" is up to date, "!" rejected
+    return [line.split("\t")[1].split(":")[1] for line in out.splitlines()
+            if len(line) > 1 and line[0] in "*+ -" and line[1] == "\t"]
 
 
 def pull(repo: SkillsRepo, log_dir: Path, writer: str, remote: str) -> PullReport:

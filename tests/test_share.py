@@ -176,3 +176,9 @@ def test_a_bad_foreign_log_is_refused_and_the_repository_keeps_working(small_rt:
     assert not (rt.log.dir / "mallory.log").exists() or (rt.log.dir / "mallory.log").stat().st_size == 0
     rt.run("word-count", b'{"text": "still works"}')
     assert sum(m["runs"] for m in rt.stats("word-count").values()) == 1
+
+
+def test_push_returns_what_it_updated(small_rt: Runtime, server: Path):
+    first = small_rt.push(str(server))
+    assert sorted(r.split("/")[1] for r in first) == ["evogit", "heads", "heads", "tags", "tags"]
+    assert small_rt.push(str(server)) == []
