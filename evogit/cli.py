@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 import traceback
@@ -133,8 +134,11 @@ def list_(repo: Path | None, as_json: bool) -> None:
     for t in tools:
         ver = t.latest.fingerprint[:7] if t.latest else "-------"
         flag = "" if t.head_status == "green" else f" [head {t.head_status}]"
-        first = t.description.split(". ")[0].rstrip(".")
+        first = _SENTENCE_END.split(t.description, maxsplit=1)[0].rstrip(".")
         click.echo(f"{t.name:<{width}}  {ver}  {t.versions:>2}v  {first}{flag}")
+
+
+_SENTENCE_END = re.compile(r"(?<=\.)\s+(?=[A-Z])")  # "e.g. \"a.b\"" and ". _ %" do not end a sentence
 
 
 @main.command()
@@ -324,7 +328,7 @@ def search(query: str, k: int, explain: bool, repo: Path | None, as_json: bool) 
     if not hits:
         click.echo("No tools yet.")
     for rank, h in enumerate(hits, 1):
-        click.echo(f"{rank}. {h.tool}@{h.key.rpartition('@')[2][:7]}  {h.score:.2f}")
+        click.echo(f"{rank}. {_short(h.key)}  {h.score:.2f}")
         for name, value in h.why.items():
             click.echo(f"     {name}: {json.dumps(value, ensure_ascii=False)}")
 
@@ -352,11 +356,12 @@ def stats(tool: str | None, repo: Path | None, as_json: bool) -> None:
         errors = ", ".join(f"{k} {v}" for k, v in sorted(m["errors"].items())) or "-"
         feedback = f"{m['feedback_solved']}/{m['feedback_solved'] + m['feedback_failed']}"
         click.echo(f"{name}@{fp[:7] or '(failed builds)':<8} runs {m['runs']:>6}  ok {rate:>4}  p50 {p50} ms  "
-                   f"p95 {p95} ms  solved {feedback}  found {m['retrieved']} (first {m['retrieved_first']})  "
+                   f"p95 {p95} ms  solved {feedback}  found {m['retrieved']} (first {m['retrieved_first']}, "
+                   f"chosen {m['chosen']})  "
                    f"errors: {errors}")
         if m["descendants"]:
             best = m["best_descendant"]
-            shown = (f"; best {best['version'].rpartition('@')[0]}@{best['version'].rpartition('@')[2][:7]} "
+            shown = (f"; best {_short(best['version'])} "
                      f"ok {best['success_rate'] * 100:.0f}% of {best['runs']}") if best else ""
             click.echo(f"    {m['children']} children, {m['descendants']} descendants{shown}")
     if tool and "@" not in tool and len(data) > 1:
@@ -431,6 +436,15 @@ def log_(follow: bool, last: int | None, repo: Path | None, as_json: bool) -> No
         show(sorted(fresh, key=lambda e: (e.at, e.writer, e.seq)))
 
 
+def _short(version: str) -> str:
+    name, _, fingerprint = version.rpartition("@")
+    return f"{name}@{fingerprint[:7]}"
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _event_line(e: Any) -> str:
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.at / 1e9))
     kind = type(e).__name__
@@ -445,7 +459,11 @@ def _event_line(e: Any) -> str:
     elif kind in ("BuildSucceeded", "VersionCommitted"):
         detail = e.commit[:10] + (f" {e.message}" if kind == "VersionCommitted" else "")
     elif kind == "Retrieved":
-        what, detail = repr(e.query), f"→ {e.choice or '-'} of {len(e.candidates)}"
+        top = ", ".join(_short(c) for c in e.candidates[:3])
+        chose = f"chose {_short(e.choice)}" if e.choice else ""
+        what, detail = _clip(repr(e.query), 28), "; ".join(filter(None, [f"→ {top}" if top else "", chose]))
+    elif kind == "Embedded" and not e.tool:
+        what, detail = _clip(repr(e.text), 28), e.model
     else:
         detail = getattr(e, "model", "")
     return f"{when} {e.writer:<10} {kind:<16} {what:<28} {detail}"
@@ -474,7 +492,7 @@ def pull(remote: str, repo: Path | None, as_json: bool) -> None:
               "log_bytes": report.logs, "refused_logs": report.refused, "builds": [_outcome_json(o) for o in outcomes]})
     else:
         click.echo(f"Pulled from {remote}: {len(report.created)} new tools, {len(report.fast_forwarded)} updated, "
-                   f"log events from {len(report.logs)} other machines")
+                   f"log events from {len(report.logs)} other machine{'s' if len(report.logs) != 1 else ''}")
         for o in outcomes:
             click.echo(f"  {_show_build(o)}")
         for ref, why in report.refused.items():

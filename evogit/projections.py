@@ -21,7 +21,7 @@ from .atomic import write_atomic
 from .events import BuildFailed, BuildSucceeded, Embedded, Feedback, Retrieved, ToolRun, VersionCommitted
 from .log import EventLog, Position
 
-FORMAT = 4  # bump whenever projection logic changes: older snapshots are then rebuilt
+FORMAT = 5  # bump whenever projection logic changes: older snapshots are then rebuilt
 LAT_BUCKETS = 64
 _LAT_BASE = 0.01  # ms: bucket i holds latencies in [0.01 * 10^(i/8), 0.01 * 10^((i+1)/8))
 
@@ -53,6 +53,7 @@ class VersionMetrics(msgspec.Struct, omit_defaults=True):
     failed: int = 0
     retrieved: int = 0  # times among a search's results
     retrieved_first: int = 0  # times ranked first
+    chosen: int = 0  # times a caller used it for a task it had searched for
 
     def percentile(self, q: float) -> float | None:
         """An upper bound of the q-quantile latency (ms), from the histogram (1/8 decade resolution)."""
@@ -73,7 +74,7 @@ class VersionMetrics(msgspec.Struct, omit_defaults=True):
             "mean_fuel": self.fuel // self.runs if self.runs else None, "last_used_ns": self.last_used or None,
             "builds_ok": self.builds_ok, "builds_failed": self.builds_failed, "unit_tests": self.unit_tests,
             "cases": self.cases, "feedback_solved": self.solved, "feedback_failed": self.failed,
-            "retrieved": self.retrieved, "retrieved_first": self.retrieved_first,
+            "retrieved": self.retrieved, "retrieved_first": self.retrieved_first, "chosen": self.chosen,
         }
 
 
@@ -81,6 +82,16 @@ class Vector(msgspec.Struct, array_like=True):
     order: tuple[int, str, int]  # (at, writer, seq): the newest embedding of a version and model wins
     text: str
     vector: list[float]
+
+
+NEVER = (0, "", 0)
+
+
+class Search(msgspec.Struct, array_like=True):
+    order: tuple[int, str, int]  # (at, writer, seq) of the newest search for this query
+    model: str
+    candidates: list[str]
+    chosen: tuple[int, str, int] = NEVER  # of the newest choice made for this query: after `order` = answered
 
 
 class TaskVector(msgspec.Struct, array_like=True):
@@ -97,6 +108,7 @@ class State(msgspec.Struct, omit_defaults=True):
     served: dict[str, dict[str, int]] = {}  # "tool@fingerprint" -> task -> (times solved) - (times failed)
     vectors: dict[str, dict[str, Vector]] = {}  # model -> "tool@fingerprint" -> newest embedding
     tasks: dict[str, dict[str, TaskVector]] = {}  # model -> task_key(task text) -> newest embedding
+    searches: dict[str, Search] = {}  # task_key(query) -> its newest search, and whether a choice followed
     retrievals: int = 0
 
 
@@ -202,12 +214,25 @@ class Projector:
             by_version[key] = Vector(order, e.text, e.vector)
 
     def _retrieved(self, e: Retrieved) -> None:
-        self.state.retrievals += 1
-        for rank, key in enumerate(e.candidates):
-            tool, _, fp = key.rpartition("@")
-            m = self._metrics(tool, fp)
-            m.retrieved += 1
-            m.retrieved_first += rank == 0
+        """A search (candidates), a caller's choice for a query (choice), or both at once. Kept newest-wins by
+        (at, writer, seq), so that any order of application gives the same state."""
+        order = (e.at, e.writer, e.seq)
+        search = self.state.searches.get(key := task_key(e.query))
+        if search is None:
+            search = self.state.searches[key] = Search(NEVER, e.model, [])
+        if e.candidates:
+            self.state.retrievals += 1
+            for rank, version in enumerate(e.candidates):
+                m = self._metrics(*version.rsplit("@", 1))
+                m.retrieved += 1
+                m.retrieved_first += rank == 0
+            if order > search.order:
+                search.order, search.model, search.candidates = order, e.model, e.candidates
+        if e.choice:
+            self._metrics(*e.choice.rsplit("@", 1)).chosen += 1
+            if search.order == NEVER and order > search.chosen:  # no search seen: the newest choice names the model
+                search.model = e.model
+            search.chosen = max(search.chosen, order)
 
     def _committed(self, e: VersionCommitted) -> None:
         if self._once(e.id):

@@ -177,8 +177,16 @@ class Runtime:
         """Record whether a version solved a task (it teaches retrieval which tools serve which tasks)."""
         v = self.repo.resolve(spec)
         event = ev.Feedback(tool=v.name, fingerprint=v.fingerprint, task=task, solved=solved, note=note)
-        self.log.append([event])
+        self.log.append([event, *self._choice(task, f"{v.name}@{v.fingerprint}")])
         return event
+
+    def _choice(self, task: str, version: str) -> list[ev.Retrieved]:
+        """The caller's choice for a task it searched for and has not yet chosen for (the first run or feedback
+        with that task after the search), as a Retrieved event without candidates."""
+        search = self.projections().state.searches.get(task_key(task))
+        if search is None or search.chosen > search.order:
+            return []
+        return [ev.Retrieved(query=task, model=search.model, candidates=[], choice=version)]
 
     def stats(self, spec: str | None = None) -> dict[str, dict[str, Any]]:
         """Metrics per version ("tool@fingerprint"), of one version, of one tool's versions, or of all."""
@@ -496,6 +504,8 @@ class Runtime:
         (the log), with the task it served if the caller says."""
         outcome, result = self._run(self.load(spec), stdin, limits)
         self.run_sink(_run_event(outcome, stdin, result, task))
+        if task and (choice := self._choice(task, f"{outcome.tool}@{outcome.fingerprint}")):
+            self.log.append(choice)
         return outcome
 
     def _run(self, tool: _Loaded, stdin: bytes, limits: Limits) -> tuple[RunOutcome, RunResult | None]:

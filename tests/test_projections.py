@@ -25,6 +25,11 @@ event_strategy = st.one_of(
               st.sampled_from(TOOLS), st.sampled_from(["c1", "c2"])),
     st.builds(lambda t, v: ev.Embedded(tool=t, fingerprint=t * 4, model="m", text=t, vector=[v, 1.0]),
               st.sampled_from(TOOLS), st.floats(-1, 1)),
+    # searches, choices made after a search, and both at once
+    st.builds(lambda q, model, found, choice: ev.Retrieved(query=q, model=model, candidates=[t + "@" + t * 4 for t in found],
+                                                        choice=choice and choice + "@" + choice * 4),
+              st.sampled_from(["count words", "parse csv"]), st.sampled_from(["m", "n"]),
+              st.lists(st.sampled_from(TOOLS), max_size=3, unique=True), st.none() | st.sampled_from(TOOLS)),
 )
 
 
@@ -68,3 +73,19 @@ def test_metrics_summary():
     m = replay(log).state.versions["a@f"].summary()
     assert m["runs"] == 11 and m["ok"] == 9 and m["errors"] == {"timeout": 1, "invalid_input": 1}
     assert 1.0 <= m["p50_ms"] < 1.4 and m["p95_ms"] >= 2000
+
+
+def test_choices_answer_the_newest_search():
+    log = MemoryLog()
+    search = ev.Retrieved(query="parse csv", model="m", candidates=["a@aaaa", "b@bbbb"])
+    log.append([search])
+    state = replay(log).state
+    (open_search,) = state.searches.values()
+    assert open_search.candidates == ["a@aaaa", "b@bbbb"] and open_search.chosen < open_search.order
+    log.append([ev.Retrieved(query="parse csv", model="m", candidates=[], choice="b@bbbb")])
+    state = replay(log).state
+    (answered,) = state.searches.values()
+    assert answered.chosen > answered.order
+    assert (state.versions["b@bbbb"].chosen, state.versions["b@bbbb"].retrieved) == (1, 1)
+    assert (state.versions["a@aaaa"].chosen, state.versions["a@aaaa"].retrieved_first) == (0, 1)
+    assert state.retrievals == 1  # a choice is not another search

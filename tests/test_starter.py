@@ -95,7 +95,13 @@ def test_search_finds_the_right_starter_tool(starter_repo: Runtime):
 
 
 def test_search_learns_from_feedback_and_demotes_failures(starter_repo: Runtime):
+    from evogit.events import Retrieved
+
+    def searches() -> list[list[str]]:
+        return [e.candidates for _, _, e in starter_repo.log.read() if isinstance(e, Retrieved) and e.candidates]
+
     task = "give me the gist of how long this essay is"
+    searched_before = len(searches())
     before = [h.tool for h in starter_repo.search(task, 5)[0]]
     assert before[0] != "number-stats"
     for similar in ("how long is this essay roughly", "gist of the essay length", "how long is this article"):
@@ -111,22 +117,45 @@ def test_search_learns_from_feedback_and_demotes_failures(starter_repo: Runtime)
     mine = [h for h in demoted if h.tool == "number-stats"]
     assert not mine or "demoted_for_failing" in mine[0].why
     # Every search is an event; the projections still replay to the same bytes.
-    from evogit.events import Retrieved
     from evogit.projections import snapshot
 
-    assert sum(isinstance(e, Retrieved) for _, _, e in starter_repo.log.read()) >= 11
+    assert len(searches()) == searched_before + 3
     assert snapshot(starter_repo.projections().state) == snapshot(starter_repo.replay().state)
     # replay also threw the fitted model away and refitted it: the same ranking, the same scores
     assert len(list((starter_repo.repo.state_dir / "retrieval").glob("*.npy"))) == 1
     # the retrieval history: how often each version was found, and ranked first
-    searches = [e.candidates for _, _, e in starter_repo.log.read() if isinstance(e, Retrieved)]
+    found = searches()
     for key, m in starter_repo.stats().items():
-        assert m["retrieved"] == sum(key in c for c in searches)
-        assert m["retrieved_first"] == sum(c[:1] == [key] for c in searches)
+        assert m["retrieved"] == sum(key in c for c in found)
+        assert m["retrieved_first"] == sum(c[:1] == [key] for c in found)
     (found,) = starter_repo.stats("number-stats").values()
     assert found["retrieved_first"] >= 1
     again, _ = starter_repo.search(task, 5, explain=True)
     assert [(h.key, h.score) for h in again] == [(h.key, h.score) for h in demoted]
+
+
+def test_a_search_followed_by_a_run_records_the_choice(starter_repo: Runtime):
+    from evogit.events import Retrieved
+
+    def choices() -> list[Retrieved]:
+        return [e for _, _, e in starter_repo.log.read() if isinstance(e, Retrieved) and e.choice]
+
+    task = "how many words are in my cover letter"
+    before = len(choices())
+    hits, _ = starter_repo.search(task, 3)
+    starter_repo.run("word-count", b'{"text": "Dear hiring manager"}', task=task)
+    starter_repo.run("word-count", b'{"text": "Dear hiring manager, again"}', task=task)  # already answered
+    (choice,) = choices()[before:]
+    version = choice.choice
+    assert choice.query == task and choice.candidates == [] and version.startswith("word-count@")
+    assert starter_repo.stats(version)[version]["chosen"] >= 1
+    # a run with a task nobody searched for is not a choice; feedback after a fresh search is
+    starter_repo.run("word-count", b'{"text": "x"}', task="a task never searched for")
+    assert len(choices()) == before + 1
+    starter_repo.search(task, 3)
+    starter_repo.feedback("word-count", task, solved=True)
+    assert [e.choice for e in choices()[before:]] == [version, version]
+    assert sum(m["chosen"] for m in starter_repo.stats().values()) == len(choices())
 
 
 def test_search_cli_and_lexical_fallback(starter_repo: Runtime, monkeypatch):
