@@ -276,7 +276,8 @@ class Runtime:
         fp = fingerprint_of(candidates, featurize.model_id)
         model = self._models.get(fp)
         if model is None:
-            cache = self.repo.state_dir / "retrieval" / f"{fp[:32]}.npy"
+            fit = fingerprint_of(candidates, featurize.model_id, fit_only=True)
+            cache = self.repo.state_dir / "retrieval" / f"{fit[:32]}.npy"
             model = self._models[fp] = Model(featurize, candidates, cache)
         return model, embedder
 

@@ -158,6 +158,26 @@ def test_a_search_followed_by_a_run_records_the_choice(starter_repo: Runtime):
     assert sum(m["chosen"] for m in starter_repo.stats().values()) == len(choices())
 
 
+def test_only_newly_solved_tasks_cost_a_refit(starter_repo: Runtime):
+    fits = starter_repo.repo.state_dir / "retrieval"
+    task = "strip the markup from this web page"
+    assert starter_repo.search(task, 3)[0][0].tool == "html-to-text"
+    (fitted,) = fits.glob("*.npy")
+    # runs and failures change the ranking (priors, demotion) at query time, without a refit
+    starter_repo.run("html-to-text", b'{"html": "<p>hi</p>"}')
+    starter_repo.feedback("html-to-text", task, solved=False)
+    starter_repo.feedback("html-to-text", task, solved=False)
+    hits, _ = starter_repo.search(task, 3, explain=True)
+    assert list(fits.glob("*.npy")) == [fitted]
+    assert hits[0].tool != "html-to-text"
+    assert all("demoted_for_failing" in h.why for h in hits if h.tool == "html-to-text")
+    # a newly solved task is learnt: one new fit replaces the old
+    starter_repo.feedback("html-to-text", "remove the tags from this newsletter", solved=True)
+    starter_repo.search(task, 3)
+    (refitted,) = fits.glob("*.npy")
+    assert refitted != fitted
+
+
 def test_search_cli_and_lexical_fallback(starter_repo: Runtime, monkeypatch):
     from click.testing import CliRunner
 
