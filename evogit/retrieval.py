@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -116,38 +117,42 @@ class Model:
     """Fitted tool vectors in a FAISS index, with what is needed to explain and demote."""
 
     def __init__(self, featurize: Featurizer, candidates: list[Candidate], cache: Path | None = None):
-        """Fit (or load from `cache`, a file named by what the fit depends on) the tool vectors."""
+        """Fit (or load from `cache`, a file named by what the fit depends on) the tool vectors. With the fit
+        cached, the descriptions and solved tasks are featurized only if a search asks for explanations."""
         self.featurize, self.candidates = featurize, candidates
         n = len(candidates)
-        texts = [c.text for c in candidates]
-        examples: list[str] = list(texts)
-        labels: list[int] = list(range(n))
-        weights: list[float] = [1.0] * n
-        for j, c in enumerate(candidates):
-            for task, times in c.solved.items():
-                if times > 0:
-                    examples.append(task)
-                    labels.append(j)
-                    weights.append(float(min(times, 5)))
-        x = featurize(examples)
-        self.desc = x[:n]
-        fitted = _load_fit(cache, x.shape[1], n) if cache is not None else None
-        if fitted is None:
-            fitted = _fit(x, np.array(labels), np.array(weights, np.float32), self.desc.copy())
-            if cache is not None:
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                for old in cache.parent.glob("*.npy"):
-                    old.unlink(missing_ok=True)  # one fitted model is kept: the current one
-                write_atomic(cache, np.hstack([fitted[0], fitted[1][:, None]]).astype(np.float32).tobytes())
-        self.weights, self.bias = fitted
-        self.priors = np.array([_prior(c) for c in candidates], np.float32)
-        self.index = faiss.IndexFlatIP(x.shape[1] + 1)
-        self.index.add(np.hstack([self.weights * TEMPERATURE, (self.bias + self.priors)[:, None]]).astype(np.float32))
         self.solved_tasks = [(task, j) for j, c in enumerate(candidates) for task, t in c.solved.items() if t > 0]
         self.failed_tasks = [(task, j) for j, c in enumerate(candidates) for task, t in c.failed.items() if t > 0]
         self.failed_counts = [min(3, candidates[j].failed[task]) for task, j in self.failed_tasks]
-        self.solved_vecs = featurize([t for t, _ in self.solved_tasks]) if self.solved_tasks else None
+        dim = featurize([candidates[0].text]).shape[1]
+        fitted = _load_fit(cache, dim, n) if cache is not None else None
+        if fitted is None:
+            x = featurize([c.text for c in candidates] + [task for task, _ in self.solved_tasks])
+            self._features = x
+            labels = list(range(n)) + [j for _, j in self.solved_tasks]
+            weights = [1.0] * n + [float(min(candidates[j].solved[task], 5)) for task, j in self.solved_tasks]
+            fitted = _fit(x, np.array(labels), np.array(weights, np.float32), x[:n].copy())
+            if cache is not None:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(cache, np.hstack([fitted[0], fitted[1][:, None]]).astype(np.float32).tobytes())
+        self.weights, self.bias = fitted
+        self.priors = np.array([_prior(c) for c in candidates], np.float32)
+        self.index = faiss.IndexFlatIP(dim + 1)
+        self.index.add(np.hstack([self.weights * TEMPERATURE, (self.bias + self.priors)[:, None]]).astype(np.float32))
         self.failed_vecs = featurize([t for t, _ in self.failed_tasks]) if self.failed_tasks else None
+
+    @cached_property
+    def _features(self) -> np.ndarray:
+        """Descriptions, then solved tasks (the fit's rows): for explanations."""
+        return self.featurize([c.text for c in self.candidates] + [task for task, _ in self.solved_tasks])
+
+    @property
+    def desc(self) -> np.ndarray:
+        return self._features[: len(self.candidates)]
+
+    @property
+    def solved_vecs(self) -> np.ndarray | None:
+        return self._features[len(self.candidates):] if self.solved_tasks else None
 
     def search(self, query: str, k: int = 5, explain: bool = False) -> list[Hit]:
         q = self.featurize([query])

@@ -261,7 +261,7 @@ class Runtime:
         candidates = []
         for name, v in latest.items():
             key = f"{v.name}@{v.fingerprint}"
-            manifest = parse_manifest(self.repo.read(self.repo.commit(v.build_commit), "tool.json"))
+            manifest = parse_manifest(self.repo.read(self.repo.commit(v.build_commit), "tool.json"), check_schemas=False)
             metrics = state.versions.get(key)
             failed = {t: -n for t, n in state.served.get(key, {}).items() if n < 0}
             tasks = {**{example: 1 for example in manifest.examples}, **solved.get(name, {})}
@@ -279,6 +279,9 @@ class Runtime:
             fit = fingerprint_of(candidates, featurize.model_id, fit_only=True)
             cache = self.repo.state_dir / "retrieval" / f"{fit[:32]}.npy"
             model = self._models[fp] = Model(featurize, candidates, cache)
+            for stale in cache.parent.glob("*.npy"):  # one fitted model is kept: the current one
+                if stale != cache:
+                    stale.unlink(missing_ok=True)
         return model, embedder
 
     def _remember_vectors(self, featurize: Featurizer, candidates: list[Candidate], state: State) -> None:
@@ -360,7 +363,7 @@ class Runtime:
                 record = self.builder.last_record(head)
                 status = "failed" if record is not None and not record.ok else "unbuilt"
             try:
-                description = parse_manifest(self.repo.read(head, "tool.json")).description
+                description = parse_manifest(self.repo.read(head, "tool.json"), check_schemas=False).description
             except EvogitError:
                 description = "(tool.json is invalid)"
             out.append(ToolSummary(name, description, latest, len(mine), str(head.id), status))
@@ -370,7 +373,7 @@ class Runtime:
         """Everything about one version: manifest, schemas, cases, build record, lineage."""
         v = self.repo.resolve(spec)
         build = self.repo.commit(v.build_commit)
-        manifest = parse_manifest(self.repo.read(build, "tool.json"))
+        manifest = parse_manifest(self.repo.read(build, "tool.json"), check_schemas=False)
         cases = parse_cases(self.repo.read(build, "tests/cases.jsonl"))
         lin = lineage.for_tool(self.repo, v.name)
         node = lin.nodes.get(v.short)
@@ -494,7 +497,7 @@ class Runtime:
         hit = self._loaded.get(v.build_commit)
         if hit is None:
             build = self.repo.commit(v.build_commit)
-            manifest = parse_manifest(self.repo.read(build, "tool.json"))
+            manifest = parse_manifest(self.repo.read(build, "tool.json"), check_schemas=False)
             hit = _Loaded(v, manifest, self.repo.read(build, "build/tool.wasm"), Contract(manifest))
             self._loaded[v.build_commit] = hit
         self._resolved[spec] = (marker, hit)
