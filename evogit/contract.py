@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import fastjsonschema
-import jsonschema
 
 from .manifest import ToolManifest
 from .sandbox import RunResult
@@ -70,13 +70,19 @@ class _Checker:
     """jsonschema for the verdict's explanation; a compiled fastjsonschema check first when it is portable."""
 
     def __init__(self, schema: dict[str, Any]):
-        self.validator = jsonschema.Draft202012Validator(schema)
+        self.schema = schema
         self.fast: Callable[[Any], Any] | None = None
         if _portable(schema):
             try:
                 self.fast = fastjsonschema.compile(schema, use_default=False, use_formats=False)
             except fastjsonschema.JsonSchemaDefinitionException:
                 self.fast = None
+
+    @cached_property
+    def validator(self) -> Any:
+        import jsonschema
+
+        return jsonschema.Draft202012Validator(self.schema)
 
     def problem(self, value: Any) -> str | None:
         if self.fast is not None:
@@ -87,6 +93,8 @@ class _Checker:
                 pass  # confirm and explain with jsonschema, the reference
         elif self.validator.is_valid(value):
             return None
+        import jsonschema  # only to explain a verdict (and for schemas fastjsonschema cannot take): off the fast path
+
         err = jsonschema.exceptions.best_match(self.validator.iter_errors(value))
         if err is None:
             return None

@@ -11,7 +11,6 @@ import re
 import tomllib
 from typing import Any
 
-import jsonschema
 import msgspec
 
 from .errors import InvalidName, InvalidPackage
@@ -75,12 +74,19 @@ def parse_manifest(data: bytes, *, check_schemas: bool = True) -> ToolManifest:
     check_name(manifest.name)
     if not manifest.description.strip():
         raise InvalidPackage("tool.json: description is empty")
-    for field in ("input_schema", "output_schema") if check_schemas else ():
+    if check_schemas:
+        _check_schemas(manifest)
+    return manifest
+
+
+def _check_schemas(manifest: ToolManifest) -> None:
+    import jsonschema  # ~35 ms to import: only where a schema is checked
+
+    for field in ("input_schema", "output_schema"):
         try:
             jsonschema.Draft202012Validator.check_schema(getattr(manifest, field))
         except jsonschema.SchemaError as e:
             raise InvalidPackage(f"tool.json: {field} is not a valid JSON Schema: {e.message}") from None
-    return manifest
 
 
 def parse_cases(data: bytes) -> list[Case]:

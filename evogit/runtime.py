@@ -14,28 +14,29 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
-import numpy as np
 import pygit2
 
 from . import events as ev
 from . import hooks, lineage
 from .build import Builder, BuildRecord
 from .contract import Contract, RunOutcome, interpret
-from .embed import Embedder, default_embedder
 from .errors import BuildFailed, EvogitError, InvalidInput, SandboxError, ToolExists, ToolNotFound
 from .log import EventLog, FileLog, default_writer
 from .manifest import ToolManifest, check_name, manifest_json, parse_cases, parse_manifest
 from .projections import Projector, State, VersionMetrics, open_projections, replay, task_key
 from .repo import BRANCH_PREFIX, SkillsRepo, Version, branch_ref, parse_spec
 from .resources import resource
-from .retrieval import Candidate, Featurizer, Hit, Model, fingerprint_of
 from .sandbox import DEFAULT_LIMITS, Limits, LoadedModule, RunResult, Sandbox
 from .share import PullReport, import_logs
 from .share import pull as git_pull
 from .share import push as git_push
+
+if TYPE_CHECKING:  # numpy, faiss and the embedders load only when retrieval is used (cold `evogit run`)
+    from .embed import Embedder
+    from .retrieval import Candidate, Featurizer, Hit, Model
 
 Progress = Callable[[str, int, int, "BuildOutcome | None"], None]
 
@@ -243,6 +244,9 @@ class Runtime:
     def retrieval_model(self) -> tuple[Model | None, Embedder]:
         """The fitted retrieval model and its FAISS index over the newest green version of every tool
         (None if there are no tools), from the projections; fitted once per distinct input and cached."""
+        from .embed import default_embedder
+        from .retrieval import Candidate, Featurizer, Model, fingerprint_of
+
         embedder = default_embedder()
         state = self.projections().state
         versions = self.repo.versions()
@@ -287,6 +291,8 @@ class Runtime:
     def _remember_vectors(self, featurize: Featurizer, candidates: list[Candidate], state: State) -> None:
         """Vectors of tool descriptions and of the tasks tools solved or failed come from Embedded events;
         new ones are embedded once and logged, so they travel with the log and replay needs no model."""
+        import numpy as np
+
         model = featurize.embedder.model_id
         known: dict[str, Any] = dict(state.vectors.get(model, {}))
         fresh = [c for c in candidates if c.key not in known or known[c.key].text != c.text]
