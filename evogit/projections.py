@@ -13,7 +13,7 @@ from array import array
 from bisect import bisect_right
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -21,7 +21,7 @@ from .atomic import write_atomic
 from .events import BuildFailed, BuildSucceeded, Embedded, Feedback, Retrieved, ToolRun, VersionCommitted
 from .log import EventLog, Position
 
-FORMAT = 5  # bump whenever projection logic changes: older snapshots are then rebuilt
+FORMAT = 6  # bump whenever projection logic changes: older snapshots are then rebuilt
 LAT_BUCKETS = 64
 _LAT_BASE = 0.01  # ms: bucket i holds latencies in [0.01 * 10^(i/8), 0.01 * 10^((i+1)/8))
 
@@ -106,10 +106,17 @@ class State(msgspec.Struct, omit_defaults=True):
     commits: dict[str, int] = {}  # tool -> source versions committed
     facts: set[str] = set()  # ids of facts that may be recorded twice (builds): counted once
     served: dict[str, dict[str, int]] = {}  # "tool@fingerprint" -> task -> (times solved) - (times failed)
-    vectors: dict[str, dict[str, Vector]] = {}  # model -> "tool@fingerprint" -> newest embedding
-    tasks: dict[str, dict[str, TaskVector]] = {}  # model -> task_key(task text) -> newest embedding
     searches: dict[str, Search] = {}  # task_key(query) -> its newest search, and whether a choice followed
     retrievals: int = 0
+
+
+class EmbeddingState(msgspec.Struct, omit_defaults=True):
+    """The vectors, kept apart from the metrics: they are most of the bytes, and only a search reads them."""
+
+    format: int
+    position: Position = {}
+    vectors: dict[str, dict[str, Vector]] = {}  # model -> "tool@fingerprint" -> newest embedding
+    tasks: dict[str, dict[str, TaskVector]] = {}  # model -> task_key(task text) -> newest embedding
 
 
 def task_key(text: str) -> str:
@@ -120,27 +127,47 @@ def _key(tool: str, fingerprint: str) -> str:
     return f"{tool}@{fingerprint}"
 
 
-class Projector:
-    """Applies events to a State; the functions are chosen by event type."""
+S = TypeVar("S", State, EmbeddingState)
+
+
+def _ignore(event: Any) -> None:
+    pass
+
+
+class _Projection(Generic[S]):
+    """Applies events to a state that records its log position; the functions are chosen by event type."""
+
+    state: S
+    _apply: dict[type, Callable[[Any], None]]
+
+    def catch_up(self, log: EventLog) -> int:
+        """Apply every event after the state's position; returns how many were not ignored."""
+        state, apply, n = self.state, self._apply, 0
+        for writer, end, events in log.chunks(state.position):
+            for event in events:
+                handler = apply[type(event)]
+                if handler is not _ignore:
+                    handler(event)
+                    n += 1
+            self.skipped += len(events)
+            state.position[writer] = end
+        self.skipped -= n
+        return n
+
+    skipped = 0  # events passed over as irrelevant since the snapshot was loaded
+
+
+class Projector(_Projection[State]):
+    """Metrics, usage, tasks served, retrieval history."""
 
     def __init__(self, state: State | None = None):
         self.state = state or State(format=FORMAT)
         self._by_pair: dict[tuple[str, str], VersionMetrics] = {}  # the same objects as state.versions
-        self._apply: dict[type, Callable[[Any], None]] = {
+        self._apply = {
             ToolRun: self._run, BuildSucceeded: self._build_ok, BuildFailed: self._build_failed,
-            Feedback: self._feedback, Embedded: self._embedded, Retrieved: self._retrieved,
+            Feedback: self._feedback, Embedded: _ignore, Retrieved: self._retrieved,
             VersionCommitted: self._committed,
         }
-
-    def catch_up(self, log: EventLog) -> int:
-        """Apply every event after the state's position; returns how many."""
-        state, apply, n = self.state, self._apply, 0
-        for writer, end, events in log.chunks(state.position):
-            for event in events:
-                apply[type(event)](event)
-            state.position[writer] = end
-            n += len(events)
-        return n
 
     def _metrics(self, tool: str, fp: str) -> VersionMetrics:
         m = self._by_pair.get((tool, fp))
@@ -198,21 +225,6 @@ class Projector:
         tasks = self.state.served.setdefault(_key(tool, fp), {})
         tasks[task] = tasks.get(task, 0) + delta
 
-    def _embedded(self, e: Embedded) -> None:
-        order = (e.at, e.writer, e.seq)
-        if not e.tool:  # a task's text (what a tool solved or failed), not a version's description
-            by_task = self.state.tasks.setdefault(e.model, {})
-            key = task_key(e.text)
-            old = by_task.get(key)
-            if old is None or tuple(old.order) < order:
-                by_task[key] = TaskVector(order, array("f", e.vector).tobytes())
-            return
-        by_version = self.state.vectors.setdefault(e.model, {})
-        key = _key(e.tool, e.fingerprint)
-        current = by_version.get(key)
-        if current is None or tuple(current.order) < order:
-            by_version[key] = Vector(order, e.text, e.vector)
-
     def _retrieved(self, e: Retrieved) -> None:
         """A search (candidates), a caller's choice for a query (choice), or both at once. Kept newest-wins by
         (at, writer, seq), so that any order of application gives the same state."""
@@ -239,33 +251,81 @@ class Projector:
             self.state.commits[e.tool] = self.state.commits.get(e.tool, 0) + 1
 
 
+class EmbeddingProjector(_Projection[EmbeddingState]):
+    """The newest embedding of every version and task, per model."""
+
+    def __init__(self, state: EmbeddingState | None = None):
+        self.state = state or EmbeddingState(format=FORMAT)
+        self._apply = {kind: _ignore for kind in (ToolRun, BuildSucceeded, BuildFailed, Feedback, Retrieved,
+                                                  VersionCommitted)}
+        self._apply[Embedded] = self._embedded
+
+    def _embedded(self, e: Embedded) -> None:
+        order = (e.at, e.writer, e.seq)
+        if not e.tool:  # a task's text (what a tool solved or failed), not a version's description
+            by_task = self.state.tasks.setdefault(e.model, {})
+            key = task_key(e.text)
+            old = by_task.get(key)
+            if old is None or tuple(old.order) < order:
+                by_task[key] = TaskVector(order, array("f", e.vector).tobytes())
+            return
+        by_version = self.state.vectors.setdefault(e.model, {})
+        key = _key(e.tool, e.fingerprint)
+        current = by_version.get(key)
+        if current is None or tuple(current.order) < order:
+            by_version[key] = Vector(order, e.text, e.vector)
+
+
 _encoder = msgspec.msgpack.Encoder(order="sorted")
 
 
-def snapshot(state: State) -> bytes:
+def snapshot(state: State | EmbeddingState) -> bytes:
     """Canonical bytes of a state: equal states give equal bytes."""
     return _encoder.encode(state)
 
 
-def load(path: Path) -> State | None:
+def load(path: Path, kind: type[S]) -> S | None:
     try:
-        state = msgspec.msgpack.decode(path.read_bytes(), type=State)
+        state = msgspec.msgpack.decode(path.read_bytes(), type=kind)
     except (OSError, msgspec.DecodeError, msgspec.ValidationError):
         return None
     return state if state.format == FORMAT else None
 
 
+SKIPPED_BEFORE_SAVE = 10_000  # irrelevant events re-read at most (~20 ms) rather than rewriting a big snapshot
+
+
+def _open(projector: _Projection[Any], log: EventLog, path: Path) -> None:
+    if projector.catch_up(log) or projector.skipped >= SKIPPED_BEFORE_SAVE:
+        write_atomic(path, snapshot(projector.state))
+
+
 def open_projections(log: EventLog, path: Path) -> Projector:
     """Load the snapshot (if any) and catch up with the log; save the snapshot if anything was applied."""
-    projector = Projector(load(path))
-    if projector.catch_up(log):
-        write_atomic(path, snapshot(projector.state))
+    projector = Projector(load(path, State))
+    _open(projector, log, path)
+    return projector
+
+
+def open_embeddings(log: EventLog, path: Path) -> EmbeddingProjector:
+    """The same for the embeddings, which only a search needs."""
+    projector = EmbeddingProjector(load(path, EmbeddingState))
+    _open(projector, log, path)
     return projector
 
 
 def replay(log: EventLog, path: Path | None = None) -> Projector:
-    """Rebuild every projection from position 0 (and replace the snapshot)."""
+    """Rebuild the metrics from position 0 (and replace the snapshot)."""
     projector = Projector()
+    projector.catch_up(log)
+    if path is not None:
+        write_atomic(path, snapshot(projector.state))
+    return projector
+
+
+def replay_embeddings(log: EventLog, path: Path | None = None) -> EmbeddingProjector:
+    """Rebuild the embeddings from position 0 (and replace the snapshot)."""
+    projector = EmbeddingProjector()
     projector.catch_up(log)
     if path is not None:
         write_atomic(path, snapshot(projector.state))

@@ -26,7 +26,17 @@ from .contract import Contract, RunOutcome, interpret
 from .errors import BuildFailed, EvogitError, InvalidInput, SandboxError, ToolExists, ToolNotFound
 from .log import EventLog, FileLog, default_writer
 from .manifest import ToolManifest, check_name, manifest_json, parse_cases, parse_manifest
-from .projections import Projector, State, VersionMetrics, open_projections, replay, task_key
+from .projections import (
+    EmbeddingProjector,
+    EmbeddingState,
+    Projector,
+    VersionMetrics,
+    open_embeddings,
+    open_projections,
+    replay,
+    replay_embeddings,
+    task_key,
+)
 from .repo import BRANCH_PREFIX, SkillsRepo, Version, branch_ref, parse_spec
 from .resources import resource
 from .sandbox import DEFAULT_LIMITS, Limits, LoadedModule, RunResult, Sandbox
@@ -139,11 +149,17 @@ class Runtime:
         self._import_logs()
         return open_projections(self.log, self.repo.state_dir / "projections.msgpack")
 
+    def embeddings(self) -> EmbeddingProjector:
+        """The embeddings of versions and tasks (a projection of its own: only a search needs them)."""
+        self._import_logs()
+        return open_embeddings(self.log, self.repo.state_dir / "embeddings.msgpack")
+
     def replay(self, retrieval: bool = True) -> Projector:
         """Throw the projections away and rebuild them from the whole log; then refit the retrieval model
         and its FAISS index from them (unless `retrieval` is False)."""
         self._import_logs()
         projector = replay(self.log, self.repo.state_dir / "projections.msgpack")
+        replay_embeddings(self.log, self.repo.state_dir / "embeddings.msgpack")
         shutil.rmtree(self.repo.state_dir / "retrieval", ignore_errors=True)
         self._models.clear()
         if retrieval:
@@ -276,7 +292,7 @@ class Runtime:
             return None, embedder
         slug = hashlib.sha1(embedder.model_id.encode()).hexdigest()[:12]
         featurize = Featurizer(embedder, self.repo.state_dir / "vectors" / f"{slug}.msgpack")
-        self._remember_vectors(featurize, candidates, state)
+        self._remember_vectors(featurize, candidates, self.embeddings().state)
         fp = fingerprint_of(candidates, featurize.model_id)
         model = self._models.get(fp)
         if model is None:
@@ -288,7 +304,7 @@ class Runtime:
                     stale.unlink(missing_ok=True)
         return model, embedder
 
-    def _remember_vectors(self, featurize: Featurizer, candidates: list[Candidate], state: State) -> None:
+    def _remember_vectors(self, featurize: Featurizer, candidates: list[Candidate], state: EmbeddingState) -> None:
         """Vectors of tool descriptions and of the tasks tools solved or failed come from Embedded events;
         new ones are embedded once and logged, so they travel with the log and replay needs no model."""
         import numpy as np

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from evogit import events as ev
 from evogit.log import FileLog, MemoryLog
-from evogit.projections import Projector, replay, snapshot
+from evogit.projections import EmbeddingProjector, Projector, replay, replay_embeddings, snapshot
 
 TOOLS = ["a", "b", "c"]
 event_strategy = st.one_of(
@@ -25,6 +25,8 @@ event_strategy = st.one_of(
               st.sampled_from(TOOLS), st.sampled_from(["c1", "c2"])),
     st.builds(lambda t, v: ev.Embedded(tool=t, fingerprint=t * 4, model="m", text=t, vector=[v, 1.0]),
               st.sampled_from(TOOLS), st.floats(-1, 1)),
+    st.builds(lambda task, v: ev.Embedded(tool="", fingerprint="", model="m", text=task, vector=[v, 1.0]),
+              st.sampled_from(["count words", "parse csv"]), st.floats(-1, 1, width=32)),
     # searches, choices made after a search, and both at once
     st.builds(lambda q, model, found, choice: ev.Retrieved(query=q, model=model, candidates=[t + "@" + t * 4 for t in found],
                                                         choice=choice and choice + "@" + choice * 4),
@@ -39,22 +41,29 @@ def test_replay_incremental_and_merge_agree(tmp_path_factory, evs, split, rnd):
     d = tmp_path_factory.mktemp("proj")
     # Two writers, each with its own file; events dealt between them at random.
     logs = {"m1": FileLog(d, "m1"), "m2": FileLog(d, "m2")}
-    incremental = Projector()
+    incremental, incremental_vectors = Projector(), EmbeddingProjector()
     for i, event in enumerate(evs):
         logs[rnd.choice(["m1", "m2"])].append([event])
         if i == split:
             incremental.catch_up(logs["m1"])
+            incremental_vectors.catch_up(logs["m1"])
     incremental.catch_up(logs["m1"])
+    incremental_vectors.catch_up(logs["m1"])
     full, again = replay(logs["m1"]), replay(logs["m2"])
     assert snapshot(full.state) == snapshot(again.state) == snapshot(incremental.state)
+    vectors = replay_embeddings(logs["m2"])
+    assert snapshot(vectors.state) == snapshot(replay_embeddings(logs["m1"]).state) == snapshot(incremental_vectors.state)
     # The same events applied in another order (as a merge of another machine's log would) agree too.
-    shuffled = Projector()
+    shuffled, shuffled_vectors = Projector(), EmbeddingProjector()
     items = list(logs["m1"].read())
     random.Random(1).shuffle(items)
     for _, _, event in items:
         shuffled._apply[type(event)](event)
+        shuffled_vectors._apply[type(event)](event)
     shuffled.state.position = dict(full.state.position)
+    shuffled_vectors.state.position = dict(full.state.position)
     assert snapshot(shuffled.state) == snapshot(full.state)
+    assert snapshot(shuffled_vectors.state) == snapshot(vectors.state)
 
 
 def test_builds_recorded_twice_count_once():

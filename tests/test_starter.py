@@ -120,7 +120,9 @@ def test_search_learns_from_feedback_and_demotes_failures(starter_repo: Runtime)
     from evogit.projections import snapshot
 
     assert len(searches()) == searched_before + 3
+    vectors = snapshot(starter_repo.embeddings().state)
     assert snapshot(starter_repo.projections().state) == snapshot(starter_repo.replay().state)
+    assert snapshot(starter_repo.embeddings().state) == vectors  # rebuilt by the replay too
     # replay also threw the fitted model away and refitted it: the same ranking, the same scores
     assert len(list((starter_repo.repo.state_dir / "retrieval").glob("*.npy"))) == 1
     # the retrieval history: how often each version was found, and ranked first
