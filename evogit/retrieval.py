@@ -11,15 +11,15 @@ search. `explain` says where a score came from.
 
 from __future__ import annotations
 
-import contextlib
+import fcntl
 import hashlib
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import faiss
-import msgspec
 import numpy as np
 
 from .atomic import write_atomic
@@ -61,20 +61,17 @@ class Hit:
 
 
 class Featurizer:
-    """Text -> [semantic ⊕ lexical] unit vectors. Semantic vectors are memoised, and kept on disk in
-    `store` if given (derived data: deleting it only costs re-embedding)."""
+    """Text -> [semantic ⊕ lexical] unit vectors. Semantic vectors are memoised; the ones this machine
+    embedded (queries, mostly) are appended to `store` if given (derived data: deleting it only costs
+    re-embedding)."""
 
     def __init__(self, embedder: Embedder, store: Path | None = None):
         self.embedder = embedder
         self.lexical = Lexical()
         self.model_id = embedder.model_id + ("" if isinstance(embedder, Lexical) else "+" + Lexical.model_id)
         self.store = store
-        self._semantic: dict[str, np.ndarray] = {}
-        self._dirty = False
-        if store is not None and store.exists():
-            with contextlib.suppress(OSError, msgspec.DecodeError):
-                saved = msgspec.msgpack.decode(store.read_bytes(), type=dict[str, bytes])
-                self._semantic = {k: np.frombuffer(v, np.float32) for k, v in saved.items()}
+        self._semantic: dict[str, np.ndarray] = _read_vectors(store) if store is not None else {}
+        self._new: dict[str, np.ndarray] = {}
 
     def prefill(self, semantic: dict[str, np.ndarray], by_key: bool = False) -> None:
         """Use semantic vectors computed earlier (e.g. from Embedded events), by text or by `task_key`."""
@@ -91,8 +88,7 @@ class Featurizer:
         missing = list(dict.fromkeys(t for t, k in zip(texts, keys, strict=True) if k not in self._semantic))
         if missing:
             for text, vec in zip(missing, self.embedder.embed(missing), strict=True):
-                self._semantic[task_key(text)] = vec.astype(np.float32)
-            self._dirty = True
+                self._semantic[task_key(text)] = self._new[task_key(text)] = vec.astype(np.float32)
         return keys
 
     def __call__(self, texts: list[str]) -> np.ndarray:
@@ -107,10 +103,50 @@ class Featurizer:
         return feats.astype(np.float32)
 
     def save(self) -> None:
-        if self.store is not None and self._dirty:
-            data = {k: v.astype(np.float32).tobytes() for k, v in self._semantic.items()}
-            write_atomic(self.store, msgspec.msgpack.encode(data))
-            self._dirty = False
+        """Append what was embedded since the last save to the store."""
+        if self.store is not None and self._new:
+            _append_vectors(self.store, self._new)
+            self._new = {}
+
+
+# The vector store: a header (magic, dimensions) and fixed-size records (sha1 of the text, float32 vector),
+# appended under an exclusive lock. A torn last record is ignored on reading and cut before the next append.
+_MAGIC = b"EVV1"
+
+
+def _records(dim: int) -> np.dtype:
+    return np.dtype([("key", "u1", (20,)), ("vec", "<f4", (dim,))])
+
+
+def _read_vectors(path: Path) -> dict[str, np.ndarray]:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return {}
+    if len(data) < 8 or data[:4] != _MAGIC:
+        return {}
+    records = _records(int.from_bytes(data[4:8], "little"))
+    table = np.frombuffer(data, records, count=(len(data) - 8) // records.itemsize, offset=8)
+    return {key.tobytes().hex(): vec for key, vec in zip(table["key"], table["vec"], strict=True)}
+
+
+def _append_vectors(path: Path, new: dict[str, np.ndarray]) -> None:
+    dim = len(next(iter(new.values())))
+    records = _records(dim)
+    table = np.zeros(len(new), records)
+    table["key"] = np.frombuffer(b"".join(bytes.fromhex(k) for k in new), np.uint8).reshape(-1, 20)
+    table["vec"] = np.array(list(new.values()), np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        size = f.seek(0, os.SEEK_END)
+        header = os.pread(f.fileno(), 8, 0)
+        if size < 8 or header != _MAGIC + dim.to_bytes(4, "little"):
+            f.truncate(0)  # new, or made by another model's dimensions: start over
+            f.write(_MAGIC + dim.to_bytes(4, "little"))
+        elif (size - 8) % records.itemsize:
+            f.truncate(size - (size - 8) % records.itemsize)  # a torn record from a crash
+        f.write(table.tobytes())
 
 
 class Model:

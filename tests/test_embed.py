@@ -79,3 +79,30 @@ def test_remote_embedder_through_a_loopback_openai_compatible_server():
         assert np.allclose(v[0], want / np.linalg.norm(want), atol=1e-6)  # order restored by index
     finally:
         server.shutdown()
+
+
+def test_vector_store_appends_and_survives_a_torn_record(tmp_path):
+    import numpy as np
+
+    from evogit.embed import Lexical
+    from evogit.retrieval import Featurizer
+
+    store = tmp_path / "vectors" / "m.vec"
+    first = Featurizer(Lexical(), store)
+    a = first.semantic(["parse a csv file", "count words"])
+    first.save()
+    size = store.stat().st_size
+    second = Featurizer(Lexical(), store)
+    assert np.array_equal(second.semantic(["parse a csv file", "count words"]), a)
+    second.semantic(["hash a password"])
+    second.save()  # appends only the new vector
+    record = 20 + 4 * Lexical.DIM
+    assert store.stat().st_size == size + record
+    with store.open("ab") as f:
+        f.write(b"\x01" * (record // 2))  # a crash in the middle of an append
+    third = Featurizer(Lexical(), store)
+    assert len(third._semantic) == 3
+    third.semantic(["sort lines"])
+    third.save()  # cuts the torn record first
+    assert store.stat().st_size == size + 2 * record
+    assert len(Featurizer(Lexical(), store)._semantic) == 4
