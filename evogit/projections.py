@@ -142,16 +142,18 @@ class _Projection(Generic[S]):
 
     def catch_up(self, log: EventLog) -> int:
         """Apply every event after the state's position; returns how many were not ignored."""
-        state, apply, n = self.state, self._apply, 0
-        for writer, end, events in log.chunks(state.position):
-            for event in events:
-                handler = apply[type(event)]
-                if handler is not _ignore:
-                    handler(event)
-                    n += 1
-            self.skipped += len(events)
-            state.position[writer] = end
-        self.skipped -= n
+        return sum(self.apply(writer, end, events) for writer, end, events in log.chunks(self.state.position))
+
+    def apply(self, writer: str, end: int, events: list[Any]) -> int:
+        """Apply one chunk of a writer's log, which ends at byte `end`; returns how many were not ignored."""
+        apply, n = self._apply, 0
+        for event in events:
+            handler = apply[type(event)]
+            if handler is not _ignore:
+                handler(event)
+                n += 1
+        self.skipped += len(events) - n
+        self.state.position[writer] = end
         return n
 
     skipped = 0  # events passed over as irrelevant since the snapshot was loaded
@@ -330,3 +332,14 @@ def replay_embeddings(log: EventLog, path: Path | None = None) -> EmbeddingProje
     if path is not None:
         write_atomic(path, snapshot(projector.state))
     return projector
+
+
+def replay_all(log: EventLog, path: Path, embeddings_path: Path) -> tuple[Projector, EmbeddingProjector]:
+    """Rebuild both projections from position 0 in one pass over the log (and replace their snapshots)."""
+    metrics, embeddings = Projector(), EmbeddingProjector()
+    for writer, end, events in log.chunks({}):
+        metrics.apply(writer, end, events)
+        embeddings.apply(writer, end, events)
+    write_atomic(path, snapshot(metrics.state))
+    write_atomic(embeddings_path, snapshot(embeddings.state))
+    return metrics, embeddings

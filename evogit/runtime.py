@@ -33,8 +33,7 @@ from .projections import (
     VersionMetrics,
     open_embeddings,
     open_projections,
-    replay,
-    replay_embeddings,
+    replay_all,
     task_key,
 )
 from .repo import BRANCH_PREFIX, SkillsRepo, Version, branch_ref, parse_spec
@@ -158,8 +157,8 @@ class Runtime:
         """Throw the projections away and rebuild them from the whole log; then refit the retrieval model
         and its FAISS index from them (unless `retrieval` is False)."""
         self._import_logs()
-        projector = replay(self.log, self.repo.state_dir / "projections.msgpack")
-        replay_embeddings(self.log, self.repo.state_dir / "embeddings.msgpack")
+        projector, _ = replay_all(self.log, self.repo.state_dir / "projections.msgpack",
+                                  self.repo.state_dir / "embeddings.msgpack")
         shutil.rmtree(self.repo.state_dir / "retrieval", ignore_errors=True)
         self._models.clear()
         if retrieval:
