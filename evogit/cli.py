@@ -51,16 +51,26 @@ class _Group(click.Group):
             sys.exit(3)
 
 
+def _repo(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """`evogit --repo X cmd` means the same as `evogit cmd --repo X` (which wins if both are given)."""
+    given = ctx.find_root().params.get("repo")
+    if given is not None and ctx.get_parameter_source("repo") is not click.core.ParameterSource.COMMANDLINE:
+        return given
+    return value
+
+
 repo_option = click.option(
     "--repo", "repo", type=click.Path(file_okay=False, path_type=Path), envvar="EVOGIT_REPO",
-    default=None, help="Skills repository (default: $EVOGIT_REPO or ~/.evogit).",
+    default=None, callback=_repo, help="Skills repository (default: $EVOGIT_REPO or ~/.evogit).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="evogit")
-def main() -> None:
+@click.option("--repo", "repo", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Skills repository for the command (like the command's own --repo; default: $EVOGIT_REPO or ~/.evogit).")
+def main(repo: Path | None) -> None:
     """evogit: a git-backed library of tested WebAssembly tools that agents create, run and evolve."""
 
 
@@ -102,7 +112,7 @@ def _outcome_json(o: BuildOutcome) -> dict[str, Any]:
 @json_option
 def init(path: Path | None, no_starter: bool, bare: bool, as_json: bool) -> None:
     """Create a skills repository at PATH, install its hooks, and build the starter library."""
-    path = path or default_repo_path()
+    path = path or click.get_current_context().find_root().params.get("repo") or default_repo_path()
     if not as_json:
         click.echo(f"Initialising skills repository in {path}", err=True)
     t0 = time.monotonic()

@@ -3,7 +3,11 @@
 Every aggregate is commutative (counts, sums, histograms, latest-by-(at, writer, seq)), so the state does
 not depend on the order events arrive in: catching up incrementally, merging another machine's log, or
 replaying from zero all give the same state, and `snapshot()` encodes it canonically (sorted keys), so
-they give the same bytes. The state records the log position it reflects and catches up from there.
+they give the same bytes. A state records the log position it reflects and catches up from there.
+
+Two projections, each with its own snapshot and position: `Projector` (metrics, usage, tasks served,
+retrieval history), which every command reads, and `EmbeddingProjector` (the vectors: most of the bytes),
+which only a search reads.
 """
 
 from __future__ import annotations
@@ -139,6 +143,7 @@ class _Projection(Generic[S]):
 
     state: S
     _apply: dict[type, Callable[[Any], None]]
+    skipped = 0  # events passed over as irrelevant since the snapshot was loaded
 
     def catch_up(self, log: EventLog) -> int:
         """Apply every event after the state's position; returns how many were not ignored."""
@@ -155,8 +160,6 @@ class _Projection(Generic[S]):
         self.skipped += len(events) - n
         self.state.position[writer] = end
         return n
-
-    skipped = 0  # events passed over as irrelevant since the snapshot was loaded
 
 
 class Projector(_Projection[State]):

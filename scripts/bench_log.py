@@ -101,6 +101,7 @@ def main() -> None:
     open_vectors = time.perf_counter() - t0
     t0 = time.perf_counter()
     state = projections.load(vectors_path, projections.EmbeddingState)
+    assert state is not None
     write_atomic(work / "rewritten.msgpack", projections.snapshot(state))
     rewrite_vectors = time.perf_counter() - t0
 

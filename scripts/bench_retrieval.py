@@ -7,6 +7,8 @@
              vs. the zero-shot ranking of the same test queries as the baseline
   learning curve: 5 and 10 solved tasks per tool on the same test set; and "more use", where half of each
              tool's remaining queries are recorded too and the other half is tested
+  online: the test queries as a stream in 8 rounds, each answered before its feedback (the first tool
+             used, solved or failed) is recorded and the model refitted for the next round
   latency: one query from a warm process at 200 tools, and at 100,000 tools (synthetic vectors)
 """
 
@@ -103,6 +105,29 @@ def main() -> None:
     held = sorted(set(held) - set(more))
     more_use = (score(model, held), score(fit(sorted(history | set(more))), held))
 
+    # Online: the test queries arrive as a stream (in sha1 order of "stream" + text), in 8 rounds. Each query
+    # is answered by the model fitted before its round; the agent uses the first tool and reports solved or
+    # failed; the round's feedback is recorded, and the model refitted, before the next round.
+    online_model = fit(sorted(history))
+    candidates = {c.key: c for c in online_model.candidates}
+    stream = sorted(test, key=lambda i: hashlib.sha1(("stream" + queries[i]["query"]).encode()).hexdigest())
+    size = -(-len(stream) // 8)
+    rounds: list[tuple[float, float]] = []
+    hits1 = hits5 = 0
+    for r in range(8):
+        chunk = stream[r * size:(r + 1) * size]
+        answers = [(i, online_model.search(queries[i]["query"], 5)) for i in chunk]
+        r1 = sum(found[0].key in queries[i]["gold"] for i, found in answers)
+        r5 = sum(any(h.key in queries[i]["gold"] for h in found) for i, found in answers)
+        rounds.append((round(100 * r1 / len(chunk), 1), round(100 * r5 / len(chunk), 1)))
+        hits1, hits5 = hits1 + r1, hits5 + r5
+        for i, found in answers:
+            top, task = candidates[found[0].key], queries[i]["query"]
+            outcome = top.solved if top.key in queries[i]["gold"] else top.failed
+            outcome[task] = outcome.get(task, 0) + 1
+        online_model = Model(featurize, list(candidates.values()))
+    online = (round(100 * hits1 / len(stream), 1), round(100 * hits5 / len(stream), 1))
+
     lat = []
     for i in test[:300]:
         t0 = time.perf_counter()
@@ -132,6 +157,9 @@ def main() -> None:
     print(f"more use: + {len(more)} solved tasks, tested on the other {len(held)}:")
     print(f"{'  history of 20 per tool':42}{more_use[0][0]:>7}{more_use[0][1]:>7}{more_use[0][2]:>8}")
     print(f"{'  history of 20 per tool + the extra':42}{more_use[1][0]:>7}{more_use[1][1]:>7}{more_use[1][2]:>8}")
+    print("online: the test queries as a stream of 8 rounds, the first tool used, solved/failed fed back:")
+    print("  R@1 / R@5 per round: " + ", ".join(f"{a} / {b}" for a, b in rounds))
+    print(f"{'  over the whole stream':42}{online[0]:>7}{online[1]:>7}")
     print(f"fit on {len(history)} solved tasks + {len(corpus)} descriptions: {fit_s:.1f} s")
     print(f"query latency, warm, 200 tools (embedding + index + demotion): median {statistics.median(lat):.2f} ms")
     print(f"index search alone, 100,000 tools (synthetic, IndexFlatIP, 1 thread): "

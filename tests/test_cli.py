@@ -36,6 +36,16 @@ def test_missing_repo_is_a_one_line_error(tmp_path: Path):
     assert result.output.startswith("Error: ") and "evogit init" in result.output
 
 
+def test_repo_before_the_command(tmp_path: Path, monkeypatch):
+    repo = tmp_path / "lib"
+    assert invoke("--repo", str(repo), "init", "--no-starter").exit_code == 0
+    monkeypatch.setenv("EVOGIT_REPO", str(tmp_path / "elsewhere"))  # the flag wins over the environment
+    result = invoke("--repo", str(repo), "list", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout) == []
+    result = invoke("--repo", str(repo), "list", "--repo", str(tmp_path / "nowhere"))  # the command's own wins
+    assert result.exit_code == 1 and "nowhere" in result.output
+
+
 def test_usage_error_exits_2(tmp_path: Path):
     assert invoke("lineage").exit_code == 2
     assert invoke("lineage", "x", "--format", "png").exit_code == 2
