@@ -328,15 +328,6 @@ def replay(log: EventLog, path: Path | None = None) -> Projector:
     return projector
 
 
-def replay_embeddings(log: EventLog, path: Path | None = None) -> EmbeddingProjector:
-    """Rebuild the embeddings from position 0 (and replace the snapshot)."""
-    projector = EmbeddingProjector()
-    projector.catch_up(log)
-    if path is not None:
-        write_atomic(path, snapshot(projector.state))
-    return projector
-
-
 def replay_all(log: EventLog, path: Path, embeddings_path: Path) -> tuple[Projector, EmbeddingProjector]:
     """Rebuild both projections from position 0 in one pass over the log (and replace their snapshots)."""
     metrics, embeddings = Projector(), EmbeddingProjector()
