@@ -31,7 +31,9 @@ from .projections import task_key
 faiss.omp_set_num_threads(1)
 
 TEMPERATURE = 20.0
-EPOCHS = 80
+EPOCHS = 80  # full-batch steps, while the examples fit in one batch
+BATCH = 2048  # beyond that, mini-batches (a fixed shuffle): the fit's cost stops growing with the solved tasks
+BATCH_STEPS = 120
 LEARNING_RATE = 2.0
 MOMENTUM = 0.7  # Nesterov: the ranks of 300 plain gradient steps (bench_retrieval) in a quarter of the time
 L2 = 1e-3
@@ -157,8 +159,9 @@ class Model:
         cached, the descriptions and solved tasks are featurized only if a search asks for explanations."""
         self.featurize, self.candidates = featurize, candidates
         n = len(candidates)
-        self.solved_tasks = [(task, j) for j, c in enumerate(candidates) for task, t in c.solved.items() if t > 0]
-        self.failed_tasks = [(task, j) for j, c in enumerate(candidates) for task, t in c.failed.items() if t > 0]
+        # sorted, so that the fit does not depend on the order the projections saw the tasks in
+        self.solved_tasks = [(task, j) for j, c in enumerate(candidates) for task, t in sorted(c.solved.items()) if t > 0]
+        self.failed_tasks = [(task, j) for j, c in enumerate(candidates) for task, t in sorted(c.failed.items()) if t > 0]
         self.failed_counts = [min(3, candidates[j].failed[task]) for task, j in self.failed_tasks]
         dim = featurize([candidates[0].text]).shape[1]
         fitted = _load_fit(cache, dim, n) if cache is not None else None
@@ -196,18 +199,19 @@ class Model:
         depth = n if self.failed_tasks else min(n, k)
         scores, idx = self.index.search(np.hstack([q, [[1.0]]]).astype(np.float32), depth)
         ranked = {int(j): float(s) for s, j in zip(scores[0], idx[0], strict=True) if j >= 0}
-        demoted: dict[int, tuple[str, float, float]] = {}  # candidate -> (task, similarity, penalty)
+        demoted: dict[int, tuple[str, float, float]] = {}  # candidate -> (task, similarity, share)
         if self.failed_vecs is not None:
             median = float(np.median(list(ranked.values())))
             sims = self.failed_vecs @ q[0]
             for (task, j), sim, times in zip(self.failed_tasks, sims, self.failed_counts, strict=True):
-                share = min(1.0, DEMOTION * times * (float(sim) - 0.5) / 0.5)
-                penalty = share * (ranked.get(j, median) - median)
-                if penalty > 0 and j in ranked and (j not in demoted or penalty > demoted[j][2]):
-                    demoted[j] = (task, float(sim), penalty)
-            for j, (_, _, penalty) in demoted.items():
-                ranked[j] -= penalty
-        top = sorted(ranked.items(), key=lambda item: -item[1])[:k]
+                share = min(1.0, DEMOTION * times * (round(float(sim), 4) - 0.5) / 0.5)  # the same task: 1, not 0.9999999
+                if share > 0 and ranked.get(j, median) > median and (j not in demoted or share > demoted[j][2]):
+                    demoted[j] = (task, float(sim), share)
+            for j, (task, sim, share) in demoted.items():
+                lowered = median + (1.0 - share) * (ranked[j] - median)  # exactly the median at a share of 1
+                demoted[j] = (task, sim, ranked[j] - lowered)
+                ranked[j] = lowered
+        top = sorted(ranked.items(), key=lambda item: (-item[1], item[0] in demoted))[:k]  # a tie: demoted last
         hits = []
         for j, score in top:
             c = self.candidates[j]
@@ -247,23 +251,33 @@ def _prior(c: Candidate) -> float:
 
 
 def _fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, init: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted softmax regression by full-batch gradient descent with Nesterov momentum (deterministic)."""
-    n = init.shape[0]
+    """Weighted softmax regression by gradient descent with Nesterov momentum: full batch while the examples
+    fit in one, else BATCH_STEPS mini-batches in a fixed shuffle (deterministic either way)."""
+    n, rows = init.shape[0], len(x)
     weights, bias = init.astype(np.float32), np.zeros(n, np.float32)
     if n < 2:
         return weights, bias
     step_w, step_b = np.zeros_like(weights), np.zeros_like(bias)
-    onehot = np.zeros((len(x), n), np.float32)
-    onehot[np.arange(len(x)), y] = 1.0
-    scale = (w / w.sum())[:, None].astype(np.float32)
-    for _ in range(EPOCHS):
+    scale = (w / w.sum() * rows).astype(np.float32)  # each example's weight, 1 on average
+    shuffle = np.random.default_rng(0)
+    batches: list[np.ndarray] = []
+    for _ in range(EPOCHS if rows <= BATCH else BATCH_STEPS):
+        if rows <= BATCH:
+            xb, yb, sb = x, y, scale
+        else:
+            if not batches:
+                order = shuffle.permutation(rows)
+                batches = [order[i:i + BATCH] for i in range(0, rows - BATCH + 1, BATCH)][::-1]
+            pick = batches.pop()
+            xb, yb, sb = x[pick], y[pick], scale[pick]
         ahead_w, ahead_b = weights + MOMENTUM * step_w, bias + MOMENTUM * step_b
-        z = TEMPERATURE * (x @ ahead_w.T) + ahead_b
+        z = TEMPERATURE * (xb @ ahead_w.T) + ahead_b
         z -= z.max(1, keepdims=True)
         p = np.exp(z)
         p /= p.sum(1, keepdims=True)
-        g = (p - onehot) * scale
-        step_w = MOMENTUM * step_w - LEARNING_RATE * (TEMPERATURE * (g.T @ x) + L2 * ahead_w)
+        p[np.arange(len(xb)), yb] -= 1.0
+        g = p * (sb / len(xb))[:, None]
+        step_w = MOMENTUM * step_w - LEARNING_RATE * (TEMPERATURE * (g.T @ xb) + L2 * ahead_w)
         step_b = MOMENTUM * step_b - LEARNING_RATE * g.sum(0)
         weights += step_w
         bias += step_b
@@ -274,7 +288,7 @@ def fingerprint_of(candidates: list[Candidate], model_id: str, *, fit_only: bool
     """What a model depends on; equal fingerprints mean it can be reused. The fit itself depends only on
     the descriptions and the solved tasks (`fit_only`): runs, success rates and failures are applied at
     query time, so recording them never costs a refit."""
-    h = hashlib.sha256(f"{model_id}/{EPOCHS}/{LEARNING_RATE}/{MOMENTUM}".encode())
+    h = hashlib.sha256(f"{model_id}/{EPOCHS}/{BATCH}/{BATCH_STEPS}/{LEARNING_RATE}/{MOMENTUM}".encode())
     for c in candidates:
         fields = (c.key, c.text, sorted(c.solved.items()))
         h.update(repr(fields if fit_only else (*fields, sorted(c.failed.items()), c.runs, c.success_rate)).encode())
