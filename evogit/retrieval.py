@@ -199,7 +199,7 @@ class Model:
         depth = n if self.failed_tasks else min(n, k)
         scores, idx = self.index.search(np.hstack([q, [[1.0]]]).astype(np.float32), depth)
         ranked = {int(j): float(s) for s, j in zip(scores[0], idx[0], strict=True) if j >= 0}
-        demoted: dict[int, tuple[str, float, float]] = {}  # candidate -> (task, similarity, share)
+        demoted: dict[int, tuple[str, float, float]] = {}  # candidate -> (task, similarity, share, then penalty)
         if self.failed_vecs is not None:
             median = float(np.median(list(ranked.values())))
             sims = self.failed_vecs @ q[0]

@@ -290,7 +290,6 @@ class Runtime:
         if not candidates:
             return None, embedder
         slug = hashlib.sha1(embedder.model_id.encode()).hexdigest()[:12]
-        (self.repo.state_dir / "vectors" / f"{slug}.msgpack").unlink(missing_ok=True)  # the whole-file format it replaced
         featurize = Featurizer(embedder, self.repo.state_dir / "vectors" / f"{slug}.vec")
         self._remember_vectors(featurize, candidates, self.embeddings().state)
         fp = fingerprint_of(candidates, featurize.model_id)
