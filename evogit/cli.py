@@ -144,11 +144,15 @@ def list_(repo: Path | None, as_json: bool) -> None:
     for t in tools:
         ver = t.latest.fingerprint[:7] if t.latest else "-------"
         flag = "" if t.head_status == "green" else f" [head {t.head_status}]"
-        first = _SENTENCE_END.split(t.description, maxsplit=1)[0].rstrip(".")
+        first = _first_sentence(t.description)
         click.echo(f"{t.name:<{width}}  {ver}  {t.versions:>2}v  {first}{flag}")
 
 
 _SENTENCE_END = re.compile(r"(?<=\.)\s+(?=[A-Z])")  # "e.g. \"a.b\"" and ". _ %" do not end a sentence
+
+
+def _first_sentence(text: str) -> str:
+    return _SENTENCE_END.split(text, maxsplit=1)[0].rstrip(".")
 
 
 @main.command()
@@ -330,15 +334,15 @@ def search(query: str, k: int, explain: bool, repo: Path | None, as_json: bool) 
     hits, embedder = Runtime(repo).search(query, k, explain)
     if as_json:
         _out({"model": embedder.model_id, "semantic": embedder.semantic,
-              "hits": [{"tool": h.tool, "version": h.key, "score": h.score, **({"why": h.why} if explain else {})}
-                       for h in hits]})
+              "hits": [{"tool": h.tool, "version": h.key, "score": h.score, "description": h.description,
+                        **({"why": h.why} if explain else {})} for h in hits]})
         return
     if not embedder.semantic:
         click.echo("(lexical fallback: no semantic embedding model is installed; matches are by words only)")
     if not hits:
         click.echo("No tools yet.")
     for rank, h in enumerate(hits, 1):
-        click.echo(f"{rank}. {_short(h.key)}  {h.score:.2f}")
+        click.echo(f"{rank}. {_short(h.key)}  {h.score:.2f}  {_first_sentence(h.description)}")
         for name, value in h.why.items():
             click.echo(f"     {name}: {json.dumps(value, ensure_ascii=False)}")
 

@@ -60,6 +60,7 @@ class Hit:
     tool: str
     score: float
     why: dict[str, Any]
+    description: str = ""
 
 
 class Featurizer:
@@ -228,7 +229,7 @@ class Model:
                                                   "penalty": round(demoted[j][2], 4)}
                 why["prior"] = round(float(self.priors[j]), 4)
                 why["runs"], why["success_rate"] = c.runs, c.success_rate
-            hits.append(Hit(c.key, c.tool, round(score, 4), why))
+            hits.append(Hit(c.key, c.tool, round(score, 4), why, c.text.removeprefix(f"{c.tool}: ")))
         return hits
 
 
