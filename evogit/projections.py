@@ -25,7 +25,7 @@ from .atomic import write_atomic
 from .events import BuildFailed, BuildSucceeded, Embedded, Feedback, Retrieved, ToolRun, VersionCommitted
 from .log import EventLog, Position
 
-FORMAT = 6  # bump whenever projection logic changes: older snapshots are then rebuilt
+FORMAT = 7  # bump whenever projection logic changes: older snapshots are then rebuilt
 LAT_BUCKETS = 64
 _LAT_BASE = 0.01  # ms: bucket i holds latencies in [0.01 * 10^(i/8), 0.01 * 10^((i+1)/8))
 
@@ -92,9 +92,7 @@ NEVER = (0, "", 0)
 
 
 class Search(msgspec.Struct, array_like=True):
-    order: tuple[int, str, int]  # (at, writer, seq) of the newest search for this query
-    model: str
-    candidates: list[str]
+    order: tuple[int, str, int] = NEVER  # (at, writer, seq) of the newest search for this query
     chosen: tuple[int, str, int] = NEVER  # of the newest choice made for this query: after `order` = answered
 
 
@@ -231,24 +229,19 @@ class Projector(_Projection[State]):
         tasks[task] = tasks.get(task, 0) + delta
 
     def _retrieved(self, e: Retrieved) -> None:
-        """A search (candidates), a caller's choice for a query (choice), or both at once. Kept newest-wins by
-        (at, writer, seq), so that any order of application gives the same state."""
+        """A search (candidates), a caller's choice for a query (choice), or both at once. Each query keeps the
+        order of its newest search and newest choice (maxima: any order of application gives the same state)."""
         order = (e.at, e.writer, e.seq)
-        search = self.state.searches.get(key := task_key(e.query))
-        if search is None:
-            search = self.state.searches[key] = Search(NEVER, e.model, [])
+        search = self.state.searches.setdefault(task_key(e.query), Search())
         if e.candidates:
             self.state.retrievals += 1
             for rank, version in enumerate(e.candidates):
                 m = self._metrics(*version.rsplit("@", 1))
                 m.retrieved += 1
                 m.retrieved_first += rank == 0
-            if order > search.order:
-                search.order, search.model, search.candidates = order, e.model, e.candidates
+            search.order = max(search.order, order)
         if e.choice:
             self._metrics(*e.choice.rsplit("@", 1)).chosen += 1
-            if search.order == NEVER and order > search.chosen:  # no search seen: the newest choice names the model
-                search.model = e.model
             search.chosen = max(search.chosen, order)
 
     def _committed(self, e: VersionCommitted) -> None:

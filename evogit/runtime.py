@@ -198,11 +198,11 @@ class Runtime:
 
     def _choice(self, task: str, version: str) -> list[ev.Retrieved]:
         """The caller's choice for a task it searched for and has not yet chosen for (the first run or feedback
-        with that task after the search), as a Retrieved event without candidates."""
+        with that task after the search), as a Retrieved event without candidates (and so without a model)."""
         search = self.projections().state.searches.get(task_key(task))
         if search is None or search.chosen > search.order:
             return []
-        return [ev.Retrieved(query=task, model=search.model, candidates=[], choice=version)]
+        return [ev.Retrieved(query=task, model="", candidates=[], choice=version)]
 
     def stats(self, spec: str | None = None) -> dict[str, dict[str, Any]]:
         """Metrics per version ("tool@fingerprint"), of one version, of one tool's versions, or of all."""
