@@ -95,3 +95,41 @@ def hostile(tmp_path_factory) -> Runtime:
     return rt
 
 
+
+
+@pytest.fixture
+def embeddings_server():
+    """An OpenAI-compatible /v1/embeddings server on loopback: each text's vector is the first 8 bytes of its
+    sha256, scaled to [0, 1]; answers come back in reverse order (the client must reorder by index).
+    Yields (base_url, requests seen)."""
+    import hashlib
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    seen: list[tuple[str, str, list[str]]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the http.server API
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append((self.path, body["model"], body["input"]))
+            data = [{"object": "embedding", "index": i,
+                     "embedding": [b / 255 for b in hashlib.sha256(text.encode()).digest()[:8]]}
+                    for i, text in enumerate(body["input"])]
+            payload = json.dumps({"object": "list", "data": data[::-1], "model": body["model"],
+                                  "usage": {"prompt_tokens": 1, "total_tokens": 1}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/v1", seen
+    finally:
+        server.shutdown()

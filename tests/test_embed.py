@@ -43,42 +43,16 @@ def test_remote_embedder_reports_failures_in_one_line():
         emb.embed(["hello"])
 
 
-def test_remote_embedder_through_a_loopback_openai_compatible_server():
+def test_remote_embedder_through_a_loopback_openai_compatible_server(embeddings_server):
     import hashlib
-    import threading
-    from http.server import BaseHTTPRequestHandler, HTTPServer
 
-    seen = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - the http.server API
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            seen.append((self.path, body["model"], body["input"]))
-            data = [{"object": "embedding", "index": i,
-                     "embedding": [b / 255 for b in hashlib.sha256(text.encode()).digest()[:8]]}
-                    for i, text in enumerate(body["input"])]
-            payload = json.dumps({"object": "list", "data": data[::-1], "model": body["model"],
-                                  "usage": {"prompt_tokens": 1, "total_tokens": 1}}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        emb = RemoteEmbedder("test-embed", base_url=f"http://127.0.0.1:{server.server_port}/v1", api_key="k")
-        v = emb.embed(["alpha", "beta"])
-        assert emb.model_id == "openai:test-embed" and v.shape == (2, 8)
-        assert seen == [("/v1/embeddings", "test-embed", ["alpha", "beta"])]
-        want = np.array([b / 255 for b in hashlib.sha256(b"alpha").digest()[:8]], np.float32)
-        assert np.allclose(v[0], want / np.linalg.norm(want), atol=1e-6)  # order restored by index
-    finally:
-        server.shutdown()
+    url, seen = embeddings_server
+    emb = RemoteEmbedder("test-embed", base_url=url, api_key="k")
+    v = emb.embed(["alpha", "beta"])
+    assert emb.model_id == "openai:test-embed" and v.shape == (2, 8)
+    assert seen == [("/v1/embeddings", "test-embed", ["alpha", "beta"])]
+    want = np.array([b / 255 for b in hashlib.sha256(b"alpha").digest()[:8]], np.float32)
+    assert np.allclose(v[0], want / np.linalg.norm(want), atol=1e-6)  # order restored by index
 
 
 def test_vector_store_appends_and_survives_a_torn_record(tmp_path):

@@ -201,6 +201,31 @@ def test_search_cli_and_lexical_fallback(starter_repo: Runtime, monkeypatch):
     assert CliRunner().invoke(main, ["search", " ", "--repo", repo]).exit_code == 1
 
 
+def test_a_remote_embedder_keeps_its_vectors_apart(starter_repo: Runtime, embeddings_server, monkeypatch):
+    """EVOGIT_EMBEDDER=openai:<model> embeds through an OpenAI-compatible endpoint; its vectors are stored
+    under its own model id, never mixed with MiniLM's, and the MiniLM index is still there afterwards."""
+    from evogit import embed
+
+    url, seen = embeddings_server
+    starter_repo.search("count the words", 3)  # MiniLM vectors exist
+    monkeypatch.setenv("EVOGIT_EMBEDDER", "openai:test-embed")
+    monkeypatch.setenv("OPENAI_BASE_URL", url)
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    embed.default_embedder.cache_clear()
+    try:
+        hits, embedder = Runtime(starter_repo.repo.path).search("count the words", 3)
+    finally:
+        monkeypatch.delenv("EVOGIT_EMBEDDER")
+        embed.default_embedder.cache_clear()
+    assert embedder.model_id == "openai:test-embed" and len(hits) == 3 and seen
+    vectors = starter_repo.embeddings().state.vectors
+    minilm = embed.MiniLM.model_id
+    assert {len(v.vector) for v in vectors["openai:test-embed"].values()} == {8}
+    assert {len(v.vector) for v in vectors[minilm].values()} == {384}
+    assert vectors["openai:test-embed"].keys() == vectors[minilm].keys()  # every tool, once per model
+    assert starter_repo.search("count the words", 3)[1].model_id == minilm  # back to MiniLM
+
+
 def test_task_vectors_travel_as_events(starter_repo: Runtime, monkeypatch):
     """Tasks a tool solved are embedded once, logged as Embedded events (tool ""), and reused from the
     projections: with the local vector cache gone, a search embeds nothing but its query."""
