@@ -45,6 +45,24 @@ class ToolManifest(msgspec.Struct, forbid_unknown_fields=True):
     tags: list[str] = []
     examples: list[str] = []  # tasks this tool is for, in users' words: retrieval learns from them
 
+    def schema_text(self) -> str:
+        """The schemas in words, for retrieval: each top-level property with the first clause of its
+        description, e.g. "input: csv (the CSV text to parse), header (...); output: rows (...)"."""
+        parts = []
+        for side, schema in (("input", self.input_schema), ("output", self.output_schema)):
+            props = schema.get("properties") if isinstance(schema, dict) else None
+            if not isinstance(props, dict) or not props:
+                continue
+            words = []
+            for name, spec in props.items():
+                about = spec.get("description", "") if isinstance(spec, dict) else ""
+                clause = re.split(r"(?<=\.)\s+(?=[A-Z])|;\s", str(about), maxsplit=1)[0].strip().rstrip(".")
+                if len(clause) > 60:
+                    clause = clause[:60].rsplit(" ", 1)[0] + "…"
+                words.append(f"{name} ({clause})" if clause else str(name))
+            parts.append(f"{side}: {', '.join(words)}")
+        return "; ".join(parts)
+
 
 class Case(msgspec.Struct, forbid_unknown_fields=True):
     """One behavioural case: running the tool on `input` must print exactly `expect` and exit with `exit`."""

@@ -283,7 +283,9 @@ class Runtime:
             manifest = parse_manifest(self.repo.read(self.repo.commit(v.build_commit), "tool.json"), check_schemas=False)
             metrics = state.versions.get(key)
             failed = {t: -n for t, n in state.served.get(key, {}).items() if n < 0}
-            tasks = {**{example: 1 for example in manifest.examples}, **solved.get(name, {})}
+            # what the tool is for: its examples and its schemas in words, then every task it solved
+            known = {text: 1 for text in (*manifest.examples, manifest.schema_text()) if text}
+            tasks = {**known, **solved.get(name, {})}
             candidates.append(Candidate(key, name, f"{name}: {manifest.description}", tasks, failed,
                                         metrics.runs if metrics else 0,
                                         (metrics.ok / metrics.runs) if metrics and metrics.runs else None))

@@ -96,3 +96,17 @@ def test_good_names(name):
 def test_bad_names(name):
     with pytest.raises(InvalidName):
         check_name(name)
+
+
+def test_schema_text_puts_the_schemas_in_words():
+    from evogit.manifest import ToolManifest
+
+    m = ToolManifest(name="t", description="d", input_schema={"type": "object", "properties": {
+        "csv": {"type": "string", "description": "The CSV text to parse. Line endings may be CRLF."},
+        "delimiter": {"type": "string", "description": "One character, e.g. \";\". Not a quote."},
+        "header": {"type": "boolean", "description": "long words " * 20}}},
+        output_schema={"type": "object", "properties": {"rows": {"type": "array"}}})
+    text = m.schema_text()
+    assert text.startswith('input: csv (The CSV text to parse), delimiter (One character, e.g. ";"), header (long')
+    assert text.endswith("…); output: rows")
+    assert ToolManifest(name="t", description="d", input_schema={}, output_schema={"type": "string"}).schema_text() == ""

@@ -92,6 +92,20 @@ def test_search_finds_the_right_starter_tool(starter_repo: Runtime):
         hits, embedder = starter_repo.search(query, 3)
         assert embedder.semantic
         assert hits[0].tool == want, (query, [h.tool for h in hits])
+    # in the first three, for tasks worded further from the descriptions
+    harder = {
+        "which port does this address use": "url-parse", "get the query parameters from a link": "url-parse",
+        "convert 5 pounds to kilograms": "unit-convert", "give me the mean and standard deviation": "number-stats",
+        "find the closest string to my typo": "fuzzy-match", "remove repeated lines": "dedupe-lines",
+        "make a table for my readme from these rows": "markdown-table", "replace every digit with X": "regex-replace",
+        "pull all the email addresses out of this text": "extract-emails", "what's the sha256 checksum": "sha256-hash",
+        "decode this base64 string": "base64-decode", "turn this title into a url slug": "slugify",
+        "convert this variable name to snake case": "case-convert", "which words appear most often": "word-frequency",
+        "sort these lines numerically": "sort-lines", "flatten nested json keys into dotted paths": "json-flatten",
+        "get the fragment of a url": "url-parse", "how many rows are in this csv": "csv-to-json",
+    }
+    for query, want in harder.items():
+        assert want in [h.tool for h in starter_repo.search(query, 3)[0]], query
 
 
 def test_search_learns_from_feedback_and_demotes_failures(starter_repo: Runtime):
