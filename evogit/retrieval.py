@@ -199,20 +199,25 @@ class Model:
         n = len(self.candidates)
         depth = n if self.failed_tasks else min(n, k)
         scores, idx = self.index.search(np.hstack([q, [[1.0]]]).astype(np.float32), depth)
-        ranked = {int(j): float(s) for s, j in zip(scores[0], idx[0], strict=True) if j >= 0}
+        found = idx[0] >= 0
+        order, score = idx[0][found], scores[0][found].astype(np.float64)  # best first
         demoted: dict[int, tuple[str, float, float]] = {}  # candidate -> (task, similarity, share, then penalty)
         if self.failed_vecs is not None:
-            median = float(np.median(list(ranked.values())))
+            median = float(np.median(score))
+            at = np.full(n, -1)
+            at[order] = np.arange(len(order))
             sims = self.failed_vecs @ q[0]
             for (task, j), sim, times in zip(self.failed_tasks, sims, self.failed_counts, strict=True):
                 share = min(1.0, DEMOTION * times * (round(float(sim), 4) - 0.5) / 0.5)  # the same task: 1, not 0.9999999
-                if share > 0 and ranked.get(j, median) > median and (j not in demoted or share > demoted[j][2]):
+                if share > 0 and at[j] >= 0 and score[at[j]] > median and (j not in demoted or share > demoted[j][2]):
                     demoted[j] = (task, float(sim), share)
             for j, (task, sim, share) in demoted.items():
-                lowered = median + (1.0 - share) * (ranked[j] - median)  # exactly the median at a share of 1
-                demoted[j] = (task, sim, ranked[j] - lowered)
-                ranked[j] = lowered
-        top = sorted(ranked.items(), key=lambda item: (-item[1], item[0] in demoted))[:k]  # a tie: demoted last
+                lowered = median + (1.0 - share) * (score[at[j]] - median)  # exactly the median at a share of 1
+                demoted[j] = (task, sim, float(score[at[j]] - lowered))
+                score[at[j]] = lowered
+        # demotion only moves versions down: the new top k is among the first k + (number demoted)
+        head = [(int(j), float(v)) for j, v in zip(order[:k + len(demoted)], score[:k + len(demoted)], strict=True)]
+        top = sorted(head, key=lambda item: (-item[1], item[0] in demoted))[:k]  # a tie: demoted last
         hits = []
         for j, score in top:
             c = self.candidates[j]
