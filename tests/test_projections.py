@@ -100,3 +100,26 @@ def test_choices_answer_the_newest_search():
     assert (state.versions["b@bbbb"].chosen, state.versions["b@bbbb"].retrieved) == (1, 1)
     assert (state.versions["a@aaaa"].chosen, state.versions["a@aaaa"].retrieved_first) == (0, 1)
     assert state.retrievals == 1  # a choice is not another search
+
+
+def test_a_snapshot_is_rewritten_for_events_that_concern_it(tmp_path):
+    from evogit.projections import SKIPPED_BEFORE_SAVE, open_embeddings, open_projections
+
+    log = FileLog(tmp_path / "log", "w")
+    metrics, vectors = tmp_path / "projections.msgpack", tmp_path / "embeddings.msgpack"
+    log.append([ev.Embedded(tool="a", fingerprint="aaaa", model="m", text="a", vector=[1.0, 0.0])])
+    open_projections(log, metrics)
+    open_embeddings(log, vectors)
+    saved = vectors.read_bytes()
+
+    def run(i: int) -> ev.ToolRun:
+        return ev.ToolRun(tool="a", fingerprint="aaaa", input_sha256=str(i), ok=True, wall_ms=1.0)
+
+    log.append([run(i) for i in range(10)])
+    assert open_projections(log, metrics).state.versions["a@aaaa"].runs == 10
+    assert open_embeddings(log, vectors).state.vectors["m"]["a@aaaa"].vector == [1.0, 0.0]
+    assert vectors.read_bytes() == saved  # ten runs do not concern the vectors: not rewritten
+    log.append([run(i) for i in range(SKIPPED_BEFORE_SAVE)])
+    caught_up = open_embeddings(log, vectors).state
+    assert vectors.read_bytes() != saved  # but the lag is bounded
+    assert caught_up.position == open_projections(log, metrics).state.position
