@@ -167,8 +167,7 @@ class Model:
         dim = featurize([candidates[0].text]).shape[1]
         fitted = _load_fit(cache, dim, n) if cache is not None else None
         if fitted is None:
-            x = featurize([c.text for c in candidates] + [task for task, _ in self.solved_tasks])
-            self._features = x
+            x = self._features
             labels = list(range(n)) + [j for _, j in self.solved_tasks]
             weights = [1.0] * n + [float(min(candidates[j].solved[task], 5)) for task, j in self.solved_tasks]
             fitted = _fit(x, np.array(labels), np.array(weights, np.float32), x[:n].copy())
@@ -201,17 +200,18 @@ class Model:
         scores, idx = self.index.search(np.hstack([q, [[1.0]]]).astype(np.float32), depth)
         found = idx[0] >= 0
         order, score = idx[0][found], scores[0][found].astype(np.float64)  # best first
-        demoted: dict[int, tuple[str, float, float]] = {}  # candidate -> (task, similarity, share, then penalty)
+        demoted: dict[int, tuple[str, float, float]] = {}  # candidate -> (task, similarity, penalty)
         if self.failed_vecs is not None:
             median = float(np.median(score))
             at = np.full(n, -1)
             at[order] = np.arange(len(order))
+            worst: dict[int, tuple[str, float, float]] = {}  # candidate -> (task, similarity, share) of its worst failure
             sims = self.failed_vecs @ q[0]
             for (task, j), sim, times in zip(self.failed_tasks, sims, self.failed_counts, strict=True):
                 share = min(1.0, DEMOTION * times * (round(float(sim), 4) - 0.5) / 0.5)  # the same task: 1, not 0.9999999
-                if share > 0 and at[j] >= 0 and score[at[j]] > median and (j not in demoted or share > demoted[j][2]):
-                    demoted[j] = (task, float(sim), share)
-            for j, (task, sim, share) in demoted.items():
+                if share > 0 and at[j] >= 0 and score[at[j]] > median and (j not in worst or share > worst[j][2]):
+                    worst[j] = (task, float(sim), share)
+            for j, (task, sim, share) in worst.items():
                 lowered = median + (1.0 - share) * (score[at[j]] - median)  # exactly the median at a share of 1
                 demoted[j] = (task, sim, float(score[at[j]] - lowered))
                 score[at[j]] = lowered
@@ -219,7 +219,7 @@ class Model:
         head = [(int(j), float(v)) for j, v in zip(order[:k + len(demoted)], score[:k + len(demoted)], strict=True)]
         top = sorted(head, key=lambda item: (-item[1], item[0] in demoted))[:k]  # a tie: demoted last
         hits = []
-        for j, score in top:
+        for j, value in top:
             c = self.candidates[j]
             why: dict[str, Any] = {}
             if explain:
@@ -234,7 +234,7 @@ class Model:
                                                   "penalty": round(demoted[j][2], 4)}
                 why["prior"] = round(float(self.priors[j]), 4)
                 why["runs"], why["success_rate"] = c.runs, c.success_rate
-            hits.append(Hit(c.key, c.tool, round(score, 4), why, c.text.removeprefix(f"{c.tool}: ")))
+            hits.append(Hit(c.key, c.tool, round(value, 4), why, c.text.removeprefix(f"{c.tool}: ")))
         return hits
 
 
