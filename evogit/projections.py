@@ -25,7 +25,7 @@ from .atomic import write_atomic
 from .events import BuildFailed, BuildSucceeded, Embedded, Feedback, Retrieved, ToolRun, VersionCommitted
 from .log import EventLog, Position
 
-FORMAT = 7  # bump whenever projection logic changes: older snapshots are then rebuilt
+FORMAT = 8  # bump whenever projection logic changes: older snapshots are then rebuilt
 LAT_BUCKETS = 64
 _LAT_BASE = 0.01  # ms: bucket i holds latencies in [0.01 * 10^(i/8), 0.01 * 10^((i+1)/8))
 
@@ -94,6 +94,7 @@ NEVER = (0, "", 0)
 class Search(msgspec.Struct, array_like=True):
     order: tuple[int, str, int] = NEVER  # (at, writer, seq) of the newest search for this query
     chosen: tuple[int, str, int] = NEVER  # of the newest choice made for this query: after `order` = answered
+    text: str = ""  # the query, once searched for (the demand retrieval estimates comes from these)
 
 
 class TaskVector(msgspec.Struct, array_like=True):
@@ -240,6 +241,7 @@ class Projector(_Projection[State]):
                 m.retrieved += 1
                 m.retrieved_first += rank == 0
             search.order = max(search.order, order)
+            search.text = e.query
         if e.choice:
             self._metrics(*e.choice.rsplit("@", 1)).chosen += 1
             search.chosen = max(search.chosen, order)

@@ -41,6 +41,17 @@ L2 = 1e-3
 # how similar the failed task is to the query (0 at similarity 0.5, 1 at the same task): failing this very task
 # twice brings it down to the median. A share, not a number of logits, so it does not depend on the fit's scale.
 DEMOTION = 0.5
+# Demand: how often each tool is asked for, estimated from the log's recent searches (unlabeled queries) by EM
+# over the fitted model's posteriors (label-shift adaptation, Saerens et al. 2002), shrunk toward the share each
+# tool had in the fit's examples by DEMAND_PSEUDO searches per tool, and added as
+# DEMAND_WEIGHT * log(demand share / share in the fit), within ±DEMAND_CLIP: the fit already leans toward the
+# tools that solved many tasks, so only demand beyond that counts.
+DEMAND_WEIGHT = 0.75
+DEMAND_PSEUDO = 5.0
+DEMAND_CLIP = 1.5
+DEMAND_STEPS = 20
+DEMAND_WINDOW = 2000  # the newest searches it is estimated from...
+DEMAND_EVERY = 50  # ...re-estimated once per this many new searches (a pure function of the log, cached)
 
 
 @dataclass
@@ -165,20 +176,52 @@ class Model:
         self.failed_tasks = [(task, j) for j, c in enumerate(candidates) for task, t in sorted(c.failed.items()) if t > 0]
         self.failed_counts = [min(3, candidates[j].failed[task]) for task, j in self.failed_tasks]
         dim = featurize([candidates[0].text]).shape[1]
+        labels = np.array(list(range(n)) + [j for _, j in self.solved_tasks])
+        weights = np.array([1.0] * n + [float(min(candidates[j].solved[task], 5)) for task, j in self.solved_tasks])
+        self.fit_share = np.bincount(labels, weights, minlength=n) / weights.sum()  # each tool's share of the fit
         fitted = _load_fit(cache, dim, n) if cache is not None else None
         if fitted is None:
             x = self._features
-            labels = list(range(n)) + [j for _, j in self.solved_tasks]
-            weights = [1.0] * n + [float(min(candidates[j].solved[task], 5)) for task, j in self.solved_tasks]
-            fitted = _fit(x, np.array(labels), np.array(weights, np.float32), x[:n].copy())
+            fitted = _fit(x, labels, weights.astype(np.float32), x[:n].copy())
             if cache is not None:
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 write_atomic(cache, np.hstack([fitted[0], fitted[1][:, None]]).astype(np.float32).tobytes())
         self.weights, self.bias = fitted
         self.priors = np.array([_prior(c) for c in candidates], np.float32)
-        self.index = faiss.IndexFlatIP(dim + 1)
-        self.index.add(np.hstack([self.weights * TEMPERATURE, (self.bias + self.priors)[:, None]]).astype(np.float32))
+        self.demand = np.zeros(n, np.float32)
+        self.demand_share: np.ndarray | None = None
+        self.demand_key = ""  # what the demand was estimated from (the caller's name for it)
+        self._index()
         self.failed_vecs = featurize([t for t, _ in self.failed_tasks]) if self.failed_tasks else None
+
+    def _index(self) -> None:
+        self.index = faiss.IndexFlatIP(self.weights.shape[1] + 1)
+        self.index.add(np.hstack([self.weights * TEMPERATURE, (self.bias + self.priors + self.demand)[:, None]])
+                       .astype(np.float32))
+
+    def estimate_demand(self, queries: list[str]) -> np.ndarray:
+        """Each candidate's share of the demand behind `queries` (past searches, whose tools are unknown):
+        EM over the fitted model's posteriors (without any demand of its own), shrunk toward `fit_share`."""
+        n = len(self.candidates)
+        if not queries:
+            return self.fit_share
+        z = TEMPERATURE * (self.featurize(queries) @ self.weights.T) + self.bias + self.priors
+        z -= z.max(1, keepdims=True)
+        posterior = np.exp(z.astype(np.float64))
+        posterior /= posterior.sum(1, keepdims=True)
+        share = self.fit_share
+        for _ in range(DEMAND_STEPS):
+            q = posterior * (share / self.fit_share)
+            q /= q.sum(1, keepdims=True)
+            share = (q.sum(0) + DEMAND_PSEUDO * n * self.fit_share) / (len(queries) + DEMAND_PSEUDO * n)
+        return share
+
+    def set_demand(self, share: np.ndarray | None, key: str = "") -> None:
+        """Add the demand (shares from `estimate_demand`, None for none) to every candidate's score."""
+        self.demand_share, self.demand_key = share, key
+        self.demand = (np.zeros(len(self.candidates)) if share is None else
+                       np.clip(DEMAND_WEIGHT * np.log(share / self.fit_share), -DEMAND_CLIP, DEMAND_CLIP)).astype(np.float32)
+        self._index()
 
     @cached_property
     def _features(self) -> np.ndarray:
@@ -233,9 +276,20 @@ class Model:
                     why["demoted_for_failing"] = {"task": demoted[j][0], "similarity": round(demoted[j][1], 4),
                                                   "penalty": round(demoted[j][2], 4)}
                 why["prior"] = round(float(self.priors[j]), 4)
+                if self.demand_share is not None:
+                    why["demand"] = {"share_of_searches": round(float(self.demand_share[j]), 4),
+                                     "boost": round(float(self.demand[j]), 4)}
                 why["runs"], why["success_rate"] = c.runs, c.success_rate
             hits.append(Hit(c.key, c.tool, round(value, 4), why, c.text.removeprefix(f"{c.tool}: ")))
         return hits
+
+
+def demand_window(searches: list[tuple[tuple[int, str, int], str]]) -> list[str]:
+    """The queries demand is estimated from: of the searches (order, query) made so far, the first
+    `DEMAND_EVERY * k` in log order (k as large as possible), and of those the newest DEMAND_WINDOW."""
+    ordered = sorted(searches)
+    cut = len(ordered) - len(ordered) % DEMAND_EVERY
+    return [query for _, query in ordered[max(0, cut - DEMAND_WINDOW):cut]]
 
 
 def _load_fit(path: Path, dim: int, n: int) -> tuple[np.ndarray, np.ndarray] | None:

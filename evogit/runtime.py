@@ -21,6 +21,7 @@ import pygit2
 
 from . import events as ev
 from . import hooks, lineage
+from .atomic import write_atomic
 from .build import Builder, BuildRecord
 from .contract import Contract, RunOutcome, interpret
 from .errors import BuildFailed, EvogitError, InvalidInput, SandboxError, ToolExists, ToolNotFound
@@ -30,6 +31,7 @@ from .projections import (
     EmbeddingProjector,
     EmbeddingState,
     Projector,
+    State,
     VersionMetrics,
     open_embeddings,
     open_projections,
@@ -116,7 +118,7 @@ class Runtime:
         self.run_sink: RunSink = run_sink or self._log_run
         self._loaded: dict[str, _Loaded] = {}
         self._resolved: dict[str, tuple[str | None, _Loaded]] = {}
-        self._models: dict[str, Model] = {}
+        self._models: dict[str, tuple[Model, str]] = {}  # fingerprint -> (model, fingerprint of its fit)
 
     def _log_run(self, event: ev.ToolRun) -> None:
         self.log.append([event])
@@ -295,15 +297,50 @@ class Runtime:
         featurize = Featurizer(embedder, self.repo.state_dir / "vectors" / f"{slug}.vec")
         self._remember_vectors(featurize, candidates, self.embeddings().state)
         fp = fingerprint_of(candidates, featurize.model_id)
-        model = self._models.get(fp)
-        if model is None:
+        if fp in self._models:
+            model, fit = self._models[fp]
+        else:
             fit = fingerprint_of(candidates, featurize.model_id, fit_only=True)
             cache = self.repo.state_dir / "retrieval" / f"{fit[:32]}.npy"
-            model = self._models[fp] = Model(featurize, candidates, cache)
+            model = Model(featurize, candidates, cache)
+            self._models[fp] = (model, fit)
             for stale in cache.parent.glob("*.npy"):  # one fitted model is kept: the current one
                 if stale != cache:
                     stale.unlink(missing_ok=True)
+        self._set_demand(model, fit, state)
         return model, embedder
+
+    def _set_demand(self, model: Model, fit: str, state: State) -> None:
+        """Estimate what the recent searches ask for (retrieval.demand_window) and add it to the model's
+        scores; the shares are cached per fit and window, and re-estimated once per DEMAND_EVERY searches."""
+        import numpy as np
+
+        from .retrieval import demand_window
+
+        window = demand_window([(s.order, s.text) for s in state.searches.values() if s.text])
+        if not window:
+            model.set_demand(None)
+            return
+        digest = hashlib.sha256(fit.encode())
+        for query in window:
+            digest.update(bytes.fromhex(task_key(query)))
+        key = digest.hexdigest()[:32]
+        if model.demand_key == key:
+            return
+        cache = self.repo.state_dir / "retrieval" / f"{key}.demand"
+        try:
+            share = np.frombuffer(cache.read_bytes(), np.float64)
+        except OSError:
+            share = np.zeros(0)
+        if share.size != len(model.candidates):
+            share = model.estimate_demand(window)
+            model.featurize.save()
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(cache, share.tobytes())
+            for stale in cache.parent.glob("*.demand"):  # the current estimate is kept
+                if stale != cache:
+                    stale.unlink(missing_ok=True)
+        model.set_demand(share, key)
 
     def _remember_vectors(self, featurize: Featurizer, candidates: list[Candidate], state: EmbeddingState) -> None:
         """Vectors of tool descriptions and of the tasks tools solved or failed come from Embedded events;

@@ -7,8 +7,12 @@
              vs. the zero-shot ranking of the same test queries as the baseline
   learning curve: 5 and 10 solved tasks per tool on the same test set; and "more use", where half of each
              tool's remaining queries are recorded too and the other half is tested
+  demand: the same test queries searched one by one as a stream (sha1 order of "stream" + text), with the
+             demand estimated from the searches logged before each one, as `evogit search` does
+             (retrieval.demand_window: re-estimated every DEMAND_EVERY searches, from the newest DEMAND_WINDOW)
   online: the test queries as a stream in 8 rounds, each answered before its feedback (the first tool
-             used, solved or failed) is recorded and the model refitted for the next round
+             used, solved or failed) is recorded and the model refitted for the next round; with and without
+             the demand
   latency: one query from a warm process at 200 tools, and at 100,000 tools (synthetic vectors)
 """
 
@@ -46,7 +50,7 @@ def main() -> None:
     import faiss
 
     from evogit.embed import MiniLM
-    from evogit.retrieval import Candidate, Featurizer, Model
+    from evogit.retrieval import DEMAND_EVERY, Candidate, Featurizer, Model, demand_window
 
     faiss.omp_set_num_threads(1)
     corpus = [json.loads(line) for line in (DATA / "corpus.jsonl").open()]
@@ -105,30 +109,55 @@ def main() -> None:
     held = sorted(set(held) - set(more))
     more_use = (score(model, held), score(fit(sorted(history | set(more))), held))
 
-    # Online: the test queries arrive as a stream (in sha1 order of "stream" + text), in 8 rounds. Each query
-    # is answered by the model fitted before its round; the agent uses the first tool and reports solved or
-    # failed; the round's feedback is recorded, and the model refitted, before the next round.
-    online_model = fit(sorted(history))
-    candidates = {c.key: c for c in online_model.candidates}
+    def answer(model: Model, items: list[int], searched: list[tuple[tuple[int, str, int], str]], k: int,
+               demand: bool) -> list[list[str]]:
+        """Search each query in turn, as `evogit search` does: the demand is re-estimated from the searches
+        logged before it whenever DEMAND_EVERY more have been (or the model was refitted); each search is logged."""
+        ranked = []
+        for i in items:
+            cut = len(searched) - len(searched) % DEMAND_EVERY
+            if demand and model.demand_key != str(cut):
+                window = demand_window(searched)
+                model.set_demand(model.estimate_demand(window) if window else None, str(cut))
+            ranked.append([h.key for h in model.search(queries[i]["query"], k)])
+            searched.append(((len(searched), "bench", 0), queries[i]["query"]))
+        return ranked
+
     stream = sorted(test, key=lambda i: hashlib.sha1(("stream" + queries[i]["query"]).encode()).hexdigest())
-    size = -(-len(stream) // 8)
-    rounds: list[tuple[float, float]] = []
-    hits1 = hits5 = 0
-    for r in range(8):
-        chunk = stream[r * size:(r + 1) * size]
-        answers = [(i, online_model.search(queries[i]["query"], 5)) for i in chunk]
-        r1 = sum(found[0].key in queries[i]["gold"] for i, found in answers)
-        r5 = sum(any(h.key in queries[i]["gold"] for h in found) for i, found in answers)
-        rounds.append((round(100 * r1 / len(chunk), 1), round(100 * r5 / len(chunk), 1)))
-        hits1, hits5 = hits1 + r1, hits5 + r5
-        for i, found in answers:
-            top, task = candidates[found[0].key], queries[i]["query"]
-            outcome = top.solved if top.key in queries[i]["gold"] else top.failed
-            outcome[task] = outcome.get(task, 0) + 1
-        t0 = time.perf_counter()
-        online_model = Model(featurize, list(candidates.values()))
-        last_fit = (sum(sum(c.solved.values()) for c in candidates.values()), time.perf_counter() - t0)
-    online = (round(100 * hits1 / len(stream), 1), round(100 * hits5 / len(stream), 1))
+    t0 = time.perf_counter()
+    with_demand = evaluate(answer(model, stream, [], 10, True), [set(queries[i]["gold"]) for i in stream])
+    demand_s = time.perf_counter() - t0
+    model.set_demand(None)
+
+    # Online: the test queries arrive as a stream, in 8 rounds. Each query is answered by the model fitted
+    # before its round; the agent uses the first tool and reports solved or failed; the round's feedback is
+    # recorded, and the model refitted, before the next round.
+    def online(demand: bool) -> tuple[list[tuple[float, float]], tuple[float, float], tuple[int, float]]:
+        model = fit(sorted(history))
+        candidates = {c.key: c for c in model.candidates}
+        size = -(-len(stream) // 8)
+        rounds: list[tuple[float, float]] = []
+        hits1 = hits5 = 0
+        searched: list[tuple[tuple[int, str, int], str]] = []
+        last_fit = (0, 0.0)
+        for r in range(8):
+            chunk = stream[r * size:(r + 1) * size]
+            answers = list(zip(chunk, answer(model, chunk, searched, 5, demand), strict=True))
+            r1 = sum(found[0] in queries[i]["gold"] for i, found in answers)
+            r5 = sum(any(key in queries[i]["gold"] for key in found) for i, found in answers)
+            rounds.append((round(100 * r1 / len(chunk), 1), round(100 * r5 / len(chunk), 1)))
+            hits1, hits5 = hits1 + r1, hits5 + r5
+            for i, found in answers:
+                top, task = candidates[found[0]], queries[i]["query"]
+                outcome = top.solved if top.key in queries[i]["gold"] else top.failed
+                outcome[task] = outcome.get(task, 0) + 1
+            t0 = time.perf_counter()
+            model = Model(featurize, list(candidates.values()))
+            last_fit = (sum(sum(c.solved.values()) for c in candidates.values()), time.perf_counter() - t0)
+        return rounds, (round(100 * hits1 / len(stream), 1), round(100 * hits5 / len(stream), 1)), last_fit
+
+    rounds, online_plain, last_fit = online(False)
+    rounds_demand, online_demand, _ = online(True)
 
     lat = []
     for i in test[:300]:
@@ -154,14 +183,17 @@ def main() -> None:
     print(f"{'zero-shot, all queries (MiniLM)':42}{zero_all[0]:>7}{zero_all[1]:>7}{zero_all[2]:>8}   goal >= 54 / 76")
     print(f"{'baseline: zero-shot, test queries':42}{zero_test[0]:>7}{zero_test[1]:>7}{zero_test[2]:>8}")
     print(f"{'learning from use, test queries':42}{learned[0]:>7}{learned[1]:>7}{learned[2]:>8}   goal >= 80 / 95")
+    print(f"{'  + the demand from the search log':42}{with_demand[0]:>7}{with_demand[1]:>7}{with_demand[2]:>8}   "
+          f"(estimates: {demand_s:.0f} s in all)")
     for n, row in curve.items():
         print(f"{f'  with only {n} solved tasks per tool':42}{row[0]:>7}{row[1]:>7}{row[2]:>8}")
     print(f"more use: + {len(more)} solved tasks, tested on the other {len(held)}:")
     print(f"{'  history of 20 per tool':42}{more_use[0][0]:>7}{more_use[0][1]:>7}{more_use[0][2]:>8}")
     print(f"{'  history of 20 per tool + the extra':42}{more_use[1][0]:>7}{more_use[1][1]:>7}{more_use[1][2]:>8}")
     print("online: the test queries as a stream of 8 rounds, the first tool used, solved/failed fed back:")
-    print("  R@1 / R@5 per round: " + ", ".join(f"{a} / {b}" for a, b in rounds))
-    print(f"{'  over the whole stream':42}{online[0]:>7}{online[1]:>7}")
+    for label, per_round, total in (("", rounds, online_plain), (" + demand", rounds_demand, online_demand)):
+        print(f"  R@1 / R@5 per round{label}: " + ", ".join(f"{a} / {b}" for a, b in per_round))
+        print(f"{'  over the whole stream' + label:42}{total[0]:>7}{total[1]:>7}")
     print(f"fit on {len(history)} solved tasks + {len(corpus)} descriptions: {fit_s:.1f} s; "
           f"on {last_fit[0]} (after the online rounds): {last_fit[1]:.1f} s")
     print(f"query latency, warm, 200 tools (embedding + index + demotion): median {statistics.median(lat):.2f} ms")

@@ -49,3 +49,35 @@ def test_failing_the_same_task_twice_brings_a_version_down_to_the_median():
     assert hits[0].tool != "csv"
     csv = next(h for h in hits if h.tool == "csv")
     assert csv.why["demoted_for_failing"]["similarity"] > 0.99
+
+
+def test_demand_is_estimated_from_unlabelled_searches_and_lifts_what_is_asked_for():
+    model = Model(Featurizer(Lexical()), candidates(5))
+    asked = [f"hash a password with sha256 please {i}" for i in range(40)] + [f"parse comma separated values {i}"
+                                                                            for i in range(10)]
+    share = model.estimate_demand(asked)
+    assert abs(share.sum() - 1) < 1e-9
+    csv, hash_, count = share
+    assert hash_ > csv > count
+    assert hash_ < 40 / 50  # shrunk toward uniform (DEMAND_PSEUDO searches per tool)
+    query = "count the words number 1"
+    before = {h.tool: h.score for h in model.search(query, 3)}
+    model.set_demand(share)
+    hits = model.search(query, 3, explain=True)
+    after = {h.tool: h.score for h in hits}
+    boost = {h.tool: h.why["demand"]["boost"] for h in hits}
+    assert boost["hash"] > 0 > boost["count"]
+    for tool in before:
+        assert abs(after[tool] - (before[tool] + boost[tool])) < 1e-3
+    assert hits[0].tool == "count"  # a prior, not a verdict: a clear query still finds its tool
+    model.set_demand(None)
+    assert {h.tool: h.score for h in model.search(query, 3)} == before
+
+
+def test_the_demand_window_is_a_function_of_the_log(monkeypatch):
+    searches = [((i, "w", i), f"query {i}") for i in range(120)]
+    assert retrieval.demand_window(searches[: retrieval.DEMAND_EVERY - 1]) == []
+    window = retrieval.demand_window(list(reversed(searches)))
+    assert window == [f"query {i}" for i in range(100)]  # the first 2 * DEMAND_EVERY, in log order
+    monkeypatch.setattr(retrieval, "DEMAND_WINDOW", 30)
+    assert retrieval.demand_window(searches) == [f"query {i}" for i in range(70, 100)]  # the newest 30 of those

@@ -262,3 +262,30 @@ def test_task_vectors_travel_as_events(starter_repo: Runtime, monkeypatch):
     fresh = Runtime(starter_repo.repo.path)
     hits, _ = fresh.search("how many words does my essay have", 3)
     assert seen == [["how many words does my essay have"]] and hits[0].tool == "word-count"
+
+
+def test_demand_comes_from_the_search_log(starter_repo: Runtime):
+    """Once DEMAND_EVERY searches are logged, what they asked for (estimated, since a search does not say which
+    tool was right) lifts the tools in demand a little; the estimate is a function of the log: replay gives it
+    back, and it is cached between searches."""
+    from evogit.projections import task_key
+    from evogit.retrieval import DEMAND_EVERY
+
+    fits = starter_repo.repo.state_dir / "retrieval"
+    searched = sum(1 for s in starter_repo.projections().state.searches.values() if s.text)
+    # at least DEMAND_EVERY of them, and no re-estimate due in the next few searches (10 past a multiple)
+    for i in range(DEMAND_EVERY + (10 - searched) % DEMAND_EVERY):
+        starter_repo.search(f"encode attachment {i} as base64 for the email", 1)
+    hits, _ = starter_repo.search("encode this text as base64", 24, explain=True)
+    demand = {h.tool: h.why["demand"] for h in hits}
+    assert max(demand, key=lambda tool: demand[tool]["share_of_searches"]) == "base64-encode"
+    assert demand["base64-encode"]["boost"] > 0 > demand["roman-numerals"]["boost"]
+    assert hits[0].tool == "base64-encode"
+    (estimate,) = fits.glob("*.demand")
+
+    starter_repo.replay()
+    again, _ = Runtime(starter_repo.repo.path).search("encode this text as base64", 24, explain=True)
+    assert {h.tool: h.why["demand"] for h in again} == demand
+    assert list(fits.glob("*.demand")) == [estimate]  # the same name: the same window and fit
+    searches = starter_repo.projections().state.searches
+    assert searches[task_key("encode attachment 3 as base64 for the email")].text.startswith("encode attachment 3")
