@@ -295,22 +295,25 @@ def load(path: Path, kind: type[S]) -> S | None:
 SKIPPED_BEFORE_SAVE = 10_000  # irrelevant events re-read at most (~20 ms) rather than rewriting a big snapshot
 
 
-def _open(projector: _Projection[Any], log: EventLog, path: Path) -> None:
+def refresh(projector: _Projection[Any], log: EventLog, path: Path) -> None:
+    """Catch a projection up with the log; save its snapshot if anything was applied, or if enough irrelevant
+    events were passed over since the last save."""
     if projector.catch_up(log) or projector.skipped >= SKIPPED_BEFORE_SAVE:
         write_atomic(path, snapshot(projector.state))
+        projector.skipped = 0
 
 
 def open_projections(log: EventLog, path: Path) -> Projector:
     """Load the snapshot (if any) and catch up with the log; save the snapshot if anything was applied."""
     projector = Projector(load(path, State))
-    _open(projector, log, path)
+    refresh(projector, log, path)
     return projector
 
 
 def open_embeddings(log: EventLog, path: Path) -> EmbeddingProjector:
     """The same for the embeddings, which only a search needs."""
     projector = EmbeddingProjector(load(path, EmbeddingState))
-    _open(projector, log, path)
+    refresh(projector, log, path)
     return projector
 
 

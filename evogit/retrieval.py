@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import faiss
 import numpy as np
@@ -29,6 +29,7 @@ from .projections import task_key
 # faiss's OpenMP threads and numpy's BLAS threads oversubscribe 2 cores: a tiny fit went from 0.1 s to 7 s.
 # One thread is also what single queries want (design note §6).
 faiss.omp_set_num_threads(1)
+T = TypeVar("T")
 
 TEMPERATURE = 20.0
 EPOCHS = 80  # full-batch steps, while the examples fit in one batch
@@ -284,10 +285,10 @@ class Model:
         return hits
 
 
-def demand_window(searches: list[tuple[tuple[int, str, int], str]]) -> list[str]:
-    """The queries demand is estimated from: of the searches (order, query) made so far, the first
+def demand_window(searches: list[tuple[tuple[int, str, int], T]]) -> list[T]:
+    """The searches demand is estimated from: of those made so far, as (order, query), the first
     `DEMAND_EVERY * k` in log order (k as large as possible), and of those the newest DEMAND_WINDOW."""
-    ordered = sorted(searches)
+    ordered = sorted(searches, key=lambda item: item[0])
     cut = len(ordered) - len(ordered) % DEMAND_EVERY
     return [query for _, query in ordered[max(0, cut - DEMAND_WINDOW):cut]]
 

@@ -35,6 +35,7 @@ from .projections import (
     VersionMetrics,
     open_embeddings,
     open_projections,
+    refresh,
     replay_all,
     task_key,
 )
@@ -119,6 +120,9 @@ class Runtime:
         self._loaded: dict[str, _Loaded] = {}
         self._resolved: dict[str, tuple[str | None, _Loaded]] = {}
         self._models: dict[str, tuple[Model, str]] = {}  # fingerprint -> (model, fingerprint of its fit)
+        self._featurizers: dict[str, Featurizer] = {}  # embedder model id -> its featurizer
+        self._metrics: Projector | None = None
+        self._embeddings: EmbeddingProjector | None = None
 
     def _log_run(self, event: ev.ToolRun) -> None:
         self.log.append([event])
@@ -146,21 +150,32 @@ class Runtime:
 
     def projections(self) -> Projector:
         """The projections, loaded from their snapshot and caught up with the log (and with logs of other
-        machines that arrived by git)."""
+        machines that arrived by git). A runtime keeps them, and later calls read only the events since."""
         self._import_logs()
-        return open_projections(self.log, self.repo.state_dir / "projections.msgpack")
+        path = self.repo.state_dir / "projections.msgpack"
+        if self._metrics is None:
+            self._metrics = open_projections(self.log, path)
+        else:
+            refresh(self._metrics, self.log, path)
+        return self._metrics
 
     def embeddings(self) -> EmbeddingProjector:
         """The embeddings of versions and tasks (a projection of its own: only a search needs them)."""
         self._import_logs()
-        return open_embeddings(self.log, self.repo.state_dir / "embeddings.msgpack")
+        path = self.repo.state_dir / "embeddings.msgpack"
+        if self._embeddings is None:
+            self._embeddings = open_embeddings(self.log, path)
+        else:
+            refresh(self._embeddings, self.log, path)
+        return self._embeddings
 
     def replay(self, retrieval: bool = True) -> Projector:
         """Throw the projections away and rebuild them from the whole log; then refit the retrieval model
         and its FAISS index from them (unless `retrieval` is False)."""
         self._import_logs()
-        projector, _ = replay_all(self.log, self.repo.state_dir / "projections.msgpack",
-                                  self.repo.state_dir / "embeddings.msgpack")
+        projector, self._embeddings = replay_all(self.log, self.repo.state_dir / "projections.msgpack",
+                                                 self.repo.state_dir / "embeddings.msgpack")
+        self._metrics = projector
         shutil.rmtree(self.repo.state_dir / "retrieval", ignore_errors=True)
         self._models.clear()
         if retrieval:
@@ -293,8 +308,11 @@ class Runtime:
                                         (metrics.ok / metrics.runs) if metrics and metrics.runs else None))
         if not candidates:
             return None, embedder
-        slug = hashlib.sha1(embedder.model_id.encode()).hexdigest()[:12]
-        featurize = Featurizer(embedder, self.repo.state_dir / "vectors" / f"{slug}.vec")
+        featurize = self._featurizers.get(embedder.model_id)
+        if featurize is None or featurize.embedder is not embedder:
+            slug = hashlib.sha1(embedder.model_id.encode()).hexdigest()[:12]
+            featurize = Featurizer(embedder, self.repo.state_dir / "vectors" / f"{slug}.vec")
+            self._featurizers[embedder.model_id] = featurize
         self._remember_vectors(featurize, candidates, self.embeddings().state)
         fp = fingerprint_of(candidates, featurize.model_id)
         if fp in self._models:
@@ -317,14 +335,11 @@ class Runtime:
 
         from .retrieval import demand_window
 
-        window = demand_window([(s.order, s.text) for s in state.searches.values() if s.text])
+        window = demand_window([(s.order, (key, s.text)) for key, s in state.searches.items() if s.text])
         if not window:
             model.set_demand(None)
             return
-        digest = hashlib.sha256(fit.encode())
-        for query in window:
-            digest.update(bytes.fromhex(task_key(query)))
-        key = digest.hexdigest()[:32]
+        key = hashlib.sha256("/".join([fit, *(k for k, _ in window)]).encode()).hexdigest()[:32]
         if model.demand_key == key:
             return
         cache = self.repo.state_dir / "retrieval" / f"{key}.demand"
@@ -333,7 +348,7 @@ class Runtime:
         except OSError:
             share = np.zeros(0)
         if share.size != len(model.candidates):
-            share = model.estimate_demand(window)
+            share = model.estimate_demand([text for _, text in window])
             model.featurize.save()
             cache.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(cache, share.tobytes())

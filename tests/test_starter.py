@@ -289,3 +289,18 @@ def test_demand_comes_from_the_search_log(starter_repo: Runtime):
     assert list(fits.glob("*.demand")) == [estimate]  # the same name: the same window and fit
     searches = starter_repo.projections().state.searches
     assert searches[task_key("encode attachment 3 as base64 for the email")].text.startswith("encode attachment 3")
+
+
+def test_a_runtime_keeps_its_projections_and_sees_what_others_append(starter_repo: Runtime):
+    """A long-lived runtime (the worker, the control plane) keeps its projections in memory and reads only the
+    events appended since, by itself or by any other process."""
+    assert starter_repo.projections() is starter_repo.projections()
+    (key,) = starter_repo.stats("word-count")
+    before = starter_repo.stats("word-count")[key]
+    other = Runtime(starter_repo.repo.path)
+    other.feedback("word-count", "how long is this speech in words", solved=True)
+    other.run("word-count", b'{"text": "one two"}')
+    after = starter_repo.stats("word-count")[key]
+    assert after["feedback_solved"] == before["feedback_solved"] + 1 and after["runs"] == before["runs"] + 1
+    hits, _ = starter_repo.search("how long is this speech in words", 1, explain=True)
+    assert hits[0].tool == "word-count" and hits[0].why["closest_solved_task"]["similarity"] > 0.99
