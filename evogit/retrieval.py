@@ -51,6 +51,12 @@ DEMAND_WEIGHT = 0.75
 DEMAND_PSEUDO = 5.0
 DEMAND_CLIP = 1.5
 DEMAND_STEPS = 20
+# A search counts toward demand as far as it is like something the tools are known for (cosine of its semantic
+# vector to the nearest description or solved task: 0 up to DEMAND_ON[0], 1 from DEMAND_ON[1]; MiniLM): a search
+# that no tool fits (an agent about to create one) would otherwise raise whichever tool is closest to everything.
+# On ToolE 95% of queries are at 0.47 or more from the tools they belong to, and 95% of them at 0.31 or less
+# from the starter library.
+DEMAND_ON = (0.3, 0.5)
 DEMAND_WINDOW = 2000  # the newest searches it is estimated from...
 DEMAND_EVERY = 50  # ...re-estimated once per this many new searches (a pure function of the log, cached)
 
@@ -202,10 +208,14 @@ class Model:
 
     def estimate_demand(self, queries: list[str]) -> np.ndarray:
         """Each candidate's share of the demand behind `queries` (past searches, whose tools are unknown):
-        EM over the fitted model's posteriors (without any demand of its own), shrunk toward `fit_share`."""
+        EM over the fitted model's posteriors (without any demand of its own), shrunk toward `fit_share`; each
+        search weighs as much as it is like what the tools are known for (DEMAND_ON)."""
         n = len(self.candidates)
         if not queries:
             return self.fit_share
+        known = self.featurize.semantic([c.text for c in self.candidates] + [task for task, _ in self.solved_tasks])
+        nearest = (self.featurize.semantic(queries) @ known.T).max(1)
+        weight = np.clip((nearest - DEMAND_ON[0]) / (DEMAND_ON[1] - DEMAND_ON[0]), 0.0, 1.0)[:, None]
         z = TEMPERATURE * (self.featurize(queries) @ self.weights.T) + self.bias + self.priors
         z -= z.max(1, keepdims=True)
         posterior = np.exp(z.astype(np.float64))
@@ -213,8 +223,8 @@ class Model:
         share = self.fit_share
         for _ in range(DEMAND_STEPS):
             q = posterior * (share / self.fit_share)
-            q /= q.sum(1, keepdims=True)
-            share = (q.sum(0) + DEMAND_PSEUDO * n * self.fit_share) / (len(queries) + DEMAND_PSEUDO * n)
+            q *= weight / q.sum(1, keepdims=True)
+            share = (q.sum(0) + DEMAND_PSEUDO * n * self.fit_share) / (weight.sum() + DEMAND_PSEUDO * n)
         return share
 
     def set_demand(self, share: np.ndarray | None, key: str = "") -> None:

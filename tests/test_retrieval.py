@@ -81,3 +81,11 @@ def test_the_demand_window_is_a_function_of_the_log(monkeypatch):
     assert window == [f"query {i}" for i in range(100)]  # the first 2 * DEMAND_EVERY, in log order
     monkeypatch.setattr(retrieval, "DEMAND_WINDOW", 30)
     assert retrieval.demand_window(searches) == [f"query {i}" for i in range(70, 100)]  # the newest 30 of those
+
+
+def test_searches_no_tool_fits_do_not_count_as_demand():
+    model = Model(Featurizer(Lexical()), candidates(5))
+    unlike = [f"xylophone quartet rehearsal {i}" for i in range(50)]
+    assert np.allclose(model.estimate_demand(unlike), model.fit_share)
+    share = model.estimate_demand(unlike + [f"hash a password with sha256 please {i}" for i in range(10)])
+    assert share[1] > model.fit_share[1] and share[0] < model.fit_share[0]
