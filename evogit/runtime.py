@@ -321,7 +321,7 @@ class Runtime:
             fit = fingerprint_of(candidates, featurize.model_id, fit_only=True)
             cache = self.repo.state_dir / "retrieval" / f"{fit[:32]}.npy"
             model = Model(featurize, candidates, cache)
-            self._models[fp] = (model, fit)
+            self._models = {fp: (model, fit)}  # only the current one: a long-lived runtime sees many
             for stale in cache.parent.glob("*.npy"):  # one fitted model is kept: the current one
                 if stale != cache:
                     stale.unlink(missing_ok=True)
@@ -337,7 +337,8 @@ class Runtime:
 
         window = demand_window([(s.order, (key, s.text)) for key, s in state.searches.items() if s.text])
         if not window:
-            model.set_demand(None)
+            if model.demand_share is not None:
+                model.set_demand(None)
             return
         key = hashlib.sha256("/".join([fit, *(k for k, _ in window)]).encode()).hexdigest()[:32]
         if model.demand_key == key:

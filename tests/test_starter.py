@@ -304,3 +304,7 @@ def test_a_runtime_keeps_its_projections_and_sees_what_others_append(starter_rep
     assert after["feedback_solved"] == before["feedback_solved"] + 1 and after["runs"] == before["runs"] + 1
     hits, _ = starter_repo.search("how long is this speech in words", 1, explain=True)
     assert hits[0].tool == "word-count" and hits[0].why["closest_solved_task"]["similarity"] > 0.99
+    for _ in range(3):  # every run changes the ranking's inputs; the runtime holds on to the current model only
+        starter_repo.run("word-count", b'{"text": "one two"}')
+        starter_repo.search("how long is this speech in words", 1)
+    assert len(starter_repo._models) == 1
