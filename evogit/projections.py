@@ -143,6 +143,7 @@ class _Projection(Generic[S]):
     state: S
     _apply: dict[type, Callable[[Any], None]]
     skipped = 0  # events passed over as irrelevant since the snapshot was loaded
+    applied = 0  # events applied since it was loaded: while unchanged, so is the state
 
     def catch_up(self, log: EventLog) -> int:
         """Apply every event after the state's position; returns how many were not ignored."""
@@ -157,6 +158,7 @@ class _Projection(Generic[S]):
                 handler(event)
                 n += 1
         self.skipped += len(events) - n
+        self.applied += n
         self.state.position[writer] = end
         return n
 

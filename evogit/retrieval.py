@@ -93,6 +93,7 @@ class Featurizer:
         self.store = store
         self._semantic: dict[str, np.ndarray] = _read_vectors(store) if store is not None else {}
         self._new: dict[str, np.ndarray] = {}
+        self.remembered: object = None  # the caller's note of what it last prefilled from
 
     def prefill(self, semantic: dict[str, np.ndarray], by_key: bool = False) -> None:
         """Use semantic vectors computed earlier (e.g. from Embedded events), by text or by `task_key`."""

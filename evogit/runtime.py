@@ -313,8 +313,12 @@ class Runtime:
             slug = hashlib.sha1(embedder.model_id.encode()).hexdigest()[:12]
             featurize = Featurizer(embedder, self.repo.state_dir / "vectors" / f"{slug}.vec")
             self._featurizers[embedder.model_id] = featurize
-        self._remember_vectors(featurize, candidates, self.embeddings().state)
         fp = fingerprint_of(candidates, featurize.model_id)
+        embeddings = self.embeddings()
+        remembered = (fp, id(embeddings), embeddings.applied)  # the same inputs: the featurizer knows every vector
+        if featurize.remembered != remembered:
+            self._remember_vectors(featurize, candidates, embeddings.state)
+            featurize.remembered = remembered
         if fp in self._models:
             model, fit = self._models[fp]
         else:
