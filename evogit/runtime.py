@@ -14,7 +14,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import msgspec
 import pygit2
@@ -51,6 +51,7 @@ if TYPE_CHECKING:  # numpy, faiss and the embedders load only when retrieval is 
     from .retrieval import Candidate, Featurizer, Hit, Model
 
 Progress = Callable[[str, int, int, "BuildOutcome | None"], None]
+P = TypeVar("P", Projector, EmbeddingProjector)
 
 
 @dataclass
@@ -151,23 +152,21 @@ class Runtime:
     def projections(self) -> Projector:
         """The projections, loaded from their snapshot and caught up with the log (and with logs of other
         machines that arrived by git). A runtime keeps them, and later calls read only the events since."""
-        self._import_logs()
-        path = self.repo.state_dir / "projections.msgpack"
-        if self._metrics is None:
-            self._metrics = open_projections(self.log, path)
-        else:
-            refresh(self._metrics, self.log, path)
+        self._metrics = self._caught_up(self._metrics, "projections.msgpack", open_projections)
         return self._metrics
 
     def embeddings(self) -> EmbeddingProjector:
         """The embeddings of versions and tasks (a projection of its own: only a search needs them)."""
-        self._import_logs()
-        path = self.repo.state_dir / "embeddings.msgpack"
-        if self._embeddings is None:
-            self._embeddings = open_embeddings(self.log, path)
-        else:
-            refresh(self._embeddings, self.log, path)
+        self._embeddings = self._caught_up(self._embeddings, "embeddings.msgpack", open_embeddings)
         return self._embeddings
+
+    def _caught_up(self, projector: P | None, name: str, open_: Callable[[EventLog, Path], P]) -> P:
+        self._import_logs()
+        path = self.repo.state_dir / name
+        if projector is None:
+            return open_(self.log, path)
+        refresh(projector, self.log, path)
+        return projector
 
     def replay(self, retrieval: bool = True) -> Projector:
         """Throw the projections away and rebuild them from the whole log; then refit the retrieval model
