@@ -198,7 +198,7 @@ class Model:
         self.priors = np.array([_prior(c) for c in candidates], np.float32)
         self.demand = np.zeros(n, np.float32)
         self.demand_share: np.ndarray | None = None
-        self.demand_key = ""  # what the demand was estimated from (the caller's name for it)
+        self.demand_cache: Path | None = None  # the file the demand was loaded from or saved to
         self._index()
         self.failed_vecs = featurize([t for t, _ in self.failed_tasks]) if self.failed_tasks else None
 
@@ -228,12 +228,30 @@ class Model:
             share = (q.sum(0) + DEMAND_PSEUDO * n * self.fit_share) / (weight.sum() + DEMAND_PSEUDO * n)
         return share
 
-    def set_demand(self, share: np.ndarray | None, key: str = "") -> None:
+    def set_demand(self, share: np.ndarray | None) -> None:
         """Add the demand (shares from `estimate_demand`, None for none) to every candidate's score."""
-        self.demand_share, self.demand_key = share, key
+        self.demand_share = share
         self.demand = (np.zeros(len(self.candidates)) if share is None else
                        np.clip(DEMAND_WEIGHT * np.log(share / self.fit_share), -DEMAND_CLIP, DEMAND_CLIP)).astype(np.float32)
         self._index()
+
+    def demand_from(self, queries: list[str], cache: Path) -> bool:
+        """Set the demand behind `queries`, loaded from `cache` (a file named by what the estimate depends on)
+        if it is there, else estimated and saved to it; True if it was estimated."""
+        if self.demand_cache == cache:
+            return False
+        self.demand_cache = cache
+        try:
+            share = np.frombuffer(cache.read_bytes(), np.float64)
+        except OSError:
+            share = np.zeros(0)
+        fresh = share.size != len(self.candidates)
+        if fresh:
+            share = self.estimate_demand(queries)
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(cache, share.tobytes())
+        self.set_demand(share)
+        return fresh
 
     @cached_property
     def _features(self) -> np.ndarray:

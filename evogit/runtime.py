@@ -21,7 +21,6 @@ import pygit2
 
 from . import events as ev
 from . import hooks, lineage
-from .atomic import write_atomic
 from .build import Builder, BuildRecord
 from .contract import Contract, RunOutcome, interpret
 from .errors import BuildFailed, EvogitError, InvalidInput, SandboxError, ToolExists, ToolNotFound
@@ -334,32 +333,21 @@ class Runtime:
     def _set_demand(self, model: Model, fit: str, state: State) -> None:
         """Estimate what the recent searches ask for (retrieval.demand_window) and add it to the model's
         scores; the shares are cached per fit and window, and re-estimated once per DEMAND_EVERY searches."""
-        import numpy as np
-
         from .retrieval import demand_window
 
         window = demand_window([(s.order, (key, s.text)) for key, s in state.searches.items() if s.text])
         if not window:
             if model.demand_share is not None:
                 model.set_demand(None)
+                model.demand_cache = None
             return
         key = hashlib.sha256("/".join([fit, *(k for k, _ in window)]).encode()).hexdigest()[:32]
-        if model.demand_key == key:
-            return
         cache = self.repo.state_dir / "retrieval" / f"{key}.demand"
-        try:
-            share = np.frombuffer(cache.read_bytes(), np.float64)
-        except OSError:
-            share = np.zeros(0)
-        if share.size != len(model.candidates):
-            share = model.estimate_demand([text for _, text in window])
+        if model.demand_from([text for _, text in window], cache):
             model.featurize.save()
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(cache, share.tobytes())
             for stale in cache.parent.glob("*.demand"):  # the current estimate is kept
                 if stale != cache:
                     stale.unlink(missing_ok=True)
-        model.set_demand(share, key)
 
     def _remember_vectors(self, featurize: Featurizer, candidates: list[Candidate], state: EmbeddingState) -> None:
         """Vectors of tool descriptions and of the tasks tools solved or failed come from Embedded events;

@@ -113,12 +113,13 @@ def main() -> None:
                demand: bool) -> list[list[str]]:
         """Search each query in turn, as `evogit search` does: the demand is re-estimated from the searches
         logged before it whenever DEMAND_EVERY more have been (or the model was refitted); each search is logged."""
-        ranked = []
+        ranked, estimated_at = [], -1
         for i in items:
             cut = len(searched) - len(searched) % DEMAND_EVERY
-            if demand and model.demand_key != str(cut):
+            if demand and estimated_at != cut:
                 window = demand_window(searched)
-                model.set_demand(model.estimate_demand(window) if window else None, str(cut))
+                model.set_demand(model.estimate_demand(window) if window else None)
+                estimated_at = cut
             ranked.append([h.key for h in model.search(queries[i]["query"], k)])
             searched.append(((len(searched), "bench", 0), queries[i]["query"]))
         return ranked
