@@ -17,7 +17,7 @@ from . import lineage as lineage_mod
 from .errors import EvogitError
 from .runtime import BuildOutcome, Runtime, default_repo_path, run_wasm
 from .sandbox import Limits
-from .toolchain import cache_root
+from .userstate import cache_root
 from .worker import WorkerPool
 
 

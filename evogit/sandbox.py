@@ -2,7 +2,8 @@
 
 A run gets a fresh `Store`, stdin as bytes, stdout/stderr captured up to a cap, no environment, no arguments
 but the program name, no preopened directories, and a `poll_oneoff` that refuses to block (so `sleep` cannot
-escape fuel and epoch checks). Compiled modules are cached on disk by fingerprint and wasmtime version.
+escape fuel and epoch checks). Compiled modules are cached on disk by fingerprint and wasmtime version, each
+authenticated by a MAC under a per-user key, and never deserialized unless it holds.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import hashlib
+import hmac
 import math
 import re
 import threading
@@ -24,12 +26,15 @@ from wasmtime._extern import wrap_extern
 
 from .atomic import write_atomic
 from .errors import SandboxError
+from .userstate import module_key
 
 WASI_MODULE = "wasi_snapshot_preview1"
 POOL_SLOTS = 128  # instances that may be alive at once in one process (the pooling allocator's slots)
 EPOCH_PERIOD = 0.005  # seconds per epoch tick; timeouts are precise to about one tick
 ENOSYS = 52  # WASI errno for "function not supported"
 WASMTIME_VERSION = _pkg_version("wasmtime")
+_MAC_MAGIC = b"evogit-cwasm-mac1\n"  # then HMAC-SHA256 of (fingerprint, wasmtime version, native code), then the code
+_MAC_BYTES = 32
 _PANIC_END = re.compile(r"(', |^)[^ ']+\.rs:\d+:\d+$")
 
 #: Error kinds a run can end with, besides success.
@@ -175,12 +180,17 @@ def _config(pooling: bool) -> wasmtime.Config:
 
 
 class Sandbox:
-    """A compiled-module cache over the shared engine; `run()` is safe to call from several threads."""
+    """A compiled-module cache over the shared engine; `run()` is safe to call from several threads.
 
-    def __init__(self, cache_dir: Path | None = None):
+    Cached modules carry a MAC under this user's module key (`userstate.module_key`, kept outside every
+    repository), checked before anything is deserialized.
+    """
+
+    def __init__(self, cache_dir: Path | None = None, key: bytes | None = None):
         self._engine = _shared_engine()
         self.engine, self.linker = self._engine.engine, self._engine.linker
         self.cache_dir = cache_dir
+        self._key = key
         self._loaded: dict[str, LoadedModule] = {}
         self._lock = threading.Lock()
 
@@ -215,18 +225,44 @@ class Sandbox:
 
     def _compile(self, wasm: bytes, fp: str, cache: bool) -> wasmtime.Module:
         cached = self.cache_dir / f"{fp}-wasmtime{WASMTIME_VERSION}.cwasm" if self.cache_dir and cache else None
-        if cached is not None and cached.exists():
-            try:
-                return wasmtime.Module.deserialize_file(self.engine, str(cached))
-            except wasmtime.WasmtimeError:
-                cached.unlink(missing_ok=True)  # written by another wasmtime build: recompile
+        if cached is not None:
+            module = self._cached(cached, fp)
+            if module is not None:
+                return module
         try:
             module = wasmtime.Module(self.engine, wasm)
         except wasmtime.WasmtimeError as e:
             raise SandboxError("invalid_module", f"not a valid WebAssembly module: {_first_line(str(e))}") from None
         if cached is not None:
-            write_atomic(cached, bytes(module.serialize()))
+            native = bytes(module.serialize())
+            write_atomic(cached, _MAC_MAGIC + self._mac(fp, native) + native)
         return module
+
+    def _mac(self, fp: str, native: bytes | memoryview) -> bytes:
+        if self._key is None:
+            self._key = module_key()
+        mac = hmac.new(self._key, b"evogit-module\0%s\0%s\0" % (fp.encode(), WASMTIME_VERSION.encode()), "sha256")
+        mac.update(native)
+        return mac.digest()
+
+    def _cached(self, path: Path, fp: str) -> wasmtime.Module | None:
+        """A compiled module from the cache, only if its MAC (this user's key, this fingerprint, this wasmtime)
+        holds: deserializing runs native code unchecked, so a file evogit did not write here — another tool's
+        module copied under this name, a corrupted one, an old unauthenticated one — is compiled anew instead."""
+        try:
+            data = path.read_bytes()  # read once: what is checked is what is loaded
+        except OSError:
+            return None
+        head = len(_MAC_MAGIC) + _MAC_BYTES
+        authentic = (data[:len(_MAC_MAGIC)] == _MAC_MAGIC and len(data) > head
+                     and hmac.compare_digest(data[len(_MAC_MAGIC):head], self._mac(fp, memoryview(data)[head:])))
+        if authentic:
+            try:
+                return wasmtime.Module.deserialize(self.engine, data[head:])
+            except wasmtime.WasmtimeError:
+                pass  # compiled for another engine configuration: recompile
+        path.unlink(missing_ok=True)
+        return None
 
     # -- running ---------------------------------------------------------------------------------------------
     def run(self, loaded: LoadedModule, stdin: bytes, limits: Limits = DEFAULT_LIMITS,

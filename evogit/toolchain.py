@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BuildFailed, ToolchainMissing
+from .userstate import cache_root
 
 REGISTRY = "/usr/share/cargo/registry"
 COMPILE_TIMEOUT = 600  # seconds for one cargo invocation
@@ -39,14 +40,6 @@ PROFILE_ENV = {
     "CARGO_PROFILE_RELEASE_INCREMENTAL": "false",
     "CARGO_PROFILE_RELEASE_PANIC": "abort",
 }
-
-
-def cache_root() -> Path:
-    """Per-user cache shared by every skills repo: compiled crates and build results ($EVOGIT_CACHE_DIR)."""
-    base = os.environ.get("EVOGIT_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "evogit"
-    )
-    return Path(base)
 
 
 @dataclass(frozen=True)
