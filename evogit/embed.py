@@ -154,13 +154,44 @@ class RemoteEmbedder:
 
 
 _TOKEN = re.compile(r"[a-z0-9]+")
+_CLAUSE = re.compile(r"[.,;:!?()\[\]{}\n]")
+# Direction: the content words right after "to"/"into"/"as"/"in" are what a task wants out, after "from" what it
+# has ("json into csv" -> ">csv", "csv from json" -> "<json"), so "turn JSON into a CSV file" shares ">csv" with
+# "json-to-csv: ... to CSV text" and not with "csv-to-json: ... into JSON rows", however the rest is worded.
+# Marks stop at punctuation ("csv-to-json: Parse CSV" marks only ">json").
+_TARGET, _SOURCE = frozenset({"to", "into", "as", "in"}), frozenset({"from"})
+_FILLER = frozenset({"a", "an", "the", "this", "these", "that", "my", "your", "some", "of", "each", "every", "its",
+                     "it", "me", "back"})
+DIRECTION_WORDS = 3  # content words marked after each direction word
+
+
+def _directions(text: str) -> list[str]:
+    marks = []
+    for clause in _CLAUSE.split(text):
+        marks += _marks(_TOKEN.findall(clause))
+    return marks
+
+
+def _marks(words: list[str]) -> list[str]:
+    marks = []
+    for i, word in enumerate(words):
+        if word not in _TARGET and word not in _SOURCE:
+            continue
+        tag, taken = (">" if word in _TARGET else "<"), 0
+        for after in words[i + 1:]:
+            if after in _TARGET or after in _SOURCE or taken == DIRECTION_WORDS:
+                break
+            if after not in _FILLER:
+                marks.append(tag + after)
+                taken += 1
+    return marks
 
 
 class Lexical:
-    """Hashed words, word bigrams (the order sentence embeddings lose: "csv into json" vs "json into csv")
-    and character trigrams; sublinear tf, unit length. Deterministic; not semantic."""
+    """Hashed words, word bigrams and direction marks (the order sentence embeddings lose: "csv into json" vs
+    "json into csv") and character trigrams; sublinear tf, unit length. Deterministic; not semantic."""
 
-    model_id = "evogit/lexical-hash-v2"
+    model_id = "evogit/lexical-hash-v3"
     semantic = False
     DIM = 2048
 
@@ -170,7 +201,8 @@ class Lexical:
             words = _TOKEN.findall(text.lower())
             grams = [w[i:i + 3] for w in words for i in range(max(1, len(w) - 2))]
             pairs = [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]
-            features = [(w, 1.0) for w in words] + [(p, 1.0) for p in pairs] + [("#" + g, 0.5) for g in grams]
+            features = ([(w, 1.0) for w in words] + [(p, 1.0) for p in pairs] + [(d, 1.0) for d in _directions(text.lower())]
+                        + [("#" + g, 0.5) for g in grams])
             for feature, weight in features:
                 out[row, zlib.crc32(feature.encode()) % self.DIM] += weight
         np.log1p(out, out=out)

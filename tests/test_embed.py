@@ -34,6 +34,14 @@ def test_lexical_is_deterministic_and_unit_length():
     assert not b[1].any()
 
 
+def test_direction_words_tell_csv_to_json_from_json_to_csv():
+    # the same words in the other order: a bag of words (and MiniLM, nearly) cannot tell them apart
+    csv_to_json, json_to_csv, task = Lexical().embed(["csv-to-json: convert csv text to json",
+                                                      "json-to-csv: convert json text to csv",
+                                                      "turn a spreadsheet into json"])
+    assert task @ csv_to_json > task @ json_to_csv + 0.05
+
+
 def test_remote_embedder_reports_failures_in_one_line():
     from evogit.errors import EvogitError
 
