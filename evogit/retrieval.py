@@ -7,7 +7,8 @@ vectors, pulled toward them by a prior worth a few examples (so a tool known fro
 much as its description does), and trained on the descriptions plus every task a tool solved (Feedback, and
 runs recorded with a task). A version that failed a task is demoted for similar tasks, and usage and
 success rate act as small priors. The fitted tool vectors live in a FAISS inner-product index (the bias is
-one more dimension), so a query is one search. `explain` says where a score came from.
+one more dimension), so a query is one search. `explain` says where a score came from; every hit carries what a fast-path decision needs
+(evogit.decide): the model's probability for it and how near the query is to what it is known for.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ DEMAND_STEPS = 20
 DEMAND_ON = (0.3, 0.5)
 DEMAND_WINDOW = 2000  # the newest searches it is estimated from...
 DEMAND_EVERY = 50  # ...re-estimated once per this many new searches (a pure function of the log, cached)
+POSTERIOR_DEPTH = 1024  # a hit's probability is normalised over this many best tools (all, in smaller libraries)
 
 
 @dataclass
@@ -85,6 +87,13 @@ class Hit:
     score: float
     why: dict[str, Any]
     description: str = ""
+    # What a decision needs (evogit.decide): the model's probability that this is the tool (softmax over the
+    # scores of every tool, or of the best POSTERIOR_DEPTH), the cosine of the query's semantic vector to the
+    # nearest text the tool is known for (its description, examples, solved tasks), and its runs and success rate.
+    probability: float = 0.0
+    nearest: float = 0.0
+    runs: int = 0
+    success_rate: float | None = None
 
 
 class Featurizer:
@@ -264,6 +273,13 @@ class Model:
         """Descriptions, then solved tasks (the fit's rows): for explanations."""
         return self.featurize([c.text for c in self.candidates] + [task for task, _ in self.solved_tasks])
 
+    @cached_property
+    def _known(self) -> tuple[np.ndarray, np.ndarray]:
+        """The semantic vectors of the descriptions, then of the solved tasks, and the candidate each belongs to."""
+        texts = [c.text for c in self.candidates] + [task for task, _ in self.solved_tasks]
+        owner = np.array(list(range(len(self.candidates))) + [j for _, j in self.solved_tasks])
+        return self.featurize.semantic(texts), owner
+
     @property
     def desc(self) -> np.ndarray:
         return self._features[: len(self.candidates)]
@@ -275,7 +291,7 @@ class Model:
     def search(self, query: str, k: int = 5, explain: bool = False) -> list[Hit]:
         q = self.featurize([query])
         n = len(self.candidates)
-        depth = n if self.failed_tasks else min(n, k)
+        depth = n if self.failed_tasks else min(n, max(k, POSTERIOR_DEPTH))
         scores, idx = self.index.search(np.hstack([q, [[1.0]]]).astype(np.float32), depth)
         found = idx[0] >= 0
         order, score = idx[0][found], scores[0][found].astype(np.float64)  # best first
@@ -297,6 +313,11 @@ class Model:
         # demotion only moves versions down: the new top k is among the first k + (number demoted)
         head = [(int(j), float(v)) for j, v in zip(order[:k + len(demoted)], score[:k + len(demoted)], strict=True)]
         top = sorted(head, key=lambda item: (-item[1], item[0] in demoted))[:k]  # a tie: demoted last
+        logz = float(np.logaddexp.reduce(score))
+        known, owner = self._known
+        qs = self.featurize.semantic([query])[0]
+        nearest = np.full(n, -1.0, np.float32)
+        np.maximum.at(nearest, owner, known @ qs)
         hits = []
         for j, value in top:
             c = self.candidates[j]
@@ -316,7 +337,9 @@ class Model:
                     why["demand"] = {"share_of_searches": round(float(self.demand_share[j]), 4),
                                      "boost": round(float(self.demand[j]), 4)}
                 why["runs"], why["success_rate"] = c.runs, c.success_rate
-            hits.append(Hit(c.key, c.tool, round(value, 4), why, c.text.removeprefix(f"{c.tool}: ")))
+            hits.append(Hit(c.key, c.tool, round(value, 4), why, c.text.removeprefix(f"{c.tool}: "),
+                            probability=float(np.exp(value - logz)), nearest=float(nearest[j]),
+                            runs=c.runs, success_rate=c.success_rate))
         return hits
 
 

@@ -139,3 +139,13 @@ def test_the_fit_on_a_small_library_converges(monkeypatch):
     assert all(b <= a + 1e-3 for a, b in zip(values, values[1:], strict=False)), values
     assert values[-2] - values[-1] < 0.01  # EPOCHS (80) is as good as twice as many
 
+
+def test_hits_carry_what_the_decision_needs():
+    model = starter_model()
+    hits = model.search("how many words are in this essay", 3)
+    assert hits[0].tool == "word-count"
+    assert 0.9 < sum(h.probability for h in model.search("how many words are in this essay", 24)) <= 1.0 + 1e-6
+    assert hits[0].probability > hits[1].probability > hits[2].probability
+    assert 0.6 < hits[0].nearest <= 1.0 and hits[0].nearest > hits[1].nearest
+    same = model.search("word count of an essay", 1)[0]  # one of word-count's own examples
+    assert same.nearest > 0.999
