@@ -25,6 +25,7 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -46,6 +47,28 @@ def evaluate(ranked: list[list[str]], gold: list[set[str]]) -> tuple[float, floa
     return round(100 * r1 / n, 1), round(100 * r5 / n, 1), round(100 * mrr / n, 1)
 
 
+def load(embedder: Any) -> tuple[list[dict], list[dict], dict[str, str], np.ndarray, np.ndarray, float]:
+    """ToolE's tools and queries, each tool's text ("name: description"), the query and description vectors
+    (in `texts` order) and the seconds embedding took."""
+    corpus = [json.loads(line) for line in (DATA / "corpus.jsonl").open()]
+    queries = [json.loads(line) for line in (DATA / "queries_full.jsonl").open()]
+    texts = {c["id"]: f"{c['name']}: {c['description']}" for c in corpus}
+    t0 = time.perf_counter()
+    qvec = embedder.embed([q["query"] for q in queries], batch=64)
+    desc = embedder.embed(list(texts.values()))
+    return corpus, queries, texts, qvec, desc, time.perf_counter() - t0
+
+
+def by_tool(queries: list[dict]) -> dict[str, list[int]]:
+    """Each tool's queries (indices), sorted by sha1 of the text: the first 20 are the history."""
+    out: dict[str, list[int]] = defaultdict(list)
+    for i, q in enumerate(queries):
+        for g in q["gold"]:
+            out[g].append(i)
+    return {tool: sorted(items, key=lambda i: hashlib.sha1(queries[i]["query"].encode()).hexdigest())
+            for tool, items in out.items()}
+
+
 def main() -> None:
     import faiss
 
@@ -53,25 +76,13 @@ def main() -> None:
     from evogit.retrieval import DEMAND_EVERY, Candidate, Featurizer, Model, demand_window
 
     faiss.omp_set_num_threads(1)
-    corpus = [json.loads(line) for line in (DATA / "corpus.jsonl").open()]
-    queries = [json.loads(line) for line in (DATA / "queries_full.jsonl").open()]
     embedder = MiniLM()
-    texts = {c["id"]: f"{c['name']}: {c['description']}" for c in corpus}
+    corpus, queries, texts, qvec, desc, embed_s = load(embedder)
     ids = list(texts)
-
-    t0 = time.perf_counter()
-    qvec = embedder.embed([q["query"] for q in queries], batch=64)
-    desc = embedder.embed([texts[i] for i in ids])
-    embed_s = time.perf_counter() - t0
     zero_all = evaluate([[ids[j] for j in np.argsort(-row)[:10]] for row in qvec @ desc.T],
                         [set(q["gold"]) for q in queries])
 
-    by_tool: dict[str, list[int]] = defaultdict(list)
-    for i, q in enumerate(queries):
-        for g in q["gold"]:
-            by_tool[g].append(i)
-    ranked = {tool: sorted(items, key=lambda i: hashlib.sha1(queries[i]["query"].encode()).hexdigest())
-              for tool, items in by_tool.items()}
+    ranked = by_tool(queries)
     history: set[int] = set()
     for items in ranked.values():
         history.update(items[:20])
