@@ -274,11 +274,13 @@ class Model:
         return self.featurize([c.text for c in self.candidates] + [task for task, _ in self.solved_tasks])
 
     @cached_property
-    def _known(self) -> tuple[np.ndarray, np.ndarray]:
-        """The semantic vectors of the descriptions, then of the solved tasks, and the candidate each belongs to."""
+    def _known(self) -> list[np.ndarray]:
+        """Per candidate, the semantic vectors of its description and of the tasks it solved."""
         texts = [c.text for c in self.candidates] + [task for task, _ in self.solved_tasks]
         owner = np.array(list(range(len(self.candidates))) + [j for _, j in self.solved_tasks])
-        return self.featurize.semantic(texts), owner
+        vectors = self.featurize.semantic(texts)
+        order = np.argsort(owner, kind="stable")
+        return np.split(vectors[order], np.cumsum(np.bincount(owner, minlength=len(self.candidates)))[:-1])
 
     @property
     def desc(self) -> np.ndarray:
@@ -314,10 +316,7 @@ class Model:
         head = [(int(j), float(v)) for j, v in zip(order[:k + len(demoted)], score[:k + len(demoted)], strict=True)]
         top = sorted(head, key=lambda item: (-item[1], item[0] in demoted))[:k]  # a tie: demoted last
         logz = float(np.logaddexp.reduce(score))
-        known, owner = self._known
         qs = self.featurize.semantic([query])[0]
-        nearest = np.full(n, -1.0, np.float32)
-        np.maximum.at(nearest, owner, known @ qs)
         hits = []
         for j, value in top:
             c = self.candidates[j]
@@ -338,7 +337,7 @@ class Model:
                                      "boost": round(float(self.demand[j]), 4)}
                 why["runs"], why["success_rate"] = c.runs, c.success_rate
             hits.append(Hit(c.key, c.tool, round(value, 4), why, c.text.removeprefix(f"{c.tool}: "),
-                            probability=float(np.exp(value - logz)), nearest=float(nearest[j]),
+                            probability=float(np.exp(value - logz)), nearest=float((self._known[j] @ qs).max()),
                             runs=c.runs, success_rate=c.success_rate))
         return hits
 
