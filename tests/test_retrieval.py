@@ -133,7 +133,8 @@ def test_the_fit_on_a_small_library_converges(monkeypatch):
         z = retrieval.TEMPERATURE * (x @ w.T) + b
         z -= z.max(1, keepdims=True)
         loss = np.log(np.exp(z).sum(1)) - z[np.arange(len(x)), labels]
-        return float(loss.mean() + 0.5 * retrieval.PRIOR_EXAMPLES / len(x) * np.square(w - x[:n]).sum())
+        return float(loss.mean() + 0.5 * retrieval.PRIOR_EXAMPLES / len(x) * np.square(w - x[:n]).sum()
+                     + 0.5 * retrieval.L2 * np.square(w).sum())
 
     values = [objective(e) for e in (10, 20, 40, 80, 160)]
     assert all(b <= a + 1e-3 for a, b in zip(values, values[1:], strict=False)), values
