@@ -37,9 +37,9 @@ from typing import Protocol
 
 # Fitted by `scripts/bench_decide --fit` (ToolE, calibration split; see the module docstring):
 # P(right) = sigmoid(NEAR[0] + NEAR[1] * nearest) * sigmoid(WHICH[0] + WHICH[1] * log-odds of the probability)
-NEAR = (-5.2723, 8.9085)
-WHICH = (0.5422, 1.0212)
-THRESHOLD = 0.75
+NEAR = (-5.3658, 9.051)
+WHICH = (0.8815, 1.1361)
+THRESHOLD = 0.77
 CALIBRATED_FOR = "sentence-transformers/all-MiniLM-L6-v2"
 SUCCESS_PSEUDO_RUNS = 4  # a tool's success rate counts as (ok + 4) / (runs + 4): new tools are not penalised
 
