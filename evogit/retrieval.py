@@ -91,9 +91,12 @@ class Hit:
     description: str = ""
     # What a decision needs (evogit.decide): the model's probability that this is the tool (softmax over the
     # scores of every tool, or of the best POSTERIOR_DEPTH), the cosine of the query's semantic vector to the
-    # nearest text the tool is known for (its description, examples, solved tasks), and its runs and success rate.
+    # nearest text the tool is known for (its description, examples, solved tasks), the cosine of its
+    # description to the next hit's (two tools that say nearly the same are easily confused: csv-to-json and
+    # json-to-csv), and its runs and success rate.
     probability: float = 0.0
     nearest: float = 0.0
+    like_next: float = 0.0
     runs: int = 0
     success_rate: float | None = None
 
@@ -277,7 +280,7 @@ class Model:
 
     @cached_property
     def _known(self) -> list[np.ndarray]:
-        """Per candidate, the semantic vectors of its description and of the tasks it solved."""
+        """Per candidate, the semantic vectors of its description (first) and of the tasks it solved."""
         texts = [c.text for c in self.candidates] + [task for task, _ in self.solved_tasks]
         owner = np.array(list(range(len(self.candidates))) + [j for _, j in self.solved_tasks])
         vectors = self.featurize.semantic(texts)
@@ -341,6 +344,8 @@ class Model:
             hits.append(Hit(c.key, c.tool, round(value, 4), why, c.text.removeprefix(f"{c.tool}: "),
                             probability=float(np.exp(value - logz)), nearest=float((self._known[j] @ qs).max()),
                             runs=c.runs, success_rate=c.success_rate))
+        for (j, _), (after, _), h in zip(top, top[1:], hits, strict=False):
+            h.like_next = float(self._known[j][0] @ self._known[after][0])
         return hits
 
 

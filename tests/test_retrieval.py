@@ -150,3 +150,6 @@ def test_hits_carry_what_the_decision_needs():
     assert 0.6 < hits[0].nearest <= 1.0 and hits[0].nearest > hits[1].nearest
     same = model.search("word count of an essay", 1)[0]  # one of word-count's own examples
     assert same.nearest > 0.999
+    pair = model.search("convert a CSV file to JSON", 2)
+    assert [h.tool for h in pair] == ["csv-to-json", "json-to-csv"] and pair[0].like_next > 0.8
+    assert hits[0].like_next < 0.8  # word-count and the runner-up say different things
