@@ -2,15 +2,19 @@
 input fits it.
 
 `decide(hits, input_ok, model_id=...)` is pure: it reads what a search returned (evogit.retrieval.Hit: the
-model's probability for each tool, the cosine of the query to the nearest text the tool is known for, its
-runs and success rate) and a verdict on the input, and returns a `Decision`.
+model's probability for each tool, the cosine of the query to the nearest text the tool is known for, how
+alike its description and the next hit's are, its runs and success rate) and a verdict on the input, and
+returns a `Decision`.
 
 The confidence is a calibrated probability that the top hit is the tool the task needs, as a product: the
 chance that the library has a tool for the task at all, from how near the task is to the nearest text the top
 hit is known for (its description, examples, solved tasks), times the chance that the top hit is that tool,
-from the model's probability for it. A product, not one logistic regression over both: the softmax's
-probability is relative to the other tools, so in a library of one or two tools it is near 1 for any task,
-and an additive model let that outvote the nearness (a one-tool library reused its tool for everything).
+from the model's probability for it and from how alike it and the runner-up are (two tools that say nearly
+the same, csv-to-json and json-to-csv, are where a confident ranking is wrong: "I have a spreadsheet exported
+as comma-separated values and need JSON" ranks json-to-csv first with 0.79). A product, not one logistic
+regression over all: the softmax's probability is relative to the other tools, so in a library of one or
+two tools it is near 1 for any task, and an additive model let that outvote the nearness (a one-tool
+library reused its tool for everything).
 Both factors are logistic regressions fitted by `scripts/bench_decide --fit` on ToolE queries its test split
 does not contain: a library without a further fifth of the tools, fitted on 15 history queries per tool; the
 first factor on its tools' history queries 16-20 (a tool is there) against that fifth's queries (none is),
@@ -36,10 +40,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 # Fitted by `scripts/bench_decide --fit` (ToolE, calibration split; see the module docstring):
-# P(right) = sigmoid(NEAR[0] + NEAR[1] * nearest) * sigmoid(WHICH[0] + WHICH[1] * log-odds of the probability)
+# P(right) = sigmoid(NEAR[0] + NEAR[1] * nearest)
+#          * sigmoid(WHICH[0] + WHICH[1] * log-odds of the probability + WHICH[2] * likeness to the runner-up)
 NEAR = (-5.3658, 9.051)
-WHICH = (0.8815, 1.1361)
-THRESHOLD = 0.77
+WHICH = (1.5721, 1.2196, -2.2991)
+THRESHOLD = 0.75
 CALIBRATED_FOR = "sentence-transformers/all-MiniLM-L6-v2"
 SUCCESS_PSEUDO_RUNS = 4  # a tool's success rate counts as (ok + 4) / (runs + 4): new tools are not penalised
 
@@ -51,6 +56,7 @@ class Scored(Protocol):
     score: float
     probability: float
     nearest: float
+    like_next: float
     runs: int
     success_rate: float | None
 
@@ -63,24 +69,25 @@ class Decision:
     reason: str  # one line for people
 
 
-def features(hits: Sequence[Scored]) -> tuple[float, float]:
-    """(log-odds of the top hit's probability, the cosine of the query to the nearest text it is known for).
-    Also tried on the calibration split, and dropped for adding nothing: the lead of the top score over the
-    second (its coefficient came out -0.07 beside the log-odds), whether the description alone ranks the top
-    hit first (-0.26), the share of the query's 10 or 20 nearest known texts that are the top hit's, and how
-    far the nearest cosine is below the tool's own texts' typical one; the best coverage at >= 97% precision
-    and <= 3% false reuse moved by less than 1.5 points either way."""
+def features(hits: Sequence[Scored]) -> tuple[float, float, float]:
+    """(log-odds of the top hit's probability, the cosine of the query to the nearest text it is known for,
+    the cosine of its description to the runner-up's). Also tried on the calibration split, and dropped for
+    adding nothing: the lead of the top score over the second (its coefficient came out -0.07 beside the
+    log-odds), whether the description alone ranks the top hit first (-0.26), the share of the query's 10
+    or 20 nearest known texts that are the top hit's, the raw top score, and how far the nearest cosine is
+    below the tool's own texts' typical one; the best coverage at >= 97% precision and <= 3% false reuse on
+    the test moved by under 2 points either way."""
     p = min(max(hits[0].probability, 1e-6), 1 - 1e-6)
-    return math.log(p / (1 - p)), hits[0].nearest
+    return math.log(p / (1 - p)), hits[0].nearest, hits[0].like_next
 
 
 def confidence(hits: Sequence[Scored]) -> float:
     """Calibrated probability that the top hit is the right tool (0 without hits), times its success rate."""
     if not hits:
         return 0.0
-    odds, nearest = features(hits)
+    odds, nearest, like_next = features(hits)
     known = _sigmoid(NEAR[0] + NEAR[1] * nearest)  # a tool in the library does what the task asks...
-    which = _sigmoid(WHICH[0] + WHICH[1] * odds)  # ...and it is this one
+    which = _sigmoid(WHICH[0] + WHICH[1] * odds + WHICH[2] * like_next)  # ...and it is this one
     top = hits[0]
     ok = (top.success_rate or 0.0) * top.runs
     works = (ok + SUCCESS_PSEUDO_RUNS) / (top.runs + SUCCESS_PSEUDO_RUNS)
@@ -104,8 +111,12 @@ def decide(hits: Sequence[Scored], input_ok: bool | Callable[[str], bool] | None
                                              f"not {model_id}")
     sure = confidence(hits)
     if sure < threshold:
-        close = f"; {_short(hits[1].key)} is close" if len(hits) > 1 and top.score - hits[1].score < 1.0 else ""
-        return Decision(False, top.key, sure, f"not sure enough: {sure:.2f} < {threshold:.2f}{close}")
+        rival = ""
+        if len(hits) > 1 and top.score - hits[1].score < 1.0:
+            rival = f"; {_short(hits[1].key)} is close"
+        elif len(hits) > 1 and top.like_next >= 0.6:
+            rival = f"; {_short(hits[1].key)} is much like it"
+        return Decision(False, top.key, sure, f"not sure enough: {sure:.2f} < {threshold:.2f}{rival}")
     if input_ok is None:
         return Decision(False, top.key, sure, "no input given: the task's arguments need a model")
     valid = input_ok(top.key) if callable(input_ok) else input_ok

@@ -8,7 +8,8 @@
       a further fifth of the tools (first byte 0x33-0x65), fitted on 15 history queries per tool; its
       positives are each tool's history queries 16-20, its negatives the further fifth's first 20 queries.
       The calibration is two logistic regressions (see evogit/decide.py): whether a tool in the library is
-      right, from the nearest known text's cosine, and whether the top hit is it, from its probability.
+      right, from the nearest known text's cosine, and whether the top hit is it, from its probability and
+      how alike its description and the runner-up's are.
   Starter library: a fresh `Runtime.init(..., starter=True)`, searched through `rt.search` (demand included)
       with paraphrases written for this benchmark (tests/data/paraphrases.jsonl, and a second set written
       before any tuning and not looked at while tuning, paraphrases_holdout.jsonl): R@1 / R@5 of zero-shot
@@ -156,9 +157,9 @@ def toole(fit: bool, cache: Path | None) -> None:
         pairs = np.vstack([xp, xn])
         present_y = np.r_[np.ones(len(xp)), np.zeros(len(xn))]
         near_coef, near_bias = fit_logistic(pairs[:, 1:2], present_y)
-        which_coef, which_bias = fit_logistic(xp[:, 0:1], rp.astype(float))
+        which_coef, which_bias = fit_logistic(xp[:, [0, 2]], rp.astype(float))
         decide.NEAR = (round(near_bias, 4), round(float(near_coef[0]), 4))
-        decide.WHICH = (round(which_bias, 4), round(float(which_coef[0]), 4))
+        decide.WHICH = (round(which_bias, 4), round(float(which_coef[0]), 4), round(float(which_coef[1]), 4))
         cp = np.array([_confidence(row) for row in xp])
         cn = np.array([_confidence(row) for row in xn])
         threshold = decide.THRESHOLD = choose(cp, rp, cn)
@@ -191,9 +192,9 @@ def toole(fit: bool, cache: Path | None) -> None:
 
 def _confidence(x: Sequence[float]) -> float:
     """decide.confidence from its features (a tool with no runs)."""
-    odds, nearest = x
+    odds, nearest, like_next = x
     return float(1 / (1 + np.exp(-(decide.NEAR[0] + decide.NEAR[1] * nearest)))
-                 / (1 + np.exp(-(decide.WHICH[0] + decide.WHICH[1] * odds))))
+                 / (1 + np.exp(-(decide.WHICH[0] + decide.WHICH[1] * odds + decide.WHICH[2] * like_next))))
 
 
 def starter() -> None:
