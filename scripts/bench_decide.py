@@ -224,7 +224,7 @@ def _starter_set(rt: Any, tasks: list[dict], name: str) -> None:
     pairs = [t for t in positives if t["tool"] in CONFUSABLE]
     for t in tasks:
         hits, _ = rt.search(t["task"], 5)
-        d = decide.decide(hits, True, model_id=embedder.model_id)
+        d = decide.decide(hits, True, model_id=embedder.model_id, threshold=decide.THRESHOLD)  # as --fit set it
         if t["tool"] == "none":
             if d.reuse:
                 none_fires.append((t["task"], str(d.tool).partition("@")[0], d.confidence))
