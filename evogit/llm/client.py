@@ -216,7 +216,7 @@ class ModelClient:
                     prompt_tokens=result.prompt_tokens if result else 0,
                     completion_tokens=result.completion_tokens if result else 0,
                     latency_ms=round_ms(time.perf_counter() - started), attempts=max(self._loop.attempts, 1),
-                    mode=mode, tool=tool, round=round)
+                    mode=mode, tool=tool or "", round=round)
                 if self._sink is not None:
                     self._sink([event])
 
