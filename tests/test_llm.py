@@ -134,6 +134,13 @@ def test_a_reply_that_breaks_the_schema_is_a_bad_response(scripted_model, connec
     assert e.value.kind == "bad_response"
 
 
+def test_a_caller_that_mends_replies_itself_gets_them_unchecked(scripted_model, connect):
+    near_miss = {"files": {"tool.json": {"name": "x"}}, "notes": "tool.json as an object, not as text"}
+    server = scripted_model([{"reply": {"json": near_miss}}])
+    value, _ = connect(server)[0].complete_json(ASK, purpose="create", name="tool_files", schema=FILES, validate=False)
+    assert value == near_miss
+
+
 def test_429_then_success_is_one_call_of_two_attempts(scripted_model, connect):
     server = scripted_model([{"status": 429, "error": "slow down", "retry_after": 0.05}, {"reply": {"content": "ok"}}])
     client, events = connect(server)

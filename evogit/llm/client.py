@@ -162,17 +162,19 @@ class ModelClient:
         return result
 
     def complete_json(self, messages: list[dict[str, Any]], *, purpose: str, name: str, schema: dict[str, Any],
-                      tool: str | None = None, round: int | None = None) -> tuple[dict[str, Any], ChatResult]:
+                      validate: bool = True, tool: str | None = None,
+                      round: int | None = None) -> tuple[dict[str, Any], ChatResult]:
         """One JSON object matching `schema`: asked for with a strict `json_schema` response format; a server
         that refuses it is asked again with `json_object` (the schema in the prompt), then with plain text,
         and this client remembers the format that worked. Raises `ModelError` ("bad_response", with the reply
-        as `.result`, when the reply is not such an object)."""
+        as `.result`, when the reply is not such an object). With `validate=False` any JSON object is returned,
+        for a caller that mends near misses itself (the authoring wire format does)."""
         def check(result: ChatResult) -> tuple[dict[str, Any], ChatResult]:
             value = json_object(result.content or "")
             if value is None:
                 raise ModelError("bad_response", f"the model's reply is not a JSON object: {_clip(result.content)}",
                                  result)
-            if (why := schema_error(value, schema)) is not None:
+            if validate and (why := schema_error(value, schema)) is not None:
                 raise ModelError("bad_response", f"the model's reply does not match the {name} schema: {why}", result)
             return value, result
 
