@@ -69,3 +69,16 @@ class SandboxError(EvogitError):
     def __init__(self, kind: str, message: str):
         super().__init__(message)
         self.kind = kind
+
+
+class ModelNotConfigured(EvogitError):
+    """No model is configured (EVOGIT_MODEL / OPENAI_BASE_URL / OPENAI_API_KEY, or git config evogit.*)."""
+
+
+class ModelError(EvogitError):
+    """A model call failed; `kind` names how (timeout, rate_limited, server_error, bad_response, ...)."""
+
+    def __init__(self, kind: str, message: str, result: object | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.result = result  # the reply, when there was one (a reply that is not the JSON asked for)
