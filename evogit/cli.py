@@ -478,6 +478,10 @@ def _event_line(e: Any) -> str:
         what, detail = _clip(repr(e.query), 28), "; ".join(filter(None, [f"→ {top}" if top else "", chose]))
     elif kind == "Embedded" and not e.tool:
         what, detail = _clip(repr(e.text), 28), e.model
+    elif kind == "ModelCalled":
+        detail = f"{e.purpose} {e.outcome} {e.prompt_tokens}+{e.completion_tokens} tokens {e.latency_ms:.0f} ms"
+    elif kind == "UnknownEvent":
+        detail = f"{e.type} v{e.v} (unknown to this version)"
     else:
         detail = getattr(e, "model", "")
     return f"{when} {e.writer:<10} {kind:<16} {what:<28} {detail}"

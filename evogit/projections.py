@@ -153,7 +153,7 @@ class _Projection(Generic[S]):
         """Apply one chunk of a writer's log, which ends at byte `end`; returns how many were not ignored."""
         apply, n = self._apply, 0
         for event in events:
-            handler = apply[type(event)]
+            handler = apply.get(type(event), _ignore)
             if handler is not _ignore:
                 handler(event)
                 n += 1
