@@ -93,9 +93,10 @@ class Builder:
 
     def build(self, commit: pygit2.Commit, branch: str | None = None, *, force: bool = False) -> Version:
         """Build one source commit and tag it. No-op if it is already tagged. Raises BuildFailed."""
-        files, links = self.repo.files(commit.tree)
-        name = branch or _name_of(files) or "?"
+        name = branch or "?"
         try:
+            files, links = self.repo.files(commit.tree)  # checks every entry name before anything is written
+            name = branch or _name_of(files) or "?"
             manifest, cases = check_package(files, links)
         except InvalidPackage as e:
             raise self._fail(commit, BuildRecord(name, False, stage="package", message=str(e))) from None

@@ -19,6 +19,7 @@ from pygit2.enums import FileMode
 
 from .errors import AmbiguousVersion, ConcurrentUpdate, RepoNotFound, ToolExists, ToolNotFound
 from .manifest import check_name
+from .verify import PathCheck, check_paths
 
 BRANCH_PREFIX = "refs/heads/tools/"
 TAG_PREFIX = "refs/tags/tools/"
@@ -93,6 +94,8 @@ class SkillsRepo:
             path.mkdir(parents=True, exist_ok=True)
             git = pygit2.init_repository(str(path), bare=bare, initial_head="main")
         (Path(git.path) / "evogit").mkdir(exist_ok=True)
+        if git.is_bare:  # a shared hub: git itself refuses malformed objects (a tree entry named `..`) on push
+            git.config["receive.fsckObjects"] = True
         repo = cls(path)
         if git.head_is_unborn:
             sig = pygit2.Signature("evogit", "evogit@evogit.invalid")
@@ -120,14 +123,16 @@ class SkillsRepo:
             raise ToolNotFound(f"no commit {rev!r}") from None
 
     def files(self, tree: pygit2.Tree) -> tuple[dict[str, bytes], set[str]]:
-        """All regular files of a tree (path -> bytes) and the paths of any symlinks."""
+        """All regular files of a tree (path -> bytes) and the paths of any symlinks. Raises InvalidPackage for
+        an entry name that must not reach a disk (`..`, `.git`, ...) or for paths that differ only in case."""
         files: dict[str, bytes] = {}
         links: set[str] = set()
+        paths = PathCheck()
         stack: list[tuple[str, pygit2.Tree]] = [("", tree)]
         while stack:
             prefix, t = stack.pop()
             for entry in t:
-                path = prefix + (entry.name or "")
+                path = paths.add(prefix, entry.raw_name or b"")
                 if entry.filemode == FileMode.TREE:
                     stack.append((path + "/", self.git[entry.id].peel(pygit2.Tree)))
                 elif entry.filemode == FileMode.LINK:
@@ -181,6 +186,7 @@ class SkillsRepo:
 
     # -- writing -----------------------------------------------------------------------------------------------
     def write_tree(self, files: dict[str, bytes]) -> pygit2.Oid:
+        check_paths(files)  # paths from a model or a caller are as untrusted as trees from a remote
         index = pygit2.Index()
         for path, data in sorted(files.items()):
             index.add(pygit2.IndexEntry(path, self.git.create_blob(data), FileMode.BLOB))
