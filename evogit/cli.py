@@ -517,6 +517,28 @@ def pull(remote: str, repo: Path | None, as_json: bool) -> None:
         raise EvogitError(f"{sum(not o.ok for o in outcomes)} pulled tool heads failed to build")
 
 
+@main.command()
+@click.argument("tool", required=False, metavar="[TOOL[@FP]]")
+@click.option("--rebuild", is_flag=True, help="Also rebuild each version here and compare the build commits.")
+@repo_option
+@json_option
+def verify(tool: str | None, rebuild: bool, repo: Path | None, as_json: bool) -> None:
+    """Check version tags as a pull checks them (name, build commit, tree, tool.wasm hash, build.json, branch)."""
+    import msgspec
+
+    verdicts = Runtime(repo).verify(tool, rebuild)
+    failed = sum(not v.ok for v in verdicts)
+    if as_json:
+        _out([msgspec.to_builtins(v) for v in verdicts])
+        sys.exit(1 if failed else 0)
+    if not verdicts:
+        click.echo("No versions yet.")
+    for v in verdicts:
+        click.echo(f"ok    {v.tool}@{v.fingerprint[:7]}" if v.ok else f"FAIL  {v.tag}: {v.reason}")
+    if failed:
+        raise EvogitError(f"{failed} of {len(verdicts)} versions failed verification")
+
+
 @main.command(hidden=True)
 @click.argument("name")
 @click.argument("args", nargs=-1)

@@ -69,3 +69,11 @@ class SandboxError(EvogitError):
     def __init__(self, kind: str, message: str):
         super().__init__(message)
         self.kind = kind
+
+
+class InvalidVersion(EvogitError):
+    """A version tag fails verification (malformed, forged or broken); `stage` names the check."""
+
+    def __init__(self, stage: str, message: str):
+        super().__init__(message)
+        self.stage = stage

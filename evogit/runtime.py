@@ -44,6 +44,7 @@ from .sandbox import DEFAULT_LIMITS, Limits, LoadedModule, RunResult, Sandbox
 from .share import PullReport, import_logs
 from .share import pull as git_pull
 from .share import push as git_push
+from .verify import Verdict
 
 if TYPE_CHECKING:  # numpy, faiss and the embedders load only when retrieval is used (cold `evogit run`)
     from .embed import Embedder
@@ -203,6 +204,16 @@ class Runtime:
         report = git_pull(self.repo, log.dir, log.writer, remote)
         moved = report.created + report.fast_forwarded
         return report, (self.build(moved) if moved else [])
+
+    def verify(self, spec: str | None = None, rebuild: bool = False) -> list[Verdict]:
+        """Check local version tags (all, one tool's, or one version) as a pulled tag is checked (verify.py);
+        `rebuild` also rebuilds each here and compares the build commits."""
+        return self.repo.verify(spec, self._rebuilt if rebuild else None)
+
+    def _rebuilt(self, source: pygit2.Commit, name: str) -> tuple[str, str]:
+        """Build a version's source commit here whatever tags say (verify.Rebuild): (fingerprint, build commit)."""
+        v = self.builder.build(source, name, again=True)
+        return v.fingerprint, v.build_commit
 
     def feedback(self, spec: str, task: str, solved: bool, note: str = "") -> ev.Feedback:
         """Record whether a version solved a task (it teaches retrieval which tools serve which tasks)."""

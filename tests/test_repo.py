@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import multiprocessing
 import subprocess
 import uuid
@@ -201,3 +203,23 @@ def test_files_whose_paths_escape_or_collide_are_refused_before_a_commit(empty_r
         empty_rt.commit("echo-tool", {**tool_files(), path: b"x"}, "paths from a model", build=False)
     assert "refs/heads/tools/echo-tool" not in empty_rt.repo.git.references
 
+
+def _fake_build(repo: SkillsRepo, name: str, commit, wasm: bytes, fp: str | None = None) -> Version:
+    fp = fp or hashlib.sha256(wasm).hexdigest()
+    record = {"tool": name, "ok": True, "fingerprint": fp, "wasm_bytes": len(wasm)}
+    return repo.write_build(name, commit, {"tool.wasm": wasm, "build.json": json.dumps(record).encode()}, fp)
+
+
+@pytest.mark.parametrize("cache", [b"\xff\xfe not text", b"garbage\n\n" + b"0" * 40 + b" t 1234\n", None])
+def test_a_tag_whose_wasm_does_not_hash_to_its_name_never_answers_the_bare_name(tmp_path, cache: bytes | None):
+    repo = SkillsRepo.init(tmp_path / "r")
+    commit = repo.commit(repo.commit_version("t", tool_files("t"), "base"))
+    good = _fake_build(repo, "t", commit, b"the module")
+    _fake_build(repo, "t", commit, b"another module", fp="f" * 64)  # sorts last at the same source commit
+    assert repo.resolve("t") == good
+    if cache is None:
+        (repo.state_dir / "intact-v1").unlink()
+    else:
+        (repo.state_dir / "intact-v1").write_bytes(cache)  # the remembered answers, damaged: recomputed
+    assert SkillsRepo(repo.path).resolve("t") == good
+    assert [v.fingerprint for v in repo.versions("t")] == sorted([good.fingerprint, "f" * 64])
