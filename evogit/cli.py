@@ -503,7 +503,8 @@ def pull(remote: str, repo: Path | None, as_json: bool) -> None:
     report, outcomes = Runtime(repo).pull(remote)
     if as_json:
         _out({"created": report.created, "fast_forwarded": report.fast_forwarded, "diverged": report.diverged,
-              "log_bytes": report.logs, "refused_logs": report.refused, "builds": [_outcome_json(o) for o in outcomes]})
+              "log_bytes": report.logs, "refused_logs": report.refused, "accepted_tags": report.accepted_tags,
+              "refused_tags": report.refused_tags, "builds": [_outcome_json(o) for o in outcomes]})
     else:
         click.echo(f"Pulled from {remote}: {len(report.created)} new tools, {len(report.fast_forwarded)} updated, "
                    f"log events from {len(report.logs)} other machine{'s' if len(report.logs) != 1 else ''}")
@@ -511,6 +512,8 @@ def pull(remote: str, repo: Path | None, as_json: bool) -> None:
             click.echo(f"  {_show_build(o)}")
         for ref, why in report.refused.items():
             click.echo(f"  {ref} refused: {why}")
+        for tag, why in report.refused_tags.items():
+            click.echo(f"  tag {tag} refused: {why}")
         for tool in report.diverged:
             click.echo(f"  tools/{tool} diverged from {remote}; merge it with git (the hook builds the merge)")
     if any(not o.ok for o in outcomes):

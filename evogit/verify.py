@@ -29,11 +29,12 @@ import msgspec
 import pygit2
 from pygit2.enums import FileMode
 
-from .errors import EvogitError, InvalidPackage, InvalidVersion
+from .errors import EvogitError, InvalidInput, InvalidPackage, InvalidVersion
 from .manifest import MAX_NAME, NAME_RE
 
 TAG_PREFIX = "refs/tags/tools/"
 BUILDER = ("evogit-builder", "builder@evogit.invalid")
+TRUST = ("rebuild", "hash")
 _FP = re.compile(r"^[0-9a-f]{64}$")
 #: Code points HFS+ ignores in names, so that ".g\u200cit" is ".git" there (as git's is_hfs_dotgit knows).
 _HFS_IGNORED = dict.fromkeys([0x200C, 0x200D, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x206A, 0x2070), 0xFEFF])
@@ -248,3 +249,14 @@ def check(git: pygit2.Repository, tag: str, target: pygit2.Oid | str, *,
     verdict.ok = True
     return verdict
 
+
+def trust_policy(config: pygit2.Config, remote: str | None = None) -> str:
+    """How far version tags from `remote` are checked: `remote.<name>.evogitTrust`, else `evogit.trust`, else
+    `rebuild` (every check and a rebuild here); `hash` is every check but the rebuild, for a hub you control."""
+    for key in ([f"remote.{remote}.evogitTrust"] if remote else []) + ["evogit.trust"]:
+        if key in config:
+            value = str(config[key]).strip().lower()
+            if value not in TRUST:
+                raise InvalidInput(f"git config {key} is {value!r}: use {' or '.join(TRUST)}")
+            return value
+    return "rebuild"

@@ -1,5 +1,5 @@
-"""Version tags are checked before they are trusted; malformed ones never break a command (evogit/verify.py,
-`evogit verify`). Every attack is made with plain git."""
+"""Version tags that arrive by git are checked before they are trusted; malformed ones never break a command
+(evogit/verify.py, the pull side of evogit/share.py, `evogit verify`). Every attack is made with plain git."""
 
 from __future__ import annotations
 
@@ -83,6 +83,49 @@ def _forgeries(a: Runtime, another_module: bool = True) -> dict[str, tuple[str, 
     return out
 
 
+@pytest.fixture
+def plain_hub(tmp_path: Path) -> Path:
+    """A hub that is nothing but a bare git repository: whatever is pushed with git lands in its refs."""
+    hub = tmp_path / "plain.git"
+    git(tmp_path, "init", "-q", "--bare", str(hub))
+    return hub
+
+
+def test_forged_version_tags_are_refused_on_pull_and_never_run(small_rt: Runtime, plain_hub: Path, tmp_path: Path):
+    a = small_rt
+    good = {f"tools/{v.name}/{v.fingerprint}" for v in a.repo.versions()}
+    forged = _forgeries(a)
+    git(a.repo.path, "push", "-q", str(plain_hub), "refs/heads/tools/*:refs/heads/tools/*",
+        "refs/tags/tools/*:refs/tags/tools/*")
+
+    b, _ = Runtime.init(tmp_path / "b", starter=False)
+    report, builds = b.pull(str(plain_hub))
+    assert sorted(report.accepted_tags) == sorted(good) and all(o.ok for o in builds)
+    assert set(report.refused_tags) == set(forged)
+    for tag, (_, why) in forged.items():
+        assert why in report.refused_tags[tag], (tag, report.refused_tags[tag])
+    tags = git(b.repo.path, "for-each-ref", "--format=%(refname:lstrip=2)", "refs/tags").split()
+    assert sorted(tags) == sorted(good)
+    assert not git(b.repo.path, "for-each-ref", "refs/evogit/quarantine")  # emptied after the checks
+    assert b.run("word-count", b'{"text": "a b c"}').output == {"words": 3, "lines": 1, "chars": 5}
+
+    # refusals are remembered by tag and target: the next pull does not check (or rebuild) them again
+    record = b.repo.state_dir / "builds" / f"{a.repo.resolve('word-count').source_commit}.json"
+    before = record.stat().st_mtime_ns
+    again, _ = b.pull(str(plain_hub))
+    assert again.refused_tags == {} and again.accepted_tags == []
+    assert record.stat().st_mtime_ns == before
+    assert set(json.loads((b.repo.state_dir / "refused-tags.json").read_text())) == set(forged)
+
+    # a tag whose target changed is checked again
+    tag = "tools/word-count/" + "f" * 64
+    wc = a.repo.resolve("word-count")
+    retarget = forge_build(a.repo.path, wc.source_commit, "word-count", b"\0asm\1\0\0\0", fingerprint="f" * 64)
+    git(a.repo.path, "push", "-q", "--force", str(plain_hub), f"{retarget}:refs/tags/{tag}")
+    third, _ = b.pull(str(plain_hub))
+    assert list(third.refused_tags) == [tag] and "tool.wasm hashes to" in third.refused_tags[tag]
+
+
 def test_forged_version_tags_break_no_command_on_the_machine_that_has_them(small_rt: Runtime):
     a = small_rt
     repo = str(a.repo.path)
@@ -126,6 +169,45 @@ def test_verify_checks_one_tool_or_version_and_rebuild_catches_another_module(sm
     assert result.output.rstrip().endswith("1 of 2 versions failed verification")
     assert a.repo.resolve("word-count").fingerprint in (wc.fingerprint, fp)  # hash-valid: reading cannot tell
     assert invoke("verify", "word-count@0000000", "--repo", repo).exit_code == 1
+
+
+def test_forged_version_tags_pushed_to_an_evogit_hub_are_refused_by_the_hub(small_rt: Runtime, tmp_path: Path):
+    a = small_rt
+    hub = tmp_path / "hub.git"
+    Runtime.init(hub, starter=False, bare=True)
+    a.push(str(hub))
+    good = {f"tools/{v.name}/{v.fingerprint}" for v in a.repo.versions()}
+    forged = _forgeries(a)
+    pushed = git(a.repo.path, "push", str(hub), "refs/tags/tools/*:refs/tags/tools/*", check=False)
+    for tag in forged:
+        assert f"tag {tag} refused" in pushed, pushed
+    tags = git(hub, "for-each-ref", "--format=%(refname:lstrip=2)", "refs/tags").split()
+    assert sorted(tags) == sorted(good)
+    for args in (["list"], ["stats"], ["describe", "word-count"], ["verify"]):
+        result = invoke(*args, "--repo", str(hub))
+        assert result.exit_code == 0, (args, result.output)
+
+
+def test_hash_trust_takes_a_hash_valid_tag_that_a_rebuild_refuses(small_rt: Runtime, plain_hub: Path, tmp_path: Path):
+    a = small_rt
+    wc = a.repo.resolve("word-count")
+    evil = above(_wasm(a, "slugify"), wc.fingerprint)
+    fp = hashlib.sha256(evil).hexdigest()
+    _tag(a.repo.path, f"tools/word-count/{fp}", forge_build(a.repo.path, wc.source_commit, "word-count", evil))
+    _tag(a.repo.path, "tools/word-count/" + "d" * 64, git(a.repo.path, "hash-object", "-w", "--stdin", input=b"x").strip())
+    git(a.repo.path, "push", "-q", str(plain_hub), "refs/heads/tools/*:refs/heads/tools/*", "refs/tags/tools/*:refs/tags/tools/*")
+
+    b, _ = Runtime.init(tmp_path / "b", starter=False)
+    git(b.repo.path, "remote", "add", "hub", str(plain_hub))
+    b.repo.git.config["remote.hub.evogitTrust"] = "hash"  # a hub this machine controls
+    report, _ = b.pull("hub")
+    assert f"tools/word-count/{fp}" in report.accepted_tags
+    assert list(report.refused_tags) == ["tools/word-count/" + "d" * 64]
+
+    c, _ = Runtime.init(tmp_path / "c", starter=False)
+    c.repo.git.config["evogit.trust"] = "whatever"
+    result = invoke("pull", str(plain_hub), "--repo", str(c.repo.path))
+    assert result.exit_code == 1 and "evogit.trust" in result.output and len(result.output.splitlines()) == 1
 
 
 def test_a_tag_squatting_a_fingerprint_name_is_replaced_by_the_real_build(small_rt: Runtime):
