@@ -87,15 +87,20 @@ class Builder:
 
     def existing(self, commit: pygit2.Commit, name: str) -> Version | None:
         for v in self.repo.versions(name):
-            if v.source_commit == str(commit.id):
+            if v.source_commit == str(commit.id) and self.repo.intact(v):
                 return v
         return None
 
-    def build(self, commit: pygit2.Commit, branch: str | None = None, *, force: bool = False) -> Version:
-        """Build one source commit and tag it. No-op if it is already tagged. Raises BuildFailed."""
-        files, links = self.repo.files(commit.tree)
-        name = branch or _name_of(files) or "?"
+    def build(self, commit: pygit2.Commit, branch: str | None = None, *, force: bool = False,
+              again: bool = False) -> Version:
+        """Build one source commit and tag it. No-op if it is already tagged. Raises BuildFailed.
+
+        `again` builds even if tagged (the identical-tree cache still serves) and returns the build commit
+        written here, to verify a version by rebuilding it."""
+        name = branch or "?"
         try:
+            files, links = self.repo.files(commit.tree)  # checks every entry name before anything is written
+            name = branch or _name_of(files) or "?"
             manifest, cases = check_package(files, links)
         except InvalidPackage as e:
             raise self._fail(commit, BuildRecord(name, False, stage="package", message=str(e))) from None
@@ -103,7 +108,7 @@ class Builder:
             msg = f"tool.json names {manifest.name!r} but the commit is on tools/{branch}"
             raise self._fail(commit, BuildRecord(name, False, stage="package", message=msg))
         name = manifest.name
-        if not force and (done := self.existing(commit, name)) is not None:
+        if not force and not again and (done := self.existing(commit, name)) is not None:
             return done
         cache = self.compiler.cache / "builds" / self.compiler.toolchain.key
         cached_record, cached_wasm = cache / f"{commit.tree_id}.json", cache / f"{commit.tree_id}.wasm"
@@ -111,13 +116,13 @@ class Builder:
             record = msgspec.json.decode(cached_record.read_bytes(), type=BuildRecord)
             wasm = cached_wasm.read_bytes()
             if record.ok and fingerprint(wasm) == record.fingerprint:
-                return self._green(commit, record, wasm)
+                return self._green(commit, record, wasm, again)
         record, maybe_wasm = self._compile_and_test(files, manifest, cases)
         if not record.ok or maybe_wasm is None:
             raise self._fail(commit, record)  # failures are not cached: they may be transient (timeouts)
         write_atomic(cached_wasm, maybe_wasm)
         write_atomic(cached_record, msgspec.json.encode(record))
-        return self._green(commit, record, maybe_wasm)
+        return self._green(commit, record, maybe_wasm, again)
 
     def _compile_and_test(self, files: dict[str, bytes], manifest: ToolManifest,
                           cases: list[Case]) -> tuple[BuildRecord, bytes | None]:
@@ -198,11 +203,11 @@ class Builder:
                 verdicts[-1] = CaseVerdict(case.name, True)
         return verdicts
 
-    def _green(self, commit: pygit2.Commit, record: BuildRecord, wasm: bytes) -> Version:
+    def _green(self, commit: pygit2.Commit, record: BuildRecord, wasm: bytes, mine: bool = False) -> Version:
         build_json = json.dumps(msgspec.to_builtins(record), indent=2, sort_keys=True).encode() + b"\n"
         assert record.fingerprint is not None
         version = self.repo.write_build(record.tool, commit, {"tool.wasm": wasm, "build.json": build_json},
-                                        record.fingerprint)
+                                        record.fingerprint, mine=mine)
         self._remember(commit, record)
         return version
 

@@ -507,7 +507,8 @@ def pull(remote: str, repo: Path | None, as_json: bool) -> None:
     report, outcomes = Runtime(repo).pull(remote)
     if as_json:
         _out({"created": report.created, "fast_forwarded": report.fast_forwarded, "diverged": report.diverged,
-              "log_bytes": report.logs, "refused_logs": report.refused, "builds": [_outcome_json(o) for o in outcomes]})
+              "log_bytes": report.logs, "refused_logs": report.refused, "accepted_tags": report.accepted_tags,
+              "refused_tags": report.refused_tags, "builds": [_outcome_json(o) for o in outcomes]})
     else:
         click.echo(f"Pulled from {remote}: {len(report.created)} new tools, {len(report.fast_forwarded)} updated, "
                    f"log events from {len(report.logs)} other machine{'s' if len(report.logs) != 1 else ''}")
@@ -515,10 +516,34 @@ def pull(remote: str, repo: Path | None, as_json: bool) -> None:
             click.echo(f"  {_show_build(o)}")
         for ref, why in report.refused.items():
             click.echo(f"  {ref} refused: {why}")
+        for tag, why in report.refused_tags.items():
+            click.echo(f"  tag {tag} refused: {why}")
         for tool in report.diverged:
             click.echo(f"  tools/{tool} diverged from {remote}; merge it with git (the hook builds the merge)")
     if any(not o.ok for o in outcomes):
         raise EvogitError(f"{sum(not o.ok for o in outcomes)} pulled tool heads failed to build")
+
+
+@main.command()
+@click.argument("tool", required=False, metavar="[TOOL[@FP]]")
+@click.option("--rebuild", is_flag=True, help="Also rebuild each version here and compare the build commits.")
+@repo_option
+@json_option
+def verify(tool: str | None, rebuild: bool, repo: Path | None, as_json: bool) -> None:
+    """Check version tags as a pull checks them (name, build commit, tree, tool.wasm hash, build.json, branch)."""
+    import msgspec
+
+    verdicts = Runtime(repo).verify(tool, rebuild)
+    failed = sum(not v.ok for v in verdicts)
+    if as_json:
+        _out([msgspec.to_builtins(v) for v in verdicts])
+        sys.exit(1 if failed else 0)
+    if not verdicts:
+        click.echo("No versions yet.")
+    for v in verdicts:
+        click.echo(f"ok    {v.tool}@{v.fingerprint[:7]}" if v.ok else f"FAIL  {v.tag}: {v.reason}")
+    if failed:
+        raise EvogitError(f"{failed} of {len(verdicts)} versions failed verification")
 
 
 @main.command(hidden=True)

@@ -82,3 +82,11 @@ class ModelError(EvogitError):
         super().__init__(message)
         self.kind = kind
         self.result = result  # the reply, when there was one (a reply that is not the JSON asked for)
+
+
+class InvalidVersion(EvogitError):
+    """A version tag fails verification (malformed, forged or broken); `stage` names the check."""
+
+    def __init__(self, stage: str, message: str):
+        super().__init__(message)
+        self.stage = stage

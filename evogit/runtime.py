@@ -41,9 +41,10 @@ from .projections import (
 from .repo import BRANCH_PREFIX, SkillsRepo, Version, branch_ref, parse_spec
 from .resources import resource
 from .sandbox import DEFAULT_LIMITS, Limits, LoadedModule, RunResult, Sandbox
-from .share import PullReport, import_logs
+from .share import PUSHED, PullReport, accept_tags, import_logs, quarantine_pushed
 from .share import pull as git_pull
 from .share import push as git_push
+from .verify import Verdict, trust_policy
 
 if TYPE_CHECKING:  # numpy, faiss and the embedders load only when retrieval is used (cold `evogit run`)
     from .embed import Embedder
@@ -200,9 +201,19 @@ class Runtime:
     def pull(self, remote: str) -> tuple[PullReport, list[BuildOutcome]]:
         """Fetch tools, versions and logs; fast-forward tool branches; build heads that arrived unbuilt."""
         log = self._file_log()
-        report = git_pull(self.repo, log.dir, log.writer, remote)
+        report = git_pull(self.repo, log.dir, log.writer, remote, self._rebuilt)
         moved = report.created + report.fast_forwarded
         return report, (self.build(moved) if moved else [])
+
+    def verify(self, spec: str | None = None, rebuild: bool = False) -> list[Verdict]:
+        """Check local version tags (all, one tool's, or one version) as a pulled tag is checked (verify.py);
+        `rebuild` also rebuilds each here and compares the build commits."""
+        return self.repo.verify(spec, self._rebuilt if rebuild else None)
+
+    def _rebuilt(self, source: pygit2.Commit, name: str) -> tuple[str, str]:
+        """Build a version's source commit here whatever tags say (verify.Rebuild): (fingerprint, build commit)."""
+        v = self.builder.build(source, name, again=True)
+        return v.fingerprint, v.build_commit
 
     def feedback(self, spec: str, task: str, solved: bool, note: str = "") -> ev.Feedback:
         """Record whether a version solved a task (it teaches retrieval which tools serve which tasks)."""
@@ -613,11 +624,18 @@ class Runtime:
             tool = ref[len(BRANCH_PREFIX):]
             return [self._build(self.repo.head(tool), tool)]
         if name == "post-receive":
+            updates = [parts for parts in (line.split() for line in stdin.splitlines()) if len(parts) == 3]
+            quarantine_pushed(self.repo, [(new, ref) for _, new, ref in updates])  # pushed tags are checked below
             outcomes = []
-            for line in stdin.splitlines():
-                parts = line.split()
-                if len(parts) == 3 and parts[2].startswith(BRANCH_PREFIX) and set(parts[1]) != {"0"}:
-                    outcomes.append(self._build(self.repo.commit(parts[1]), parts[2][len(BRANCH_PREFIX):]))
+            for _, new, ref in updates:
+                if ref.startswith(BRANCH_PREFIX) and set(new) != {"0"}:
+                    outcomes.append(self._build(self.repo.commit(new), ref[len(BRANCH_PREFIX):]))
+            targets = {r[len(PUSHED) + 5:]: str(self.repo.git.references[r].target)
+                       for r in self.repo.git.references if r.startswith(PUSHED + "tags/")}
+            _, refused, known = accept_tags(self.repo, PUSHED, trust_policy(self.repo.git.config), self._rebuilt)
+            for tag, why in {**known, **refused}.items():
+                outcomes.append(BuildOutcome(tag.split("/")[1] if "/" in tag else tag, targets.get(tag, ""),
+                                             error=f"tag {tag} refused: {why}"))
             return outcomes
         raise InvalidInput(f"unknown hook {name!r} (known: {', '.join(hooks.HOOKS)})")
 

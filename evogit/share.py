@@ -10,8 +10,14 @@ projections de-duplicate facts by event id, so a log arriving twice or by two ro
 `push` and `pull` drive the `git` CLI (remotes, ssh and credentials work as they do for git):
 
     push: publish this writer's log, then push tools/*, the version tags and refs/evogit/logs/<writer>
-    pull: fetch them into remote-tracking refs, fast-forward local tool branches (never rewrite one), import
-          the logs; the caller then builds what moved
+    pull: fetch them into remote-tracking refs and the version tags into a quarantine
+          (refs/evogit/quarantine/remotes/<remote>/tags/tools/*), fast-forward local tool branches (never rewrite
+          one), accept each tag that passes verify.py's checks (and, under trust `rebuild`, rebuilds here to the
+          same build commit) into refs/tags, import the logs; the caller then builds what moved
+
+A refused tag is reported once, with why, and remembered by name and target in .git/evogit/refused-tags.json,
+so later pulls do not check it again (a tag whose target changes is checked again). A hub's post-receive puts
+pushed tags through the same quarantine (`quarantine_pushed`, then `accept_tags`).
 """
 
 from __future__ import annotations
@@ -32,12 +38,17 @@ import pygit2
 from pygit2.enums import FileMode
 
 from .atomic import write_atomic
-from .errors import EvogitError, InvalidInput
+from .errors import EvogitError, InvalidInput, InvalidName
 from .log import LogCorrupted, _decode_chunks, _scan
-from .repo import BRANCH_PREFIX, SkillsRepo
+from .manifest import check_name
+from .repo import BRANCH_PREFIX, TAG_PREFIX, SkillsRepo
+from .verify import Rebuild, Verdict, check, trust_policy
 
 LOGS = "refs/evogit/logs/"
 REMOTE_LOGS = "refs/evogit/remotes/"
+QUARANTINE = "refs/evogit/quarantine/"
+PUSHED = QUARANTINE + "pushed/"  # tags pushed to this repository (a hub), until its post-receive checks them
+_LOG_REF = re.compile(r"^refs/evogit/(?:remotes/[^/]+/)?logs/[^/]+$")
 _SEGMENT = re.compile(r"^(\d{16})-(\d{16})\.log$")
 _WRITER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -116,7 +127,7 @@ def import_logs(repo: SkillsRepo, log_dir: Path, writer: str) -> tuple[dict[str,
     problems: dict[str, str] = {}
     changed = False
     for name in repo.git.references:
-        if not name.startswith("refs/evogit/") or "/logs/" not in name:
+        if not _LOG_REF.match(name):
             continue
         other = name.rsplit("/", 1)[1]
         ref = repo.git.references.get(name)
@@ -183,7 +194,9 @@ class PullReport:
     fast_forwarded: list[str] = field(default_factory=list)
     diverged: list[str] = field(default_factory=list)  # left alone: merge with git, the hook builds the merge
     logs: dict[str, int] = field(default_factory=dict)
-    refused: dict[str, str] = field(default_factory=dict)  # log refs not imported, and why
+    refused: dict[str, str] = field(default_factory=dict)  # log refs not imported, branches not taken, and why
+    accepted_tags: list[str] = field(default_factory=list)  # version tags (tools/<name>/<fp>) new here
+    refused_tags: dict[str, str] = field(default_factory=dict)  # version tags refused by this pull, and why
 
 
 def _git(repo: SkillsRepo, *args: str) -> str:
@@ -233,19 +246,31 @@ def push(repo: SkillsRepo, log_dir: Path, writer: str, remote: str) -> list[str]
             if len(line) > 1 and line[0] in "*+ -" and line[1] == "\t"]
 
 
-def pull(repo: SkillsRepo, log_dir: Path, writer: str, remote: str) -> PullReport:
+def pull(repo: SkillsRepo, log_dir: Path, writer: str, remote: str, rebuild: Rebuild) -> PullReport:
+    """Fetch, fast-forward tool branches, accept the version tags that pass the checks of the remote's trust
+    policy (`rebuild` builds a source commit here, see verify.py), import the logs."""
     remote = _where(repo, remote)
     name = _remote_name(repo, remote)
+    trust = trust_policy(repo.git.config, name if name == remote else None)
     tracking = f"refs/remotes/{name}/tools/"
+    quarantine = f"{QUARANTINE}remotes/{name}/"
     _git(repo, "fetch", "--no-tags", remote,
          f"+{BRANCH_PREFIX}*:{tracking}*",
-         "refs/tags/tools/*:refs/tags/tools/*",
+         f"+{TAG_PREFIX}*:{quarantine}tags/tools/*",
          f"+{LOGS}*:{REMOTE_LOGS}{name}/logs/*")
     report = PullReport()
     git = repo.git
     for ref_name in sorted(r for r in git.references if r.startswith(tracking)):
         tool = ref_name[len(tracking):]
         theirs = git.references[ref_name].target
+        try:
+            check_name(tool)
+        except InvalidName:
+            report.refused[ref_name] = "not a valid tool name; left alone"
+            continue
+        if not isinstance(git.get(theirs), pygit2.Commit):
+            report.refused[ref_name] = "does not point at a commit; left alone"
+            continue
         local = git.references.get(BRANCH_PREFIX + tool)
         if local is None:
             git.references.create(BRANCH_PREFIX + tool, theirs, force=False)
@@ -261,5 +286,68 @@ def pull(repo: SkillsRepo, log_dir: Path, writer: str, remote: str) -> PullRepor
             report.fast_forwarded.append(tool)
         else:
             report.diverged.append(tool)
-    report.logs, report.refused = import_logs(repo, log_dir, writer)
+    report.accepted_tags, report.refused_tags, _ = accept_tags(repo, quarantine, trust, rebuild)
+    report.logs, refused_logs = import_logs(repo, log_dir, writer)
+    report.refused.update(refused_logs)
     return report
+
+
+# -- version tags: quarantine, checks, acceptance ------------------------------------------------------------
+def quarantine_pushed(repo: SkillsRepo, updates: list[tuple[str, str]]) -> None:
+    """On a hub, move version tags just pushed (`(new oid, ref)` from post-receive) out of refs/tags into
+    quarantine, before anything (a build that finds a tag for its source commit) can trust them."""
+    git = repo.git
+    for new, ref_name in updates:
+        ref = git.references.get(ref_name) if ref_name.startswith(TAG_PREFIX) else None
+        if ref is not None and str(ref.target) == new:
+            git.references.create(PUSHED + ref_name[len("refs/"):], ref.target, force=True)
+            ref.delete()
+
+
+def accept_tags(repo: SkillsRepo, quarantine: str, trust: str,
+                rebuild: Rebuild) -> tuple[list[str], dict[str, str], dict[str, str]]:
+    """Move each version tag out of `<quarantine>tags/tools/` into refs/tags if it passes every check (and,
+    under trust `rebuild`, rebuilds here to the same build commit); empties the quarantine. Returns the tags
+    accepted, those refused now with why, and those refused before (remembered, not checked again)."""
+    git = repo.git
+    memory_file = repo.state_dir / "refused-tags.json"
+    try:
+        memory = json.loads(memory_file.read_text())
+    except (OSError, ValueError):
+        memory = {}
+    memory = memory if isinstance(memory, dict) else {}
+    accepted: list[str] = []
+    refused: dict[str, str] = {}
+    known: dict[str, str] = {}
+    changed = False
+    prefix = quarantine + "tags/"
+    for ref_name in sorted(r for r in git.references if r.startswith(prefix)):
+        ref = git.references.get(ref_name)
+        if ref is None:
+            continue
+        tag, target = ref_name[len(prefix):], ref.target
+        here = git.references.get("refs/tags/" + tag)
+        seen = memory.get(tag)
+        if here is not None and here.target == target:
+            pass  # already ours
+        elif (isinstance(seen, dict) and seen.get("target") == str(target)
+                and (seen.get("stage") != "rebuild" or trust == "rebuild")):
+            known[tag] = str(seen.get("reason", ""))
+        else:
+            if here is not None and check(git, tag, here.target).ok:
+                verdict = Verdict(tag, stage="exists", reason=f"this repository's tag points at {str(here.target)[:10]}, "
+                                                              f"this one at {str(target)[:10]}: tags never move")
+            else:
+                verdict = check(git, tag, target, tips=repo.tips, rebuild=rebuild if trust == "rebuild" else None)
+            if verdict.ok:
+                git.references.create("refs/tags/" + tag, target, force=True)  # a rebuild made it, or a broken one was here
+                accepted.append(tag)
+                changed = memory.pop(tag, None) is not None or changed
+            else:
+                refused[tag] = verdict.reason
+                memory[tag] = {"target": str(target), "stage": verdict.stage, "reason": verdict.reason}
+                changed = True
+        ref.delete()  # only once decided: a pull killed mid-check leaves the rest for the next one
+    if changed:
+        write_atomic(memory_file, json.dumps(memory, indent=1, sort_keys=True).encode())
+    return accepted, refused, known
