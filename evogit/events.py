@@ -106,6 +106,24 @@ class ModelCalled(Event, tag="model_called"):
     round: int | None = None  # the authoring round (0 = first attempt), when the caller says
 
 
+class AuthorAttempt(Event, tag="author_attempt"):
+    """One round of writing a tool with a model (create, mutate, teach): how far its files got. A green
+    attempt names the version it became; a red one the stage and error kind. Never the files or the prompt."""
+
+    kind: str  # create, mutate, teach
+    tool: str  # the tool's name ("" when the model had not named it yet)
+    round: int  # 1 = the first attempt, 2.. = repair rounds
+    stage: str  # model, reply, package, compile, unit_tests, cases, commit, green
+    task: str
+    model: str = ""
+    error: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    parent: str = ""  # name@fingerprint of the version mutated
+    fingerprint: str = ""  # of the green version
+
+
 class UnknownEvent(msgspec.Struct, kw_only=True, gc=False):
     """An event this version cannot read (a newer writer's type, or a newer version that no longer decodes):
     kept whole, with what every event has, and skipped by readers that do not know it."""
@@ -119,10 +137,11 @@ class UnknownEvent(msgspec.Struct, kw_only=True, gc=False):
     raw: bytes = b""  # the record as written; `encode` returns it unchanged
 
 
-KnownEvent = VersionCommitted | BuildSucceeded | BuildFailed | ToolRun | Feedback | Embedded | Retrieved | ModelCalled
+KnownEvent = (VersionCommitted | BuildSucceeded | BuildFailed | ToolRun | Feedback | Embedded | Retrieved | ModelCalled
+              | AuthorAttempt)
 AnyEvent = KnownEvent | UnknownEvent
 KNOWN: tuple[type[Event], ...] = (VersionCommitted, BuildSucceeded, BuildFailed, ToolRun, Feedback, Embedded,
-                                  Retrieved, ModelCalled)
+                                  Retrieved, ModelCalled, AuthorAttempt)
 _BY_TAG: dict[str, type[Event]] = {str(cls.__struct_config__.tag): cls for cls in KNOWN}
 #: type tag -> the current schema version of that type.
 VERSIONS: dict[str, int] = {tag: cls.VERSION for tag, cls in _BY_TAG.items()}
