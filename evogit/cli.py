@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -13,6 +12,7 @@ from typing import Any
 
 import click
 
+from . import jsonio
 from . import lineage as lineage_mod
 from .errors import EvogitError
 from .runtime import BuildOutcome, Runtime, default_repo_path, run_wasm
@@ -22,7 +22,7 @@ from .worker import WorkerPool
 
 
 def _out(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    click.echo(jsonio.encode(data, indent=2, default=str))
 
 
 class _Group(click.Group):
@@ -182,11 +182,11 @@ def describe(tool: str, repo: Path | None, as_json: bool) -> None:
             f"p95 {_ms(d['metrics']['p95_ms'])} ms" if d["metrics"]["runs"] else "")
         + f"; feedback {d['metrics']['feedback_solved']} solved, {d['metrics']['feedback_failed']} failed",
         "  input schema:",
-        *("    " + ln for ln in json.dumps(d["input_schema"], indent=2).splitlines()),
+        *("    " + ln for ln in jsonio.encode(d["input_schema"], indent=2).splitlines()),
         "  output schema:",
-        *("    " + ln for ln in json.dumps(d["output_schema"], indent=2).splitlines()),
+        *("    " + ln for ln in jsonio.encode(d["output_schema"], indent=2).splitlines()),
         "  cases:",
-        *(f"    {c['name']}: {json.dumps(c['input'], ensure_ascii=False)} → {json.dumps(c['expect'], ensure_ascii=False)}"
+        *(f"    {c['name']}: {jsonio.encode(c['input'])} → {jsonio.encode(c['expect'])}"
           + (f" (exit {c['exit']})" if c.get("exit") else "") for c in d["cases"]),
     ]
     click.echo("\n".join(lines))
@@ -264,7 +264,7 @@ def run(tool: str | None, input_json: str | None, input_file: Any, batch_file: A
         with WorkerPool(rt.repo.path) as pool:
             for outcome in pool.run_many(tool, lines, limits):
                 failed += not outcome.ok
-                click.echo(json.dumps(outcome.envelope(), ensure_ascii=False))
+                click.echo(jsonio.encode(outcome.envelope()))
         sys.exit(1 if failed else 0)
     if input_json is not None and input_file is not None:
         raise click.UsageError("give the input as an argument or with -i, not both")
@@ -285,7 +285,7 @@ def run(tool: str | None, input_json: str | None, input_file: Any, batch_file: A
         _out(outcome.envelope())
         sys.exit(0 if outcome.ok else 1)
     if outcome.ok:
-        click.echo(json.dumps(outcome.output, ensure_ascii=False))
+        click.echo(jsonio.encode(outcome.output))
         return
     raise EvogitError(f"{outcome.tool}@{outcome.fingerprint[:7]}: {outcome.error}: {outcome.detail}")
 
@@ -344,7 +344,7 @@ def search(query: str, k: int, explain: bool, repo: Path | None, as_json: bool) 
     for rank, h in enumerate(hits, 1):
         click.echo(f"{rank}. {_short(h.key)}  {h.score:.2f}  {_first_sentence(h.description)}")
         for name, value in h.why.items():
-            click.echo(f"     {name}: {json.dumps(value, ensure_ascii=False)}")
+            click.echo(f"     {name}: {jsonio.encode(value)}")
 
 
 def _ms(value: float | None) -> str:

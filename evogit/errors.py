@@ -63,6 +63,10 @@ class InvalidInput(EvogitError):
     """Input to a tool or a command is not valid JSON or breaks the input schema."""
 
 
+class InvalidJSON(EvogitError):
+    """A document is not strict JSON (RFC 8259), nests deeper than the limit, or is larger than allowed."""
+
+
 class SandboxError(EvogitError):
     """A run ended in a sandbox failure; `kind` names it (timeout, out_of_fuel, trap, ...)."""
 

@@ -6,7 +6,6 @@ It returns plain data; formatting is the caller's business.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import secrets
@@ -20,10 +19,10 @@ import msgspec
 import pygit2
 
 from . import events as ev
-from . import hooks, lineage
+from . import hooks, jsonio, lineage
 from .build import Builder, BuildRecord
 from .contract import Contract, RunOutcome, interpret
-from .errors import BuildFailed, EvogitError, InvalidInput, SandboxError, ToolExists, ToolNotFound
+from .errors import BuildFailed, EvogitError, InvalidInput, InvalidJSON, SandboxError, ToolExists, ToolNotFound
 from .log import EventLog, FileLog, default_writer
 from .manifest import ToolManifest, check_name, manifest_json, parse_cases, parse_manifest
 from .projections import (
@@ -451,7 +450,7 @@ class Runtime:
             "description": manifest.description, "tags": manifest.tags,
             "input_schema": manifest.input_schema, "output_schema": manifest.output_schema,
             "cases": [msgspec.to_builtins(c) for c in cases],
-            "build": json.loads(self.repo.read(build, "build/build.json")),
+            "build": jsonio.decode(self.repo.read(build, "build/build.json"), what="build/build.json"),
             "source_commit": v.source_commit, "build_commit": v.build_commit,
             "message": source.message.strip(),
             "author": f"{source.author.name} <{source.author.email}>",
@@ -583,9 +582,9 @@ class Runtime:
         v = tool.version
         outcome = RunOutcome(v.name, v.fingerprint, ok=False)
         try:
-            value = json.loads(stdin)
-        except ValueError as e:
-            outcome.error, outcome.detail = "invalid_input", f"input is not valid JSON: {e}"
+            value = jsonio.decode(stdin, what="input")
+        except InvalidJSON as e:
+            outcome.error, outcome.detail = "invalid_input", str(e)
             return outcome, None
         if problem := tool.contract.input_problem(value):
             outcome.error, outcome.detail = "invalid_input", problem

@@ -1,0 +1,279 @@
+"""Bad input, tried as an attacker and as a careless user would: strict JSON everywhere, depth and size limits
+checked before decoding, argument bytes that are not UTF-8, limit values out of range. Every one ends in a
+clean error (exit 1, or 2 for usage), never a traceback or exit 3.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import wasmtime
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from evogit import jsonio
+from evogit.cli import main
+from evogit.contract import Contract
+from evogit.errors import InvalidJSON, InvalidPackage
+from evogit.manifest import ToolManifest, check_package
+from evogit.runtime import Runtime
+from evogit.worker import WorkerPool
+
+from .conftest import tool_files
+
+DEEP = "[" * 100_000 + "]" * 100_000
+ROOT = Path(__file__).resolve().parent.parent
+
+# A WASI module that copies stdin to stdout: whatever the input is, the tool prints it (no cargo needed).
+CAT_WAT = """
+(module
+  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (func (export "_start")
+    (loop $copy
+      (i32.store (i32.const 0) (i32.const 64))
+      (i32.store (i32.const 4) (i32.const 65536))
+      (drop (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+      (if (i32.gt_u (i32.load (i32.const 8)) (i32.const 0))
+        (then
+          (i32.store (i32.const 4) (i32.load (i32.const 8)))
+          (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 12)))
+          (br $copy))))))
+"""
+
+# A library tool that prints its input's "raw" field verbatim and exits with "exit".
+PARROT_RS = r'''
+use serde_json::Value;
+use std::io::Read;
+fn main() {
+    let mut raw = String::new();
+    std::io::stdin().read_to_string(&mut raw).unwrap();
+    let v: Value = serde_json::from_str(&raw).unwrap_or(Value::Null);
+    print!("{}", v.get("raw").and_then(Value::as_str).unwrap_or(""));
+    std::process::exit(v.get("exit").and_then(Value::as_i64).unwrap_or(0) as i32);
+}
+'''
+
+
+def invoke(*args: str, input: str | bytes | None = None):
+    return CliRunner().invoke(main, list(args), input=input)
+
+
+def _one_error_line(result, code: int) -> None:
+    assert result.exit_code == code, (result.exit_code, result.output)
+    assert "Traceback" not in result.output
+    assert [ln for ln in result.output.splitlines() if ln.startswith("Error: ")], result.output
+
+
+def _strict(text: str):
+    """Decode as RFC 8259 allows only (Python's json would take NaN and Infinity)."""
+    def refuse(name: str):
+        raise ValueError(f"not JSON: {name}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def parrot_files(cases: list[dict] | None = None) -> dict[str, bytes]:
+    files = tool_files("parrot", main_rs=PARROT_RS, cases=cases or [
+        {"name": "echo", "input": {"raw": '{"a": [1, 2]}'}, "expect": {"a": [1, 2]}}])
+    manifest = json.loads(files["tool.json"])
+    manifest["description"] = "Print the 'raw' field verbatim."
+    manifest["input_schema"] = {"type": "object", "properties": {"raw": {"type": "string"}, "exit": {"type": "integer"}}}
+    manifest["output_schema"] = {}
+    files["tool.json"] = json.dumps(manifest).encode()
+    return files
+
+
+@pytest.fixture(scope="module")
+def parrot(tmp_path_factory) -> Runtime:
+    rt, _ = Runtime.init(tmp_path_factory.mktemp("parrot") / "skills", starter=False)
+    outcome = rt.commit("parrot", parrot_files(), "A tool that prints what it is told to")
+    assert outcome.ok, outcome.error
+    return rt
+
+
+@pytest.fixture(scope="module")
+def cat_wasm(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cat") / "cat.wasm"
+    path.write_bytes(wasmtime.wat2wasm(CAT_WAT))
+    return path
+
+
+# -- strict JSON -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("text", ["NaN", "Infinity", "-Infinity", '{"x": NaN}', "[1e400]", '"\\ud800"', "[1,]",
+                                  "\ufeff{}", '{"a": 1} {"b": 2}'])
+def test_json_that_rfc_8259_refuses_is_refused(text: str):
+    with pytest.raises(InvalidJSON, match="input is not valid JSON"):
+        jsonio.decode(text.encode(), what="input")
+
+
+def test_invalid_utf8_in_json_is_refused():
+    with pytest.raises(InvalidJSON, match="not valid JSON"):
+        jsonio.decode(b'{"text": "\xff"}')
+
+
+def test_evogit_never_prints_nan():
+    with pytest.raises(ValueError):
+        jsonio.encode({"x": float("nan")})
+
+
+@pytest.mark.parametrize("printed", ["NaN", "Infinity", "-Infinity", '{"x": NaN}', "[1e400]"])
+def test_tool_printing_nan_or_infinity_is_invalid_output(cat_wasm: Path, printed: str):
+    result = invoke("run", "--wasm", str(cat_wasm), "--", printed)
+    _one_error_line(result, 1)
+    assert "invalid_output: output is not valid JSON" in result.output
+    result = invoke("run", "--wasm", str(cat_wasm), "--json", "--", printed)  # the envelope itself is strict JSON
+    assert result.exit_code == 1
+    envelope = _strict(result.stdout)
+    assert envelope["ok"] is False and envelope["error"]["kind"] == "invalid_output" and envelope["output"] is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("printed", ["NaN", '{"x": -Infinity}'])
+def test_library_tool_printing_nan_is_invalid_output_and_json_stays_strict(parrot: Runtime, printed: str):
+    outcome = parrot.run("parrot", json.dumps({"raw": printed}).encode())
+    assert outcome.error == "invalid_output" and "not valid JSON" in outcome.detail
+    result = invoke("run", "parrot", json.dumps({"raw": printed}), "--json", "--repo", str(parrot.repo.path))
+    assert _strict(result.stdout)["error"]["kind"] == "invalid_output"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("given", [b'{"raw": NaN}', b'{"raw": "x", "exit": Infinity}', b'{"raw": "x", "exit": 1e999}'])
+def test_nan_or_infinity_input_is_invalid_input(parrot: Runtime, given: bytes):
+    outcome = parrot.run("parrot", given)
+    assert outcome.error == "invalid_input" and "input is not valid JSON" in outcome.detail
+
+
+@pytest.mark.parametrize("where, text", [
+    ("tests/cases.jsonl", '{"name": "n", "input": {"text": NaN}, "expect": {"text": "x"}}\n'),
+    ("tests/cases.jsonl", '{"name": "n", "input": {"text": "x"}, "expect": {"n": Infinity}}\n'),
+    ("tool.json", '{"name": "echo-tool", "description": "d", "input_schema": {"maximum": NaN}, "output_schema": {}}'),
+])
+def test_nan_in_a_case_file_or_tool_json_breaks_the_package(where: str, text: str):
+    files = tool_files()
+    files[where] = text.encode()
+    with pytest.raises(InvalidPackage, match=f"{where}.*not valid JSON"):
+        check_package(files)
+
+
+def test_invalid_utf8_in_a_case_file_breaks_the_package():
+    files = tool_files()
+    files["tests/cases.jsonl"] = b'{"name": "n", "input": {"text": "\xff"}, "expect": {"text": "x"}}\n'
+    with pytest.raises(InvalidPackage, match="tests/cases.jsonl line 1"):
+        check_package(files)
+
+
+# -- depth -----------------------------------------------------------------------------------------------------
+def _depth(value) -> int:
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    return 0
+
+
+_tricky_text = st.text(alphabet='[]{}"\\ a\n\u00e9', max_size=8)
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | _tricky_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_tricky_text, inner, max_size=3),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=_json_values, limit=st.integers(0, 12), ascii_only=st.booleans(), indent=st.sampled_from([None, 1]))
+def test_depth_prescan_counts_brackets_outside_strings_only(value, limit: int, ascii_only: bool, indent):
+    text = json.dumps(value, ensure_ascii=ascii_only, indent=indent).encode()
+    assert jsonio.too_deep(text, limit) == (_depth(value) > limit)
+
+
+def test_depth_limit_is_exact():
+    at_limit = "[" * jsonio.MAX_DEPTH + "]" * jsonio.MAX_DEPTH
+    assert _depth(jsonio.decode(at_limit)) == jsonio.MAX_DEPTH
+    for deeper in ("[" + at_limit + "]", '{"a": ' * 129 + "1" + "}" * 129, DEEP, "[" * 100_000):
+        with pytest.raises(InvalidJSON, match="nests arrays or objects deeper than 128 levels"):
+            jsonio.decode(deeper, what="input")
+    assert jsonio.decode(json.dumps({"text": DEEP})) == {"text": DEEP}  # brackets in a string are text
+
+
+def test_100k_deep_output_is_invalid_output(cat_wasm: Path):
+    result = invoke("run", "--wasm", str(cat_wasm), DEEP)
+    _one_error_line(result, 1)
+    assert "invalid_output: output nests arrays or objects deeper than 128 levels" in result.output
+
+
+@pytest.mark.slow
+def test_100k_deep_input_or_output_is_a_clean_error_in_process_in_the_cli_and_in_a_worker(parrot: Runtime, tmp_path):
+    deep_input, deep_output = DEEP.encode(), json.dumps({"raw": DEEP}).encode()
+    assert parrot.run("parrot", deep_input).error == "invalid_input"
+    assert parrot.run("parrot", deep_output).error == "invalid_output"
+    repo = str(parrot.repo.path)
+    result = invoke("run", "parrot", DEEP, "--repo", repo)
+    _one_error_line(result, 1)
+    assert "invalid_input: input nests arrays or objects deeper than 128 levels" in result.output
+    batch = tmp_path / "batch.jsonl"
+    batch.write_bytes(deep_input + b"\n" + deep_output + b"\n" + b'{"raw": "[1]"}\n')
+    result = invoke("run", "parrot", "--batch", str(batch), "--repo", repo)
+    kinds = [(e["error"] or {}).get("kind") for e in map(json.loads, result.stdout.splitlines())]
+    assert kinds == ["invalid_input", "invalid_output", None]
+    with WorkerPool(parrot.repo.path, workers=1) as pool:
+        assert pool.run("parrot", deep_input).error == "invalid_input"
+        assert pool.run("parrot", deep_output).error == "invalid_output"
+        assert pool.run("parrot", b'{"raw": "[1]"}').output == [1]
+        assert pool.restarts == 0  # no worker crashed
+
+
+@pytest.mark.slow
+def test_case_whose_output_is_100k_deep_gives_a_red_build_with_a_record(parrot: Runtime):
+    cases = [{"name": "deep", "input": {"raw": DEEP}, "expect": []}]
+    outcome = parrot.commit("parrot", parrot_files(cases), "A case whose output nests 100,000 levels")
+    assert not outcome.ok and outcome.record is not None
+    assert outcome.record.stage == "cases"
+    assert "invalid_output: output nests arrays or objects deeper than 128 levels" in outcome.record.message
+    assert parrot.builder.last_record(outcome.commit) is not None  # the record is kept
+    assert parrot.run("parrot", b'{"raw": "1"}').output == 1  # the green version still runs
+
+
+@pytest.mark.parametrize("where, text", [
+    ("tests/cases.jsonl", json.dumps({"name": "deep", "input": {"text": "x"}, "expect": {"text": "x"}})[:-1]
+     + ', "deeper": ' + DEEP + "}\n"),
+    ("tests/cases.jsonl", '{"name": "deep", "input": ' + DEEP + ', "expect": 1}\n'),
+    ("tool.json", '{"name": "echo-tool", "description": "d", "input_schema": ' + '{"items": ' * 100_000
+     + "{}" + "}" * 100_000 + ', "output_schema": {}}'),
+])
+def test_100k_deep_case_file_or_schema_breaks_the_package(where: str, text: str):
+    files = tool_files()
+    files[where] = text.encode()
+    with pytest.raises(InvalidPackage, match="nests arrays or objects deeper than 128 levels"):
+        check_package(files)
+
+
+def test_schema_nested_within_the_limit_but_too_deep_to_check_breaks_the_package():
+    schema: dict = {}
+    for _ in range(125):  # 127 levels of JSON in tool.json: within the limit, but jsonschema's check recurses
+        schema = {"items": schema}
+    files = tool_files()
+    manifest = json.loads(files["tool.json"])
+    manifest["input_schema"] = schema
+    files["tool.json"] = json.dumps(manifest).encode()
+    with pytest.raises(InvalidPackage, match="input_schema is nested too deeply to check"):
+        check_package(files)
+
+
+def test_nested_schema_that_fastjsonschema_cannot_compile_still_validates():
+    schema: dict = {"type": "string"}
+    for _ in range(40):  # fastjsonschema's generated code is then too deeply nested for Python's compiler
+        schema = {"type": "object", "properties": {"a": schema}}
+    manifest = ToolManifest("nested", "Nested.", input_schema=schema, output_schema={})
+    contract = Contract(manifest)
+    value: object = "leaf"
+    for _ in range(40):
+        value = {"a": value}
+    assert contract.input_problem(value) is None
+    bad: object = 5
+    for _ in range(40):
+        bad = {"a": bad}
+    assert "is not of type 'string'" in (contract.input_problem(bad) or "")
