@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from . import jsonio
+from . import limits as limits_mod
 from . import lineage as lineage_mod
 from .errors import EvogitError
 from .runtime import BuildOutcome, Runtime, default_repo_path, run_wasm
@@ -23,7 +24,6 @@ from .worker import WorkerPool
 
 def _out(data: Any) -> None:
     click.echo(jsonio.encode(data, indent=2, default=str))
-
 
 class _Group(click.Group):
     """Turns evogit errors into one line and exit 1; a bug into one line, a logged traceback and exit 3."""
@@ -210,15 +210,29 @@ def build(revs: tuple[str, ...], all_: bool, force: bool, repo: Path | None, as_
         raise EvogitError(f"{len(failed)} of {len(outcomes)} builds failed")
 
 
-def _limits(base: Limits, timeout: float | None, fuel: int | None, memory: int | None,
-            max_output: int | None) -> Limits:
-    return Limits(
-        timeout=timeout if timeout is not None else base.timeout,
-        fuel=fuel if fuel is not None else base.fuel,
-        memory=memory * 1024 * 1024 if memory is not None else base.memory,
-        max_output=max_output if max_output is not None else base.max_output,
-        max_stderr=base.max_stderr,
-    )
+class _Limit(click.ParamType):
+    """A run limit in its unit, checked against its range (evogit/limits.py): a bad value is a usage error."""
+
+    def __init__(self, limit: str):
+        self.limit, self.name = limit, limits_mod.RANGES[limit].unit
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return limits_mod.parse(self.limit, value) if isinstance(value, str) else value
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+def _lines(stream: Any, cap: int) -> Any:
+    """The non-blank lines of a stream; of a line longer than `cap` bytes only the first cap + 1 are kept (so
+    that its run is refused as too large), the rest is read past, never held."""
+    while line := stream.readline(cap + 2):
+        if len(line) > cap + 1 and not line.endswith(b"\n"):
+            while (rest := stream.readline(1 << 20)) and not rest.endswith(b"\n"):
+                pass
+            line = line[: cap + 1]
+        if line.strip():
+            yield line
 
 
 @main.command()
@@ -230,23 +244,26 @@ def _limits(base: Limits, timeout: float | None, fuel: int | None, memory: int |
                    "print one JSON envelope a line.")
 @click.option("--wasm", "wasm_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Run a raw WASI module instead of a library tool (same sandbox and limits, no schemas).")
-@click.option("--timeout", type=float, help="Wall-clock limit in seconds.")
-@click.option("--fuel", type=int, help="Fuel limit (about 10 billion per CPU second).")
-@click.option("--memory", type=int, help="Linear memory limit in MiB.")
-@click.option("--max-output", type=int, help="Stdout limit in bytes.")
+@click.option("--timeout", type=_Limit("timeout"), help="Wall-clock limit in seconds (at most 3600).")
+@click.option("--fuel", type=_Limit("fuel"), help="Fuel limit (about 10 billion per CPU second).")
+@click.option("--memory", type=_Limit("memory"), help="Linear memory limit in MiB (1 to 4096).")
+@click.option("--max-output", type=_Limit("max_output"), help="Stdout limit in bytes (k, m, g suffixes; at most 1g).")
+@click.option("--max-input", type=_Limit("max_input"),
+              help="Input size limit in bytes (k, m, g suffixes; default 16m, at most 1g).")
 @click.option("--task", help="The task this run serves; a successful run teaches retrieval.")
 @repo_option
 @json_option
 def run(tool: str | None, input_json: str | None, input_file: Any, batch_file: Any, wasm_file: Path | None,
-        timeout: float | None, fuel: int | None, memory: int | None, max_output: int | None, task: str | None,
-        repo: Path | None, as_json: bool) -> None:
+        timeout: float | None, fuel: int | None, memory: int | None, max_output: int | None, max_input: int | None,
+        task: str | None, repo: Path | None, as_json: bool) -> None:
     """Run TOOL[@FP] on a JSON input (argument, -i FILE, or - for stdin) and print its JSON output.
 
     Plain output is the tool's JSON; a failure prints `Error: TOOL@FP: KIND: DETAIL` and exits 1.
     With --json, one envelope {"ok", "output", "error", "tool", "fingerprint", "wall_ms", "fuel"}.
     """
     rt = None if wasm_file is not None else Runtime(repo)
-    limits = _limits(rt.default_limits() if rt else Limits(), timeout, fuel, memory, max_output)
+    limits = limits_mod.apply(rt.default_limits() if rt else Limits(), {
+        "timeout": timeout, "fuel": fuel, "memory": memory, "max_output": max_output, "max_input": max_input})
     if wasm_file is not None:
         if tool is not None and input_json is not None:
             raise click.UsageError("with --wasm give only the input, not a TOOL")
@@ -257,7 +274,7 @@ def run(tool: str | None, input_json: str | None, input_file: Any, batch_file: A
         if wasm_file is not None or input_json is not None or input_file is not None:
             raise click.UsageError("--batch takes its inputs from FILE only, and a TOOL")
         assert tool is not None
-        lines = (line for line in batch_file if line.strip())
+        lines = _lines(batch_file, limits.max_input)
         failed = 0
         assert rt is not None
         rt.load(tool)  # a missing tool is a one-line error before any worker starts
@@ -268,10 +285,11 @@ def run(tool: str | None, input_json: str | None, input_file: Any, batch_file: A
         sys.exit(1 if failed else 0)
     if input_json is not None and input_file is not None:
         raise click.UsageError("give the input as an argument or with -i, not both")
+    cap = limits.max_input + 1  # a byte more than the limit is enough to refuse an input, without holding it all
     if input_file is not None:
-        data = input_file.read()
+        data = input_file.read(cap)
     elif input_json == "-" or (input_json is None and not sys.stdin.isatty()):
-        data = sys.stdin.buffer.read()
+        data = sys.stdin.buffer.read(cap)
     elif input_json is not None:
         data = input_json.encode()
     else:

@@ -67,6 +67,10 @@ class InvalidJSON(EvogitError):
     """A document is not strict JSON (RFC 8259), nests deeper than the limit, or is larger than allowed."""
 
 
+class InvalidLimit(EvogitError):
+    """A run limit (timeout, fuel, memory, output or input size) is out of its range."""
+
+
 class SandboxError(EvogitError):
     """A run ended in a sandbox failure; `kind` names it (timeout, out_of_fuel, trap, ...)."""
 

@@ -6,6 +6,9 @@ clean error (exit 1, or 2 for usage), never a traceback or exit 3.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,9 +20,10 @@ from hypothesis import strategies as st
 from evogit import jsonio
 from evogit.cli import main
 from evogit.contract import Contract
-from evogit.errors import InvalidJSON, InvalidPackage
+from evogit.errors import InvalidJSON, InvalidLimit, InvalidPackage
 from evogit.manifest import ToolManifest, check_package
 from evogit.runtime import Runtime
+from evogit.sandbox import Sandbox
 from evogit.worker import WorkerPool
 
 from .conftest import tool_files
@@ -277,3 +281,90 @@ def test_nested_schema_that_fastjsonschema_cannot_compile_still_validates():
     for _ in range(40):
         bad = {"a": bad}
     assert "is not of type 'string'" in (contract.input_problem(bad) or "")
+
+
+# -- limits and size -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("flag, value", [
+    ("--timeout", "-1"), ("--timeout", "nan"), ("--timeout", "inf"), ("--timeout", "0"), ("--timeout", "3601"),
+    ("--timeout", "soon"), ("--fuel", "-5"), ("--fuel", "1e24"), ("--fuel", "0"), ("--fuel", str(2**63)),
+    ("--memory", "0"), ("--memory", "4097"), ("--memory", "-1"), ("--max-output", "0"), ("--max-output", "-1"),
+    ("--max-output", "2g"), ("--max-input", "0"), ("--max-input", "1.5"),
+])
+def test_bad_limit_values_are_usage_errors(flag: str, value: str, tmp_path: Path):
+    result = invoke("run", "word-count", "{}", flag, value, "--repo", str(tmp_path / "nowhere"))
+    _one_error_line(result, 2)
+    assert f"Invalid value for '{flag}': must be" in result.output
+
+
+@pytest.mark.parametrize("key, value", [
+    ("evogit.timeout", "-1"), ("evogit.timeout", "nan"), ("evogit.timeout", "inf"), ("evogit.fuel", "-5"),
+    ("evogit.fuel", "1e24"), ("evogit.memory", "0"), ("evogit.maxOutput", "0"), ("evogit.maxInput", "lots"),
+])
+def test_bad_limits_in_git_config_are_an_error_naming_the_key(empty_rt: Runtime, key: str, value: str):
+    empty_rt.repo.git.config[key] = value
+    with pytest.raises(InvalidLimit, match=f"git config {key} is {value!r}: it must be"):
+        empty_rt.default_limits()
+    result = invoke("run", "word-count", "{}", "--repo", str(empty_rt.repo.path))
+    _one_error_line(result, 1)
+    assert f"git config {key} is" in result.output
+
+
+def test_limits_in_git_config_take_git_suffixes(empty_rt: Runtime):
+    config = empty_rt.repo.git.config
+    config["evogit.maxInput"], config["evogit.timeout"], config["evogit.memory"] = "64m", "2.5", "128"
+    limits = empty_rt.default_limits()
+    assert (limits.max_input, limits.timeout, limits.memory) == (64 << 20, 2.5, 128 << 20)
+
+
+def _peak_rss_mb_of(args: list[str], stdin=None) -> tuple[subprocess.CompletedProcess, float]:
+    """Run the CLI in a fresh process; its peak resident memory in MB (ru_maxrss is in KiB on Linux)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    code = ("import os, resource, sys\nfrom evogit.cli import main\ncode = 0\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    code = e.code\nsys.stdout.flush()\n"
+            "print('peak', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr, flush=True)\n"
+            "os._exit(code if isinstance(code, int) else 1)")
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, env=env, stdin=stdin, timeout=120)
+    peak = [ln for ln in done.stderr.decode().splitlines() if ln.startswith("peak ")]
+    return done, int(peak[-1].split()[1]) / 1024
+
+
+@pytest.mark.parametrize("how", ["-i", "stdin"])
+def test_200mb_input_is_refused_without_being_held(cat_wasm: Path, tmp_path: Path, how: str):
+    big = tmp_path / "big.json"
+    with open(big, "wb") as f:  # sparse: 200 MB of zeros, no disk used
+        f.truncate(200 << 20)
+    args = ["run", "--wasm", str(cat_wasm), *(["-i", str(big)] if how == "-i" else ["-"])]
+    with open(big, "rb") as stdin:
+        done, peak = _peak_rss_mb_of(args, stdin=stdin if how == "stdin" else subprocess.DEVNULL)
+    assert done.returncode == 1, done.stderr
+    assert b"invalid_input: input is larger than 16,777,216 bytes (raise --max-input" in done.stderr
+    assert peak < 150, f"peak RSS {peak:.0f} MB for a refused 200 MB input"
+
+
+@pytest.mark.slow
+def test_200mb_batch_line_is_refused_without_being_held(parrot: Runtime, tmp_path: Path):
+    big = tmp_path / "big.jsonl"
+    with open(big, "wb") as f:
+        f.write(b'{"raw": "1"}\n')
+        f.truncate(200 << 20)  # then one 200 MB line of zeros
+    done, peak = _peak_rss_mb_of(["run", "parrot", "--batch", str(big), "--repo", str(parrot.repo.path)])
+    envelopes = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [e["ok"] for e in envelopes] == [True, False]
+    assert envelopes[1]["error"]["message"].startswith("input is larger than 16,777,216 bytes")
+    assert peak < 150, f"peak RSS {peak:.0f} MB for a refused 200 MB line"
+
+
+def test_max_input_flag_raises_the_limit(cat_wasm: Path):
+    text = json.dumps({"text": "x" * 100})
+    result = invoke("run", "--wasm", str(cat_wasm), text, "--max-input", "50")
+    assert result.exit_code == 1 and "input is larger than 50 bytes" in result.output
+    assert invoke("run", "--wasm", str(cat_wasm), text, "--max-input", "1k").exit_code == 0
+
+
+
+def test_stdin_reaches_the_tool_byte_for_byte(cat_wasm: Path):
+    """The sandbox copies stdin straight from the bytes object (one copy, not two); nothing may be lost."""
+    sandbox = Sandbox()
+    loaded = sandbox.load(cat_wasm.read_bytes(), cache=False)
+    for data in (b"", b"a\x00b", bytes(range(256)) * 1000):
+        assert sandbox.run(loaded, data).stdout == data
