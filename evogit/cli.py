@@ -25,8 +25,42 @@ from .worker import WorkerPool
 def _out(data: Any) -> None:
     click.echo(jsonio.encode(data, indent=2, default=str))
 
+
+class _Command(click.Command):
+    """Refuses text arguments that are not UTF-8 as a usage error, before the command runs (Python hands such
+    bytes over as lone surrogates, which break wherever the text goes). Paths may be any bytes, as on disk."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        for param in self.params:
+            if isinstance(param.type, (click.Path, click.File)) or param.name is None:
+                continue
+            value = ctx.params.get(param.name)
+            for text in value if isinstance(value, tuple) else (value,):
+                if isinstance(text, str) and not _is_utf8(text):
+                    raise click.BadParameter(f"{_shown(text)} is not UTF-8 text", ctx=ctx, param=param)
+        return super().invoke(ctx)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _shown(text: str) -> str:
+    clipped = text if len(text) <= 60 else text[:60] + "..."
+    try:
+        return repr(clipped.encode("utf-8", "surrogateescape"))  # the bytes as given: b'\xff'
+    except UnicodeEncodeError:
+        return ascii(clipped)
+
+
 class _Group(click.Group):
     """Turns evogit errors into one line and exit 1; a bug into one line, a logged traceback and exit 3."""
+
+    command_class = _Command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -39,13 +73,16 @@ class _Group(click.Group):
         except BrokenPipeError:  # `evogit log | head`: the reader left; that is not an error
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(0)
+        except OSError as e:  # the file system said no (a path under a file, no permission, a full disk)
+            click.echo(f"Error: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""), err=True)
+            sys.exit(1)
         except KeyboardInterrupt:
             click.echo("Interrupted", err=True)
             sys.exit(130)
         except Exception as e:  # noqa: BLE001 - last-resort reporting of a bug
             log = cache_root() / "evogit.log"
             log.parent.mkdir(parents=True, exist_ok=True)
-            with open(log, "a") as f:
+            with open(log, "a", errors="backslashreplace") as f:  # argv may hold bytes that are not UTF-8
                 f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(sys.argv)}\n{traceback.format_exc()}")
             click.echo(f"Error: unexpected {type(e).__name__}: {e} (traceback in {log})", err=True)
             sys.exit(3)
@@ -113,16 +150,17 @@ def _outcome_json(o: BuildOutcome) -> dict[str, Any]:
 def init(path: Path | None, no_starter: bool, bare: bool, as_json: bool) -> None:
     """Create a skills repository at PATH, install its hooks, and build the starter library."""
     path = path or click.get_current_context().find_root().params.get("repo") or default_repo_path()
+    shown = click.format_filename(path)  # a path's bytes need not be UTF-8; what is printed must be
     if not as_json:
-        click.echo(f"Initialising skills repository in {path}", err=True)
+        click.echo(f"Initialising skills repository in {shown}", err=True)
     t0 = time.monotonic()
     _, outcomes = Runtime.init(path, starter=not no_starter, bare=bare, progress=_progress(as_json))
     failed = [o for o in outcomes if not o.ok]
     if as_json:
-        _out({"repo": str(path), "tools": [_outcome_json(o) for o in outcomes]})
+        _out({"repo": shown, "tools": [_outcome_json(o) for o in outcomes]})
     else:
         click.echo(f"{len(outcomes) - len(failed)} of {len(outcomes)} tools built in {time.monotonic() - t0:.0f}s; "
-                   f"repository: {path}")
+                   f"repository: {shown}")
     if failed:
         raise EvogitError(f"{len(failed)} starter tools failed to build: {', '.join(o.tool for o in failed)}")
 
@@ -223,6 +261,12 @@ class _Limit(click.ParamType):
             self.fail(str(e), param, ctx)
 
 
+def _nonblank(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise click.BadParameter("must not be blank", ctx=ctx, param=param)
+    return value
+
+
 def _lines(stream: Any, cap: int) -> Any:
     """The non-blank lines of a stream; of a line longer than `cap` bytes only the first cap + 1 are kept (so
     that its run is refused as too large), the rest is read past, never held."""
@@ -250,7 +294,7 @@ def _lines(stream: Any, cap: int) -> Any:
 @click.option("--max-output", type=_Limit("max_output"), help="Stdout limit in bytes (k, m, g suffixes; at most 1g).")
 @click.option("--max-input", type=_Limit("max_input"),
               help="Input size limit in bytes (k, m, g suffixes; default 16m, at most 1g).")
-@click.option("--task", help="The task this run serves; a successful run teaches retrieval.")
+@click.option("--task", callback=_nonblank, help="The task this run serves; a successful run teaches retrieval.")
 @repo_option
 @json_option
 def run(tool: str | None, input_json: str | None, input_file: Any, batch_file: Any, wasm_file: Path | None,
@@ -327,7 +371,7 @@ def lineage(tool: str, fmt: str, repo: Path | None) -> None:
 @main.command()
 @click.argument("tool")
 @click.argument("new_name")
-@click.option("--description", help="A new description for the fork.")
+@click.option("--description", callback=_nonblank, help="A new description for the fork.")
 @repo_option
 @json_option
 def fork(tool: str, new_name: str, description: str | None, repo: Path | None, as_json: bool) -> None:
@@ -343,7 +387,7 @@ def fork(tool: str, new_name: str, description: str | None, repo: Path | None, a
 
 @main.command()
 @click.argument("query")
-@click.option("-k", "k", type=int, default=5, show_default=True, help="How many tools to show.")
+@click.option("-k", "k", type=click.IntRange(1, 1000), default=5, show_default=True, help="How many tools to show.")
 @click.option("--explain", is_flag=True, help="Say why each tool was ranked where it is.")
 @repo_option
 @json_option
@@ -404,12 +448,15 @@ def stats(tool: str | None, repo: Path | None, as_json: bool) -> None:
 
 @main.command()
 @click.argument("tool", metavar="TOOL[@FP]")
-@click.option("--task", required=True, help="The task the tool was used for.")
-@click.option("--solved/--failed", required=True, help="Whether the result solved the task.")
+@click.option("--task", required=True, callback=_nonblank, help="The task the tool was used for.")
+@click.option("--solved", is_flag=True, help="The result solved the task.")
+@click.option("--failed", is_flag=True, help="The result did not solve the task.")
 @click.option("--note", default="", help="Anything worth remembering.")
 @repo_option
-def feedback(tool: str, task: str, solved: bool, note: str, repo: Path | None) -> None:
+def feedback(tool: str, task: str, solved: bool, failed: bool, note: str, repo: Path | None) -> None:
     """Record whether TOOL[@FP] solved TASK; retrieval learns from it."""
+    if solved == failed:
+        raise click.UsageError("give --solved or --failed, not both" if solved else "give --solved or --failed")
     event = Runtime(repo).feedback(tool, task, solved, note)
     click.echo(f"Recorded: {event.tool}@{event.fingerprint[:7]} {'solved' if solved else 'failed'} {task!r}")
 
@@ -439,7 +486,7 @@ def replay(repo: Path | None, as_json: bool) -> None:
 
 @main.command("log")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new events as they are appended.")
-@click.option("-n", "--last", type=int, default=None, help="Only the last N events.")
+@click.option("-n", "--last", type=click.IntRange(min=1), default=None, help="Only the last N events.")
 @repo_option
 @json_option
 def log_(follow: bool, last: int | None, repo: Path | None, as_json: bool) -> None:
@@ -502,7 +549,7 @@ def _event_line(e: Any) -> str:
 
 
 @main.command()
-@click.argument("remote", default="origin")
+@click.argument("remote", default="origin", callback=_nonblank)
 @repo_option
 def push(remote: str, repo: Path | None) -> None:
     """Push tool branches, version tags and this machine's event log to REMOTE (a git remote or URL)."""
@@ -513,7 +560,7 @@ def push(remote: str, repo: Path | None) -> None:
 
 
 @main.command()
-@click.argument("remote", default="origin")
+@click.argument("remote", default="origin", callback=_nonblank)
 @repo_option
 @json_option
 def pull(remote: str, repo: Path | None, as_json: bool) -> None:

@@ -206,6 +206,7 @@ class Runtime:
 
     def feedback(self, spec: str, task: str, solved: bool, note: str = "") -> ev.Feedback:
         """Record whether a version solved a task (it teaches retrieval which tools serve which tasks)."""
+        _check_task(task)
         v = self.repo.resolve(spec)
         event = ev.Feedback(tool=v.name, fingerprint=v.fingerprint, task=task, solved=solved, note=note)
         self.log.append([event, *self._choice(task, f"{v.name}@{v.fingerprint}")])
@@ -470,7 +471,7 @@ class Runtime:
         """Build tool heads (`name`), or any commits (`rev`); no revs = every tool's head."""
         targets: list[tuple[pygit2.Commit, str | None]] = []
         for rev in revs or self.repo.tools():
-            if f"{BRANCH_PREFIX}{rev}" in self.repo.git.references:
+            if _is_branch(self.repo, rev):
                 targets.append((self.repo.head(rev), rev))
             else:
                 targets.append((self.repo.commit(rev), None))
@@ -564,6 +565,8 @@ class Runtime:
     def run(self, spec: str, stdin: bytes, limits: Limits = DEFAULT_LIMITS, task: str | None = None) -> RunOutcome:
         """Validate input, run the version in the sandbox, validate output; a ToolRun event goes to the sink
         (the log), with the task it served if the caller says."""
+        if task is not None:
+            _check_task(task)
         outcome, result = self._run(self.load(spec), stdin, limits)
         self.run_sink(_run_event(outcome, stdin, result, task))
         if task and (choice := self._choice(task, f"{outcome.tool}@{outcome.fingerprint}")):
@@ -635,3 +638,15 @@ def run_wasm(path: Path, stdin: bytes, limits: Limits = DEFAULT_LIMITS) -> RunOu
 
 def _too_large(limits: Limits) -> str:
     return f"input is larger than {limits.max_input:,} bytes (raise --max-input or git config evogit.maxInput)"
+
+
+def _check_task(task: str) -> None:
+    if not task.strip():
+        raise InvalidInput("the task is blank: say what the tool was used for")
+
+
+def _is_branch(repo: SkillsRepo, name: str) -> bool:
+    try:
+        return f"{BRANCH_PREFIX}{name}" in repo.git.references
+    except ValueError:  # not a valid ref name (too long, odd characters): no tool has it
+        return False

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from evogit import jsonio
 from evogit.cli import main
 from evogit.contract import Contract
-from evogit.errors import InvalidJSON, InvalidLimit, InvalidPackage
+from evogit.errors import InvalidInput, InvalidJSON, InvalidLimit, InvalidPackage
 from evogit.manifest import ToolManifest, check_package
 from evogit.runtime import Runtime
 from evogit.sandbox import Sandbox
@@ -368,3 +368,122 @@ def test_stdin_reaches_the_tool_byte_for_byte(cat_wasm: Path):
     loaded = sandbox.load(cat_wasm.read_bytes(), cache=False)
     for data in (b"", b"a\x00b", bytes(range(256)) * 1000):
         assert sandbox.run(loaded, data).stdout == data
+
+
+
+# -- arguments -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("args", [
+    ["run", "word-count", "\udcff"],
+    ["search", "\udcff"],
+    ["run", "word-count", "{}", "--task", "\udcff"],
+    ["feedback", "word-count", "--task", "caf\udce9", "--solved"],
+    ["describe", "\udcff"],
+    ["fork", "word-count", "x", "--description", "\udcff"],
+])
+def test_non_utf8_argument_is_a_usage_error(args: list[str], tmp_path: Path):
+    result = invoke(*args, "--repo", str(tmp_path / "nowhere"))
+    _one_error_line(result, 2)
+    assert "is not UTF-8 text" in result.output
+
+
+@pytest.mark.parametrize("args", [[b"search", b"\xff"], [b"run", b"word-count", b"\xff"],
+                                  [b"run", b"word-count", b"{}", b"--task", b"\xff"]])
+def test_non_utf8_bytes_in_argv_give_one_line_not_a_traceback(args: list[bytes], tmp_path: Path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "EVOGIT_REPO": str(tmp_path / "nowhere")}
+    done = subprocess.run([sys.executable.encode(), b"-m", b"evogit", *args], capture_output=True, env=env, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert b"Traceback" not in done.stderr
+    assert b"Error: Invalid value" in done.stderr and b"b'\\xff' is not UTF-8 text" in done.stderr
+
+
+def test_a_path_that_is_not_utf8_is_still_a_path(tmp_path: Path):
+    path = os.fsdecode(os.fsencode(tmp_path) + b"/lib\xff")
+    result = invoke("init", path, "--no-starter")
+    assert result.exit_code == 0, result.output
+    assert invoke("list", "--repo", path).exit_code == 0
+
+
+@pytest.mark.parametrize("args", [["search", "x", "-k", "0"], ["search", "x", "-k", "-1"],
+                                  ["search", "x", "-k", "100000000000000000000"], ["log", "-n", "0"],
+                                  ["log", "-n", "-3"]])
+def test_bad_counts_are_usage_errors(args: list[str], tmp_path: Path):
+    _one_error_line(invoke(*args, "--repo", str(tmp_path / "nowhere")), 2)
+
+
+def test_init_under_a_file_is_a_one_line_error(tmp_path: Path):
+    (tmp_path / "file").write_text("not a directory")
+    result = invoke("init", str(tmp_path / "file" / "x"), "--no-starter")
+    _one_error_line(result, 1)
+    assert "Not a directory" in result.output
+    assert (tmp_path / "file").read_text() == "not a directory"
+
+
+@pytest.mark.parametrize("args", [["--task", "", "--solved"], ["--task", "   ", "--failed"],
+                                  ["--task", "x", "--solved", "--failed"], ["--task", "x"]])
+def test_feedback_blank_task_or_both_verdicts_is_a_usage_error(empty_rt: Runtime, args: list[str]):
+    _one_error_line(invoke("feedback", "word-count", *args, "--repo", str(empty_rt.repo.path)), 2)
+    assert not [e for _, _, e in empty_rt.log.read({}) if type(e).__name__ == "Feedback"]  # nothing recorded
+
+
+def test_blank_task_from_the_library_is_invalid_input(empty_rt: Runtime):
+    with pytest.raises(InvalidInput, match="the task is blank"):
+        empty_rt.feedback("word-count", "  ", True)
+    with pytest.raises(InvalidInput, match="the task is blank"):
+        empty_rt.run("word-count", b"{}", task="")
+
+
+@pytest.mark.parametrize("command", ["push", "pull"])
+def test_empty_remote_is_a_usage_error_not_the_current_directory(empty_rt: Runtime, command: str, tmp_path: Path,
+                                                                 monkeypatch):
+    here = tmp_path / "here"
+    subprocess.run(["git", "init", "-q", str(here)], check=True)
+    monkeypatch.chdir(here)  # `Path('')` is the current directory: the refs would have gone here
+    _one_error_line(invoke(command, "", "--repo", str(empty_rt.repo.path)), 2)
+    refs = subprocess.run(["git", "-C", str(here), "for-each-ref"], capture_output=True, text=True).stdout
+    assert refs == ""
+
+
+def test_fork_with_a_blank_description_is_a_usage_error(empty_rt: Runtime):
+    _one_error_line(invoke("fork", "word-count", "x", "--description", " ", "--repo", str(empty_rt.repo.path)), 2)
+
+
+@pytest.mark.parametrize("rev", ["a" * 5000, "a b", "~", "HEAD^{tree}", "x\\"])
+def test_build_of_a_rev_that_cannot_be_a_ref_is_one_line(empty_rt: Runtime, rev: str):
+    result = invoke("build", rev, "--repo", str(empty_rt.repo.path))
+    _one_error_line(result, 1)
+    assert "no commit" in result.output
+
+
+@pytest.mark.parametrize("spec", ["a@zz", "@", "@@", "", "word-count@", "a" * 5000, "word-count@" + "a" * 5000])
+@pytest.mark.parametrize("command", ["describe", "lineage", "stats", "run"])
+def test_odd_tool_specs_are_one_line_errors(empty_rt: Runtime, command: str, spec: str):
+    _one_error_line(invoke(command, spec, *(["{}"] if command == "run" else []), "--repo", str(empty_rt.repo.path)), 1)
+
+
+def test_input_that_is_a_directory_or_missing_is_a_usage_error(tmp_path: Path):
+    for path in (tmp_path, tmp_path / "missing.json"):
+        _one_error_line(invoke("run", "word-count", "-i", str(path), "--repo", str(tmp_path / "nowhere")), 2)
+
+
+def test_run_wasm_with_dash_and_empty_stdin_is_one_line(cat_wasm: Path):
+    result = invoke("run", "--wasm", str(cat_wasm), "-", input=b"")
+    _one_error_line(result, 1)
+    assert "invalid_output: no output" in result.output  # --wasm has no schema: the tool runs, prints nothing
+
+
+@pytest.mark.slow
+def test_run_with_dash_and_empty_stdin_is_invalid_input(parrot: Runtime):
+    result = invoke("run", "parrot", "-", "--repo", str(parrot.repo.path), input=b"")
+    _one_error_line(result, 1)
+    assert "invalid_input: input is not valid JSON" in result.output
+
+
+@pytest.mark.slow
+def test_batch_of_binary_garbage_is_invalid_input_line_by_line(parrot: Runtime, tmp_path: Path):
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes(bytes(range(256)) * 8 + b"\n\xff\xfe{\n" + b'{"raw": "true"}\n')
+    result = invoke("run", "parrot", "--batch", str(garbage), "--repo", str(parrot.repo.path))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    envelopes = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [e["error"]["kind"] if e["error"] else None for e in envelopes][-1] is None
+    assert all(e["error"]["kind"] == "invalid_input" for e in envelopes[:-1]) and len(envelopes) >= 3
