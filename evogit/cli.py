@@ -587,7 +587,8 @@ def pull(remote: str, repo: Path | None, as_json: bool) -> None:
 @click.argument("args", nargs=-1)
 def hook(name: str, args: tuple[str, ...]) -> None:
     """Internal: called by the git hooks that `evogit init` installs."""
-    stdin = sys.stdin.read() if name == "post-receive" else ""
+    # ref names are bytes to git: whatever is not UTF-8 stays as surrogates, for on_hook to refuse
+    stdin = sys.stdin.buffer.read().decode("utf-8", "surrogateescape") if name == "post-receive" else ""
     rt = Runtime(Path(os.environ.get("GIT_DIR") or "."))
     for outcome in rt.on_hook(name, stdin):
         click.echo(f"evogit: {_show_build(outcome)}", err=True)

@@ -616,7 +616,12 @@ class Runtime:
             for line in stdin.splitlines():
                 parts = line.split()
                 if len(parts) == 3 and parts[2].startswith(BRANCH_PREFIX) and set(parts[1]) != {"0"}:
-                    outcomes.append(self._build(self.repo.commit(parts[1]), parts[2][len(BRANCH_PREFIX):]))
+                    try:  # a pushed branch that no tool could be named after is reported, not built
+                        tool = check_name(parts[2][len(BRANCH_PREFIX):])
+                    except EvogitError as e:  # InvalidName
+                        outcomes.append(BuildOutcome("?", parts[1], error=str(e)))
+                        continue
+                    outcomes.append(self._build(self.repo.commit(parts[1]), tool))
             return outcomes
         raise InvalidInput(f"unknown hook {name!r} (known: {', '.join(hooks.HOOKS)})")
 

@@ -487,3 +487,21 @@ def test_batch_of_binary_garbage_is_invalid_input_line_by_line(parrot: Runtime, 
     envelopes = [json.loads(line) for line in result.stdout.splitlines()]
     assert [e["error"]["kind"] if e["error"] else None for e in envelopes][-1] is None
     assert all(e["error"]["kind"] == "invalid_input" for e in envelopes[:-1]) and len(envelopes) >= 3
+
+
+def test_push_of_branches_no_tool_can_be_named_after_is_reported_by_the_hub_not_a_crash(tmp_path: Path):
+    hub = tmp_path / "hub.git"
+    Runtime.init(hub, starter=False, bare=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GIT_AUTHOR_NAME": "Ann", "GIT_AUTHOR_EMAIL": "ann@example.org",
+           "GIT_COMMITTER_NAME": "Ann", "GIT_COMMITTER_EMAIL": "ann@example.org"}
+    src = tmp_path / "src"
+    subprocess.run(["git", "init", "-q", str(src)], check=True)
+    (src / "README").write_text("x")
+    subprocess.run(["git", "-C", str(src), "add", "README"], check=True)
+    subprocess.run(["git", "-C", str(src), "commit", "-qm", "x"], check=True, env=env)
+    done = subprocess.run([b"git", b"-C", os.fsencode(src), b"push", os.fsencode(hub),
+                           b"HEAD:refs/heads/tools/\xff", b"HEAD:refs/heads/tools/UPPER"],
+                          capture_output=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count(b"invalid tool name") == 2, done.stderr
+    assert b"unexpected" not in done.stderr and b"Traceback" not in done.stderr
