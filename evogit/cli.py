@@ -88,6 +88,18 @@ class _Group(click.Group):
             sys.exit(3)
 
 
+class _Dir(click.Path):
+    """A directory that is not blank: Path("") is the current directory, which `init ""` would adopt."""
+
+    def __init__(self) -> None:
+        super().__init__(file_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value == "":
+            self.fail("must not be blank (give . for the current directory)", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def _repo(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
     """`evogit --repo X cmd` means the same as `evogit cmd --repo X` (which wins if both are given)."""
     given = ctx.find_root().params.get("repo")
@@ -97,7 +109,7 @@ def _repo(ctx: click.Context, param: click.Parameter, value: Path | None) -> Pat
 
 
 repo_option = click.option(
-    "--repo", "repo", type=click.Path(file_okay=False, path_type=Path), envvar="EVOGIT_REPO",
+    "--repo", "repo", type=_Dir(), envvar="EVOGIT_REPO",
     default=None, callback=_repo, help="Skills repository (default: $EVOGIT_REPO or ~/.evogit).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
@@ -105,7 +117,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON i
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="evogit")
-@click.option("--repo", "repo", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--repo", "repo", type=_Dir(), default=None,
               help="Skills repository for the command (like the command's own --repo; default: $EVOGIT_REPO or ~/.evogit).")
 def main(repo: Path | None) -> None:
     """evogit: a git-backed library of tested WebAssembly tools that agents create, run and evolve."""
@@ -143,7 +155,7 @@ def _outcome_json(o: BuildOutcome) -> dict[str, Any]:
 
 
 @main.command()
-@click.argument("path", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.argument("path", required=False, type=_Dir())
 @click.option("--no-starter", is_flag=True, help="Create an empty library (no starter tools).")
 @click.option("--bare", is_flag=True, help="A bare repository to push to; it builds what it receives.")
 @json_option

@@ -443,6 +443,18 @@ def test_empty_remote_is_a_usage_error_not_the_current_directory(empty_rt: Runti
     assert refs == ""
 
 
+@pytest.mark.parametrize("args", [["init", ""], ["init", "--repo", ""], ["list", "--repo", ""], ["--repo", "", "list"]])
+def test_blank_repo_or_init_path_is_a_usage_error_not_the_current_directory(args: list[str], tmp_path: Path,
+                                                                          monkeypatch):
+    here = tmp_path / "project"
+    subprocess.run(["git", "init", "-q", str(here)], check=True)
+    hooks_before = sorted(p.name for p in (here / ".git" / "hooks").iterdir())
+    monkeypatch.chdir(here)  # `evogit init ""` would have adopted this repository: hooks, tool branches
+    _one_error_line(invoke(*args), 2)
+    assert sorted(p.name for p in (here / ".git" / "hooks").iterdir()) == hooks_before
+    assert not (here / ".git" / "evogit").exists()
+
+
 def test_fork_with_a_blank_description_is_a_usage_error(empty_rt: Runtime):
     _one_error_line(invoke("fork", "word-count", "x", "--description", " ", "--repo", str(empty_rt.repo.path)), 2)
 
