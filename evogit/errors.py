@@ -64,7 +64,7 @@ class InvalidInput(EvogitError):
 
 
 class InvalidJSON(EvogitError):
-    """A document is not strict JSON (RFC 8259), nests deeper than the limit, or is larger than allowed."""
+    """A document is not strict JSON (RFC 8259), or nests deeper than jsonio.MAX_DEPTH."""
 
 
 class InvalidLimit(EvogitError):
