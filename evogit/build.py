@@ -18,7 +18,8 @@ import pygit2
 
 from .atomic import write_atomic
 from .contract import Contract, RunOutcome, interpret
-from .errors import BuildFailed, InvalidPackage, SandboxError
+from .errors import BuildFailed, InvalidJSON, InvalidPackage, SandboxError
+from .jsonio import decode, encode
 from .manifest import Case, ToolManifest, check_package
 from .repo import SkillsRepo, Version
 from .sandbox import Limits, Sandbox, fingerprint
@@ -193,7 +194,7 @@ class Builder:
             if case.exit == 0 and (problem := contract.input_problem(case.input)):
                 verdict.error = f"case input breaks input_schema: {problem}"
                 continue
-            result = self.sandbox.run(loaded, json.dumps(case.input).encode(), argv=(manifest.name,))
+            result = self.sandbox.run(loaded, encode(case.input).encode(), argv=(manifest.name,))
             outcome = interpret(RunOutcome(manifest.name, "", ok=False), result, contract if case.exit == 0 else None)
             verdict.actual_exit = outcome.exit_code
             verdict.actual = outcome.output if outcome.output is not None else result.stdout.decode("utf-8", "replace")[:2000]
@@ -226,8 +227,8 @@ class Builder:
 
 def _name_of(files: dict[str, bytes]) -> str | None:
     try:
-        return str(json.loads(files["tool.json"])["name"])
-    except (KeyError, ValueError, TypeError):
+        return str(decode(files["tool.json"])["name"])
+    except (KeyError, InvalidJSON, TypeError):
         return None
 
 

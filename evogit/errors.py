@@ -63,6 +63,14 @@ class InvalidInput(EvogitError):
     """Input to a tool or a command is not valid JSON or breaks the input schema."""
 
 
+class InvalidJSON(EvogitError):
+    """A document is not strict JSON (RFC 8259), or nests deeper than jsonio.MAX_DEPTH."""
+
+
+class InvalidLimit(EvogitError):
+    """A run limit (timeout, fuel, memory, output or input size) is out of its range."""
+
+
 class SandboxError(EvogitError):
     """A run ended in a sandbox failure; `kind` names it (timeout, out_of_fuel, trap, ...)."""
 

@@ -6,7 +6,6 @@ It returns plain data; formatting is the caller's business.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import secrets
@@ -20,10 +19,11 @@ import msgspec
 import pygit2
 
 from . import events as ev
-from . import hooks, lineage
+from . import hooks, jsonio, lineage
+from . import limits as limits_mod
 from .build import Builder, BuildRecord
 from .contract import Contract, RunOutcome, interpret
-from .errors import BuildFailed, EvogitError, InvalidInput, SandboxError, ToolExists, ToolNotFound
+from .errors import BuildFailed, EvogitError, InvalidInput, InvalidJSON, SandboxError, ToolExists, ToolNotFound
 from .log import EventLog, FileLog, default_writer
 from .manifest import ToolManifest, check_name, manifest_json, parse_cases, parse_manifest
 from .projections import (
@@ -217,6 +217,7 @@ class Runtime:
 
     def feedback(self, spec: str, task: str, solved: bool, note: str = "") -> ev.Feedback:
         """Record whether a version solved a task (it teaches retrieval which tools serve which tasks)."""
+        _check_task(task)
         v = self.repo.resolve(spec)
         event = ev.Feedback(tool=v.name, fingerprint=v.fingerprint, task=task, solved=solved, note=note)
         self.log.append([event, *self._choice(task, f"{v.name}@{v.fingerprint}")])
@@ -462,7 +463,7 @@ class Runtime:
             "description": manifest.description, "tags": manifest.tags,
             "input_schema": manifest.input_schema, "output_schema": manifest.output_schema,
             "cases": [msgspec.to_builtins(c) for c in cases],
-            "build": json.loads(self.repo.read(build, "build/build.json")),
+            "build": jsonio.decode(self.repo.read(build, "build/build.json"), what="build/build.json"),
             "source_commit": v.source_commit, "build_commit": v.build_commit,
             "message": source.message.strip(),
             "author": f"{source.author.name} <{source.author.email}>",
@@ -481,7 +482,7 @@ class Runtime:
         """Build tool heads (`name`), or any commits (`rev`); no revs = every tool's head."""
         targets: list[tuple[pygit2.Commit, str | None]] = []
         for rev in revs or self.repo.tools():
-            if f"{BRANCH_PREFIX}{rev}" in self.repo.git.references:
+            if _is_branch(self.repo, rev):
                 targets.append((self.repo.head(rev), rev))
             else:
                 targets.append((self.repo.commit(rev), None))
@@ -550,18 +551,9 @@ class Runtime:
     # -- running -----------------------------------------------------------------------------------------------
     def default_limits(self) -> Limits:
         """Run limits from the repo's git config (`evogit.timeout`, `evogit.fuel`, `evogit.memory` in MiB,
-        `evogit.maxOutput` in bytes), falling back to the built-in defaults."""
-        config, base = self.repo.git.config, DEFAULT_LIMITS
-        try:
-            return Limits(
-                timeout=float(str(config["evogit.timeout"])) if "evogit.timeout" in config else base.timeout,
-                fuel=config.get_int("evogit.fuel") if "evogit.fuel" in config else base.fuel,
-                memory=config.get_int("evogit.memory") * 1024 * 1024 if "evogit.memory" in config else base.memory,
-                max_output=config.get_int("evogit.maxoutput") if "evogit.maxoutput" in config else base.max_output,
-                max_stderr=base.max_stderr,
-            )
-        except (ValueError, pygit2.GitError) as e:
-            raise InvalidInput(f"bad evogit.* limit in git config: {e}") from None
+        `evogit.maxOutput` and `evogit.maxInput` in bytes), falling back to the built-in defaults; a value out of
+        its range is an InvalidLimit naming the key (evogit/limits.py)."""
+        return limits_mod.from_config(self.repo.git.config, DEFAULT_LIMITS)
 
     def load(self, spec: str) -> _Loaded:
         """Resolve and load a version once per process; a bare name is re-resolved only if its branch moved."""
@@ -584,6 +576,8 @@ class Runtime:
     def run(self, spec: str, stdin: bytes, limits: Limits = DEFAULT_LIMITS, task: str | None = None) -> RunOutcome:
         """Validate input, run the version in the sandbox, validate output; a ToolRun event goes to the sink
         (the log), with the task it served if the caller says."""
+        if task is not None:
+            _check_task(task)
         outcome, result = self._run(self.load(spec), stdin, limits)
         self.run_sink(_run_event(outcome, stdin, result, task))
         if task and (choice := self._choice(task, f"{outcome.tool}@{outcome.fingerprint}")):
@@ -593,12 +587,17 @@ class Runtime:
     def _run(self, tool: _Loaded, stdin: bytes, limits: Limits) -> tuple[RunOutcome, RunResult | None]:
         v = tool.version
         outcome = RunOutcome(v.name, v.fingerprint, ok=False)
-        try:
-            value = json.loads(stdin)
-        except ValueError as e:
-            outcome.error, outcome.detail = "invalid_input", f"input is not valid JSON: {e}"
+        if len(stdin) > limits.max_input:
+            outcome.error, outcome.detail = "invalid_input", _too_large(limits)
             return outcome, None
-        if problem := tool.contract.input_problem(value):
+        try:
+            value = jsonio.decode(stdin, what="input")
+        except InvalidJSON as e:
+            outcome.error, outcome.detail = "invalid_input", str(e)
+            return outcome, None
+        problem = tool.contract.input_problem(value)
+        del value  # the tool reads the bytes: a big input's decoded copy need not live through the run
+        if problem:
             outcome.error, outcome.detail = "invalid_input", problem
             return outcome, None
         if tool.module is None:
@@ -629,7 +628,12 @@ class Runtime:
             outcomes = []
             for _, new, ref in updates:
                 if ref.startswith(BRANCH_PREFIX) and set(new) != {"0"}:
-                    outcomes.append(self._build(self.repo.commit(new), ref[len(BRANCH_PREFIX):]))
+                    try:  # a pushed branch that no tool could be named after is reported, not built
+                        tool = check_name(ref[len(BRANCH_PREFIX):])
+                    except EvogitError as e:  # InvalidName
+                        outcomes.append(BuildOutcome("?", new, error=str(e)))
+                        continue
+                    outcomes.append(self._build(self.repo.commit(new), tool))
             targets = {r[len(PUSHED) + 5:]: str(self.repo.git.references[r].target)
                        for r in self.repo.git.references if r.startswith(PUSHED + "tags/")}
             _, refused, known = accept_tags(self.repo, PUSHED, trust_policy(self.repo.git.config), self._rebuilt)
@@ -649,4 +653,23 @@ def run_wasm(path: Path, stdin: bytes, limits: Limits = DEFAULT_LIMITS) -> RunOu
     except SandboxError as e:
         return RunOutcome(Path(path).name, "", ok=False, error=e.kind, detail=str(e))
     outcome = RunOutcome(Path(path).name, loaded.fingerprint, ok=False)
+    if len(stdin) > limits.max_input:  # no schema, so nothing is decoded, but the size limit holds
+        outcome.error, outcome.detail = "invalid_input", _too_large(limits)
+        return outcome
     return interpret(outcome, sandbox.run(loaded, stdin, limits, argv=(Path(path).stem,)))
+
+
+def _too_large(limits: Limits) -> str:
+    return f"input is larger than {limits.max_input:,} bytes (raise --max-input or git config evogit.maxInput)"
+
+
+def _check_task(task: str) -> None:
+    if not task.strip():
+        raise InvalidInput("the task is blank: say what the tool was used for")
+
+
+def _is_branch(repo: SkillsRepo, name: str) -> bool:
+    try:
+        return f"{BRANCH_PREFIX}{name}" in repo.git.references
+    except ValueError:  # not a valid ref name (too long, odd characters): no tool has it
+        return False

@@ -40,6 +40,7 @@ class _Request(msgspec.Struct, array_like=True):
     memory: int
     max_output: int
     max_stderr: int
+    max_input: int = DEFAULT_LIMITS.max_input
 
 
 class _Response(msgspec.Struct, array_like=True):
@@ -72,7 +73,7 @@ def serve(repo: str) -> None:
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     while (frame := _read_frame(stdin)) is not None:
         req = decode(frame)
-        limits = Limits(req.timeout, req.fuel, req.memory, req.max_output, req.max_stderr)
+        limits = Limits(req.timeout, req.fuel, req.memory, req.max_output, req.max_stderr, req.max_input)
         try:
             outcome = rt.run(req.spec, req.stdin, limits)
         except EvogitError as e:
@@ -189,7 +190,7 @@ class WorkerPool:
         if self.closed:
             raise RuntimeError("worker pool is closed")
         req = _Request(next(self._ids), spec, stdin, limits.timeout, limits.fuel, limits.memory, limits.max_output,
-                       limits.max_stderr)
+                       limits.max_stderr, limits.max_input)
         first = next(self._next)
         n = len(self.workers)
         live = [self.workers[(first + i) % n] for i in range(n) if not self.workers[(first + i) % n].dead]
