@@ -5,12 +5,14 @@ It returns plain data; formatting is the caller's business.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
 import re
 import secrets
 import shutil
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +42,7 @@ from .projections import (
 )
 from .repo import BRANCH_PREFIX, SkillsRepo, Version, branch_ref, parse_spec
 from .resources import resource
-from .sandbox import DEFAULT_LIMITS, Limits, LoadedModule, RunResult, Sandbox
+from .sandbox import DEFAULT_LIMITS, Limits, LoadedModule, RunResult, Sandbox, shutdown
 from .share import PUSHED, PullReport, accept_tags, import_logs, quarantine_pushed
 from .share import pull as git_pull
 from .share import push as git_push
@@ -105,6 +107,18 @@ class _Loaded:
     module: LoadedModule | None = field(default=None, repr=False)
 
 
+_OPEN: weakref.WeakSet[Runtime] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    """At interpreter exit, before finalisation: close the runtimes still open and stop the epoch ticker, so
+    that no wasmtime thread calls into a finalising interpreter (which aborts the process)."""
+    for rt in list(_OPEN):
+        rt.close()
+    shutdown()
+
+
 def default_repo_path() -> Path:
     return Path(os.environ.get("EVOGIT_REPO") or Path.home() / ".evogit")
 
@@ -124,6 +138,26 @@ class Runtime:
         self._featurizers: dict[str, Featurizer] = {}  # embedder model id -> its featurizer
         self._metrics: Projector | None = None
         self._embeddings: EmbeddingProjector | None = None
+        self._own_log = log is None
+        _OPEN.add(self)
+
+    def close(self) -> None:
+        """Release what the runtime holds: compiled modules, wasmtime's output callbacks of finished runs
+        (see sandbox.settle), and the event log it opened (synced first). Called at exit for every runtime
+        still open; the runtime opens what it needs again if used afterwards."""
+        self._loaded.clear()
+        self._resolved.clear()
+        self.builder.sandbox.close()
+        if self._own_log and isinstance(self._log, FileLog):
+            self._log.close()
+            self._log = None
+        _OPEN.discard(self)
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _log_run(self, event: ev.ToolRun) -> None:
         self.log.append([event])
