@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import sys
@@ -25,10 +26,20 @@ def _out(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
+class _Warnings(logging.Handler):
+    """The library's warnings (damaged local state rebuilt, a torn log tail cut): one line each on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"Warning: {record.getMessage()}", err=True)
+
+
 class _Group(click.Group):
     """Turns evogit errors into one line and exit 1; a bug into one line, a logged traceback and exit 3."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        library = logging.getLogger("evogit")
+        if not any(isinstance(h, _Warnings) for h in library.handlers):
+            library.addHandler(_Warnings())
         try:
             return super().invoke(ctx)
         except EvogitError as e:

@@ -618,6 +618,8 @@ class Runtime:
     def run(self, spec: str, stdin: bytes, limits: Limits = DEFAULT_LIMITS, task: str | None = None) -> RunOutcome:
         """Validate input, run the version in the sandbox, validate output; a ToolRun event goes to the sink
         (the log), with the task it served if the caller says."""
+        if self.run_sink == self._log_run:
+            _ = self.log  # a damaged log (LogCorrupted) fails the run before it starts, not after
         outcome, result = self._run(self.load(spec), stdin, limits)
         self.run_sink(_run_event(outcome, stdin, result, task))
         if task and (choice := self._choice(task, f"{outcome.tool}@{outcome.fingerprint}")):

@@ -52,6 +52,54 @@ def _boundaries(data: bytes) -> list[int]:
     return out
 
 
+# -- the event log ---------------------------------------------------------------------------------------------
+def test_a_torn_log_tail_is_reported_through_the_cli(logged: Runtime):
+    repo = str(logged.repo.path)
+    path = _log_path(logged)
+    good = path.stat().st_size
+    record = path.read_bytes()[:120]
+    with open(path, "ab") as f:
+        f.write(record[:57])  # a crash in the middle of an append
+    result = invoke("log", "--repo", repo, "-n", "1")
+    assert result.exit_code == 0, result.output
+    assert f"Warning: {path}: cut a torn tail of 57 bytes at byte {good}" in result.stderr
+    assert path.stat().st_size == good
+    again = invoke("log", "--repo", repo, "-n", "1")
+    assert again.exit_code == 0 and "torn" not in again.stderr  # reported once
+
+
+@pytest.mark.parametrize("attack", ["zero the middle", "truncate and refill with zeros"])
+def test_a_zeroed_log_is_a_clear_error_for_every_command_that_reads_it(logged: Runtime, attack: str):
+    repo = str(logged.repo.path)
+    path = _log_path(logged)
+    data = bytearray(path.read_bytes())
+    if attack == "zero the middle":
+        data[len(data) // 3: len(data) // 2] = bytes(len(data) // 2 - len(data) // 3)
+    else:
+        data = bytearray(len(data))
+    path.write_bytes(bytes(data))
+    for command in (["log"], ["replay"], ["stats"], ["search", "count words"], ["log"]):
+        (logged.repo.state_dir / "projections.msgpack").unlink(missing_ok=True)  # stats must read the log
+        result = invoke(*command, "--repo", repo)
+        assert result.exit_code == 1, (command, result.output)
+        line = result.output.strip()
+        assert line.count("\n") == 0 and line.startswith(f"Error: {path}: bad record at byte "), (command, line)
+        assert "evogit replay --repair" in line
+    assert path.read_bytes() == bytes(data)  # nothing cut, nothing appended after the damage
+
+
+# -- markers and caches ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("garbage", [b"", b"\xff\xfe not text", b"12 oops", b"-5"])
+def test_a_garbage_log_ok_mark_is_treated_as_missing_and_reported(logged: Runtime, garbage: bytes):
+    mark = logged.repo.state_dir / "log" / f"{logged.writer()}.ok"
+    mark.write_bytes(garbage)
+    result = invoke("log", "--repo", str(logged.repo.path), "-n", "1")
+    assert result.exit_code == 0, result.output
+    assert f"Warning: {mark} was unreadable" in result.stderr
+    assert mark.read_text() == str(_log_path(logged).stat().st_size)  # rewritten: reported once
+    assert "Warning" not in invoke("log", "--repo", str(logged.repo.path), "-n", "1").stderr
+
+
 CHILD = """
 import sys, threading
 from evogit.runtime import Runtime
@@ -82,3 +130,15 @@ def test_four_processes_using_the_runtime_exit_without_an_abort(small_rt: Runtim
             assert p.returncode == 0 and b"panicked" not in err, err.decode(errors="replace")[-2000:]
     runs = small_rt.stats("word-count")
     assert sum(m["runs"] for m in runs.values()) == 1 + 16 * 300
+
+
+@pytest.mark.slow
+def test_a_closed_runtime_releases_its_log_and_works_again(small_rt: Runtime):
+    path = small_rt.repo.path
+    with Runtime(path) as rt:
+        assert rt.run("word-count", b'{"text": "x"}').ok
+        log = rt.log
+    assert log._fd == -1  # closed (and synced)
+    rt.close()  # twice is fine
+    assert rt.run("word-count", b'{"text": "y"}').ok  # reopens what it needs
+    rt.close()
