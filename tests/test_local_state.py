@@ -3,6 +3,7 @@ the runtime closes cleanly (issue 10, items 5 and 7). Each test is named after a
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -86,6 +87,27 @@ def test_a_zeroed_log_is_a_clear_error_for_every_command_that_reads_it(logged: R
         assert line.count("\n") == 0 and line.startswith(f"Error: {path}: bad record at byte "), (command, line)
         assert "evogit replay --repair" in line
     assert path.read_bytes() == bytes(data)  # nothing cut, nothing appended after the damage
+
+
+def test_a_log_cut_short_under_a_newer_projections_snapshot_is_rebuilt_and_reported_once(logged: Runtime):
+    repo = str(logged.repo.path)
+    path = _log_path(logged)
+    os.truncate(path, _boundaries(path.read_bytes())[10])
+    Runtime(repo).log.append(_runs(5, 100))
+    result = invoke("stats", "--repo", repo, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["t@ffff"]["runs"] == 15  # not 60, and the 5 new runs are counted
+    assert "Warning:" in result.stderr and "projections.msgpack reflected events the log no longer holds" in result.stderr
+    again = invoke("stats", "--repo", repo, "--json")
+    assert json.loads(again.stdout)["t@ffff"]["runs"] == 15 and "Warning" not in again.stderr
+
+
+def test_a_log_deleted_under_a_newer_projections_snapshot_is_rebuilt(logged: Runtime):
+    repo = str(logged.repo.path)
+    _log_path(logged).unlink()
+    Runtime(repo).log.append(_runs(2, 100))
+    result = invoke("stats", "--repo", repo, "--json")
+    assert json.loads(result.stdout)["t@ffff"]["runs"] == 2 and "rebuilt from the log" in result.stderr
 
 
 # -- markers and caches ----------------------------------------------------------------------------------------
