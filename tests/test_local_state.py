@@ -16,6 +16,8 @@ from evogit import events as ev
 from evogit.cli import main
 from evogit.runtime import Runtime
 
+from .conftest import tool_files
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -122,6 +124,32 @@ def test_a_garbage_log_ok_mark_is_treated_as_missing_and_reported(logged: Runtim
     assert "Warning" not in invoke("log", "--repo", str(logged.repo.path), "-n", "1").stderr
 
 
+def _broken_tool(rt: Runtime) -> None:
+    """A tool whose head fails at the package stage (no cargo needed): it leaves a build record."""
+    files = tool_files("broken")
+    files["build.rs"] = b"fn main() {}"
+    assert not rt.commit("broken", files, "A tool with a build script").ok
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not json", "another shape", "empty"])
+def test_a_truncated_build_record_is_treated_as_missing_and_reported_once(empty_rt: Runtime, damage: str):
+    _broken_tool(empty_rt)
+    (record,) = (empty_rt.repo.state_dir / "builds").glob("*.json")
+    data = record.read_bytes()
+    record.write_bytes({"truncated": data[: len(data) // 2], "not json": b"\x00\x01garbage",
+                        "another shape": b'{"tool": 5}', "empty": b""}[damage])
+    repo = str(empty_rt.repo.path)
+    result = invoke("list", "--repo", repo)
+    assert result.exit_code == 0, result.output
+    assert f"Warning: {record} was unreadable: treated as missing" in result.stderr
+    assert "broken" in result.stdout and "[head unbuilt]" in result.stdout
+    again = invoke("list", "--repo", repo)
+    assert again.exit_code == 0 and "Warning" not in again.stderr
+    result = invoke("build", "broken", "--repo", repo)
+    assert result.exit_code == 1 and "build.rs" in result.output  # the true failure, recorded again
+    assert "[head failed]" in invoke("list", "--repo", repo).stdout
+
+
 CHILD = """
 import sys, threading
 from evogit.runtime import Runtime
@@ -164,3 +192,27 @@ def test_a_closed_runtime_releases_its_log_and_works_again(small_rt: Runtime):
     rt.close()  # twice is fine
     assert rt.run("word-count", b'{"text": "y"}').ok  # reopens what it needs
     rt.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["record", "wasm"])
+def test_a_damaged_build_result_cache_is_rebuilt_not_read(tmp_path: Path, damage: str, caplog):
+    import secrets
+
+    files = tool_files("cache-victim", extra={"NOTES.md": secrets.token_hex(8).encode()})  # a tree of its own
+    a, _ = Runtime.init(tmp_path / "a", starter=False)
+    first = a.commit("cache-victim", files, "Build it once")
+    assert first.ok, first.error
+    tree = str(a.repo.head("cache-victim").tree_id)
+    cache = a.builder.compiler.cache / "builds" / a.builder.compiler.toolchain.key
+    record, wasm = cache / f"{tree}.json", cache / f"{tree}.wasm"
+    if damage == "record":
+        record.write_bytes(record.read_bytes()[:40])  # truncated
+    else:
+        wasm.write_bytes(b"\0asm another module")
+    b, _ = Runtime.init(tmp_path / "b", starter=False)
+    again = b.commit("cache-victim", files, "The same tree elsewhere")
+    assert again.ok, again.error
+    assert again.version.fingerprint == first.version.fingerprint
+    assert ("was unreadable: treated as missing" if damage == "record" else "does not match its build record") in caplog.text
+    assert json.loads(record.read_bytes())["ok"] is True  # rewritten whole
