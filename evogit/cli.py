@@ -408,14 +408,16 @@ def feedback(tool: str, task: str, solved: bool, note: str, repo: Path | None) -
 
 
 @main.command()
+@click.option("--repair", is_flag=True,
+              help="First rewrite damaged log files from what can still be read (the damaged ones are kept aside).")
 @repo_option
 @json_option
-def replay(repo: Path | None, as_json: bool) -> None:
+def replay(repair: bool, repo: Path | None, as_json: bool) -> None:
     """Rebuild every projection (metrics, usage, retrieval history) from the whole event log, then refit the
     retrieval model and its FAISS index."""
     t0 = time.monotonic()
     rt = Runtime(repo)
-    state = rt.replay(retrieval=False).state
+    state = rt.replay(retrieval=False, repair=repair).state
     replayed = time.monotonic() - t0
     model, embedder = rt.retrieval_model()
     runs = sum(m.runs for m in state.versions.values())

@@ -26,7 +26,7 @@ from . import hooks, lineage
 from .build import Builder, BuildRecord
 from .contract import Contract, RunOutcome, interpret
 from .errors import BuildFailed, EvogitError, InvalidInput, SandboxError, ToolExists, ToolNotFound
-from .log import EventLog, FileLog, default_writer
+from .log import EventLog, FileLog, default_writer, warn
 from .manifest import ToolManifest, check_name, manifest_json, parse_cases, parse_manifest
 from .projections import (
     EmbeddingProjector,
@@ -43,7 +43,7 @@ from .projections import (
 from .repo import BRANCH_PREFIX, SkillsRepo, Version, branch_ref, parse_spec
 from .resources import resource
 from .sandbox import DEFAULT_LIMITS, Limits, LoadedModule, RunResult, Sandbox, shutdown
-from .share import PUSHED, PullReport, accept_tags, import_logs, quarantine_pushed
+from .share import PUSHED, PullReport, accept_tags, import_logs, quarantine_pushed, repair_logs
 from .share import pull as git_pull
 from .share import push as git_push
 from .verify import Verdict, trust_policy
@@ -202,9 +202,16 @@ class Runtime:
         refresh(projector, self.log, path)
         return projector
 
-    def replay(self, retrieval: bool = True) -> Projector:
+    def replay(self, retrieval: bool = True, repair: bool = False) -> Projector:
         """Throw the projections away and rebuild them from the whole log; then refit the retrieval model
-        and its FAISS index from them (unless `retrieval` is False)."""
+        and its FAISS index from them (unless `retrieval` is False). With `repair`, damaged log files are
+        rewritten first from what can still be read (share.repair_logs; each repair is reported)."""
+        if repair:
+            if self._own_log and isinstance(self._log, FileLog):
+                self._log.close()
+                self._log = None
+            for line in repair_logs(self.repo, self.repo.state_dir / "log", self.writer()):
+                warn(line)
         self._import_logs()
         projector, self._embeddings = replay_all(self.log, self.repo.state_dir / "projections.msgpack",
                                                  self.repo.state_dir / "embeddings.msgpack")

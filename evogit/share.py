@@ -29,6 +29,7 @@ import os
 import re
 import shutil
 import subprocess
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -39,7 +40,7 @@ from pygit2.enums import FileMode
 
 from .atomic import write_atomic
 from .errors import EvogitError, InvalidInput, InvalidName
-from .log import LogCorrupted, _decode_chunks, _scan
+from .log import MARK_BYTES, LogCorrupted, _decode_chunks, _scan, readable, warn
 from .manifest import check_name
 from .repo import BRANCH_PREFIX, TAG_PREFIX, SkillsRepo
 from .verify import Rebuild, Verdict, check, trust_policy
@@ -55,6 +56,10 @@ _WRITER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 class WriterConflict(EvogitError):
     """Another machine publishes its log under this machine's writer id."""
+
+
+class PublishedLogLost(EvogitError):
+    """This machine's log file no longer holds what it published into git (cut short or replaced)."""
 
 
 class _Segment(NamedTuple):
@@ -88,11 +93,9 @@ def publish_log(repo: SkillsRepo, log_dir: Path, writer: str) -> str | None:
 def _publish(repo: SkillsRepo, path: Path, ref: str, mark: Path, writer: str) -> str | None:
     git = repo.git
     current = git.references.get(ref)
-    last_mine = mark.read_text().strip() if mark.exists() else ""
-    if current is not None and str(current.target) != last_mine:
-        raise WriterConflict(f"{ref} was written by another machine with writer id {writer!r}; "
-                             f"give this repository its own id (git config evogit.writer) before publishing")
-    segments = _segments(git[current.target] if current is not None else None)
+    segments = _segments(git[current.target]) if current is not None else []
+    if current is not None:
+        _check_ours(git, path, ref, mark, writer, str(current.target), segments)
     start = segments[-1].end if segments else 0
     with open(path, "rb") if path.exists() else open(os.devnull, "rb") as f:
         f.seek(start)
@@ -109,8 +112,137 @@ def _publish(repo: SkillsRepo, path: Path, ref: str, mark: Path, writer: str) ->
         git.references.create(ref, oid, force=False)
     else:
         current.set_target(oid)
-    write_atomic(mark, str(oid).encode())
+    _write_marker(mark, str(oid), path, start + whole)
     return str(oid)
+
+
+def _write_marker(mark: Path, oid: str, path: Path, end: int) -> None:
+    """`published-<writer>`: the commit last published, and the crc32 of the log's bytes just before its end
+    (so the next publish checks that the log still holds what was published with one small read)."""
+    write_atomic(mark, f"{oid} {_tail_crc(path, end)}".encode())
+
+
+def _read_marker(mark: Path) -> tuple[str, int | None] | None:
+    """(commit, tail crc or None for a marker of an older evogit); None if missing; ("", None) if unreadable."""
+    try:
+        parts = mark.read_bytes().decode("ascii").split()
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return "", None
+    if len(parts) in (1, 2) and re.fullmatch(r"[0-9a-f]{40}", parts[0]) and (len(parts) == 1 or parts[1].isdigit()):
+        return parts[0], int(parts[1]) if len(parts) == 2 else None
+    return "", None
+
+
+def _tail_crc(path: Path, end: int) -> int:
+    n = min(end, MARK_BYTES)
+    try:
+        with open(path, "rb") as f:
+            f.seek(end - n)
+            tail = f.read(n)
+    except OSError:
+        tail = b""
+    return zlib.crc32(tail) if len(tail) == n else -1
+
+
+def _holds(git: pygit2.Repository, path: Path, seg: _Segment) -> bool:
+    """Whether the log file has exactly the segment's bytes at the segment's offset."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(seg.start)
+            mine = f.read(seg.end - seg.start)
+    except OSError:
+        return False
+    return mine == git[seg.oid].peel(pygit2.Blob).data
+
+
+def _check_ours(git: pygit2.Repository, path: Path, ref: str, mark: Path, writer: str, target: str,
+                segments: list[_Segment]) -> None:
+    """The log in `ref` is this machine's iff its segments are a prefix of this log file: the marker says so
+    when it names `ref`'s commit (and the log still ends the same way there); a missing or unreadable marker,
+    or one naming another commit, is re-derived from content (the last segment's bytes at its offset)."""
+    marker = _read_marker(mark)
+    end = segments[-1].end if segments else 0
+    if marker is not None and marker[0] == target and marker[1] is not None:
+        if _tail_crc(path, end) == marker[1]:
+            return
+    elif not segments or _holds(git, path, segments[-1]):
+        if marker is not None and marker[0] != target:
+            warn(f"{mark} was unreadable or out of date: re-derived from {ref} (its log is this one's prefix)")
+        _write_marker(mark, target, path, end)
+        return
+    size = path.stat().st_size if path.exists() else 0
+    if marker is not None and marker[0] == target:  # ours by the marker, but the file lost it
+        raise PublishedLogLost(
+            f"{path} no longer holds the {end} bytes this machine published into {ref} (it has {size} bytes"
+            f"{'' if size < end else ', and they differ'}): it was cut short or replaced; "
+            f"`evogit replay --repair` restores the published part from git")
+    raise WriterConflict(f"{ref} holds a log that is not a prefix of {path.name} ({end} bytes published, {size} "
+                         f"here): another repository publishes under writer id {writer!r} (give this one its "
+                         f"own id: git config evogit.writer), or this log was replaced")
+
+
+def _published(git: pygit2.Repository, name: str) -> bytes:
+    """The bytes of the log in ref `name` from offset 0, as long as its segments are contiguous and readable."""
+    ref = git.references.get(name)
+    out = b""
+    for seg in _segments(git[ref.target]) if ref is not None else []:
+        if seg.start != len(out):
+            break
+        data = git[seg.oid].peel(pygit2.Blob).data
+        if len(data) != seg.end - seg.start or readable(data)[1]:
+            break
+        out += data
+    return out
+
+
+def repair_logs(repo: SkillsRepo, log_dir: Path, writer: str) -> list[str]:
+    """`evogit replay --repair`: rewrite every damaged log file from what can still be read, and return one
+    line per file repaired. The new file is the log as published in git (this machine's own ref if its
+    marker says so, else the longest copy fetched of another writer's), then every whole, checksummed
+    event of the file after that; the damaged file is kept next to it as `<name>.log.damaged`. A file is
+    damaged if it has unreadable bytes, or does not begin with the log in git; an event already in that log
+    (the same bytes) is not copied twice."""
+    reports = []
+    git = repo.git
+    with open(repo.state_dir / "publish.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for path in sorted(log_dir.glob("*.log")):
+            name = path.stem
+            if name == writer:
+                marker = _read_marker(repo.state_dir / f"published-{writer}")
+                ref = git.references.get(LOGS + writer)
+                ours = ref is not None and marker is not None and marker[0] == str(ref.target)
+                base = _published(git, LOGS + writer) if ours else b""
+            else:
+                copies = [_published(git, r) for r in git.references
+                          if _LOG_REF.match(r) and r.endswith(f"/logs/{name}")]
+                base = max(copies, key=len, default=b"")
+            fd = os.open(path, os.O_RDWR)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # no append lands in the file being replaced
+                data = path.read_bytes()
+                kept, lost = readable(data)
+                if not lost and data[:len(base)] == base:
+                    continue
+                known = {hashlib.blake2b(base[a:b]).digest() for a, b in readable(base)[0]}
+                new = base + b"".join(data[a:b] for a, b in kept if hashlib.blake2b(data[a:b]).digest() not in known)
+                aside = path.with_name(path.name + ".damaged")
+                n = 1
+                while aside.exists():
+                    n += 1
+                    aside = path.with_name(f"{path.name}.damaged.{n}")
+                os.link(path, aside)
+                write_atomic(path, new)
+            finally:
+                os.close(fd)
+            (log_dir / f"{name}.ok").unlink(missing_ok=True)  # the next open verifies the new file
+            records = len(readable(new)[0])
+            dropped = sum(b - a for a, b in lost)
+            reports.append(f"{path}: rewritten with {records} events ({len(base)} bytes from git); "
+                           f"{dropped} unreadable bytes dropped; the damaged file is kept as {aside.name}")
+    return reports
 
 
 def import_logs(repo: SkillsRepo, log_dir: Path, writer: str) -> tuple[dict[str, int], dict[str, str]]:
@@ -119,13 +251,19 @@ def import_logs(repo: SkillsRepo, log_dir: Path, writer: str) -> tuple[dict[str,
     whole, decodable events, or a gap) with why: nothing of those is copied. A ref that has not moved since
     the last import, with its copy the size that import left, is skipped without reading anything."""
     seen_file = repo.state_dir / "imported.json"
+    seen: dict[str, str] = {}
+    changed = False
     try:
-        seen: dict[str, str] = json.loads(seen_file.read_text())
-    except (OSError, ValueError):
+        seen = json.loads(seen_file.read_bytes())
+        if not isinstance(seen, dict) or not all(isinstance(v, str) for v in seen.values()):
+            raise ValueError("not an object of strings")
+    except FileNotFoundError:
         seen = {}
+    except (OSError, ValueError):  # a cache of what was imported: without it every log is checked again
+        warn(f"{seen_file} was unreadable: treated as missing (every fetched log is checked again)")
+        seen, changed = {}, True
     added: dict[str, int] = {}
     problems: dict[str, str] = {}
-    changed = False
     for name in repo.git.references:
         if not _LOG_REF.match(name):
             continue

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from evogit import events as ev
 from evogit.cli import main
 from evogit.runtime import Runtime
+from evogit.share import LOGS, PublishedLogLost, WriterConflict, publish_log
 
 from .conftest import tool_files
 
@@ -91,6 +92,26 @@ def test_a_zeroed_log_is_a_clear_error_for_every_command_that_reads_it(logged: R
     assert path.read_bytes() == bytes(data)  # nothing cut, nothing appended after the damage
 
 
+def test_replay_repair_keeps_every_readable_event_and_the_damaged_file(logged: Runtime):
+    repo = str(logged.repo.path)
+    path = _log_path(logged)
+    data = bytearray(path.read_bytes())
+    cut = _boundaries(bytes(data))
+    data[cut[20] + 3: cut[22] - 5] = bytes(cut[22] - cut[20] - 8)  # damages records 20 and 21
+    path.write_bytes(bytes(data))
+    result = invoke("replay", "--repair", "--repo", repo, "--json")
+    assert result.exit_code == 0, result.output
+    assert "rewritten with 58 events" in result.stderr and "kept as" in result.stderr
+    assert json.loads(result.stdout)["versions"] == 1
+    assert (path.parent / f"{path.name}.damaged").read_bytes() == bytes(data)
+    stats = json.loads(invoke("stats", "--repo", repo, "--json").stdout)
+    assert stats["t@ffff"]["runs"] == 58
+    rt = Runtime(repo)
+    rt.log.append(_runs(1, 100))  # the log works again
+    assert rt.stats()["t@ffff"]["runs"] == 59
+    assert invoke("replay", "--repair", "--repo", repo).stderr.count("rewritten") == 0  # nothing left to repair
+
+
 def test_a_log_cut_short_under_a_newer_projections_snapshot_is_rebuilt_and_reported_once(logged: Runtime):
     repo = str(logged.repo.path)
     path = _log_path(logged)
@@ -110,6 +131,16 @@ def test_a_log_deleted_under_a_newer_projections_snapshot_is_rebuilt(logged: Run
     Runtime(repo).log.append(_runs(2, 100))
     result = invoke("stats", "--repo", repo, "--json")
     assert json.loads(result.stdout)["t@ffff"]["runs"] == 2 and "rebuilt from the log" in result.stderr
+
+
+def test_a_log_cut_short_in_the_middle_of_a_record_is_damage_and_repair_keeps_the_rest(logged: Runtime):
+    repo = str(logged.repo.path)
+    path = _log_path(logged)
+    os.truncate(path, _boundaries(path.read_bytes())[10] + 30)  # these bytes were verified: not a torn tail
+    result = invoke("log", "--repo", repo)
+    assert result.exit_code == 1 and "runs past the end of the file" in result.output
+    assert invoke("replay", "--repair", "--repo", repo).exit_code == 0
+    assert json.loads(invoke("stats", "--repo", repo, "--json").stdout)["t@ffff"]["runs"] == 10
 
 
 # -- markers and caches ----------------------------------------------------------------------------------------
@@ -148,6 +179,85 @@ def test_a_truncated_build_record_is_treated_as_missing_and_reported_once(empty_
     result = invoke("build", "broken", "--repo", repo)
     assert result.exit_code == 1 and "build.rs" in result.output  # the true failure, recorded again
     assert "[head failed]" in invoke("list", "--repo", repo).stdout
+
+
+@pytest.mark.parametrize("garbage", [b"[1, 2]", b"{\"refs/evogit/logs/x\": 5}", b"\xff\xff", b"{"])
+def test_a_garbage_imported_json_is_treated_as_missing_and_reported_once(logged: Runtime, tmp_path: Path,
+                                                                         garbage: bytes, caplog):
+    other, _ = Runtime.init(tmp_path / "other", starter=False)
+    other.log.append(_runs(3, 500))
+    publish_log(other.repo, other.log.dir, other.log.writer)
+    subprocess.run(["git", "-C", str(logged.repo.path), "fetch", "-q", str(other.repo.path), f"{LOGS}*:{LOGS}*"],
+                   check=True)
+    assert logged.stats()["t@ffff"]["runs"] == 63
+    seen = logged.repo.state_dir / "imported.json"
+    seen.write_bytes(garbage)
+    rt = Runtime(logged.repo.path)
+    assert rt.stats()["t@ffff"]["runs"] == 63  # counted once, not twice
+    assert caplog.text.count("imported.json was unreadable") == 1
+    assert isinstance(json.loads(seen.read_text()), dict)
+    caplog.clear()
+    Runtime(logged.repo.path).stats()
+    assert "unreadable" not in caplog.text
+
+
+# -- the published-log marker ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("garbage", [b"\x00\x9f\xff", b"not a commit", b"", b"0" * 40])
+def test_a_garbage_published_marker_is_re_derived_not_blamed_on_another_machine(logged: Runtime, tmp_path: Path,
+                                                                             garbage: bytes):
+    repo = str(logged.repo.path)
+    server = tmp_path / "server.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(server)], check=True)
+    assert invoke("push", "--repo", repo, str(server)).exit_code == 0
+    marker = logged.repo.state_dir / f"published-{logged.writer()}"
+    marker.write_bytes(garbage)
+    Runtime(repo).log.append(_runs(2, 100))
+    result = invoke("push", "--repo", repo, str(server))
+    assert result.exit_code == 0, result.output
+    assert "another machine" not in result.output and "1 event logs updated" in result.stdout
+    assert f"Warning: {marker} was unreadable or out of date: re-derived" in result.stderr
+    assert marker.read_text().split()[0] == str(logged.repo.git.references[LOGS + logged.writer()].target)
+    again = invoke("push", "--repo", repo, str(server))
+    assert again.exit_code == 0 and "Warning" not in again.output
+
+
+def test_a_missing_published_marker_with_our_log_in_git_is_restored_silently(logged: Runtime):
+    publish_log(logged.repo, logged.log.dir, logged.writer())
+    (logged.repo.state_dir / f"published-{logged.writer()}").unlink()
+    logged.log.append(_runs(1, 100))
+    assert publish_log(logged.repo, logged.log.dir, logged.writer()) is not None
+
+
+def test_another_machine_under_our_writer_id_is_still_a_writer_conflict(logged: Runtime, tmp_path: Path):
+    b, _ = Runtime.init(tmp_path / "b", starter=False)
+    b.repo.git.config["evogit.writer"] = logged.writer()
+    b.log.append(_runs(70, 1000))  # longer than ours, other bytes
+    publish_log(b.repo, b.log.dir, b.log.writer)
+    subprocess.run(["git", "-C", str(logged.repo.path), "fetch", "-q", str(b.repo.path), f"{LOGS}*:{LOGS}*"],
+                   check=True)
+    (logged.repo.state_dir / f"published-{logged.writer()}").write_bytes(b"garbage")
+    with pytest.raises(WriterConflict, match="another repository publishes under writer id"):
+        publish_log(logged.repo, logged.log.dir, logged.writer())
+
+
+def test_a_published_log_cut_short_is_refused_at_push_and_repair_restores_it_from_git(logged: Runtime):
+    repo = str(logged.repo.path)
+    publish_log(logged.repo, logged.log.dir, logged.writer())
+    logged.close()
+    path = _log_path(logged)
+    published = path.read_bytes()
+    os.truncate(path, _boundaries(published)[10])
+    Runtime(repo).log.append(_runs(4, 100))
+    rt = Runtime(repo)
+    with pytest.raises(PublishedLogLost, match="replay --repair"):
+        publish_log(rt.repo, rt.log.dir, rt.writer())
+    rt.close()
+    result = invoke("replay", "--repair", "--repo", repo, "--json")
+    assert result.exit_code == 0 and f"{len(published)} bytes from git" in result.stderr
+    assert path.read_bytes().startswith(published)
+    rt = Runtime(repo)
+    assert rt.stats()["t@ffff"]["runs"] == 64  # the 60 published and the 4 written after the cut
+    assert publish_log(rt.repo, rt.log.dir, rt.writer()) is not None
 
 
 CHILD = """
