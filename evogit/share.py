@@ -28,7 +28,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ import msgspec
 import pygit2
 from pygit2.enums import FileMode
 
+from . import proc
 from .atomic import write_atomic
 from .errors import EvogitError, InvalidInput, InvalidName
 from .log import MARK_BYTES, LogCorrupted, _decode_chunks, _scan, readable, warn
@@ -52,6 +52,8 @@ PUSHED = QUARANTINE + "pushed/"  # tags pushed to this repository (a hub), until
 _LOG_REF = re.compile(r"^refs/evogit/(?:remotes/[^/]+/)?logs/[^/]+$")
 _SEGMENT = re.compile(r"^(\d{16})-(\d{16})\.log$")
 _WRITER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_BEHIND = re.compile(r"\[rejected\] \((fetch first|non-fast-forward)\)")
+_LOCKED = re.compile(r"cannot lock ref|failed to lock|Unable to create '[^']*\.lock'")
 
 
 class WriterConflict(EvogitError):
@@ -338,16 +340,22 @@ class PullReport:
 
 
 def _git(repo: SkillsRepo, *args: str) -> str:
-    """Run the git command line in the repository; a failure becomes one line: git's own reason."""
+    """Run the git command line in the repository (through proc.run: it dies with evogit, in its own process
+    group); a failure becomes one line: git's own reason."""
     exe = shutil.which("git")
     if exe is None:
         raise EvogitError("git is not installed (push and pull use the git command line)")
-    proc = subprocess.run([exe, "-C", str(repo.path), *args], capture_output=True, text=True)
-    if proc.returncode != 0:
-        lines = [line.strip() for line in (proc.stderr + proc.stdout).splitlines() if line.strip()]
+    try:
+        done = proc.run([exe, "-C", str(repo.path), *args])
+    except OSError as e:
+        raise EvogitError(f"git {args[0]} could not start: {e}") from None
+    out = (done.stdout + done.stderr).decode("utf-8", "replace")
+    if done.returncode != 0:
+        text = (done.stderr + done.stdout).decode("utf-8", "replace")
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
         reasons = [line for line in lines if line.startswith(("fatal:", "error:", "!"))] or lines or ["(no output)"]
         raise EvogitError(f"git {args[0]} failed: " + "; ".join(dict.fromkeys(reasons[:3])))
-    return proc.stdout + proc.stderr
+    return out
 
 
 def _where(repo: SkillsRepo, remote: str) -> str:
@@ -375,10 +383,13 @@ def push(repo: SkillsRepo, log_dir: Path, writer: str, remote: str) -> list[str]
     try:
         out = _git(repo, "push", "--porcelain", remote, *specs)
     except EvogitError as e:
-        if "rejected" not in str(e):
-            raise
-        raise EvogitError(f"{e} (the remote has commits this repository lacks: `evogit pull {remote}`, "
-                          f"merge any diverged tool with git, then push again)") from None
+        if _BEHIND.search(str(e)):  # only then is pulling the remedy; any other refusal is shown as git says it
+            raise EvogitError(f"{e} (the remote has commits this repository lacks: `evogit pull {remote}`, "
+                              f"merge any diverged tool with git, then push again)") from None
+        if _LOCKED.search(str(e)):
+            raise EvogitError(f"{e} (another push to {remote} is updating the same refs, or one that was "
+                              f"killed there left a lock file: try again once it has finished)") from None
+        raise
     # porcelain: "<flag>\t<from>:<to>\t<summary>"; "=" is up to date, "!" rejected
     return [line.split("\t")[1].split(":")[1] for line in out.splitlines()
             if len(line) > 1 and line[0] in "*+ -" and line[1] == "\t"]

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -258,6 +260,62 @@ def test_a_published_log_cut_short_is_refused_at_push_and_repair_restores_it_fro
     rt = Runtime(repo)
     assert rt.stats()["t@ffff"]["runs"] == 64  # the 60 published and the 4 written after the cut
     assert publish_log(rt.repo, rt.log.dir, rt.writer()) is not None
+
+
+# -- processes -------------------------------------------------------------------------------------------------
+def _group_alive(marker: str) -> list[str]:
+    """Command lines of live (non-zombie) processes that mention `marker`."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker in cmd and state != "Z" and str(os.getpid()) != entry.name:
+            out.append(cmd)
+    return out
+
+
+def test_sigkill_of_push_leaves_no_git_running_and_an_immediate_retry_works(logged: Runtime, tmp_path: Path):
+    server = tmp_path / "slow-remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(server)], check=True)
+    flag, started = tmp_path / "slow", tmp_path / "hook-started"
+    hook = server / "hooks" / "pre-receive"
+    hook.write_text(f"#!/bin/sh\ncat >/dev/null\ntouch {started}\nif [ -e {flag} ]; then sleep 60; fi\n")
+    hook.chmod(0o755)
+    flag.touch()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    push = subprocess.Popen([sys.executable, "-m", "evogit", "push", "--repo", str(logged.repo.path), str(server)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert started.exists(), push.communicate()
+    assert any("receive-pack" in c for c in _group_alive(str(server)))
+    push.send_signal(signal.SIGKILL)
+    push.wait()
+    deadline = time.monotonic() + 10
+    while _group_alive(str(server)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _group_alive(str(server)) == []  # no git push, receive-pack, hook or sleep left behind
+    flag.unlink()
+    result = invoke("push", "--repo", str(logged.repo.path), str(server))
+    assert result.exit_code == 0, result.output
+    assert "1 event logs updated" in result.output
+
+
+def test_a_push_the_remote_refuses_gets_its_true_reason_and_no_pull_hint(logged: Runtime, tmp_path: Path):
+    server = tmp_path / "strict.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(server)], check=True)
+    hook = server / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'no pushes today' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    result = invoke("push", "--repo", str(logged.repo.path), str(server))
+    assert result.exit_code == 1 and "pre-receive hook declined" in result.output
+    assert "evogit pull" not in result.output and "lacks" not in result.output
 
 
 CHILD = """
