@@ -20,6 +20,7 @@ from .atomic import write_atomic
 from .contract import Contract, RunOutcome, interpret
 from .errors import BuildFailed, InvalidJSON, InvalidPackage, SandboxError
 from .jsonio import decode, encode
+from .log import warn
 from .manifest import Case, ToolManifest, check_package
 from .repo import SkillsRepo, Version
 from .sandbox import Limits, Sandbox, fingerprint
@@ -114,10 +115,13 @@ class Builder:
         cache = self.compiler.cache / "builds" / self.compiler.toolchain.key
         cached_record, cached_wasm = cache / f"{commit.tree_id}.json", cache / f"{commit.tree_id}.wasm"
         if not force and cached_record.exists() and cached_wasm.exists():
-            record = msgspec.json.decode(cached_record.read_bytes(), type=BuildRecord)
+            record = _read_record(cached_record)
             wasm = cached_wasm.read_bytes()
-            if record.ok and fingerprint(wasm) == record.fingerprint:
+            if record is not None and record.ok and fingerprint(wasm) == record.fingerprint:
                 return self._green(commit, record, wasm, again)
+            if record is not None:  # a cached wasm that is not the one its record names: damaged
+                warn(f"{cached_wasm} does not match its build record: treated as missing (rebuilt)")
+            cached_wasm.unlink(missing_ok=True)
         record, maybe_wasm = self._compile_and_test(files, manifest, cases)
         if not record.ok or maybe_wasm is None:
             raise self._fail(commit, record)  # failures are not cached: they may be transient (timeouts)
@@ -221,8 +225,19 @@ class Builder:
 
     def last_record(self, commit: pygit2.Commit | str) -> BuildRecord | None:
         """The build record this repository kept for a source commit, if it was ever built here."""
-        path = self.repo.state_dir / "builds" / f"{getattr(commit, 'id', commit)}.json"
-        return msgspec.json.decode(path.read_bytes(), type=BuildRecord) if path.exists() else None
+        return _read_record(self.repo.state_dir / "builds" / f"{getattr(commit, 'id', commit)}.json")
+
+
+def _read_record(path: Path) -> BuildRecord | None:
+    """A kept build record; a damaged one is treated as missing, reported, and removed (so reported once)."""
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=BuildRecord)
+    except FileNotFoundError:
+        return None
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+        warn(f"{path} was unreadable: treated as missing")
+        path.unlink(missing_ok=True)
+        return None
 
 
 def _name_of(files: dict[str, bytes]) -> str | None:

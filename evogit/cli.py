@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -57,12 +58,22 @@ def _shown(text: str) -> str:
         return ascii(clipped)
 
 
+class _Warnings(logging.Handler):
+    """The library's warnings (damaged local state rebuilt, a torn log tail cut): one line each on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"Warning: {record.getMessage()}", err=True)
+
+
 class _Group(click.Group):
     """Turns evogit errors into one line and exit 1; a bug into one line, a logged traceback and exit 3."""
 
     command_class = _Command
 
     def invoke(self, ctx: click.Context) -> Any:
+        library = logging.getLogger("evogit")
+        if not any(isinstance(h, _Warnings) for h in library.handlers):
+            library.addHandler(_Warnings())
         try:
             return super().invoke(ctx)
         except EvogitError as e:
@@ -474,14 +485,16 @@ def feedback(tool: str, task: str, solved: bool, failed: bool, note: str, repo: 
 
 
 @main.command()
+@click.option("--repair", is_flag=True,
+              help="First rewrite damaged log files from what can still be read (the damaged ones are kept aside).")
 @repo_option
 @json_option
-def replay(repo: Path | None, as_json: bool) -> None:
+def replay(repair: bool, repo: Path | None, as_json: bool) -> None:
     """Rebuild every projection (metrics, usage, retrieval history) from the whole event log, then refit the
     retrieval model and its FAISS index."""
     t0 = time.monotonic()
     rt = Runtime(repo)
-    state = rt.replay(retrieval=False).state
+    state = rt.replay(retrieval=False, repair=repair).state
     replayed = time.monotonic() - t0
     model, embedder = rt.retrieval_model()
     runs = sum(m.runs for m in state.versions.values())

@@ -8,6 +8,11 @@ they give the same bytes. A state records the log position it reflects and catch
 Two projections, each with its own snapshot and position: `Projector` (metrics, usage, tasks served,
 retrieval history), which every command reads, and `EmbeddingProjector` (the vectors: most of the bytes),
 which only a search reads.
+
+A snapshot is local state that must match its log, never trusted otherwise: with its position it keeps a
+mark per writer (the crc32 of the bytes just before the position, `EventLog.marks`). If a log it reflects
+is gone, shorter, or different there, or the snapshot itself does not decode, the projection is rebuilt
+from zero and that is reported once (a warning on the `evogit` logger; the rebuilt snapshot is saved).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import msgspec
 
 from .atomic import write_atomic
 from .events import BuildFailed, BuildSucceeded, Embedded, Feedback, Retrieved, ToolRun, VersionCommitted
-from .log import EventLog, Position
+from .log import EventLog, Position, warn
 
 FORMAT = 8  # bump whenever projection logic changes: older snapshots are then rebuilt
 LAT_BUCKETS = 64
@@ -105,6 +110,7 @@ class TaskVector(msgspec.Struct, array_like=True):
 class State(msgspec.Struct, omit_defaults=True):
     format: int  # required, so an old snapshot's version is always on disk (a default would be omitted)
     position: Position = {}
+    marks: dict[str, int] = {}  # writer -> crc32 of the log's bytes just before `position` (EventLog.marks)
     versions: dict[str, VersionMetrics] = {}  # "tool@fingerprint"
     commits: dict[str, int] = {}  # tool -> source versions committed
     facts: set[str] = set()  # ids of facts that may be recorded twice (builds): counted once
@@ -118,6 +124,7 @@ class EmbeddingState(msgspec.Struct, omit_defaults=True):
 
     format: int
     position: Position = {}
+    marks: dict[str, int] = {}
     vectors: dict[str, dict[str, Vector]] = {}  # model -> "tool@fingerprint" -> newest embedding
     tasks: dict[str, dict[str, TaskVector]] = {}  # model -> task_key(task text) -> newest embedding
 
@@ -162,6 +169,11 @@ class _Projection(Generic[S]):
         self.state.position[writer] = end
         return n
 
+    def reset(self) -> None:
+        """Start again from an empty state (position 0). `applied` keeps counting, so that whoever compares
+        it to tell whether the state changed sees that it did."""
+        raise NotImplementedError  # each projection knows its empty state
+
 
 class Projector(_Projection[State]):
     """Metrics, usage, tasks served, retrieval history."""
@@ -174,6 +186,9 @@ class Projector(_Projection[State]):
             Feedback: self._feedback, Embedded: _ignore, Retrieved: self._retrieved,
             VersionCommitted: self._committed,
         }
+
+    def reset(self) -> None:
+        self.state, self._by_pair, self.applied = State(format=FORMAT), {}, self.applied + 1
 
     def _metrics(self, tool: str, fp: str) -> VersionMetrics:
         m = self._by_pair.get((tool, fp))
@@ -262,6 +277,9 @@ class EmbeddingProjector(_Projection[EmbeddingState]):
                                                   VersionCommitted)}
         self._apply[Embedded] = self._embedded
 
+    def reset(self) -> None:
+        self.state, self.applied = EmbeddingState(format=FORMAT), self.applied + 1
+
     def _embedded(self, e: Embedded) -> None:
         order = (e.at, e.writer, e.seq)
         if not e.tool:  # a task's text (what a tool solved or failed), not a version's description
@@ -287,35 +305,70 @@ def snapshot(state: State | EmbeddingState) -> bytes:
 
 
 def load(path: Path, kind: type[S]) -> S | None:
+    """A snapshot, or None if there is none, it is of another FORMAT, or it is damaged (reported)."""
     try:
-        state = msgspec.msgpack.decode(path.read_bytes(), type=kind)
-    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        warn(f"{path} was unreadable ({e.strerror}): rebuilt from the log")
+        return None
+    try:
+        state = msgspec.msgpack.decode(data, type=kind)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        if _format_of(data) not in (None, FORMAT):
+            return None  # written by another version of the projections: rebuilt, nothing to report
+        warn(f"{path} was unreadable: rebuilt from the log")
         return None
     return state if state.format == FORMAT else None
+
+
+def _format_of(data: bytes) -> int | None:
+    try:
+        raw = msgspec.msgpack.decode(data)
+    except msgspec.DecodeError:
+        return None
+    value = raw.get("format") if isinstance(raw, dict) else None
+    return value if isinstance(value, int) else None
 
 
 SKIPPED_BEFORE_SAVE = 10_000  # irrelevant events re-read at most (~20 ms) rather than rewriting a big snapshot
 
 
-def refresh(projector: _Projection[Any], log: EventLog, path: Path) -> None:
+def refresh(projector: _Projection[Any], log: EventLog, path: Path, save: bool = False) -> None:
     """Catch a projection up with the log; save its snapshot if anything was applied, or if enough irrelevant
-    events were passed over since the last save."""
-    if projector.catch_up(log) or projector.skipped >= SKIPPED_BEFORE_SAVE:
-        write_atomic(path, snapshot(projector.state))
+    events were passed over since the last save (or if `save`). A projection that reflects more of a log than
+    is there, or other bytes, is rebuilt from zero first (reported once: the rebuilt snapshot is saved)."""
+    state = projector.state
+    if bad := log.mismatched(state.position, state.marks):
+        why = "; ".join(f"{writer}.log {reason}" for writer, reason in sorted(bad.items()))
+        warn(f"{path} reflected events the log no longer holds ({why}): rebuilt from the log")
+        projector.reset()
+        save = True
+    before = dict(projector.state.position)
+    applied = projector.catch_up(log)
+    state = projector.state
+    moved = {w: p for w, p in state.position.items() if before.get(w) != p}
+    if moved:
+        state.marks = {**state.marks, **log.marks(moved)}
+    if applied or projector.skipped >= SKIPPED_BEFORE_SAVE or save:
+        write_atomic(path, snapshot(state))
         projector.skipped = 0
 
 
 def open_projections(log: EventLog, path: Path) -> Projector:
     """Load the snapshot (if any) and catch up with the log; save the snapshot if anything was applied."""
-    projector = Projector(load(path, State))
-    refresh(projector, log, path)
+    state = load(path, State)
+    projector = Projector(state)
+    refresh(projector, log, path, save=state is None)
     return projector
 
 
 def open_embeddings(log: EventLog, path: Path) -> EmbeddingProjector:
     """The same for the embeddings, which only a search needs."""
-    projector = EmbeddingProjector(load(path, EmbeddingState))
-    refresh(projector, log, path)
+    state = load(path, EmbeddingState)
+    projector = EmbeddingProjector(state)
+    refresh(projector, log, path, save=state is None)
     return projector
 
 
@@ -324,6 +377,7 @@ def replay(log: EventLog, path: Path | None = None) -> Projector:
     projector = Projector()
     projector.catch_up(log)
     if path is not None:
+        projector.state.marks = log.marks(projector.state.position)
         write_atomic(path, snapshot(projector.state))
     return projector
 
@@ -334,6 +388,7 @@ def replay_all(log: EventLog, path: Path, embeddings_path: Path) -> tuple[Projec
     for writer, end, events in log.chunks({}):
         metrics.apply(writer, end, events)
         embeddings.apply(writer, end, events)
+    metrics.state.marks = embeddings.state.marks = log.marks(metrics.state.position)
     write_atomic(path, snapshot(metrics.state))
     write_atomic(embeddings_path, snapshot(embeddings.state))
     return metrics, embeddings

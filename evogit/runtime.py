@@ -5,11 +5,13 @@ It returns plain data; formatting is the caller's business.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import re
 import secrets
 import shutil
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +26,7 @@ from . import limits as limits_mod
 from .build import Builder, BuildRecord
 from .contract import Contract, RunOutcome, interpret
 from .errors import BuildFailed, EvogitError, InvalidInput, InvalidJSON, SandboxError, ToolExists, ToolNotFound
-from .log import EventLog, FileLog, default_writer
+from .log import EventLog, FileLog, default_writer, warn
 from .manifest import ToolManifest, check_name, manifest_json, parse_cases, parse_manifest
 from .projections import (
     EmbeddingProjector,
@@ -40,8 +42,8 @@ from .projections import (
 )
 from .repo import BRANCH_PREFIX, SkillsRepo, Version, branch_ref, parse_spec
 from .resources import resource
-from .sandbox import DEFAULT_LIMITS, Limits, LoadedModule, RunResult, Sandbox
-from .share import PUSHED, PullReport, accept_tags, import_logs, quarantine_pushed
+from .sandbox import DEFAULT_LIMITS, Limits, LoadedModule, RunResult, Sandbox, shutdown
+from .share import PUSHED, PullReport, accept_tags, import_logs, quarantine_pushed, repair_logs
 from .share import pull as git_pull
 from .share import push as git_push
 from .verify import Verdict, trust_policy
@@ -105,6 +107,18 @@ class _Loaded:
     module: LoadedModule | None = field(default=None, repr=False)
 
 
+_OPEN: weakref.WeakSet[Runtime] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    """At interpreter exit, before finalisation: close the runtimes still open and stop the epoch ticker, so
+    that no wasmtime thread calls into a finalising interpreter (which aborts the process)."""
+    for rt in list(_OPEN):
+        rt.close()
+    shutdown()
+
+
 def default_repo_path() -> Path:
     return Path(os.environ.get("EVOGIT_REPO") or Path.home() / ".evogit")
 
@@ -124,6 +138,26 @@ class Runtime:
         self._featurizers: dict[str, Featurizer] = {}  # embedder model id -> its featurizer
         self._metrics: Projector | None = None
         self._embeddings: EmbeddingProjector | None = None
+        self._own_log = log is None
+        _OPEN.add(self)
+
+    def close(self) -> None:
+        """Release what the runtime holds: compiled modules, wasmtime's output callbacks of finished runs
+        (see sandbox.settle), and the event log it opened (synced first). Called at exit for every runtime
+        still open; the runtime opens what it needs again if used afterwards."""
+        self._loaded.clear()
+        self._resolved.clear()
+        self.builder.sandbox.close()
+        if self._own_log and isinstance(self._log, FileLog):
+            self._log.close()
+            self._log = None
+        _OPEN.discard(self)
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _log_run(self, event: ev.ToolRun) -> None:
         self.log.append([event])
@@ -168,9 +202,16 @@ class Runtime:
         refresh(projector, self.log, path)
         return projector
 
-    def replay(self, retrieval: bool = True) -> Projector:
+    def replay(self, retrieval: bool = True, repair: bool = False) -> Projector:
         """Throw the projections away and rebuild them from the whole log; then refit the retrieval model
-        and its FAISS index from them (unless `retrieval` is False)."""
+        and its FAISS index from them (unless `retrieval` is False). With `repair`, damaged log files are
+        rewritten first from what can still be read (share.repair_logs; each repair is reported)."""
+        if repair:
+            if self._own_log and isinstance(self._log, FileLog):
+                self._log.close()
+                self._log = None
+            for line in repair_logs(self.repo, self.repo.state_dir / "log", self.writer()):
+                warn(line)
         self._import_logs()
         projector, self._embeddings = replay_all(self.log, self.repo.state_dir / "projections.msgpack",
                                                  self.repo.state_dir / "embeddings.msgpack")
@@ -578,6 +619,8 @@ class Runtime:
         (the log), with the task it served if the caller says."""
         if task is not None:
             _check_task(task)
+        if self.run_sink == self._log_run:
+            _ = self.log  # a damaged log (LogCorrupted) fails the run before it starts, not after
         outcome, result = self._run(self.load(spec), stdin, limits)
         self.run_sink(_run_event(outcome, stdin, result, task))
         if task and (choice := self._choice(task, f"{outcome.tool}@{outcome.fingerprint}")):

@@ -67,19 +67,19 @@ def serve(repo: str) -> None:
     from .errors import EvogitError, ToolNotFound
     from .runtime import Runtime
 
-    rt = Runtime(repo)
     decode = msgspec.msgpack.Decoder(_Request).decode
     encode = msgspec.msgpack.Encoder().encode
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    while (frame := _read_frame(stdin)) is not None:
-        req = decode(frame)
-        limits = Limits(req.timeout, req.fuel, req.memory, req.max_output, req.max_stderr, req.max_input)
-        try:
-            outcome = rt.run(req.spec, req.stdin, limits)
-        except EvogitError as e:
-            kind = "not_found" if isinstance(e, ToolNotFound) else "error"
-            outcome = RunOutcome(req.spec, "", ok=False, error=kind, detail=str(e))
-        _write_frame(stdout, encode(_Response(req.id, outcome)))
+    with Runtime(repo) as rt:  # closed (log synced, wasmtime settled) when the caller closes stdin
+        while (frame := _read_frame(stdin)) is not None:
+            req = decode(frame)
+            limits = Limits(req.timeout, req.fuel, req.memory, req.max_output, req.max_stderr, req.max_input)
+            try:
+                outcome = rt.run(req.spec, req.stdin, limits)
+            except EvogitError as e:
+                kind = "not_found" if isinstance(e, ToolNotFound) else "error"
+                outcome = RunOutcome(req.spec, "", ok=False, error=kind, detail=str(e))
+            _write_frame(stdout, encode(_Response(req.id, outcome)))
 
 
 def _crash(detail: str) -> RunOutcome:
@@ -233,6 +233,4 @@ class WorkerPool:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1])
-    sys.stdout.flush()
-    os._exit(0)  # skip interpreter teardown (see cli.entry)
+    serve(sys.argv[1])  # then a normal exit: Runtime.close() made interpreter teardown safe
