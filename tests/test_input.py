@@ -317,11 +317,13 @@ def test_limits_in_git_config_take_git_suffixes(empty_rt: Runtime):
 
 
 def _peak_rss_mb_of(args: list[str], stdin=None) -> tuple[subprocess.CompletedProcess, float]:
-    """Run the CLI in a fresh process; its peak resident memory in MB (ru_maxrss is in KiB on Linux)."""
+    """Run the CLI in a fresh process; its peak resident memory in MB. VmHWM (KiB) belongs to the process's own
+    address space; ru_maxrss would carry over the size of a large parent (a pytest worker) across fork and exec."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    code = ("import os, resource, sys\nfrom evogit.cli import main\ncode = 0\n"
+    code = ("import os, sys\nfrom evogit.cli import main\ncode = 0\n"
             "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    code = e.code\nsys.stdout.flush()\n"
-            "print('peak', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr, flush=True)\n"
+            "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0].split()[1]\n"
+            "print('peak', hwm, file=sys.stderr, flush=True)\n"
             "os._exit(code if isinstance(code, int) else 1)")
     done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, env=env, stdin=stdin, timeout=120)
     peak = [ln for ln in done.stderr.decode().splitlines() if ln.startswith("peak ")]
