@@ -112,22 +112,53 @@ class Builder:
         name = manifest.name
         if not force and not again and (done := self.existing(commit, name)) is not None:
             return done
-        cache = self.compiler.cache / "builds" / self.compiler.toolchain.key
-        cached_record, cached_wasm = cache / f"{commit.tree_id}.json", cache / f"{commit.tree_id}.wasm"
-        if not force and cached_record.exists() and cached_wasm.exists():
-            record = _read_record(cached_record)
-            wasm = cached_wasm.read_bytes()
-            if record is not None and record.ok and fingerprint(wasm) == record.fingerprint:
-                return self._green(commit, record, wasm, again)
-            if record is not None:  # a cached wasm that is not the one its record names: damaged
-                warn(f"{cached_wasm} does not match its build record: treated as missing (rebuilt)")
-            cached_wasm.unlink(missing_ok=True)
+        if not force and (hit := self._cached(str(commit.tree_id))) is not None:
+            return self._green(commit, *hit, again)
         record, maybe_wasm = self._compile_and_test(files, manifest, cases)
         if not record.ok or maybe_wasm is None:
             raise self._fail(commit, record)  # failures are not cached: they may be transient (timeouts)
-        write_atomic(cached_wasm, maybe_wasm)
-        write_atomic(cached_record, msgspec.json.encode(record))
+        self._cache(str(commit.tree_id), record, maybe_wasm)
         return self._green(commit, record, maybe_wasm, again)
+
+    def try_files(self, files: dict[str, bytes]) -> tuple[BuildRecord, bytes | None]:
+        """Build and test a package that is not committed (a model's attempt) with the same checks, sandbox and
+        cases as a commit's build. A green result is cached by its tree, so committing it afterwards compiles
+        nothing; a red one is only returned (nothing is written to the repository but loose blobs)."""
+        name = _name_of(files) or "?"
+        try:
+            tree = str(self.repo.write_tree(files))  # checks every path before anything is written
+            manifest, cases = check_package(files, set())
+        except InvalidPackage as e:
+            return BuildRecord(name, False, stage="package", message=str(e)), None
+        if (hit := self._cached(tree)) is not None:
+            return hit
+        record, wasm = self._compile_and_test(files, manifest, cases)
+        if record.ok and wasm is not None:
+            self._cache(tree, record, wasm)
+        return record, wasm
+
+    def _cache_paths(self, tree: str) -> tuple[Path, Path]:
+        cache = self.compiler.cache / "builds" / self.compiler.toolchain.key
+        return cache / f"{tree}.json", cache / f"{tree}.wasm"
+
+    def _cached(self, tree: str) -> tuple[BuildRecord, bytes] | None:
+        """The green build of an identical source tree on this machine, if one is cached and intact."""
+        cached_record, cached_wasm = self._cache_paths(tree)
+        if not (cached_record.exists() and cached_wasm.exists()):
+            return None
+        record = _read_record(cached_record)
+        wasm = cached_wasm.read_bytes()
+        if record is not None and record.ok and fingerprint(wasm) == record.fingerprint:
+            return record, wasm
+        if record is not None:  # a cached wasm that is not the one its record names: damaged
+            warn(f"{cached_wasm} does not match its build record: treated as missing (rebuilt)")
+        cached_wasm.unlink(missing_ok=True)
+        return None
+
+    def _cache(self, tree: str, record: BuildRecord, wasm: bytes) -> None:
+        cached_record, cached_wasm = self._cache_paths(tree)
+        write_atomic(cached_wasm, wasm)
+        write_atomic(cached_record, msgspec.json.encode(record))
 
     def _compile_and_test(self, files: dict[str, bytes], manifest: ToolManifest,
                           cases: list[Case]) -> tuple[BuildRecord, bytes | None]:

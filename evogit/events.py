@@ -103,7 +103,7 @@ class ModelCalled(Event, tag="model_called"):
     attempts: int = 1  # HTTP requests sent for this call, the client's retries included
     mode: str = ""  # the reply format asked for (json_schema, json_object, text); "" for a plain chat
     tool: str = ""  # the tool being written or used, when the caller says
-    round: int | None = None  # the authoring round (0 = first attempt), when the caller says
+    round: int | None = None  # the authoring round (1 = first attempt), when the caller says
 
 
 class AuthorAttempt(Event, tag="author_attempt"):

@@ -27,10 +27,20 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from .atomic import write_atomic
-from .events import BuildFailed, BuildSucceeded, Embedded, Feedback, Retrieved, ToolRun, VersionCommitted
+from .events import (
+    AuthorAttempt,
+    BuildFailed,
+    BuildSucceeded,
+    Embedded,
+    Feedback,
+    ModelCalled,
+    Retrieved,
+    ToolRun,
+    VersionCommitted,
+)
 from .log import EventLog, Position, warn
 
-FORMAT = 8  # bump whenever projection logic changes: older snapshots are then rebuilt
+FORMAT = 9  # bump whenever projection logic changes: older snapshots are then rebuilt
 LAT_BUCKETS = 64
 _LAT_BASE = 0.01  # ms: bucket i holds latencies in [0.01 * 10^(i/8), 0.01 * 10^((i+1)/8))
 
@@ -107,6 +117,32 @@ class TaskVector(msgspec.Struct, array_like=True):
     vector: bytes  # float32, native order
 
 
+class ToolCost(msgspec.Struct, omit_defaults=True):
+    """What writing one tool with a model cost: every attempt, green or red, of creates, mutations and teaching."""
+
+    attempts: int = 0
+    green: int = 0  # attempts that became a version
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    ms: int = 0  # wall time of the attempts (integers keep the sums independent of event order)
+    by_kind: dict[str, int] = {}  # create / mutate / teach -> attempts
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class ModelCost(msgspec.Struct, omit_defaults=True):
+    """Calls to one model, for any purpose, and what they cost."""
+
+    calls: int = 0
+    failed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_ms: int = 0
+    by_purpose: dict[str, int] = {}
+
+
 class State(msgspec.Struct, omit_defaults=True):
     format: int  # required, so an old snapshot's version is always on disk (a default would be omitted)
     position: Position = {}
@@ -117,6 +153,8 @@ class State(msgspec.Struct, omit_defaults=True):
     served: dict[str, dict[str, int]] = {}  # "tool@fingerprint" -> task -> (times solved) - (times failed)
     searches: dict[str, Search] = {}  # task_key(query) -> its newest search, and whether a choice followed
     retrievals: int = 0
+    costs: dict[str, ToolCost] = {}  # tool -> what authoring it cost ("" for attempts that never named one)
+    models: dict[str, ModelCost] = {}  # model id -> its calls
 
 
 class EmbeddingState(msgspec.Struct, omit_defaults=True):
@@ -184,7 +222,7 @@ class Projector(_Projection[State]):
         self._apply = {
             ToolRun: self._run, BuildSucceeded: self._build_ok, BuildFailed: self._build_failed,
             Feedback: self._feedback, Embedded: _ignore, Retrieved: self._retrieved,
-            VersionCommitted: self._committed,
+            VersionCommitted: self._committed, AuthorAttempt: self._author, ModelCalled: self._model_called,
         }
 
     def reset(self) -> None:
@@ -266,6 +304,28 @@ class Projector(_Projection[State]):
     def _committed(self, e: VersionCommitted) -> None:
         if self._once(e.id):
             self.state.commits[e.tool] = self.state.commits.get(e.tool, 0) + 1
+
+    def _author(self, e: AuthorAttempt) -> None:
+        c = self.state.costs.get(e.tool)
+        if c is None:
+            c = self.state.costs[e.tool] = ToolCost(by_kind={})
+        c.attempts += 1
+        c.green += e.stage == "green"
+        c.prompt_tokens += e.prompt_tokens
+        c.completion_tokens += e.completion_tokens
+        c.ms += round(e.seconds * 1000)
+        c.by_kind[e.kind] = c.by_kind.get(e.kind, 0) + 1
+
+    def _model_called(self, e: ModelCalled) -> None:
+        m = self.state.models.get(e.model)
+        if m is None:
+            m = self.state.models[e.model] = ModelCost(by_purpose={})
+        m.calls += 1
+        m.failed += e.outcome != "ok"
+        m.prompt_tokens += e.prompt_tokens
+        m.completion_tokens += e.completion_tokens
+        m.latency_ms += round(e.latency_ms)
+        m.by_purpose[e.purpose] = m.by_purpose.get(e.purpose, 0) + 1
 
 
 class EmbeddingProjector(_Projection[EmbeddingState]):

@@ -275,13 +275,15 @@ class SkillsRepo:
         return index.write_tree(self.git)
 
     def commit_version(self, name: str, files: dict[str, bytes], message: str, *,
-                       author: pygit2.Signature | None = None, start_at: str | None = None) -> str:
+                       author: pygit2.Signature | None = None, start_at: str | None = None,
+                       new: bool = False) -> str:
         """Commit a new source version on tools/<name>; returns the commit id.
 
         The new commit's parent is the branch head *at the moment it lands* (compare-and-swap on the ref,
         retried with backoff), so concurrent writers never overwrite each other. For a new branch, the
         parent is `start_at` (a fork's parent source commit) or the repository's root commit, so that
-        `git log --graph --all` shows every tool growing from one trunk.
+        `git log --graph --all` shows every tool growing from one trunk. With `new`, the branch must not exist
+        (a created tool never lands on top of another one of that name): ToolExists otherwise.
         """
         check_name(name)
         sig = author or self.signature()
@@ -290,6 +292,8 @@ class SkillsRepo:
         base = [pygit2.Oid(hex=start_at)] if start_at else self._root()
         for attempt in range(CAS_ATTEMPTS):
             current = self.git.references.get(ref)
+            if new and current is not None:
+                raise ToolExists(f"a tool named {name!r} already exists")
             parents = [current.target] if current is not None else base
             try:
                 if current is None:
