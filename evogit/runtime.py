@@ -119,6 +119,14 @@ def _close_all() -> None:
     shutdown()
 
 
+_SUPERSEDES = re.compile(r"^Evogit-Supersedes: (.+?): (.+)$", re.M)
+
+
+def supersedes(message: str) -> list[tuple[str, str]]:
+    """The parent's cases a version no longer has to pass, and why (its commit's `Evogit-Supersedes` trailers)."""
+    return _SUPERSEDES.findall(message)
+
+
 def default_repo_path() -> Path:
     return Path(os.environ.get("EVOGIT_REPO") or Path.home() / ".evogit")
 
@@ -286,6 +294,20 @@ class Runtime:
         out = {k: versions[k].summary() if k in versions else VersionMetrics().summary() for k in keys}
         self._add_lineage(out, versions)
         return out
+
+    def cost(self) -> dict[str, Any]:
+        """Tokens spent writing tools (every attempt of creates, mutations and teaching, rejected ones too), per
+        tool and per model, from the log."""
+        state = self.projections().state
+        tools = {name or "(unnamed)": {"tokens": c.tokens, "prompt_tokens": c.prompt_tokens,
+                                      "completion_tokens": c.completion_tokens, "attempts": c.attempts,
+                                      "green": c.green, "by_kind": c.by_kind, "seconds": c.ms / 1000}
+                 for name, c in sorted(state.costs.items())}
+        models = {name: {"calls": m.calls, "failed": m.failed, "tokens": m.prompt_tokens + m.completion_tokens,
+                         "prompt_tokens": m.prompt_tokens, "completion_tokens": m.completion_tokens,
+                         "latency_ms": m.latency_ms, "by_purpose": m.by_purpose}
+                  for name, m in sorted(state.models.items())}
+        return {"tools": tools, "models": models, "tokens": sum(m["tokens"] for m in models.values())}
 
     def _add_lineage(self, out: dict[str, dict[str, Any]], versions: dict[str, VersionMetrics]) -> None:
         """Lineage-aware summaries: children, descendants, and the best descendant by success rate (runs
@@ -481,7 +503,8 @@ class Runtime:
                 status = "green"
             else:
                 record = self.builder.last_record(head)
-                status = "failed" if record is not None and not record.ok else "unbuilt"
+                # a head that built to a binary already tagged (same code, new cases) is green as that version
+                status = "unbuilt" if record is None else "green" if record.ok else "failed"
             try:
                 description = parse_manifest(self.repo.read(head, "tool.json"), check_schemas=False).description
             except EvogitError:
@@ -507,6 +530,7 @@ class Runtime:
             "build": jsonio.decode(self.repo.read(build, "build/build.json"), what="build/build.json"),
             "source_commit": v.source_commit, "build_commit": v.build_commit,
             "message": source.message.strip(),
+            "superseded": [{"case": case, "reason": reason} for case, reason in supersedes(source.message)],
             "author": f"{source.author.name} <{source.author.email}>",
             "parents": node.parents if node else [], "children": node.children if node else [],
             "versions": [x.short for x in self.repo.versions(v.name)],
@@ -557,6 +581,11 @@ class Runtime:
                 message=(record.message or "") if record else str(e),
                 id=ev.fact_id("build-failed", str(commit.id), (record.message or "") if record else str(e)))])
         return outcome
+
+    def committed_and_built(self, name: str, commit: str, message: str) -> BuildOutcome:
+        """Record a source commit made for `name` elsewhere (the authoring loop) and build it."""
+        self._committed(name, commit, message)
+        return self._build(self.repo.commit(commit), name)
 
     def _committed(self, name: str, commit: str, message: str) -> str:
         self.log.append([ev.VersionCommitted(tool=name, commit=commit, message=message.splitlines()[0],
