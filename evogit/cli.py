@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -432,16 +434,38 @@ def search(query: str, k: int, explain: bool, repo: Path | None, as_json: bool) 
             click.echo(f"     {name}: {jsonio.encode(value)}")
 
 
+def _show_cost(c: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _out(c)
+        return
+    if not c["tools"] and not c["models"]:
+        click.echo("No model calls recorded yet.")
+        return
+    for name, t in c["tools"].items():
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(t["by_kind"].items()))
+        click.echo(f"{name:<24} {t['tokens']:>9,} tokens  {t['attempts']} attempts ({t['green']} green; {kinds})")
+    for name, m in c["models"].items():
+        click.echo(f"model {name}: {m['calls']} calls ({m['failed']} failed), {m['tokens']:,} tokens "
+                   f"({m['prompt_tokens']:,} prompt + {m['completion_tokens']:,} completion)")
+    click.echo(f"total: {c['tokens']:,} tokens")
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
 
 
 @main.command()
 @click.argument("tool", required=False, metavar="[TOOL[@FP]]")
+@click.option("--cost", is_flag=True, help="Tokens spent writing tools, per tool and per model.")
 @repo_option
 @json_option
-def stats(tool: str | None, repo: Path | None, as_json: bool) -> None:
-    """Run metrics per version: runs, success rate, error kinds, latency p50/p95, fuel, feedback."""
+def stats(tool: str | None, cost: bool, repo: Path | None, as_json: bool) -> None:
+    """Run metrics per version: runs, success rate, error kinds, latency p50/p95, fuel, feedback (--cost: tokens)."""
+    if cost:
+        if tool is not None:
+            raise click.UsageError("--cost covers every tool; give no TOOL with it")
+        _show_cost(Runtime(repo).cost(), as_json)
+        return
     data = Runtime(repo).stats(tool)
     if as_json:
         _out(data)
@@ -634,6 +658,111 @@ def verify(tool: str | None, rebuild: bool, repo: Path | None, as_json: bool) ->
         click.echo(f"ok    {v.tool}@{v.fingerprint[:7]}" if v.ok else f"FAIL  {v.tag}: {v.reason}")
     if failed:
         raise EvogitError(f"{failed} of {len(verdicts)} versions failed verification")
+
+
+# -- authoring with a model ------------------------------------------------------------------------------------
+def _examples(values: tuple[str, ...]) -> list[Any]:
+    out = []
+    for i, text in enumerate(values, 1):
+        try:
+            out.append(jsonio.decode(text, what=f"--example {i}"))
+        except EvogitError as e:
+            raise click.UsageError(str(e)) from None
+    return out
+
+
+def _stages(as_json: bool):  # noqa: ANN202 - a progress callback
+    t0 = time.monotonic()
+
+    def report(message: str) -> None:
+        if not as_json:
+            click.echo(f"[{time.monotonic() - t0:6.1f}s] {message}", err=True)
+
+    return report
+
+
+def _authored(result: Any, as_json: bool) -> None:
+    if as_json:
+        _out(result.to_json())
+    elif result.ok:
+        click.echo(f"ok    {result.version.short}  {result.kind}d in {len(result.attempts)} "
+                   f"attempt{'s' if len(result.attempts) != 1 else ''}, {result.tokens} tokens ({result.model})")
+        if result.parent:
+            click.echo(f"      parent {_short(result.parent)}: {result.parent_reason}")
+        for s in result.superseded:
+            click.echo(f"      superseded {s.case}: {s.reason}")
+        for note in result.mended:
+            click.echo(f"      {note}")
+    if not result.ok:
+        raise EvogitError(result.message)
+
+
+@contextlib.contextmanager
+def _author(rt: Runtime, rounds: int, as_json: bool) -> Iterator[Any]:
+    """An Author over this repository's model (configured by env or git config); its client closed after."""
+    from .agent.author import Author
+    from .llm.client import ModelClient
+    from .llm.config import load_config
+
+    with ModelClient(load_config(rt.repo.git.config), sink=rt.log.append) as client:
+        yield Author(rt, client, rounds=rounds, progress=_stages(as_json))
+
+
+rounds_option = click.option("--rounds", type=click.IntRange(0, 10), default=3, show_default=True,
+                             help="Repair rounds after the first attempt.")
+example_option = click.option("--example", "examples", multiple=True, metavar="JSON",
+                              help='{"input": ..., "expect": ...} that must pass (repeatable).')
+
+
+@main.command()
+@click.argument("task")
+@click.option("--name", help="The new tool's name (default: the model picks one; a taken name gets -2, -3, ...).")
+@example_option
+@rounds_option
+@repo_option
+@json_option
+def create(task: str, name: str | None, examples: tuple[str, ...], rounds: int, repo: Path | None,
+           as_json: bool) -> None:
+    """Have the model write a new tool for TASK; only a green, tested version is committed and tagged."""
+    rt = Runtime(repo)
+    with _author(rt, rounds, as_json) as author:
+        result = author.create(task, name, _examples(examples))
+    _authored(result, as_json)
+
+
+@main.command()
+@click.argument("tool", metavar="TOOL[@FP]")
+@click.argument("task")
+@click.option("--name", help="Fork a new tool with this name at the parent (default: a new version of TOOL).")
+@example_option
+@rounds_option
+@repo_option
+@json_option
+def mutate(tool: str, task: str, name: str | None, examples: tuple[str, ...], rounds: int, repo: Path | None,
+           as_json: bool) -> None:
+    """Have the model specialise TOOL[@FP] for TASK; the parent's cases still count unless superseded."""
+    rt = Runtime(repo)
+    with _author(rt, rounds, as_json) as author:
+        result = author.mutate(tool, task, name, _examples(examples))
+    _authored(result, as_json)
+
+
+@main.command()
+@click.argument("tool", metavar="TOOL[@FP]")
+@click.argument("instruction")
+@example_option
+@rounds_option
+@repo_option
+@json_option
+def teach(tool: str, instruction: str, examples: tuple[str, ...], rounds: int, repo: Path | None,
+          as_json: bool) -> None:
+    """Teach TOOL by INSTRUCTION with examples: a mutation whose examples become cases that must pass."""
+    if not examples:
+        raise click.UsageError("teach needs at least one --example")
+    rt = Runtime(repo)
+    with _author(rt, rounds, as_json) as author:
+        result = author.teach(tool, instruction, _examples(examples))
+    _authored(result, as_json)
 
 
 @main.command(hidden=True)
