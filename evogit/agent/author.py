@@ -43,7 +43,8 @@ class Attempt:
     evidence: str = ""  # what went back to the model
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # the whole round, model call included
+    model_seconds: float = 0.0  # of which waiting for the model
 
 
 @dataclass
@@ -203,6 +204,7 @@ class Author:
                 result.message = f"the model call failed: {e}"
                 return result
             attempt.prompt_tokens, attempt.completion_tokens = chat.prompt_tokens, chat.completion_tokens
+            attempt.model_seconds = time.monotonic() - t0
             result.model = chat.model
             try:
                 reply = wire.parse_reply(obj, prompt.SKELETON)
