@@ -224,7 +224,7 @@ def _first_sentence(text: str) -> str:
 @json_option
 def describe(tool: str, repo: Path | None, as_json: bool) -> None:
     """Show a version: manifest, schemas, cases, build record and lineage."""
-    d = Runtime(repo).describe(tool)
+    d = Runtime(repo).describe(tool).to_json()
     if as_json:
         _out(d)
         return

@@ -17,7 +17,7 @@ from evogit.agent.wire import BEGIN, END
 from evogit.cli import main
 from evogit.llm.client import ModelClient
 from evogit.llm.config import ModelConfig
-from evogit.runtime import Runtime
+from evogit.runtime import Runtime, Supersession
 
 pytestmark = pytest.mark.slow
 
@@ -221,7 +221,7 @@ def test_mutation_that_supersedes_cases_with_reasons_is_accepted(empty_rt: Runti
     assert empty_rt.repo.resolve("reverse-text") == v
     assert empty_rt.run("reverse-text", b'{"text": "one two"}').output == {"text": "two one"}
     d = empty_rt.describe("reverse-text")
-    assert {"case": "plain", "reason": "one word stays as it is"} in d["superseded"]
+    assert Supersession("plain", "one word stays as it is") in d.superseded
     log = git(empty_rt, "log", "--format=%B", "-1", "tools/reverse-text")
     assert "Evogit-Supersedes: plain: one word stays as it is" in log
     assert f"Evogit-Parent: reverse-text@{parent.fingerprint}" in log
@@ -261,8 +261,8 @@ def test_teach_adds_examples_as_cases_that_must_pass(empty_rt: Runtime, model):
     assert out["ok"] and out["kind"] == "teach"
     rt = Runtime(empty_rt.repo.path)
     d = rt.describe("reverse-text")
-    assert any(c["input"] == {"text": "xy z"} and c["expect"] == {"text": "yx z"} for c in d["cases"])
-    assert {c["name"] for c in d["cases"]} >= {"plain", "unicode", "empty", "bad", "spaces"}
+    assert any(c["input"] == {"text": "xy z"} and c["expect"] == {"text": "yx z"} for c in d.cases)
+    assert {c["name"] for c in d.cases} >= {"plain", "unicode", "empty", "bad", "spaces"}
     assert rt.run("reverse-text", b'{"text": "ab c"}').output == {"text": "ba c"}
     assert "xy z" in server.requests[0].body["messages"][-1]["content"]
 
