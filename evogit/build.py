@@ -2,11 +2,20 @@
 write the build commit and tag. A failed build tags nothing and keeps a record of why.
 
 Green results are cached by (toolchain, source tree): an identical tree is never compiled twice on this machine.
+
+Compiling runs in the build sandbox (toolchain.py). Where bubblewrap cannot run, only the starter library
+evogit ships is built without it (recognised by its tree ids), unless the user opts out for everything with
+`git config evogit.unsandboxedBuilds true` or `EVOGIT_UNSANDBOXED_BUILDS=1`; results built unsandboxed are
+cached apart, so they are never served to a sandboxed build.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
+import math
+import os
 import re
 import shutil
 import tempfile
@@ -18,11 +27,12 @@ import pygit2
 
 from .atomic import write_atomic
 from .contract import Contract, RunOutcome, interpret
-from .errors import BuildFailed, InvalidPackage, SandboxError
+from .errors import BuildFailed, InvalidInput, InvalidPackage, SandboxError, SandboxUnavailable
 from .manifest import Case, ToolManifest, check_package
 from .repo import SkillsRepo, Version
+from .resources import resource
 from .sandbox import Limits, Sandbox, fingerprint
-from .toolchain import Compiler
+from .toolchain import DEFAULT_BUILD_LIMITS, BuildLimits, Compiler, sandbox_problem
 
 UNIT_TEST_LIMITS = Limits(timeout=60.0, fuel=500_000_000_000, memory=1 << 30)
 _RESULT_RE = re.compile(r"test result: \w+\. (\d+) passed; (\d+) failed")
@@ -72,12 +82,20 @@ def json_equal(a: Any, b: Any) -> bool:
 
 
 class Builder:
-    """Builds source commits of one repository."""
+    """Builds source commits of one repository.
 
-    def __init__(self, repo: SkillsRepo, compiler: Compiler | None = None, sandbox: Sandbox | None = None):
+    `limits` are the compile limits (default: from the repository's git config at each build);
+    `package_rules=False` skips the build-time safety rules of the package check (the tests do, to show that
+    the sandbox alone keeps the host out); the manifest and cases are checked either way.
+    """
+
+    def __init__(self, repo: SkillsRepo, compiler: Compiler | None = None, sandbox: Sandbox | None = None, *,
+                 limits: BuildLimits | None = None, package_rules: bool = True):
         self.repo = repo
         self._compiler = compiler
         self.sandbox = sandbox or Sandbox(repo.state_dir / "modules")
+        self.limits = limits
+        self.package_rules = package_rules
 
     @property
     def compiler(self) -> Compiler:
@@ -96,7 +114,7 @@ class Builder:
         files, links = self.repo.files(commit.tree)
         name = branch or _name_of(files) or "?"
         try:
-            manifest, cases = check_package(files, links)
+            manifest, cases = check_package(files, links, build_rules=self.package_rules)
         except InvalidPackage as e:
             raise self._fail(commit, BuildRecord(name, False, stage="package", message=str(e))) from None
         if branch is not None and manifest.name != branch:
@@ -105,22 +123,39 @@ class Builder:
         name = manifest.name
         if not force and (done := self.existing(commit, name)) is not None:
             return done
-        cache = self.compiler.cache / "builds" / self.compiler.toolchain.key
-        cached_record, cached_wasm = cache / f"{commit.tree_id}.json", cache / f"{commit.tree_id}.wasm"
-        if not force and cached_record.exists() and cached_wasm.exists():
-            record = msgspec.json.decode(cached_record.read_bytes(), type=BuildRecord)
-            wasm = cached_wasm.read_bytes()
-            if record.ok and fingerprint(wasm) == record.fingerprint:
-                return self._green(commit, record, wasm)
-        record, maybe_wasm = self._compile_and_test(files, manifest, cases)
+        problem = sandbox_problem()
+        unsandboxed = problem is not None and (str(commit.tree_id) in starter_trees() or self._opted_out())
+        builds, key = self.compiler.cache / "builds", self.compiler.toolchain.key
+        cache = builds / (f"{key}-unsandboxed" if problem is not None else key)
+        if not force:
+            for where in (builds / key, cache) if unsandboxed else (builds / key,):
+                if (hit := _cached(where, str(commit.tree_id))) is not None:
+                    return self._green(commit, *hit)
+        if problem is not None and not unsandboxed:
+            msg = (f"refusing to build code evogit did not write without a sandbox: bubblewrap cannot run here "
+                   f"({problem}); to build anyway, git config evogit.unsandboxedBuilds true "
+                   "(or EVOGIT_UNSANDBOXED_BUILDS=1)")
+            raise self._fail(commit, BuildRecord(name, False, stage="compile", message=msg), SandboxUnavailable)
+        record, maybe_wasm = self._compile_and_test(files, manifest, cases, sandboxed=problem is None)
         if not record.ok or maybe_wasm is None:
             raise self._fail(commit, record)  # failures are not cached: they may be transient (timeouts)
-        write_atomic(cached_wasm, maybe_wasm)
-        write_atomic(cached_record, msgspec.json.encode(record))
+        write_atomic(cache / f"{commit.tree_id}.wasm", maybe_wasm)
+        write_atomic(cache / f"{commit.tree_id}.json", msgspec.json.encode(record))
         return self._green(commit, record, maybe_wasm)
 
-    def _compile_and_test(self, files: dict[str, bytes], manifest: ToolManifest,
-                          cases: list[Case]) -> tuple[BuildRecord, bytes | None]:
+    def _opted_out(self) -> bool:
+        """The user allowed builds without the sandbox (env EVOGIT_UNSANDBOXED_BUILDS, git config)."""
+        if os.environ.get("EVOGIT_UNSANDBOXED_BUILDS", "").lower() in ("1", "true", "yes", "on"):
+            return True
+        try:
+            return "evogit.unsandboxedbuilds" in self.repo.git.config and \
+                self.repo.git.config.get_bool("evogit.unsandboxedbuilds")
+        except (ValueError, pygit2.GitError) as e:
+            raise InvalidInput(f"bad evogit.unsandboxedBuilds in git config: {e}") from None
+
+    def _compile_and_test(self, files: dict[str, bytes], manifest: ToolManifest, cases: list[Case], *,
+                          sandboxed: bool) -> tuple[BuildRecord, bytes | None]:
+        limits = self.limits or build_limits(self.repo.git.config)
         record = BuildRecord(manifest.name, False, toolchain=self.compiler.toolchain.describe())
         self.compiler.cache.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix="pkg-", dir=self.compiler.cache))
@@ -129,7 +164,7 @@ class Builder:
                 (work / path).parent.mkdir(parents=True, exist_ok=True)
                 (work / path).write_bytes(data)
             try:
-                artifacts = self.compiler.compile(work)
+                artifacts = self.compiler.compile(work, limits, sandboxed=sandboxed)
             except BuildFailed as e:
                 record.stage, record.message = "compile", str(e)
                 return record, None
@@ -206,9 +241,9 @@ class Builder:
         self._remember(commit, record)
         return version
 
-    def _fail(self, commit: pygit2.Commit, record: BuildRecord) -> BuildFailed:
+    def _fail(self, commit: pygit2.Commit, record: BuildRecord, kind: type[BuildFailed] = BuildFailed) -> BuildFailed:
         self._remember(commit, record)
-        return BuildFailed(f"{str(commit.id)[:10]}: {record.summary()}", record)
+        return kind(f"{str(commit.id)[:10]}: {record.summary()}", record)
 
     def _remember(self, commit: pygit2.Commit, record: BuildRecord) -> None:
         write_atomic(self.repo.state_dir / "builds" / f"{commit.id}.json", msgspec.json.encode(record))
@@ -217,6 +252,77 @@ class Builder:
         """The build record this repository kept for a source commit, if it was ever built here."""
         path = self.repo.state_dir / "builds" / f"{getattr(commit, 'id', commit)}.json"
         return msgspec.json.decode(path.read_bytes(), type=BuildRecord) if path.exists() else None
+
+
+def build_limits(config: pygit2.Config) -> BuildLimits:
+    """Compile limits from git config: `evogit.buildTimeout` seconds, `evogit.buildMemory` MiB per process,
+    `evogit.buildMaxOutput` bytes; the defaults for keys not set."""
+    base, values = DEFAULT_BUILD_LIMITS, {}
+    for key, field, scale in (("buildTimeout", "timeout", 0), ("buildMemory", "memory", 1 << 20),
+                              ("buildMaxOutput", "max_output", 1)):
+        name = f"evogit.{key}"
+        if name.lower() not in config:
+            continue
+        try:
+            value = float(str(config[name.lower()])) if not scale else config.get_int(name.lower()) * scale
+        except (ValueError, pygit2.GitError) as e:
+            raise InvalidInput(f"bad {name} in git config: {e}") from None
+        if not (math.isfinite(value) and value > 0):
+            raise InvalidInput(f"bad {name} in git config: {config[name.lower()]!r} is not a positive number")
+        values[field] = value
+    return BuildLimits(**{**base.__dict__, **values})
+
+
+def _cached(cache: Path, tree: str) -> tuple[BuildRecord, bytes] | None:
+    """A green result kept for this tree, if there is one that checks out."""
+    record_path, wasm_path = cache / f"{tree}.json", cache / f"{tree}.wasm"
+    if not (record_path.exists() and wasm_path.exists()):
+        return None
+    try:
+        record = msgspec.json.decode(record_path.read_bytes(), type=BuildRecord)
+    except msgspec.MsgspecError:
+        return None  # a torn or foreign file is a miss, never an error
+    wasm = wasm_path.read_bytes()
+    return (record, wasm) if record.ok and fingerprint(wasm) == record.fingerprint else None
+
+
+def tree_id(files: dict[str, bytes]) -> str:
+    """The git tree id of regular files (path -> bytes) as `SkillsRepo.write_tree` writes them, computed
+    without writing objects."""
+    root: dict[str, Any] = {}
+    for path, data in files.items():
+        *dirs, leaf = path.split("/")
+        node = root
+        for d in dirs:
+            node = node.setdefault(d, {})
+        node[leaf] = data
+
+    def digest(node: dict[str, Any]) -> bytes:
+        entries = []
+        for name, value in node.items():
+            if isinstance(value, dict):
+                entries.append((name.encode() + b"/", b"40000 " + name.encode() + b"\0" + digest(value)))
+            else:
+                entries.append((name.encode(), b"100644 " + name.encode() + b"\0" + pygit2.hash(value).raw))
+        body = b"".join(entry for _, entry in sorted(entries))
+        return hashlib.sha1(b"tree %d\0" % len(body) + body).digest()
+
+    return digest(root).hex()
+
+
+@functools.cache
+def starter_trees() -> frozenset[str]:
+    """Tree ids of the starter tools shipped with evogit, as an import commits them: the code evogit wrote."""
+    try:
+        root = resource("skills-repo")
+    except FileNotFoundError:
+        return frozenset()
+    trees = set()
+    for d in root.iterdir():
+        if (d / "tool.json").is_file():
+            trees.add(tree_id({str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*"))
+                               if p.is_file() and "target" not in p.relative_to(d).parts}))
+    return frozenset(trees)
 
 
 def _name_of(files: dict[str, bytes]) -> str | None:
