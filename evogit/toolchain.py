@@ -128,9 +128,8 @@ class Toolchain:
         """Directories the toolchain needs that /usr does not cover (bound read-only into the sandbox)."""
         dirs = [self.sysroot, *(os.path.dirname(e) for e in self.executables())]
         out: list[str] = []
-        for d in dirs:
-            d = os.path.realpath(d)
-            if not (d == "/usr" or d.startswith("/usr/")) and d not in out:
+        for d in map(os.path.realpath, dirs):
+            if not any(d == o or d.startswith(o + "/") for o in ["/usr", *out]):
                 out.append(d)
         return out
 

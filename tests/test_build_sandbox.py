@@ -28,7 +28,7 @@ from evogit.build import Builder, build_limits, starter_trees, tree_id
 from evogit.errors import BuildFailed, InvalidInput
 from evogit.resources import resource
 from evogit.runtime import BuildOutcome, Runtime
-from evogit.toolchain import Compiler, cache_root, sandbox_problem
+from evogit.toolchain import PROFILE_ENV, Compiler, Toolchain, cache_root, sandbox_problem
 
 from .conftest import tool_files
 
@@ -423,3 +423,17 @@ def test_build_output_past_its_limit_is_a_compile_failure(tmp_path):
     assert not outcome.ok and outcome.record is not None and outcome.record.stage == "compile"
     assert "output limit of 2000 bytes (git config evogit.buildMaxOutput" in (outcome.record.message or "")
     assert json.loads(json.dumps(msgspec.to_builtins(outcome.record)))  # the record stays plain JSON
+
+
+def test_a_toolchain_outside_usr_is_bound_read_only_and_nothing_else_of_the_host(tmp_path):
+    tc = Toolchain("/opt/rust/bin/cargo", "/opt/rust/bin/rustc", "wasm32-wasip1", "rustc 9", "cargo 9", "/opt/rust")
+    argv, env = Compiler(tc, tmp_path).command(tmp_path / "pkg", tmp_path / "slot")
+    binds = [tuple(argv[i:i + 3]) for i, a in enumerate(argv) if a in ("--bind", "--ro-bind")]
+    assert binds == [("--ro-bind", "/usr", "/usr"), ("--ro-bind", "/etc/alternatives", "/etc/alternatives"),
+                     ("--ro-bind", "/opt/rust", "/opt/rust"), ("--bind", str(tmp_path / "pkg"), "/pkg"),
+                     ("--ro-bind", str(tmp_path / "cargo-home"), "/cargo"), ("--bind", str(tmp_path / "slot"), "/target")]
+    assert {"--unshare-all", "--clearenv", "--die-with-parent", "--as-pid-1"} <= set(argv)
+    inside = {argv[i + 1] for i, a in enumerate(argv) if a == "--setenv"}
+    assert inside == {"PATH", "RUSTC", "CARGO_TERM_COLOR", "CARGO_HOME", "CARGO_TARGET_DIR", *PROFILE_ENV}
+    assert argv[argv.index("--") + 1] == "/opt/rust/bin/cargo"
+    assert set(env) == {"PATH", "LANG"}  # bubblewrap itself gets none of the host's environment either
