@@ -30,6 +30,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -72,6 +73,7 @@ _SANDBOX_FLAGS = ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--unsh
 #: What rustc says when the address-space limit stops an allocation.
 _OOM_SIGNS = ("memory allocation of", "out of memory", "Cannot allocate memory", "failed to allocate",
               "std::bad_alloc")
+_QUOTED_SOURCE = re.compile(r"\s*\d*\s*\|")  # a diagnostic quoting the tool's source: not the compiler speaking
 
 
 @dataclass(frozen=True)
@@ -184,10 +186,16 @@ def sandbox_problem() -> str | None:
     return _probe(bwrap())
 
 
+def sandboxed(argv: list[str], exe: str | None = None) -> tuple[list[str], dict[str, str]]:
+    """`argv` in an empty build sandbox (only the toolchain visible), and the environment to start it with."""
+    return [exe or bwrap(), *_SANDBOX_BASE, *_SANDBOX_FLAGS, "--", *argv], dict(_BWRAP_ENV)
+
+
 @functools.cache
 def _probe(exe: str) -> str | None:
     try:
-        done = proc.run([exe, *_SANDBOX_BASE, *_SANDBOX_FLAGS, "--", "/usr/bin/true"], env=_BWRAP_ENV, timeout=30)
+        argv, env = sandboxed(["/usr/bin/true"], exe)
+        done = proc.run(argv, env=env, timeout=30)
     except OSError as e:
         return f"{exe}: {e.strerror or e}"
     if done.ok:
@@ -264,7 +272,8 @@ class Compiler:
             raise BuildLimitExceeded(f"the build printed more than its output limit of {limits.max_output} bytes "
                                      "(git config evogit.buildMaxOutput BYTES raises it)")
         if done.returncode != 0:
-            said = [ln.strip() for ln in stderr.splitlines() if any(sign in ln for sign in _OOM_SIGNS)]
+            said = [ln.strip() for ln in stderr.splitlines()
+                    if any(sign in ln for sign in _OOM_SIGNS) and not _QUOTED_SOURCE.match(ln)]
             if said:
                 raise BuildLimitExceeded(
                     f"the build ran out of its memory limit of {limits.memory >> 20} MiB per process "

@@ -437,3 +437,12 @@ def test_a_toolchain_outside_usr_is_bound_read_only_and_nothing_else_of_the_host
     assert inside == {"PATH", "RUSTC", "CARGO_TERM_COLOR", "CARGO_HOME", "CARGO_TARGET_DIR", *PROFILE_ENV}
     assert argv[argv.index("--") + 1] == "/opt/rust/bin/cargo"
     assert set(env) == {"PATH", "LANG"}  # bubblewrap itself gets none of the host's environment either
+
+
+@pytest.mark.slow
+def test_a_compile_error_quoting_out_of_memory_is_not_called_the_memory_limit(tmp_path):
+    rt = _runtime(tmp_path)
+    source = 'fn main() { let x: u32 = "out of memory: Cannot allocate memory"; }'
+    outcome = rt.commit("echo-tool", tool_files(main_rs=source), "A type error")
+    assert outcome.record is not None and "compilation failed" in (outcome.record.message or "")
+    assert "memory limit" not in (outcome.record.message or "")
