@@ -5,7 +5,8 @@ offline registry, no build scripts, no own proc-macros, no custom target paths, 
 file or the environment while it compiles. They are the second line: the build runs in a sandbox that cannot
 see the host anyway (toolchain.py). The source rule works on Rust tokens (comments stripped; string, char and
 raw-string literals skipped whole), over every file of the package but Cargo.toml/Cargo.lock (so a file
-that is not named .rs cannot smuggle code in either); the tool contract needs none of what it forbids:
+that is not named .rs cannot smuggle code in either; one that is not Rust tokens at all, like prose, could
+not be compiled and is let be); the tool contract needs none of what it forbids:
 
 - `include_str`, `include_bytes`, `option_env`: forbidden as identifiers anywhere (so also as a macro passed
   by name, renamed in a `use`, or behind a raw identifier `r#...`);
@@ -275,12 +276,15 @@ _KEYWORDS = frozenset({"as", "break", "const", "continue", "crate", "else", "enu
                        "struct", "super", "trait", "type", "unsafe", "use", "where", "while", "async", "await", "dyn"})
 
 
-def check_source(path: str, text: str) -> None:
+def check_source(path: str, text: str, *, must_lex: bool = True) -> None:
     """Reject source that could read host files or environment at compile time (the rules are in the module
-    docstring). Every file the compiler could read is checked, whatever its name."""
+    docstring). With `must_lex=False` (a file not named .rs) text that is not Rust tokens at all passes: no
+    compiler could take it as code, and nothing may include it."""
     try:
         tokens = list(_tokens(text))
     except ValueError as e:
+        if not must_lex:
+            return
         raise InvalidPackage(f"{path}: cannot be read as Rust source: {e}") from None
 
     def refuse(tok: _Token, what: str) -> InvalidPackage:
@@ -350,11 +354,15 @@ def check_build_rules(files: dict[str, bytes], symlinks: frozenset[str] | set[st
             raise InvalidPackage(".cargo/ configuration is not allowed in a tool package")
     check_cargo_toml(files["Cargo.toml"])
     for path, data in files.items():
-        if path not in CARGO_FILES:
-            try:
-                check_source(path, data.decode("utf-8"))
-            except UnicodeDecodeError:
-                raise InvalidPackage(f"{path} is not UTF-8 (every file of a package must be text)") from None
+        if path in CARGO_FILES:
+            continue
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            if path.endswith(".rs"):
+                raise InvalidPackage(f"{path} is not UTF-8") from None
+            continue  # not text, so not Rust either
+        check_source(path, text, must_lex=path.endswith(".rs"))
 
 
 def manifest_json(manifest: ToolManifest) -> bytes:

@@ -129,3 +129,7 @@ def test_source_that_only_mentions_the_forbidden_names_passes(source):
 def test_a_file_not_named_rs_is_checked_too():
     with pytest.raises(InvalidPackage, match=r"src/data\.txt:1: `include_str` is not allowed"):
         check_package(tool_files(extra={"src/data.txt": b'include_str!("/etc/passwd")'}))
+    # Prose that is not Rust tokens (a byte literal b' never closed) could not be compiled: it passes.
+    check_package(tool_files(extra={"README.md": b"b's version, don't \"quote\n", "logo.png": b"\x89PNG\xff"}))
+    with pytest.raises(InvalidPackage, match="src/main.rs: cannot be read as Rust source"):
+        check_package(tool_files(main_rs="fn main() { let b = b's; }"))
