@@ -27,7 +27,9 @@ import pygit2
 
 from .atomic import write_atomic
 from .contract import Contract, RunOutcome, interpret
-from .errors import BuildFailed, InvalidInput, InvalidPackage, SandboxError, SandboxUnavailable
+from .errors import BuildFailed, InvalidInput, InvalidJSON, InvalidPackage, SandboxError, SandboxUnavailable
+from .jsonio import decode, encode
+from .log import warn
 from .manifest import Case, ToolManifest, check_package
 from .repo import SkillsRepo, Version
 from .resources import resource
@@ -105,15 +107,20 @@ class Builder:
 
     def existing(self, commit: pygit2.Commit, name: str) -> Version | None:
         for v in self.repo.versions(name):
-            if v.source_commit == str(commit.id):
+            if v.source_commit == str(commit.id) and self.repo.intact(v):
                 return v
         return None
 
-    def build(self, commit: pygit2.Commit, branch: str | None = None, *, force: bool = False) -> Version:
-        """Build one source commit and tag it. No-op if it is already tagged. Raises BuildFailed."""
-        files, links = self.repo.files(commit.tree)
-        name = branch or _name_of(files) or "?"
+    def build(self, commit: pygit2.Commit, branch: str | None = None, *, force: bool = False,
+              again: bool = False) -> Version:
+        """Build one source commit and tag it. No-op if it is already tagged. Raises BuildFailed.
+
+        `again` builds even if tagged (the identical-tree cache still serves) and returns the build commit
+        written here, to verify a version by rebuilding it."""
+        name = branch or "?"
         try:
+            files, links = self.repo.files(commit.tree)  # checks every entry name before anything is written
+            name = branch or _name_of(files) or "?"
             manifest, cases = check_package(files, links, build_rules=self.package_rules)
         except InvalidPackage as e:
             raise self._fail(commit, BuildRecord(name, False, stage="package", message=str(e))) from None
@@ -121,27 +128,78 @@ class Builder:
             msg = f"tool.json names {manifest.name!r} but the commit is on tools/{branch}"
             raise self._fail(commit, BuildRecord(name, False, stage="package", message=msg))
         name = manifest.name
-        if not force and (done := self.existing(commit, name)) is not None:
+        if not force and not again and (done := self.existing(commit, name)) is not None:
             return done
+        try:
+            record, maybe_wasm = self._compile_cached(str(commit.tree_id), files, manifest, cases, force=force)
+        except SandboxUnavailable as e:
+            assert isinstance(e.record, BuildRecord)
+            raise self._fail(commit, e.record, SandboxUnavailable) from None
+        if not record.ok or maybe_wasm is None:
+            raise self._fail(commit, record)  # failures are not cached: they may be transient (timeouts)
+        return self._green(commit, record, maybe_wasm, again)
+
+    def try_files(self, files: dict[str, bytes]) -> tuple[BuildRecord, bytes | None]:
+        """Build and test a package that is not committed (a model's attempt) with the same checks, sandbox and
+        cases as a commit's build. A green result is cached by its tree, so committing it afterwards compiles
+        nothing; a red one is only returned (nothing is written to the repository but loose blobs)."""
+        name = _name_of(files) or "?"
+        try:
+            tree = str(self.repo.write_tree(files))  # checks every path before anything is written
+            manifest, cases = check_package(files, set(), build_rules=self.package_rules)
+        except InvalidPackage as e:
+            return BuildRecord(name, False, stage="package", message=str(e)), None
+        try:
+            return self._compile_cached(tree, files, manifest, cases)
+        except SandboxUnavailable as e:
+            assert isinstance(e.record, BuildRecord)
+            return e.record, None
+
+    def _compile_cached(self, tree: str, files: dict[str, bytes], manifest: ToolManifest, cases: list[Case], *,
+                        force: bool = False) -> tuple[BuildRecord, bytes | None]:
+        """The cached green result of an identical tree, else compile and test it in the build sandbox (without
+        it only for the starter library or after an explicit opt-out) and cache a green result. Raises
+        SandboxUnavailable (with its record) where neither is the case."""
         problem = sandbox_problem()
-        unsandboxed = problem is not None and (str(commit.tree_id) in starter_trees() or self._opted_out())
-        builds, key = self.compiler.cache / "builds", self.compiler.toolchain.key
-        cache = builds / (f"{key}-unsandboxed" if problem is not None else key)
+        unsandboxed = problem is not None and (tree in starter_trees() or self._opted_out())
         if not force:
-            for where in (builds / key, cache) if unsandboxed else (builds / key,):
-                if (hit := _cached(where, str(commit.tree_id))) is not None:
-                    return self._green(commit, *hit)
+            for sandboxed in (True, False) if unsandboxed else (True,):
+                if (hit := self._cached(tree, sandboxed)) is not None:
+                    return hit
         if problem is not None and not unsandboxed:
             msg = (f"refusing to build code evogit did not write without a sandbox: bubblewrap cannot run here "
                    f"({problem}); to build anyway, git config evogit.unsandboxedBuilds true "
                    "(or EVOGIT_UNSANDBOXED_BUILDS=1)")
-            raise self._fail(commit, BuildRecord(name, False, stage="compile", message=msg), SandboxUnavailable)
-        record, maybe_wasm = self._compile_and_test(files, manifest, cases, sandboxed=problem is None)
-        if not record.ok or maybe_wasm is None:
-            raise self._fail(commit, record)  # failures are not cached: they may be transient (timeouts)
-        write_atomic(cache / f"{commit.tree_id}.wasm", maybe_wasm)
-        write_atomic(cache / f"{commit.tree_id}.json", msgspec.json.encode(record))
-        return self._green(commit, record, maybe_wasm)
+            raise SandboxUnavailable(msg, BuildRecord(manifest.name, False, stage="compile", message=msg))
+        record, wasm = self._compile_and_test(files, manifest, cases, sandboxed=problem is None)
+        if record.ok and wasm is not None:
+            self._cache(tree, record, wasm, sandboxed=problem is None)
+        return record, wasm
+
+    def _cache_paths(self, tree: str, sandboxed: bool) -> tuple[Path, Path]:
+        key = self.compiler.toolchain.key
+        cache = self.compiler.cache / "builds" / (key if sandboxed else f"{key}-unsandboxed")
+        return cache / f"{tree}.json", cache / f"{tree}.wasm"
+
+    def _cached(self, tree: str, sandboxed: bool = True) -> tuple[BuildRecord, bytes] | None:
+        """The green build of an identical source tree on this machine, if one is cached and intact (results
+        built without the sandbox are kept apart, never served to a sandboxed build)."""
+        cached_record, cached_wasm = self._cache_paths(tree, sandboxed)
+        if not (cached_record.exists() and cached_wasm.exists()):
+            return None
+        record = _read_record(cached_record)
+        wasm = cached_wasm.read_bytes()
+        if record is not None and record.ok and fingerprint(wasm) == record.fingerprint:
+            return record, wasm
+        if record is not None:  # a cached wasm that is not the one its record names: damaged
+            warn(f"{cached_wasm} does not match its build record: treated as missing (rebuilt)")
+        cached_wasm.unlink(missing_ok=True)
+        return None
+
+    def _cache(self, tree: str, record: BuildRecord, wasm: bytes, *, sandboxed: bool = True) -> None:
+        cached_record, cached_wasm = self._cache_paths(tree, sandboxed)
+        write_atomic(cached_wasm, wasm)
+        write_atomic(cached_record, msgspec.json.encode(record))
 
     def _opted_out(self) -> bool:
         """The user allowed builds without the sandbox (env EVOGIT_UNSANDBOXED_BUILDS, git config)."""
@@ -223,7 +281,7 @@ class Builder:
             if case.exit == 0 and (problem := contract.input_problem(case.input)):
                 verdict.error = f"case input breaks input_schema: {problem}"
                 continue
-            result = self.sandbox.run(loaded, json.dumps(case.input).encode(), argv=(manifest.name,))
+            result = self.sandbox.run(loaded, encode(case.input).encode(), argv=(manifest.name,))
             outcome = interpret(RunOutcome(manifest.name, "", ok=False), result, contract if case.exit == 0 else None)
             verdict.actual_exit = outcome.exit_code
             verdict.actual = outcome.output if outcome.output is not None else result.stdout.decode("utf-8", "replace")[:2000]
@@ -233,11 +291,11 @@ class Builder:
                 verdicts[-1] = CaseVerdict(case.name, True)
         return verdicts
 
-    def _green(self, commit: pygit2.Commit, record: BuildRecord, wasm: bytes) -> Version:
+    def _green(self, commit: pygit2.Commit, record: BuildRecord, wasm: bytes, mine: bool = False) -> Version:
         build_json = json.dumps(msgspec.to_builtins(record), indent=2, sort_keys=True).encode() + b"\n"
         assert record.fingerprint is not None
         version = self.repo.write_build(record.tool, commit, {"tool.wasm": wasm, "build.json": build_json},
-                                        record.fingerprint)
+                                        record.fingerprint, mine=mine)
         self._remember(commit, record)
         return version
 
@@ -250,8 +308,19 @@ class Builder:
 
     def last_record(self, commit: pygit2.Commit | str) -> BuildRecord | None:
         """The build record this repository kept for a source commit, if it was ever built here."""
-        path = self.repo.state_dir / "builds" / f"{getattr(commit, 'id', commit)}.json"
-        return msgspec.json.decode(path.read_bytes(), type=BuildRecord) if path.exists() else None
+        return _read_record(self.repo.state_dir / "builds" / f"{getattr(commit, 'id', commit)}.json")
+
+
+def _read_record(path: Path) -> BuildRecord | None:
+    """A kept build record; a damaged one is treated as missing, reported, and removed (so reported once)."""
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=BuildRecord)
+    except FileNotFoundError:
+        return None
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+        warn(f"{path} was unreadable: treated as missing")
+        path.unlink(missing_ok=True)
+        return None
 
 
 def build_limits(config: pygit2.Config) -> BuildLimits:
@@ -271,19 +340,6 @@ def build_limits(config: pygit2.Config) -> BuildLimits:
             raise InvalidInput(f"bad {name} in git config: {config[name.lower()]!r} is not a positive number")
         values[field] = value
     return BuildLimits(**{**base.__dict__, **values})
-
-
-def _cached(cache: Path, tree: str) -> tuple[BuildRecord, bytes] | None:
-    """A green result kept for this tree, if there is one that checks out."""
-    record_path, wasm_path = cache / f"{tree}.json", cache / f"{tree}.wasm"
-    if not (record_path.exists() and wasm_path.exists()):
-        return None
-    try:
-        record = msgspec.json.decode(record_path.read_bytes(), type=BuildRecord)
-    except msgspec.MsgspecError:
-        return None  # a torn or foreign file is a miss, never an error
-    wasm = wasm_path.read_bytes()
-    return (record, wasm) if record.ok and fingerprint(wasm) == record.fingerprint else None
 
 
 def tree_id(files: dict[str, bytes]) -> str:
@@ -327,8 +383,8 @@ def starter_trees() -> frozenset[str]:
 
 def _name_of(files: dict[str, bytes]) -> str | None:
     try:
-        return str(json.loads(files["tool.json"])["name"])
-    except (KeyError, ValueError, TypeError):
+        return str(decode(files["tool.json"])["name"])
+    except (KeyError, InvalidJSON, TypeError):
         return None
 
 

@@ -71,9 +71,38 @@ class InvalidInput(EvogitError):
     """Input to a tool or a command is not valid JSON or breaks the input schema."""
 
 
+class InvalidJSON(EvogitError):
+    """A document is not strict JSON (RFC 8259), or nests deeper than jsonio.MAX_DEPTH."""
+
+
+class InvalidLimit(EvogitError):
+    """A run limit (timeout, fuel, memory, output or input size) is out of its range."""
+
+
 class SandboxError(EvogitError):
     """A run ended in a sandbox failure; `kind` names it (timeout, out_of_fuel, trap, ...)."""
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)
         self.kind = kind
+
+
+class ModelNotConfigured(EvogitError):
+    """No model is configured (EVOGIT_MODEL / OPENAI_BASE_URL / OPENAI_API_KEY, or git config evogit.*)."""
+
+
+class ModelError(EvogitError):
+    """A model call failed; `kind` names how (timeout, rate_limited, server_error, bad_response, ...)."""
+
+    def __init__(self, kind: str, message: str, result: object | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.result = result  # the reply, when there was one (a reply that is not the JSON asked for)
+
+
+class InvalidVersion(EvogitError):
+    """A version tag fails verification (malformed, forged or broken); `stage` names the check."""
+
+    def __init__(self, stage: str, message: str):
+        super().__init__(message)
+        self.stage = stage

@@ -27,7 +27,8 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from .errors import InvalidName, InvalidPackage
+from .errors import InvalidJSON, InvalidName, InvalidPackage
+from .jsonio import decode
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 MAX_NAME = 64
@@ -105,11 +106,9 @@ def parse_manifest(data: bytes, *, check_schemas: bool = True) -> ToolManifest:
     """Decode and check `tool.json`. The schemas' own validity (the slow part: ~2 ms each) need not be checked
     again for a version that was built, whose tool.json passed these checks then (`check_schemas=False`)."""
     try:
-        manifest = msgspec.json.decode(data, type=ToolManifest)
-    except msgspec.ValidationError as e:
-        raise InvalidPackage(f"tool.json: {e}") from None
-    except msgspec.DecodeError as e:
-        raise InvalidPackage(f"tool.json is not valid JSON: {e}") from None
+        manifest = decode(data, what="tool.json", type=ToolManifest)
+    except InvalidJSON as e:
+        raise InvalidPackage(str(e)) from None
     check_name(manifest.name)
     if not manifest.description.strip():
         raise InvalidPackage("tool.json: description is empty")
@@ -126,18 +125,20 @@ def _check_schemas(manifest: ToolManifest) -> None:
             jsonschema.Draft202012Validator.check_schema(getattr(manifest, field))
         except jsonschema.SchemaError as e:
             raise InvalidPackage(f"tool.json: {field} is not a valid JSON Schema: {e.message}") from None
+        except RecursionError:  # checking a schema recurses a dozen frames per level of it
+            raise InvalidPackage(f"tool.json: {field} is nested too deeply to check") from None
 
 
 def parse_cases(data: bytes) -> list[Case]:
     """Decode `tests/cases.jsonl`: one case per non-blank line, names unique, at least one case."""
     cases: list[Case] = []
-    for lineno, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+    for lineno, line in enumerate(data.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            cases.append(msgspec.json.decode(line, type=Case))
-        except (msgspec.ValidationError, msgspec.DecodeError) as e:
-            raise InvalidPackage(f"tests/cases.jsonl line {lineno}: {e}") from None
+            cases.append(decode(line, what=f"tests/cases.jsonl line {lineno}", type=Case))
+        except InvalidJSON as e:
+            raise InvalidPackage(str(e)) from None
     if not cases:
         raise InvalidPackage("tests/cases.jsonl has no cases")
     seen: set[str] = set()

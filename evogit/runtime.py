@@ -5,12 +5,13 @@ It returns plain data; formatting is the caller's business.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
-import json
 import os
 import re
 import secrets
 import shutil
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +21,12 @@ import msgspec
 import pygit2
 
 from . import events as ev
-from . import hooks, lineage
+from . import hooks, jsonio, lineage
+from . import limits as limits_mod
 from .build import Builder, BuildRecord
 from .contract import Contract, RunOutcome, interpret
-from .errors import BuildFailed, EvogitError, InvalidInput, SandboxError, ToolExists, ToolNotFound
-from .log import EventLog, FileLog, default_writer
+from .errors import BuildFailed, EvogitError, InvalidInput, InvalidJSON, SandboxError, ToolExists, ToolNotFound
+from .log import EventLog, FileLog, default_writer, warn
 from .manifest import ToolManifest, check_name, manifest_json, parse_cases, parse_manifest
 from .projections import (
     EmbeddingProjector,
@@ -40,10 +42,11 @@ from .projections import (
 )
 from .repo import BRANCH_PREFIX, SkillsRepo, Version, branch_ref, parse_spec
 from .resources import resource
-from .sandbox import DEFAULT_LIMITS, Limits, LoadedModule, RunResult, Sandbox
-from .share import PullReport, import_logs
+from .sandbox import DEFAULT_LIMITS, Limits, LoadedModule, RunResult, Sandbox, shutdown
+from .share import PUSHED, PullReport, accept_tags, import_logs, quarantine_pushed, repair_logs
 from .share import pull as git_pull
 from .share import push as git_push
+from .verify import Verdict, trust_policy
 
 if TYPE_CHECKING:  # numpy, faiss and the embedders load only when retrieval is used (cold `evogit run`)
     from .embed import Embedder
@@ -104,6 +107,26 @@ class _Loaded:
     module: LoadedModule | None = field(default=None, repr=False)
 
 
+_OPEN: weakref.WeakSet[Runtime] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    """At interpreter exit, before finalisation: close the runtimes still open and stop the epoch ticker, so
+    that no wasmtime thread calls into a finalising interpreter (which aborts the process)."""
+    for rt in list(_OPEN):
+        rt.close()
+    shutdown()
+
+
+_SUPERSEDES = re.compile(r"^Evogit-Supersedes: (.+?): (.+)$", re.M)
+
+
+def supersedes(message: str) -> list[tuple[str, str]]:
+    """The parent's cases a version no longer has to pass, and why (its commit's `Evogit-Supersedes` trailers)."""
+    return _SUPERSEDES.findall(message)
+
+
 def default_repo_path() -> Path:
     return Path(os.environ.get("EVOGIT_REPO") or Path.home() / ".evogit")
 
@@ -123,6 +146,26 @@ class Runtime:
         self._featurizers: dict[str, Featurizer] = {}  # embedder model id -> its featurizer
         self._metrics: Projector | None = None
         self._embeddings: EmbeddingProjector | None = None
+        self._own_log = log is None
+        _OPEN.add(self)
+
+    def close(self) -> None:
+        """Release what the runtime holds: compiled modules, wasmtime's output callbacks of finished runs
+        (see sandbox.settle), and the event log it opened (synced first). Called at exit for every runtime
+        still open; the runtime opens what it needs again if used afterwards."""
+        self._loaded.clear()
+        self._resolved.clear()
+        self.builder.sandbox.close()
+        if self._own_log and isinstance(self._log, FileLog):
+            self._log.close()
+            self._log = None
+        _OPEN.discard(self)
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _log_run(self, event: ev.ToolRun) -> None:
         self.log.append([event])
@@ -167,9 +210,16 @@ class Runtime:
         refresh(projector, self.log, path)
         return projector
 
-    def replay(self, retrieval: bool = True) -> Projector:
+    def replay(self, retrieval: bool = True, repair: bool = False) -> Projector:
         """Throw the projections away and rebuild them from the whole log; then refit the retrieval model
-        and its FAISS index from them (unless `retrieval` is False)."""
+        and its FAISS index from them (unless `retrieval` is False). With `repair`, damaged log files are
+        rewritten first from what can still be read (share.repair_logs; each repair is reported)."""
+        if repair:
+            if self._own_log and isinstance(self._log, FileLog):
+                self._log.close()
+                self._log = None
+            for line in repair_logs(self.repo, self.repo.state_dir / "log", self.writer()):
+                warn(line)
         self._import_logs()
         projector, self._embeddings = replay_all(self.log, self.repo.state_dir / "projections.msgpack",
                                                  self.repo.state_dir / "embeddings.msgpack")
@@ -200,12 +250,23 @@ class Runtime:
     def pull(self, remote: str) -> tuple[PullReport, list[BuildOutcome]]:
         """Fetch tools, versions and logs; fast-forward tool branches; build heads that arrived unbuilt."""
         log = self._file_log()
-        report = git_pull(self.repo, log.dir, log.writer, remote)
+        report = git_pull(self.repo, log.dir, log.writer, remote, self._rebuilt)
         moved = report.created + report.fast_forwarded
         return report, (self.build(moved) if moved else [])
 
+    def verify(self, spec: str | None = None, rebuild: bool = False) -> list[Verdict]:
+        """Check local version tags (all, one tool's, or one version) as a pulled tag is checked (verify.py);
+        `rebuild` also rebuilds each here and compares the build commits."""
+        return self.repo.verify(spec, self._rebuilt if rebuild else None)
+
+    def _rebuilt(self, source: pygit2.Commit, name: str) -> tuple[str, str]:
+        """Build a version's source commit here whatever tags say (verify.Rebuild): (fingerprint, build commit)."""
+        v = self.builder.build(source, name, again=True)
+        return v.fingerprint, v.build_commit
+
     def feedback(self, spec: str, task: str, solved: bool, note: str = "") -> ev.Feedback:
         """Record whether a version solved a task (it teaches retrieval which tools serve which tasks)."""
+        _check_task(task)
         v = self.repo.resolve(spec)
         event = ev.Feedback(tool=v.name, fingerprint=v.fingerprint, task=task, solved=solved, note=note)
         self.log.append([event, *self._choice(task, f"{v.name}@{v.fingerprint}")])
@@ -233,6 +294,20 @@ class Runtime:
         out = {k: versions[k].summary() if k in versions else VersionMetrics().summary() for k in keys}
         self._add_lineage(out, versions)
         return out
+
+    def cost(self) -> dict[str, Any]:
+        """Tokens spent writing tools (every attempt of creates, mutations and teaching, rejected ones too), per
+        tool and per model, from the log."""
+        state = self.projections().state
+        tools = {name or "(unnamed)": {"tokens": c.tokens, "prompt_tokens": c.prompt_tokens,
+                                      "completion_tokens": c.completion_tokens, "attempts": c.attempts,
+                                      "green": c.green, "by_kind": c.by_kind, "seconds": c.ms / 1000}
+                 for name, c in sorted(state.costs.items())}
+        models = {name: {"calls": m.calls, "failed": m.failed, "tokens": m.prompt_tokens + m.completion_tokens,
+                         "prompt_tokens": m.prompt_tokens, "completion_tokens": m.completion_tokens,
+                         "latency_ms": m.latency_ms, "by_purpose": m.by_purpose}
+                  for name, m in sorted(state.models.items())}
+        return {"tools": tools, "models": models, "tokens": sum(m["tokens"] for m in models.values())}
 
     def _add_lineage(self, out: dict[str, dict[str, Any]], versions: dict[str, VersionMetrics]) -> None:
         """Lineage-aware summaries: children, descendants, and the best descendant by success rate (runs
@@ -428,7 +503,8 @@ class Runtime:
                 status = "green"
             else:
                 record = self.builder.last_record(head)
-                status = "failed" if record is not None and not record.ok else "unbuilt"
+                # a head that built to a binary already tagged (same code, new cases) is green as that version
+                status = "unbuilt" if record is None else "green" if record.ok else "failed"
             try:
                 description = parse_manifest(self.repo.read(head, "tool.json"), check_schemas=False).description
             except EvogitError:
@@ -451,9 +527,10 @@ class Runtime:
             "description": manifest.description, "tags": manifest.tags,
             "input_schema": manifest.input_schema, "output_schema": manifest.output_schema,
             "cases": [msgspec.to_builtins(c) for c in cases],
-            "build": json.loads(self.repo.read(build, "build/build.json")),
+            "build": jsonio.decode(self.repo.read(build, "build/build.json"), what="build/build.json"),
             "source_commit": v.source_commit, "build_commit": v.build_commit,
             "message": source.message.strip(),
+            "superseded": [{"case": case, "reason": reason} for case, reason in supersedes(source.message)],
             "author": f"{source.author.name} <{source.author.email}>",
             "parents": node.parents if node else [], "children": node.children if node else [],
             "versions": [x.short for x in self.repo.versions(v.name)],
@@ -470,7 +547,7 @@ class Runtime:
         """Build tool heads (`name`), or any commits (`rev`); no revs = every tool's head."""
         targets: list[tuple[pygit2.Commit, str | None]] = []
         for rev in revs or self.repo.tools():
-            if f"{BRANCH_PREFIX}{rev}" in self.repo.git.references:
+            if _is_branch(self.repo, rev):
                 targets.append((self.repo.head(rev), rev))
             else:
                 targets.append((self.repo.commit(rev), None))
@@ -504,6 +581,11 @@ class Runtime:
                 message=(record.message or "") if record else str(e),
                 id=ev.fact_id("build-failed", str(commit.id), (record.message or "") if record else str(e)))])
         return outcome
+
+    def committed_and_built(self, name: str, commit: str, message: str) -> BuildOutcome:
+        """Record a source commit made for `name` elsewhere (the authoring loop) and build it."""
+        self._committed(name, commit, message)
+        return self._build(self.repo.commit(commit), name)
 
     def _committed(self, name: str, commit: str, message: str) -> str:
         self.log.append([ev.VersionCommitted(tool=name, commit=commit, message=message.splitlines()[0],
@@ -539,18 +621,9 @@ class Runtime:
     # -- running -----------------------------------------------------------------------------------------------
     def default_limits(self) -> Limits:
         """Run limits from the repo's git config (`evogit.timeout`, `evogit.fuel`, `evogit.memory` in MiB,
-        `evogit.maxOutput` in bytes), falling back to the built-in defaults."""
-        config, base = self.repo.git.config, DEFAULT_LIMITS
-        try:
-            return Limits(
-                timeout=float(str(config["evogit.timeout"])) if "evogit.timeout" in config else base.timeout,
-                fuel=config.get_int("evogit.fuel") if "evogit.fuel" in config else base.fuel,
-                memory=config.get_int("evogit.memory") * 1024 * 1024 if "evogit.memory" in config else base.memory,
-                max_output=config.get_int("evogit.maxoutput") if "evogit.maxoutput" in config else base.max_output,
-                max_stderr=base.max_stderr,
-            )
-        except (ValueError, pygit2.GitError) as e:
-            raise InvalidInput(f"bad evogit.* limit in git config: {e}") from None
+        `evogit.maxOutput` and `evogit.maxInput` in bytes), falling back to the built-in defaults; a value out of
+        its range is an InvalidLimit naming the key (evogit/limits.py)."""
+        return limits_mod.from_config(self.repo.git.config, DEFAULT_LIMITS)
 
     def load(self, spec: str) -> _Loaded:
         """Resolve and load a version once per process; a bare name is re-resolved only if its branch moved."""
@@ -573,6 +646,10 @@ class Runtime:
     def run(self, spec: str, stdin: bytes, limits: Limits = DEFAULT_LIMITS, task: str | None = None) -> RunOutcome:
         """Validate input, run the version in the sandbox, validate output; a ToolRun event goes to the sink
         (the log), with the task it served if the caller says."""
+        if task is not None:
+            _check_task(task)
+        if self.run_sink == self._log_run:
+            _ = self.log  # a damaged log (LogCorrupted) fails the run before it starts, not after
         outcome, result = self._run(self.load(spec), stdin, limits)
         self.run_sink(_run_event(outcome, stdin, result, task))
         if task and (choice := self._choice(task, f"{outcome.tool}@{outcome.fingerprint}")):
@@ -582,12 +659,17 @@ class Runtime:
     def _run(self, tool: _Loaded, stdin: bytes, limits: Limits) -> tuple[RunOutcome, RunResult | None]:
         v = tool.version
         outcome = RunOutcome(v.name, v.fingerprint, ok=False)
-        try:
-            value = json.loads(stdin)
-        except ValueError as e:
-            outcome.error, outcome.detail = "invalid_input", f"input is not valid JSON: {e}"
+        if len(stdin) > limits.max_input:
+            outcome.error, outcome.detail = "invalid_input", _too_large(limits)
             return outcome, None
-        if problem := tool.contract.input_problem(value):
+        try:
+            value = jsonio.decode(stdin, what="input")
+        except InvalidJSON as e:
+            outcome.error, outcome.detail = "invalid_input", str(e)
+            return outcome, None
+        problem = tool.contract.input_problem(value)
+        del value  # the tool reads the bytes: a big input's decoded copy need not live through the run
+        if problem:
             outcome.error, outcome.detail = "invalid_input", problem
             return outcome, None
         if tool.module is None:
@@ -613,11 +695,23 @@ class Runtime:
             tool = ref[len(BRANCH_PREFIX):]
             return [self._build(self.repo.head(tool), tool)]
         if name == "post-receive":
+            updates = [parts for parts in (line.split() for line in stdin.splitlines()) if len(parts) == 3]
+            quarantine_pushed(self.repo, [(new, ref) for _, new, ref in updates])  # pushed tags are checked below
             outcomes = []
-            for line in stdin.splitlines():
-                parts = line.split()
-                if len(parts) == 3 and parts[2].startswith(BRANCH_PREFIX) and set(parts[1]) != {"0"}:
-                    outcomes.append(self._build(self.repo.commit(parts[1]), parts[2][len(BRANCH_PREFIX):]))
+            for _, new, ref in updates:
+                if ref.startswith(BRANCH_PREFIX) and set(new) != {"0"}:
+                    try:  # a pushed branch that no tool could be named after is reported, not built
+                        tool = check_name(ref[len(BRANCH_PREFIX):])
+                    except EvogitError as e:  # InvalidName
+                        outcomes.append(BuildOutcome("?", new, error=str(e)))
+                        continue
+                    outcomes.append(self._build(self.repo.commit(new), tool))
+            targets = {r[len(PUSHED) + 5:]: str(self.repo.git.references[r].target)
+                       for r in self.repo.git.references if r.startswith(PUSHED + "tags/")}
+            _, refused, known = accept_tags(self.repo, PUSHED, trust_policy(self.repo.git.config), self._rebuilt)
+            for tag, why in {**known, **refused}.items():
+                outcomes.append(BuildOutcome(tag.split("/")[1] if "/" in tag else tag, targets.get(tag, ""),
+                                             error=f"tag {tag} refused: {why}"))
             return outcomes
         raise InvalidInput(f"unknown hook {name!r} (known: {', '.join(hooks.HOOKS)})")
 
@@ -631,4 +725,23 @@ def run_wasm(path: Path, stdin: bytes, limits: Limits = DEFAULT_LIMITS) -> RunOu
     except SandboxError as e:
         return RunOutcome(Path(path).name, "", ok=False, error=e.kind, detail=str(e))
     outcome = RunOutcome(Path(path).name, loaded.fingerprint, ok=False)
+    if len(stdin) > limits.max_input:  # no schema, so nothing is decoded, but the size limit holds
+        outcome.error, outcome.detail = "invalid_input", _too_large(limits)
+        return outcome
     return interpret(outcome, sandbox.run(loaded, stdin, limits, argv=(Path(path).stem,)))
+
+
+def _too_large(limits: Limits) -> str:
+    return f"input is larger than {limits.max_input:,} bytes (raise --max-input or git config evogit.maxInput)"
+
+
+def _check_task(task: str) -> None:
+    if not task.strip():
+        raise InvalidInput("the task is blank: say what the tool was used for")
+
+
+def _is_branch(repo: SkillsRepo, name: str) -> bool:
+    try:
+        return f"{BRANCH_PREFIX}{name}" in repo.git.references
+    except ValueError:  # not a valid ref name (too long, odd characters): no tool has it
+        return False

@@ -2,7 +2,8 @@
 
 A run gets a fresh `Store`, stdin as bytes, stdout/stderr captured up to a cap, no environment, no arguments
 but the program name, no preopened directories, and a `poll_oneoff` that refuses to block (so `sleep` cannot
-escape fuel and epoch checks). Compiled modules are cached on disk by fingerprint and wasmtime version.
+escape fuel and epoch checks). Compiled modules are cached on disk by fingerprint and wasmtime version, each
+authenticated by a MAC under a per-user key, and never deserialized unless it holds.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import hashlib
+import hmac
 import math
 import re
 import threading
@@ -20,16 +22,20 @@ from pathlib import Path
 
 import wasmtime
 from wasmtime import _ffi as ffi
+from wasmtime import _wasi
 from wasmtime._extern import wrap_extern
 
 from .atomic import write_atomic
 from .errors import SandboxError
+from .userstate import module_key
 
 WASI_MODULE = "wasi_snapshot_preview1"
 POOL_SLOTS = 128  # instances that may be alive at once in one process (the pooling allocator's slots)
 EPOCH_PERIOD = 0.005  # seconds per epoch tick; timeouts are precise to about one tick
 ENOSYS = 52  # WASI errno for "function not supported"
 WASMTIME_VERSION = _pkg_version("wasmtime")
+_MAC_MAGIC = b"evogit-cwasm-mac1\n"  # then HMAC-SHA256 of (fingerprint, wasmtime version, native code), then the code
+_MAC_BYTES = 32
 _PANIC_END = re.compile(r"(', |^)[^ ']+\.rs:\d+:\d+$")
 
 #: Error kinds a run can end with, besides success.
@@ -46,6 +52,7 @@ class Limits:
     memory: int = 256 * 1024 * 1024
     max_output: int = 4 * 1024 * 1024
     max_stderr: int = 256 * 1024
+    max_input: int = 16 * 1024 * 1024  # refused before decoding (see Runtime.run); the sandbox takes any stdin
 
 
 DEFAULT_LIMITS = Limits()
@@ -71,21 +78,25 @@ class RunResult:
 
 
 class _Ticker:
-    """Advances an engine's epoch every EPOCH_PERIOD, catching up on ticks missed under load."""
+    """Advances an engine's epoch every EPOCH_PERIOD, catching up on ticks missed under load, until stopped."""
 
     def __init__(self, engine: wasmtime.Engine):
         self._engine = engine
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="evogit-epoch", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
         start, ticks = time.monotonic(), 0
-        while True:
-            time.sleep(EPOCH_PERIOD)
+        while not self._stop.wait(EPOCH_PERIOD):
             due = int((time.monotonic() - start) / EPOCH_PERIOD)
             while ticks < due:
                 self._engine.increment_epoch()
                 ticks += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 class _Capture:
@@ -152,6 +163,36 @@ class _Engine:
                 if self._ticker is None:
                     self._ticker = _Ticker(self.engine)
 
+    def stop_ticker(self) -> None:
+        with self._lock:
+            ticker, self._ticker = self._ticker, None
+        if ticker is not None:
+            ticker.stop()
+
+
+def settle(timeout: float = 2.0) -> bool:
+    """Wait until wasmtime has released every WASI output callback of the runs that ended; True if it has.
+
+    A store's stdout/stderr sinks are dropped on one of wasmtime's own (tokio) threads shortly after the
+    store is closed, and dropping one calls back into Python (`custom_finalize`). If that call comes while
+    the interpreter is finalising, CPython ends the calling thread with pthread_exit, which cannot unwind
+    through Rust frames: the process aborts ("panic in a function that cannot unwind"). Closing a runtime
+    (and the exit hook) waits here, while calling into Python is still safe.
+    """
+    deadline = time.monotonic() + timeout
+    while _wasi.CUSTOM_OUTPUTS.handles:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
+    return True
+
+
+def shutdown() -> None:
+    """Stop the shared engine's epoch ticker and wait for wasmtime to release its callbacks (at exit)."""
+    if _SHARED is not None:
+        _SHARED.stop_ticker()
+    settle()
+
 
 _SHARED: _Engine | None = None
 _SHARED_LOCK = threading.Lock()
@@ -175,14 +216,26 @@ def _config(pooling: bool) -> wasmtime.Config:
 
 
 class Sandbox:
-    """A compiled-module cache over the shared engine; `run()` is safe to call from several threads."""
+    """A compiled-module cache over the shared engine; `run()` is safe to call from several threads.
 
-    def __init__(self, cache_dir: Path | None = None):
+    Cached modules carry a MAC under this user's module key (`userstate.module_key`, kept outside every
+    repository), checked before anything is deserialized.
+    """
+
+    def __init__(self, cache_dir: Path | None = None, key: bytes | None = None):
         self._engine = _shared_engine()
         self.engine, self.linker = self._engine.engine, self._engine.linker
         self.cache_dir = cache_dir
+        self._key = key
         self._loaded: dict[str, LoadedModule] = {}
         self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Drop the compiled modules this sandbox holds and wait for wasmtime to release the output callbacks
+        of its finished runs. The shared engine stays (other sandboxes use it); `shutdown` stops its ticker."""
+        with self._lock:
+            self._loaded.clear()
+        settle()
 
     # -- loading ---------------------------------------------------------------------------------------------
     def load(self, wasm: bytes, expected_fingerprint: str | None = None, cache: bool = True) -> LoadedModule:
@@ -215,18 +268,44 @@ class Sandbox:
 
     def _compile(self, wasm: bytes, fp: str, cache: bool) -> wasmtime.Module:
         cached = self.cache_dir / f"{fp}-wasmtime{WASMTIME_VERSION}.cwasm" if self.cache_dir and cache else None
-        if cached is not None and cached.exists():
-            try:
-                return wasmtime.Module.deserialize_file(self.engine, str(cached))
-            except wasmtime.WasmtimeError:
-                cached.unlink(missing_ok=True)  # written by another wasmtime build: recompile
+        if cached is not None:
+            module = self._cached(cached, fp)
+            if module is not None:
+                return module
         try:
             module = wasmtime.Module(self.engine, wasm)
         except wasmtime.WasmtimeError as e:
             raise SandboxError("invalid_module", f"not a valid WebAssembly module: {_first_line(str(e))}") from None
         if cached is not None:
-            write_atomic(cached, bytes(module.serialize()))
+            native = bytes(module.serialize())
+            write_atomic(cached, _MAC_MAGIC + self._mac(fp, native) + native)
         return module
+
+    def _mac(self, fp: str, native: bytes | memoryview) -> bytes:
+        if self._key is None:
+            self._key = module_key()
+        mac = hmac.new(self._key, b"evogit-module\0%s\0%s\0" % (fp.encode(), WASMTIME_VERSION.encode()), "sha256")
+        mac.update(native)
+        return mac.digest()
+
+    def _cached(self, path: Path, fp: str) -> wasmtime.Module | None:
+        """A compiled module from the cache, only if its MAC (this user's key, this fingerprint, this wasmtime)
+        holds: deserializing runs native code unchecked, so a file evogit did not write here — another tool's
+        module copied under this name, a corrupted one, an old unauthenticated one — is compiled anew instead."""
+        try:
+            data = path.read_bytes()  # read once: what is checked is what is loaded
+        except OSError:
+            return None
+        head = len(_MAC_MAGIC) + _MAC_BYTES
+        authentic = (data[:len(_MAC_MAGIC)] == _MAC_MAGIC and len(data) > head
+                     and hmac.compare_digest(data[len(_MAC_MAGIC):head], self._mac(fp, memoryview(data)[head:])))
+        if authentic:
+            try:
+                return wasmtime.Module.deserialize(self.engine, data[head:])
+            except wasmtime.WasmtimeError:
+                pass  # compiled for another engine configuration: recompile
+        path.unlink(missing_ok=True)
+        return None
 
     # -- running ---------------------------------------------------------------------------------------------
     def run(self, loaded: LoadedModule, stdin: bytes, limits: Limits = DEFAULT_LIMITS,
@@ -364,8 +443,9 @@ def _export(store: wasmtime.Store, instance: wasmtime.Instance, name: bytes) -> 
 
 
 def _set_stdin_bytes(wasi: wasmtime.WasiConfig, data: bytes) -> None:
-    """WasiConfig has no bytes-stdin setter; the C API does (it takes ownership of the vector)."""
+    """WasiConfig has no bytes-stdin setter; the C API does (it takes ownership of the vector). The vector is
+    copied straight from the bytes object's buffer: one copy of the input, not two."""
     vec = ffi.wasm_byte_vec_t()
-    buf = (ctypes.c_ubyte * len(data)).from_buffer_copy(data)
+    buf = ctypes.cast(ctypes.c_char_p(data), ctypes.POINTER(ctypes.c_ubyte))
     ffi.wasm_byte_vec_new(ctypes.byref(vec), len(data), buf)
     ffi.wasi_config_set_stdin_bytes(wasi.ptr(), ctypes.byref(vec))

@@ -41,6 +41,7 @@ from typing import IO
 
 from . import proc
 from .errors import BuildFailed, BuildLimitExceeded, ToolchainMissing
+from .userstate import cache_root
 
 REGISTRY = "/usr/share/cargo/registry"
 CARGO_CONFIG = f"""\
@@ -87,14 +88,6 @@ class BuildLimits:
 
 
 DEFAULT_BUILD_LIMITS = BuildLimits()
-
-
-def cache_root() -> Path:
-    """Per-user cache shared by every skills repo: compiled crates and build results ($EVOGIT_CACHE_DIR)."""
-    base = os.environ.get("EVOGIT_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "evogit"
-    )
-    return Path(base)
 
 
 @dataclass(frozen=True)
