@@ -42,6 +42,14 @@ class BuildFailed(EvogitError):
         self.record = record
 
 
+class BuildLimitExceeded(BuildFailed):
+    """A build hit its wall-time, memory or output limit."""
+
+
+class SandboxUnavailable(BuildFailed):
+    """Bubblewrap cannot run here, and the code to build is not evogit's own."""
+
+
 class ToolchainMissing(EvogitError):
     """No Rust toolchain able to target WASI was found."""
 
