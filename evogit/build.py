@@ -27,14 +27,22 @@ import pygit2
 
 from .atomic import write_atomic
 from .contract import Contract, RunOutcome, interpret
-from .errors import BuildFailed, InvalidInput, InvalidJSON, InvalidPackage, SandboxError, SandboxUnavailable
+from .errors import (
+    BuildFailed,
+    CompileFailed,
+    InvalidInput,
+    InvalidJSON,
+    InvalidPackage,
+    SandboxError,
+    SandboxUnavailable,
+)
 from .jsonio import decode, encode
 from .log import warn
 from .manifest import Case, ToolManifest, check_package
 from .repo import SkillsRepo, Version
 from .resources import resource
 from .sandbox import Limits, Sandbox, fingerprint
-from .toolchain import DEFAULT_BUILD_LIMITS, BuildLimits, Compiler, sandbox_problem
+from .toolchain import DEFAULT_BUILD_LIMITS, BuildLimits, Compiler, Diagnostic, sandbox_problem
 
 UNIT_TEST_LIMITS = Limits(timeout=60.0, fuel=500_000_000_000, memory=1 << 30)
 _RESULT_RE = re.compile(r"test result: \w+\. (\d+) passed; (\d+) failed")
@@ -48,6 +56,8 @@ class CaseVerdict(msgspec.Struct, omit_defaults=True):
     expected_exit: int | None = None
     actual_exit: int | None = None
     error: str | None = None
+    input: Any = None  # of a failing case, with the tail of what the tool wrote on stderr
+    stderr: str | None = None
 
 
 class BuildRecord(msgspec.Struct, omit_defaults=True):
@@ -62,6 +72,8 @@ class BuildRecord(msgspec.Struct, omit_defaults=True):
     message: str | None = None
     unit_tests: dict[str, int] = {}
     cases: list[CaseVerdict] = []
+    diagnostics: list[Diagnostic] = []  # a red compile: rustc's structured messages (toolchain.diagnostics)
+    first_failure: CaseVerdict | None = None  # red cases: the first failing one, whole
 
     def summary(self) -> str:
         if self.ok:
@@ -225,6 +237,8 @@ class Builder:
                 artifacts = self.compiler.compile(work, limits, sandboxed=sandboxed)
             except BuildFailed as e:
                 record.stage, record.message = "compile", str(e)
+                if isinstance(e, CompileFailed):
+                    record.diagnostics = [d for d in e.diagnostics if isinstance(d, Diagnostic)]
                 return record, None
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -242,7 +256,7 @@ class Builder:
         record.cases = verdicts
         bad = [v for v in verdicts if not v.ok]
         if bad:
-            first = bad[0]
+            first = record.first_failure = bad[0]
             record.stage = "cases"
             record.message = f"{len(bad)} of {len(verdicts)} cases failed; first: {first.name}: " + (
                 first.error or f"expected {_short(first.expected)} (exit {first.expected_exit}), "
@@ -279,7 +293,7 @@ class Builder:
             verdict = CaseVerdict(case.name, False, case.expect, None, case.exit)
             verdicts.append(verdict)
             if case.exit == 0 and (problem := contract.input_problem(case.input)):
-                verdict.error = f"case input breaks input_schema: {problem}"
+                verdict.error, verdict.input = f"case input breaks input_schema: {problem}", case.input
                 continue
             result = self.sandbox.run(loaded, encode(case.input).encode(), argv=(manifest.name,))
             outcome = interpret(RunOutcome(manifest.name, "", ok=False), result, contract if case.exit == 0 else None)
@@ -289,6 +303,9 @@ class Builder:
                 verdict.error = f"{outcome.error}: {outcome.detail}"
             if verdict.error is None and outcome.exit_code == case.exit and json_equal(verdict.actual, case.expect):
                 verdicts[-1] = CaseVerdict(case.name, True)
+            else:
+                verdict.input = case.input
+                verdict.stderr = outcome.stderr[-1000:] or None
         return verdicts
 
     def _green(self, commit: pygit2.Commit, record: BuildRecord, wasm: bytes, mine: bool = False) -> Version:

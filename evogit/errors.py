@@ -5,6 +5,8 @@ The CLI prints `Error: <message>` and exits 1 for these; anything else is a bug 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class EvogitError(Exception):
     """Root of every error evogit raises on purpose; the message is one line for the user."""
@@ -48,6 +50,14 @@ class BuildLimitExceeded(BuildFailed):
 
 class SandboxUnavailable(BuildFailed):
     """Bubblewrap cannot run here, and the code to build is not evogit's own."""
+
+
+class CompileFailed(BuildFailed):
+    """rustc refused the tool's source; `diagnostics` holds its structured messages (toolchain.Diagnostic)."""
+
+    def __init__(self, message: str, diagnostics: Sequence[object]):
+        super().__init__(message)
+        self.diagnostics = list(diagnostics)
 
 
 class ToolchainMissing(EvogitError):

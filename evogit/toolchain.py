@@ -39,8 +39,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import msgspec
+
 from . import proc
-from .errors import BuildFailed, BuildLimitExceeded, ToolchainMissing
+from .errors import BuildFailed, BuildLimitExceeded, CompileFailed, ToolchainMissing
 from .userstate import cache_root
 
 REGISTRY = "/usr/share/cargo/registry"
@@ -226,7 +228,7 @@ class Compiler:
         path = ":".join(dict.fromkeys([os.path.dirname(cargo), os.path.dirname(rustc), "/usr/bin", "/bin"]))
         env = {"PATH": path, "RUSTC": rustc, "CARGO_TERM_COLOR": "never", **PROFILE_ENV}
         cargo_argv = [cargo, "build", "--release", "--offline", "--target", self.toolchain.target, "--bins",
-                      "--tests", "--message-format=json-render-diagnostics"]
+                      "--tests", "--message-format=json"]
         home = self._cargo_home()
         if not sandboxed:
             return cargo_argv, {**env, "CARGO_HOME": str(home), "CARGO_TARGET_DIR": str(slot)}
@@ -271,7 +273,12 @@ class Compiler:
                 raise BuildLimitExceeded(
                     f"the build ran out of its memory limit of {limits.memory >> 20} MiB per process "
                     f"(git config evogit.buildMemory MIB raises it): {said[0].lstrip('= ')}")
-            raise BuildFailed("compilation failed:\n" + _tail(stderr, 60))
+            found = diagnostics(done.stdout.decode("utf-8", "replace"))
+            errors = [d for d in found if d.level == "error"]
+            if not errors:  # no structured message (a linker or cargo failure): cargo's own words
+                raise BuildFailed("compilation failed:\n" + _tail(stderr, 60))
+            raise CompileFailed(f"compilation failed: {errors[0].headline()}"
+                                + (f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""), found)
         wasm: bytes | None = None
         tests: list[bytes] = []
         for line in done.stdout.decode("utf-8", "replace").splitlines():
@@ -398,6 +405,57 @@ def _read_output(path: str, slot: Path, sandboxed: bool) -> bytes:
     if not real.startswith(root + os.sep) or not os.path.isfile(real):
         raise BuildFailed("the build reported an artifact that is not a file in its target dir")
     return Path(real).read_bytes()
+
+
+class Diagnostic(msgspec.Struct, omit_defaults=True):
+    """One of rustc's messages about the tool's source (cargo's `compiler-message` record)."""
+
+    level: str  # error, warning
+    message: str
+    code: str | None = None  # E0425 ...
+    file: str | None = None  # of the primary span, relative to the package
+    line: int | None = None
+    column: int | None = None
+    rendered: str = ""  # as rustc prints it, with the source lines and carets (capped)
+
+    def headline(self) -> str:
+        where = f" at {self.file}:{self.line}:{self.column}" if self.file else ""
+        return f"{self.level}{f'[{self.code}]' if self.code else ''}: {self.message}{where}"
+
+
+MAX_DIAGNOSTICS = 10
+MAX_RENDERED = 2000
+
+
+def diagnostics(stdout: str) -> list[Diagnostic]:
+    """rustc's errors, then its warnings, from cargo's JSON messages: at most MAX_DIAGNOSTICS, each rendered text
+    capped; the closing "aborting due to …" summaries are left out."""
+    found: list[Diagnostic] = []
+    for line in stdout.splitlines():
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(msg, dict) or msg.get("reason") != "compiler-message":
+            continue
+        m = msg.get("message")
+        if not isinstance(m, dict) or m.get("level") not in ("error", "warning"):
+            continue
+        text = str(m.get("message") or "")
+        spans = [sp for sp in m.get("spans") or [] if isinstance(sp, dict) and sp.get("is_primary")]
+        if not spans and text.startswith(("aborting due to", "could not compile")):
+            continue
+        code = m.get("code")
+        span = spans[0] if spans else {}
+        rendered = str(m.get("rendered") or "")
+        found.append(Diagnostic(
+            str(m["level"]), text, code.get("code") if isinstance(code, dict) else None,
+            str(span["file_name"]) if span.get("file_name") else None,
+            span.get("line_start") if isinstance(span.get("line_start"), int) else None,
+            span.get("column_start") if isinstance(span.get("column_start"), int) else None,
+            rendered if len(rendered) <= MAX_RENDERED else rendered[:MAX_RENDERED] + "…"))
+    found.sort(key=lambda d: d.level != "error")
+    return found[:MAX_DIAGNOSTICS]
 
 
 def _tail(text: str, lines: int) -> str:

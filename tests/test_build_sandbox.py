@@ -117,8 +117,8 @@ def _with_leak(leak: str) -> str:
 
 def _runtime(tmp_path: Path, *, package_rules: bool = True) -> Runtime:
     rt, _ = Runtime.init(tmp_path / "skills", starter=False)
-    if not package_rules:
-        rt.builder = Builder(rt.repo, package_rules=False)
+    if not package_rules:  # the composition root takes the collaborator: every concern then builds with it
+        rt = Runtime(rt.repo.path, builder=lambda repo: Builder(repo, package_rules=False))
     return rt
 
 

@@ -12,13 +12,15 @@ one-line summary of each earlier round instead of the whole chat (`prompt.repair
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import msgspec
+
 from .. import events as ev
+from .. import jsonio
 from ..build import BuildRecord
 from ..errors import EvogitError, InvalidName, InvalidPackage, ModelError, ToolExists
 from ..llm.client import ModelClient
@@ -295,21 +297,14 @@ class Author:
 
 
 def evidence_of(record: BuildRecord, limit: int = 6000) -> str:
-    """What a red build says to the model: the compiler's diagnostics, or the first failing case."""
+    """What a red build says to the model: the compiler's diagnostics as rustc renders them, or the first failing
+    case whole (input, expected and actual output and exit code, the tool's stderr), or the stage's message."""
     parts = [f"stage {record.stage}: {record.message or ''}".strip()]
-    for d in getattr(record, "diagnostics", None) or []:
-        parts.append(d.rendered or d.message)
-    failing = getattr(record, "first_failure", None)
-    if failing is not None:
-        parts.append("first failing case: " + json.dumps(msgspec_builtins(failing), ensure_ascii=False))
+    parts += [d.rendered or d.headline() for d in record.diagnostics]
+    if record.first_failure is not None:
+        parts.append("first failing case: " + jsonio.encode(msgspec.to_builtins(record.first_failure)))
     text = "\n".join(parts)
     return text if len(text) <= limit else text[:limit] + "\n…(cut)"
-
-
-def msgspec_builtins(value: Any) -> Any:
-    import msgspec
-
-    return msgspec.to_builtins(value)
 
 
 def _task(task: str) -> str:

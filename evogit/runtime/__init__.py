@@ -10,8 +10,8 @@ tool functions and the server. It returns typed values (results.py); formatting 
     searching  Searching    the retrieval model and its FAISS index, search, feedback
     sharing    Sharing      push, pull, verify, git hooks
 
-Collaborators can be passed in (a Builder with another compiler or sandbox, an in-memory log, a run sink);
-the defaults are built here, in one place.
+Collaborators can be passed in (a factory of the Builder — another compiler, sandbox or rules —, an in-memory
+log, a run sink); the defaults are built here, in one place.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import os
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,9 +69,9 @@ class Runtime:
     """Operations on one skills repository."""
 
     def __init__(self, path: str | Path | None = None, run_sink: RunSink | None = None,
-                 log: EventLog | None = None, *, builder: Builder | None = None):
+                 log: EventLog | None = None, *, builder: Callable[[SkillsRepo], Builder] = Builder):
         self.repo = SkillsRepo(path or default_repo_path())
-        self.builder = builder or Builder(self.repo)
+        self.builder = builder(self.repo)
         self.state = LocalState(self.repo, log)
         self.building = Building(self.repo, self.builder, self.state)
         self.running = Running(self.repo, self.builder.sandbox, self.state, run_sink)
