@@ -736,12 +736,21 @@ def create(task: str, name: str | None, examples: tuple[str, ...], rounds: int, 
 @click.option("--name", help="Fork a new tool with this name at the parent (default: a new version of TOOL).")
 @example_option
 @rounds_option
+@click.option("--explain", is_flag=True, help="Show each version's record that the parent is chosen by.")
 @repo_option
 @json_option
-def mutate(tool: str, task: str, name: str | None, examples: tuple[str, ...], rounds: int, repo: Path | None,
-           as_json: bool) -> None:
+def mutate(tool: str, task: str, name: str | None, examples: tuple[str, ...], rounds: int, explain: bool,
+           repo: Path | None, as_json: bool) -> None:
     """Have the model specialise TOOL[@FP] for TASK; the parent's cases still count unless superseded."""
     rt = Runtime(repo)
+    if explain and "@" not in tool and not as_json:
+        from .agent.author import parent_records
+
+        click.echo(f"parent of {tool} for this task: most net successes on similar tasks, then success rate, "
+                   "then the newest", err=True)
+        for v, similar, rate, newest in parent_records(rt, tool, task):
+            click.echo(f"  {v.short}  similar tasks solved (net) {similar:>3}  runs ok {rate * 100:3.0f}%"
+                       + ("  (newest)" if newest else ""), err=True)
     with _author(rt, rounds, as_json) as author:
         result = author.mutate(tool, task, name, _examples(examples))
     _authored(result, as_json)

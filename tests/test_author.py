@@ -306,3 +306,26 @@ def test_created_tool_lineage_with_plain_git(empty_rt: Runtime, model, tmp_path:
     _create(empty_rt, model)
     graph = git(empty_rt, "log", "--graph", "--oneline", "--all")
     assert "Reverse a text." in graph and "Build reverse-text@" in graph
+
+
+def test_the_parent_of_a_bare_name_is_the_version_with_the_best_record_for_similar_tasks(empty_rt: Runtime, model):
+    _create(empty_rt, model)
+    first = empty_rt.repo.resolve("reverse-text")
+    words = [*CASES[2:], {"name": "words", "input": {"text": "a b c"}, "expect": {"text": "c b a"}}]
+    sup = [{"case": "plain", "reason": "words now"}, {"case": "unicode", "reason": "words now"}]
+    server = model([package(WORDS, cases=words, superseded=sup)])
+    assert author(empty_rt, server).mutate("reverse-text", "Reverse the words.").ok
+    newest = empty_rt.repo.resolve("reverse-text")
+    assert newest != first
+    a = author(empty_rt, server)
+    v, why = a.parent_for("reverse-text", "reverse the characters of a name")
+    assert v == newest and "newest" in why  # no record yet: the newest
+    for task in ("reverse the characters of my name", "reverse the characters of a word"):
+        empty_rt.feedback(f"reverse-text@{first.fingerprint}", task, solved=True)
+    v, why = a.parent_for("reverse-text", "reverse the characters of a name")
+    assert v == first and "best record for similar tasks: net 2 solved" in why
+    v, why = a.parent_for(f"reverse-text@{newest.fingerprint[:8]}", "reverse the characters of a name")
+    assert v == newest and why == "named by the caller"
+    result = CliRunner().invoke(main, ["mutate", "reverse-text", "reverse the characters of a name", "--explain",
+                                       "--repo", str(empty_rt.repo.path)])
+    assert first.short in result.output and "similar tasks solved (net)   2" in result.output

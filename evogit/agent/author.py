@@ -142,32 +142,19 @@ class Author:
     # -- choosing a parent ---------------------------------------------------------------------------------------
     def parent_for(self, spec: str, task: str) -> tuple[Version, str]:
         """`name@fp` is that version. A bare name is the version with the best record for tasks like this one:
-        the most net successes (solved feedback and successful runs minus failures) on tasks that share words
-        with it, then the best success rate over all its runs, then the newest. Returns the version and why."""
+        the most net successes (solved feedback and successful runs minus failures) on tasks that share at least
+        half of its words, then the best success rate over all its runs, then the newest. Returns it and why."""
         if "@" in spec:
-            v = self.rt.repo.resolve(spec)
-            return v, "named by the caller"
-        versions = self.rt.repo.versions(check_name(spec))
-        newest = self.rt.repo.resolve(spec, versions)
-        if len(versions) < 2:
-            return newest, "its only green version" if versions else "the newest green version"
-        state = self.rt.projections().state
-        words = _words(task)
-        order = {v.fingerprint: i for i, v in enumerate(versions)}
-
-        def record(v: Version) -> tuple[int, float, int, int]:
-            key = f"{v.name}@{v.fingerprint}"
-            similar = sum(n for t, n in state.served.get(key, {}).items() if len(_words(t) & words) * 2 >= len(words))
-            m = state.versions.get(key)
-            rate = (m.ok / m.runs) if m and m.runs else 0.0
-            return similar, rate, v.fingerprint == newest.fingerprint, order[v.fingerprint]
-
-        best = max(versions, key=record)
-        similar, rate, _, _ = record(best)
-        if best.fingerprint == newest.fingerprint and similar <= 0:
+            return self.rt.repo.resolve(spec), "named by the caller"
+        records = parent_records(self.rt, spec, task)
+        newest = next(v for v, _, _, is_newest in records if is_newest)
+        if len(records) < 2:
+            return newest, "its only green version"
+        best, similar, rate, _ = max(records, key=lambda r: (r[1], r[2], r[3]))
+        if best == newest and similar <= 0:
             return best, "the newest green version (no version has a better record for similar tasks)"
         return best, (f"the best record for similar tasks: net {similar} solved, {rate * 100:.0f}% of its runs ok"
-                      + ("" if best.fingerprint == newest.fingerprint else f" (newest is {newest.short})"))
+                      + ("" if best == newest else f" (newest is {newest.short})"))
 
     def failures(self, v: Version, limit: int = 8) -> list[str]:
         """Where a version failed: its runs' error kinds with counts, and failed feedback with the notes."""
@@ -294,6 +281,22 @@ class Author:
             model=result.model, prompt_tokens=attempt.prompt_tokens, completion_tokens=attempt.completion_tokens,
             seconds=round(attempt.seconds, 3), parent=result.parent or "", fingerprint=fingerprint,
             task=job.task)])
+
+
+def parent_records(rt: Runtime, name: str, task: str) -> list[tuple[Version, int, float, bool]]:
+    """Each green version of a tool, oldest first: (version, net successes on similar tasks, success rate of its
+    runs, whether it is the newest green one) — what `Author.parent_for` chooses by (`mutate --explain`)."""
+    versions = rt.repo.versions(check_name(name))
+    newest = rt.repo.resolve(name, versions)
+    state = rt.projections().state
+    words = _words(task)
+    out = []
+    for v in versions:
+        key = f"{v.name}@{v.fingerprint}"
+        similar = sum(n for t, n in state.served.get(key, {}).items() if len(_words(t) & words) * 2 >= len(words))
+        m = state.versions.get(key)
+        out.append((v, similar, (m.ok / m.runs) if m and m.runs else 0.0, v == newest))
+    return out
 
 
 def evidence_of(record: BuildRecord, limit: int = 6000) -> str:
