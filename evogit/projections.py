@@ -18,6 +18,7 @@ from zero and that is reported once (a warning on the `evogit` logger; the rebui
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 from array import array
 from bisect import bisect_right
 from collections.abc import Callable
@@ -182,7 +183,7 @@ def _ignore(event: Any) -> None:
     pass
 
 
-class _Projection(Generic[S]):
+class _Projection(ABC, Generic[S]):
     """Applies events to a state that records its log position; the functions are chosen by event type."""
 
     state: S
@@ -207,10 +208,10 @@ class _Projection(Generic[S]):
         self.state.position[writer] = end
         return n
 
+    @abstractmethod
     def reset(self) -> None:
         """Start again from an empty state (position 0). `applied` keeps counting, so that whoever compares
-        it to tell whether the state changed sees that it did."""
-        raise NotImplementedError  # each projection knows its empty state
+        it to tell whether the state changed sees that it did. Each projection knows its empty state."""
 
 
 class Projector(_Projection[State]):
