@@ -148,7 +148,7 @@ def test_create_that_fails_to_compile_is_repaired_from_the_diagnostics(empty_rt:
     assert [a.stage for a in result.attempts] == ["compile", "green"]
     repair = server.requests[1].body["messages"][-1]["content"]
     assert "E0425" in repair and "txet" in repair  # rustc's own words, with its error code
-    assert "attempt 1: compile" in repair
+    assert "attempt 1: stage compile: compilation failed: error[E0425]" in repair
     assert len(server.requests[1].body["messages"]) == 2  # a summary, not the whole growing chat
     assert [(a.stage, a.error) for a in attempts(empty_rt)] == [("compile", "compile_failed"), ("green", None)]
     assert "Evogit-Attempts: 2" in git(empty_rt, "log", "-1", "--format=%B", "tools/reverse-text")

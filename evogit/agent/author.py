@@ -199,7 +199,7 @@ class Author:
                 reply = wire.parse_reply(obj, prompt.SKELETON)
                 files, name = self._package(job, reply, result)
             except (InvalidPackage, InvalidName) as e:
-                attempt.stage, attempt.error, attempt.evidence = "reply", "invalid_reply", str(e)
+                attempt.stage, attempt.error, attempt.evidence = "reply", "invalid_reply", f"stage reply: {e}"
                 files = files or {}
             else:
                 self.progress(f"building {name} (round {rnd})")
@@ -212,7 +212,7 @@ class Author:
             attempt.seconds = time.monotonic() - t0
             self._record(job, result, attempt)
             evidence = attempt.evidence
-            history.append(f"{attempt.stage}: {attempt.evidence.splitlines()[0] if attempt.evidence else attempt.error}"[:300])
+            history.append((attempt.evidence.splitlines()[0] if attempt.evidence else f"{attempt.stage}: {attempt.error}")[:300])
             self.progress(f"round {rnd} red at {attempt.stage}: {history[-1]}")
         result.message = (f"no green version after {len(result.attempts)} attempts; last: {history[-1]}"
                           if history else "no green version")
