@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
+import logging
 import os
 import re
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
+from . import jsonio
+from . import limits as limits_mod
 from . import lineage as lineage_mod
 from .errors import EvogitError
 from .runtime import BuildOutcome, Runtime, default_repo_path, run_wasm
@@ -22,13 +26,56 @@ from .worker import WorkerPool
 
 
 def _out(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    click.echo(jsonio.encode(data, indent=2, default=str))
+
+
+class _Command(click.Command):
+    """Refuses text arguments that are not UTF-8 as a usage error, before the command runs (Python hands such
+    bytes over as lone surrogates, which break wherever the text goes). Paths may be any bytes, as on disk."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        for param in self.params:
+            if isinstance(param.type, (click.Path, click.File)) or param.name is None:
+                continue
+            value = ctx.params.get(param.name)
+            for text in value if isinstance(value, tuple) else (value,):
+                if isinstance(text, str) and not _is_utf8(text):
+                    raise click.BadParameter(f"{_shown(text)} is not UTF-8 text", ctx=ctx, param=param)
+        return super().invoke(ctx)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _shown(text: str) -> str:
+    clipped = text if len(text) <= 60 else text[:60] + "..."
+    try:
+        return repr(clipped.encode("utf-8", "surrogateescape"))  # the bytes as given: b'\xff'
+    except UnicodeEncodeError:
+        return ascii(clipped)
+
+
+class _Warnings(logging.Handler):
+    """The library's warnings (damaged local state rebuilt, a torn log tail cut): one line each on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"Warning: {record.getMessage()}", err=True)
 
 
 class _Group(click.Group):
     """Turns evogit errors into one line and exit 1; a bug into one line, a logged traceback and exit 3."""
 
+    command_class = _Command
+
     def invoke(self, ctx: click.Context) -> Any:
+        library = logging.getLogger("evogit")
+        if not any(isinstance(h, _Warnings) for h in library.handlers):
+            library.addHandler(_Warnings())
         try:
             return super().invoke(ctx)
         except EvogitError as e:
@@ -39,16 +86,31 @@ class _Group(click.Group):
         except BrokenPipeError:  # `evogit log | head`: the reader left; that is not an error
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(0)
+        except OSError as e:  # the file system said no (a path under a file, no permission, a full disk)
+            click.echo(f"Error: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""), err=True)
+            sys.exit(1)
         except KeyboardInterrupt:
             click.echo("Interrupted", err=True)
             sys.exit(130)
         except Exception as e:  # noqa: BLE001 - last-resort reporting of a bug
             log = cache_root() / "evogit.log"
             log.parent.mkdir(parents=True, exist_ok=True)
-            with open(log, "a") as f:
+            with open(log, "a", errors="backslashreplace") as f:  # argv may hold bytes that are not UTF-8
                 f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(sys.argv)}\n{traceback.format_exc()}")
             click.echo(f"Error: unexpected {type(e).__name__}: {e} (traceback in {log})", err=True)
             sys.exit(3)
+
+
+class _Dir(click.Path):
+    """A directory that is not blank: Path("") is the current directory, which `init ""` would adopt."""
+
+    def __init__(self) -> None:
+        super().__init__(file_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value == "":
+            self.fail("must not be blank (give . for the current directory)", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 def _repo(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
@@ -60,7 +122,7 @@ def _repo(ctx: click.Context, param: click.Parameter, value: Path | None) -> Pat
 
 
 repo_option = click.option(
-    "--repo", "repo", type=click.Path(file_okay=False, path_type=Path), envvar="EVOGIT_REPO",
+    "--repo", "repo", type=_Dir(), envvar="EVOGIT_REPO",
     default=None, callback=_repo, help="Skills repository (default: $EVOGIT_REPO or ~/.evogit).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
@@ -68,7 +130,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON i
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="evogit")
-@click.option("--repo", "repo", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--repo", "repo", type=_Dir(), default=None,
               help="Skills repository for the command (like the command's own --repo; default: $EVOGIT_REPO or ~/.evogit).")
 def main(repo: Path | None) -> None:
     """evogit: a git-backed library of tested WebAssembly tools that agents create, run and evolve."""
@@ -106,23 +168,24 @@ def _outcome_json(o: BuildOutcome) -> dict[str, Any]:
 
 
 @main.command()
-@click.argument("path", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.argument("path", required=False, type=_Dir())
 @click.option("--no-starter", is_flag=True, help="Create an empty library (no starter tools).")
 @click.option("--bare", is_flag=True, help="A bare repository to push to; it builds what it receives.")
 @json_option
 def init(path: Path | None, no_starter: bool, bare: bool, as_json: bool) -> None:
     """Create a skills repository at PATH, install its hooks, and build the starter library."""
     path = path or click.get_current_context().find_root().params.get("repo") or default_repo_path()
+    shown = click.format_filename(path)  # a path's bytes need not be UTF-8; what is printed must be
     if not as_json:
-        click.echo(f"Initialising skills repository in {path}", err=True)
+        click.echo(f"Initialising skills repository in {shown}", err=True)
     t0 = time.monotonic()
     _, outcomes = Runtime.init(path, starter=not no_starter, bare=bare, progress=_progress(as_json))
     failed = [o for o in outcomes if not o.ok]
     if as_json:
-        _out({"repo": str(path), "tools": [_outcome_json(o) for o in outcomes]})
+        _out({"repo": shown, "tools": [_outcome_json(o) for o in outcomes]})
     else:
         click.echo(f"{len(outcomes) - len(failed)} of {len(outcomes)} tools built in {time.monotonic() - t0:.0f}s; "
-                   f"repository: {path}")
+                   f"repository: {shown}")
     if failed:
         raise EvogitError(f"{len(failed)} starter tools failed to build: {', '.join(o.tool for o in failed)}")
 
@@ -161,7 +224,7 @@ def _first_sentence(text: str) -> str:
 @json_option
 def describe(tool: str, repo: Path | None, as_json: bool) -> None:
     """Show a version: manifest, schemas, cases, build record and lineage."""
-    d = Runtime(repo).describe(tool)
+    d = Runtime(repo).describe(tool).to_json()
     if as_json:
         _out(d)
         return
@@ -182,11 +245,11 @@ def describe(tool: str, repo: Path | None, as_json: bool) -> None:
             f"p95 {_ms(d['metrics']['p95_ms'])} ms" if d["metrics"]["runs"] else "")
         + f"; feedback {d['metrics']['feedback_solved']} solved, {d['metrics']['feedback_failed']} failed",
         "  input schema:",
-        *("    " + ln for ln in json.dumps(d["input_schema"], indent=2).splitlines()),
+        *("    " + ln for ln in jsonio.encode(d["input_schema"], indent=2).splitlines()),
         "  output schema:",
-        *("    " + ln for ln in json.dumps(d["output_schema"], indent=2).splitlines()),
+        *("    " + ln for ln in jsonio.encode(d["output_schema"], indent=2).splitlines()),
         "  cases:",
-        *(f"    {c['name']}: {json.dumps(c['input'], ensure_ascii=False)} → {json.dumps(c['expect'], ensure_ascii=False)}"
+        *(f"    {c['name']}: {jsonio.encode(c['input'])} → {jsonio.encode(c['expect'])}"
           + (f" (exit {c['exit']})" if c.get("exit") else "") for c in d["cases"]),
     ]
     click.echo("\n".join(lines))
@@ -210,15 +273,35 @@ def build(revs: tuple[str, ...], all_: bool, force: bool, repo: Path | None, as_
         raise EvogitError(f"{len(failed)} of {len(outcomes)} builds failed")
 
 
-def _limits(base: Limits, timeout: float | None, fuel: int | None, memory: int | None,
-            max_output: int | None) -> Limits:
-    return Limits(
-        timeout=timeout if timeout is not None else base.timeout,
-        fuel=fuel if fuel is not None else base.fuel,
-        memory=memory * 1024 * 1024 if memory is not None else base.memory,
-        max_output=max_output if max_output is not None else base.max_output,
-        max_stderr=base.max_stderr,
-    )
+class _Limit(click.ParamType):
+    """A run limit in its unit, checked against its range (evogit/limits.py): a bad value is a usage error."""
+
+    def __init__(self, limit: str):
+        self.limit, self.name = limit, limits_mod.RANGES[limit].unit
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return limits_mod.parse(self.limit, value) if isinstance(value, str) else value
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+def _nonblank(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise click.BadParameter("must not be blank", ctx=ctx, param=param)
+    return value
+
+
+def _lines(stream: Any, cap: int) -> Any:
+    """The non-blank lines of a stream; of a line longer than `cap` bytes only the first cap + 1 are kept (so
+    that its run is refused as too large), the rest is read past, never held."""
+    while line := stream.readline(cap + 2):
+        if len(line) > cap + 1 and not line.endswith(b"\n"):
+            while (rest := stream.readline(1 << 20)) and not rest.endswith(b"\n"):
+                pass
+            line = line[: cap + 1]
+        if line.strip():
+            yield line
 
 
 @main.command()
@@ -230,23 +313,26 @@ def _limits(base: Limits, timeout: float | None, fuel: int | None, memory: int |
                    "print one JSON envelope a line.")
 @click.option("--wasm", "wasm_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Run a raw WASI module instead of a library tool (same sandbox and limits, no schemas).")
-@click.option("--timeout", type=float, help="Wall-clock limit in seconds.")
-@click.option("--fuel", type=int, help="Fuel limit (about 10 billion per CPU second).")
-@click.option("--memory", type=int, help="Linear memory limit in MiB.")
-@click.option("--max-output", type=int, help="Stdout limit in bytes.")
-@click.option("--task", help="The task this run serves; a successful run teaches retrieval.")
+@click.option("--timeout", type=_Limit("timeout"), help="Wall-clock limit in seconds (at most 3600).")
+@click.option("--fuel", type=_Limit("fuel"), help="Fuel limit (about 10 billion per CPU second).")
+@click.option("--memory", type=_Limit("memory"), help="Linear memory limit in MiB (1 to 4096).")
+@click.option("--max-output", type=_Limit("max_output"), help="Stdout limit in bytes (k, m, g suffixes; at most 1g).")
+@click.option("--max-input", type=_Limit("max_input"),
+              help="Input size limit in bytes (k, m, g suffixes; default 16m, at most 1g).")
+@click.option("--task", callback=_nonblank, help="The task this run serves; a successful run teaches retrieval.")
 @repo_option
 @json_option
 def run(tool: str | None, input_json: str | None, input_file: Any, batch_file: Any, wasm_file: Path | None,
-        timeout: float | None, fuel: int | None, memory: int | None, max_output: int | None, task: str | None,
-        repo: Path | None, as_json: bool) -> None:
+        timeout: float | None, fuel: int | None, memory: int | None, max_output: int | None, max_input: int | None,
+        task: str | None, repo: Path | None, as_json: bool) -> None:
     """Run TOOL[@FP] on a JSON input (argument, -i FILE, or - for stdin) and print its JSON output.
 
     Plain output is the tool's JSON; a failure prints `Error: TOOL@FP: KIND: DETAIL` and exits 1.
     With --json, one envelope {"ok", "output", "error", "tool", "fingerprint", "wall_ms", "fuel"}.
     """
     rt = None if wasm_file is not None else Runtime(repo)
-    limits = _limits(rt.default_limits() if rt else Limits(), timeout, fuel, memory, max_output)
+    limits = limits_mod.apply(rt.default_limits() if rt else Limits(), {
+        "timeout": timeout, "fuel": fuel, "memory": memory, "max_output": max_output, "max_input": max_input})
     if wasm_file is not None:
         if tool is not None and input_json is not None:
             raise click.UsageError("with --wasm give only the input, not a TOOL")
@@ -257,21 +343,22 @@ def run(tool: str | None, input_json: str | None, input_file: Any, batch_file: A
         if wasm_file is not None or input_json is not None or input_file is not None:
             raise click.UsageError("--batch takes its inputs from FILE only, and a TOOL")
         assert tool is not None
-        lines = (line for line in batch_file if line.strip())
+        lines = _lines(batch_file, limits.max_input)
         failed = 0
         assert rt is not None
         rt.load(tool)  # a missing tool is a one-line error before any worker starts
         with WorkerPool(rt.repo.path) as pool:
             for outcome in pool.run_many(tool, lines, limits):
                 failed += not outcome.ok
-                click.echo(json.dumps(outcome.envelope(), ensure_ascii=False))
+                click.echo(jsonio.encode(outcome.envelope()))
         sys.exit(1 if failed else 0)
     if input_json is not None and input_file is not None:
         raise click.UsageError("give the input as an argument or with -i, not both")
+    cap = limits.max_input + 1  # a byte more than the limit is enough to refuse an input, without holding it all
     if input_file is not None:
-        data = input_file.read()
+        data = input_file.read(cap)
     elif input_json == "-" or (input_json is None and not sys.stdin.isatty()):
-        data = sys.stdin.buffer.read()
+        data = sys.stdin.buffer.read(cap)
     elif input_json is not None:
         data = input_json.encode()
     else:
@@ -285,7 +372,7 @@ def run(tool: str | None, input_json: str | None, input_file: Any, batch_file: A
         _out(outcome.envelope())
         sys.exit(0 if outcome.ok else 1)
     if outcome.ok:
-        click.echo(json.dumps(outcome.output, ensure_ascii=False))
+        click.echo(jsonio.encode(outcome.output))
         return
     raise EvogitError(f"{outcome.tool}@{outcome.fingerprint[:7]}: {outcome.error}: {outcome.detail}")
 
@@ -309,7 +396,7 @@ def lineage(tool: str, fmt: str, repo: Path | None) -> None:
 @main.command()
 @click.argument("tool")
 @click.argument("new_name")
-@click.option("--description", help="A new description for the fork.")
+@click.option("--description", callback=_nonblank, help="A new description for the fork.")
 @repo_option
 @json_option
 def fork(tool: str, new_name: str, description: str | None, repo: Path | None, as_json: bool) -> None:
@@ -325,7 +412,7 @@ def fork(tool: str, new_name: str, description: str | None, repo: Path | None, a
 
 @main.command()
 @click.argument("query")
-@click.option("-k", "k", type=int, default=5, show_default=True, help="How many tools to show.")
+@click.option("-k", "k", type=click.IntRange(1, 1000), default=5, show_default=True, help="How many tools to show.")
 @click.option("--explain", is_flag=True, help="Say why each tool was ranked where it is.")
 @repo_option
 @json_option
@@ -344,7 +431,23 @@ def search(query: str, k: int, explain: bool, repo: Path | None, as_json: bool) 
     for rank, h in enumerate(hits, 1):
         click.echo(f"{rank}. {_short(h.key)}  {h.score:.2f}  {_first_sentence(h.description)}")
         for name, value in h.why.items():
-            click.echo(f"     {name}: {json.dumps(value, ensure_ascii=False)}")
+            click.echo(f"     {name}: {jsonio.encode(value)}")
+
+
+def _show_cost(c: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _out(c)
+        return
+    if not c["tools"] and not c["models"]:
+        click.echo("No model calls recorded yet.")
+        return
+    for name, t in c["tools"].items():
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(t["by_kind"].items()))
+        click.echo(f"{name:<24} {t['tokens']:>9,} tokens  {t['attempts']} attempts ({t['green']} green; {kinds})")
+    for name, m in c["models"].items():
+        click.echo(f"model {name}: {m['calls']} calls ({m['failed']} failed), {m['tokens']:,} tokens "
+                   f"({m['prompt_tokens']:,} prompt + {m['completion_tokens']:,} completion)")
+    click.echo(f"total: {c['tokens']:,} tokens")
 
 
 def _ms(value: float | None) -> str:
@@ -353,10 +456,16 @@ def _ms(value: float | None) -> str:
 
 @main.command()
 @click.argument("tool", required=False, metavar="[TOOL[@FP]]")
+@click.option("--cost", is_flag=True, help="Tokens spent writing tools, per tool and per model.")
 @repo_option
 @json_option
-def stats(tool: str | None, repo: Path | None, as_json: bool) -> None:
-    """Run metrics per version: runs, success rate, error kinds, latency p50/p95, fuel, feedback."""
+def stats(tool: str | None, cost: bool, repo: Path | None, as_json: bool) -> None:
+    """Run metrics per version: runs, success rate, error kinds, latency p50/p95, fuel, feedback (--cost: tokens)."""
+    if cost:
+        if tool is not None:
+            raise click.UsageError("--cost covers every tool; give no TOOL with it")
+        _show_cost(Runtime(repo).cost(), as_json)
+        return
     data = Runtime(repo).stats(tool)
     if as_json:
         _out(data)
@@ -386,25 +495,30 @@ def stats(tool: str | None, repo: Path | None, as_json: bool) -> None:
 
 @main.command()
 @click.argument("tool", metavar="TOOL[@FP]")
-@click.option("--task", required=True, help="The task the tool was used for.")
-@click.option("--solved/--failed", required=True, help="Whether the result solved the task.")
+@click.option("--task", required=True, callback=_nonblank, help="The task the tool was used for.")
+@click.option("--solved", is_flag=True, help="The result solved the task.")
+@click.option("--failed", is_flag=True, help="The result did not solve the task.")
 @click.option("--note", default="", help="Anything worth remembering.")
 @repo_option
-def feedback(tool: str, task: str, solved: bool, note: str, repo: Path | None) -> None:
+def feedback(tool: str, task: str, solved: bool, failed: bool, note: str, repo: Path | None) -> None:
     """Record whether TOOL[@FP] solved TASK; retrieval learns from it."""
+    if solved == failed:
+        raise click.UsageError("give --solved or --failed, not both" if solved else "give --solved or --failed")
     event = Runtime(repo).feedback(tool, task, solved, note)
     click.echo(f"Recorded: {event.tool}@{event.fingerprint[:7]} {'solved' if solved else 'failed'} {task!r}")
 
 
 @main.command()
+@click.option("--repair", is_flag=True,
+              help="First rewrite damaged log files from what can still be read (the damaged ones are kept aside).")
 @repo_option
 @json_option
-def replay(repo: Path | None, as_json: bool) -> None:
+def replay(repair: bool, repo: Path | None, as_json: bool) -> None:
     """Rebuild every projection (metrics, usage, retrieval history) from the whole event log, then refit the
     retrieval model and its FAISS index."""
     t0 = time.monotonic()
     rt = Runtime(repo)
-    state = rt.replay(retrieval=False).state
+    state = rt.replay(retrieval=False, repair=repair).state
     replayed = time.monotonic() - t0
     model, embedder = rt.retrieval_model()
     runs = sum(m.runs for m in state.versions.values())
@@ -421,7 +535,7 @@ def replay(repo: Path | None, as_json: bool) -> None:
 
 @main.command("log")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new events as they are appended.")
-@click.option("-n", "--last", type=int, default=None, help="Only the last N events.")
+@click.option("-n", "--last", type=click.IntRange(min=1), default=None, help="Only the last N events.")
 @repo_option
 @json_option
 def log_(follow: bool, last: int | None, repo: Path | None, as_json: bool) -> None:
@@ -478,13 +592,17 @@ def _event_line(e: Any) -> str:
         what, detail = _clip(repr(e.query), 28), "; ".join(filter(None, [f"→ {top}" if top else "", chose]))
     elif kind == "Embedded" and not e.tool:
         what, detail = _clip(repr(e.text), 28), e.model
+    elif kind == "ModelCalled":
+        detail = f"{e.purpose} {e.outcome} {e.prompt_tokens}+{e.completion_tokens} tokens {e.latency_ms:.0f} ms"
+    elif kind == "UnknownEvent":
+        detail = f"{e.type} v{e.v} (unknown to this version)"
     else:
         detail = getattr(e, "model", "")
     return f"{when} {e.writer:<10} {kind:<16} {what:<28} {detail}"
 
 
 @main.command()
-@click.argument("remote", default="origin")
+@click.argument("remote", default="origin", callback=_nonblank)
 @repo_option
 def push(remote: str, repo: Path | None) -> None:
     """Push tool branches, version tags and this machine's event log to REMOTE (a git remote or URL)."""
@@ -495,7 +613,7 @@ def push(remote: str, repo: Path | None) -> None:
 
 
 @main.command()
-@click.argument("remote", default="origin")
+@click.argument("remote", default="origin", callback=_nonblank)
 @repo_option
 @json_option
 def pull(remote: str, repo: Path | None, as_json: bool) -> None:
@@ -503,7 +621,8 @@ def pull(remote: str, repo: Path | None, as_json: bool) -> None:
     report, outcomes = Runtime(repo).pull(remote)
     if as_json:
         _out({"created": report.created, "fast_forwarded": report.fast_forwarded, "diverged": report.diverged,
-              "log_bytes": report.logs, "refused_logs": report.refused, "builds": [_outcome_json(o) for o in outcomes]})
+              "log_bytes": report.logs, "refused_logs": report.refused, "accepted_tags": report.accepted_tags,
+              "refused_tags": report.refused_tags, "builds": [_outcome_json(o) for o in outcomes]})
     else:
         click.echo(f"Pulled from {remote}: {len(report.created)} new tools, {len(report.fast_forwarded)} updated, "
                    f"log events from {len(report.logs)} other machine{'s' if len(report.logs) != 1 else ''}")
@@ -511,10 +630,148 @@ def pull(remote: str, repo: Path | None, as_json: bool) -> None:
             click.echo(f"  {_show_build(o)}")
         for ref, why in report.refused.items():
             click.echo(f"  {ref} refused: {why}")
+        for tag, why in report.refused_tags.items():
+            click.echo(f"  tag {tag} refused: {why}")
         for tool in report.diverged:
             click.echo(f"  tools/{tool} diverged from {remote}; merge it with git (the hook builds the merge)")
     if any(not o.ok for o in outcomes):
         raise EvogitError(f"{sum(not o.ok for o in outcomes)} pulled tool heads failed to build")
+
+
+@main.command()
+@click.argument("tool", required=False, metavar="[TOOL[@FP]]")
+@click.option("--rebuild", is_flag=True, help="Also rebuild each version here and compare the build commits.")
+@repo_option
+@json_option
+def verify(tool: str | None, rebuild: bool, repo: Path | None, as_json: bool) -> None:
+    """Check version tags as a pull checks them (name, build commit, tree, tool.wasm hash, build.json, branch)."""
+    import msgspec
+
+    verdicts = Runtime(repo).verify(tool, rebuild)
+    failed = sum(not v.ok for v in verdicts)
+    if as_json:
+        _out([msgspec.to_builtins(v) for v in verdicts])
+        sys.exit(1 if failed else 0)
+    if not verdicts:
+        click.echo("No versions yet.")
+    for v in verdicts:
+        click.echo(f"ok    {v.tool}@{v.fingerprint[:7]}" if v.ok else f"FAIL  {v.tag}: {v.reason}")
+    if failed:
+        raise EvogitError(f"{failed} of {len(verdicts)} versions failed verification")
+
+
+# -- authoring with a model ------------------------------------------------------------------------------------
+def _examples(values: tuple[str, ...]) -> list[Any]:
+    out = []
+    for i, text in enumerate(values, 1):
+        try:
+            out.append(jsonio.decode(text, what=f"--example {i}"))
+        except EvogitError as e:
+            raise click.UsageError(str(e)) from None
+    return out
+
+
+def _stages(as_json: bool):  # noqa: ANN202 - a progress callback
+    t0 = time.monotonic()
+
+    def report(message: str) -> None:
+        if not as_json:
+            click.echo(f"[{time.monotonic() - t0:6.1f}s] {message}", err=True)
+
+    return report
+
+
+def _authored(result: Any, as_json: bool) -> None:
+    if as_json:
+        _out(result.to_json())
+    elif result.ok:
+        click.echo(f"ok    {result.version.short}  {result.kind}d in {len(result.attempts)} "
+                   f"attempt{'s' if len(result.attempts) != 1 else ''}, {result.tokens} tokens ({result.model})")
+        if result.parent:
+            click.echo(f"      parent {_short(result.parent)}: {result.parent_reason}")
+        for s in result.superseded:
+            click.echo(f"      superseded {s.case}: {s.reason}")
+        for note in result.mended:
+            click.echo(f"      {note}")
+    if not result.ok:
+        raise EvogitError(result.message)
+
+
+@contextlib.contextmanager
+def _author(rt: Runtime, rounds: int, as_json: bool) -> Iterator[Any]:
+    """An Author over this repository's model (configured by env or git config); its client closed after."""
+    from .agent.author import Author
+    from .llm.client import ModelClient
+    from .llm.config import load_config
+
+    with ModelClient(load_config(rt.repo.git.config), sink=rt.log.append) as client:
+        yield Author(rt, client, rounds=rounds, progress=_stages(as_json))
+
+
+rounds_option = click.option("--rounds", type=click.IntRange(0, 10), default=3, show_default=True,
+                             help="Repair rounds after the first attempt.")
+example_option = click.option("--example", "examples", multiple=True, metavar="JSON",
+                              help='{"input": ..., "expect": ...} that must pass (repeatable).')
+
+
+@main.command()
+@click.argument("task")
+@click.option("--name", help="The new tool's name (default: the model picks one; a taken name gets -2, -3, ...).")
+@example_option
+@rounds_option
+@repo_option
+@json_option
+def create(task: str, name: str | None, examples: tuple[str, ...], rounds: int, repo: Path | None,
+           as_json: bool) -> None:
+    """Have the model write a new tool for TASK; only a green, tested version is committed and tagged."""
+    rt = Runtime(repo)
+    with _author(rt, rounds, as_json) as author:
+        result = author.create(task, name, _examples(examples))
+    _authored(result, as_json)
+
+
+@main.command()
+@click.argument("tool", metavar="TOOL[@FP]")
+@click.argument("task")
+@click.option("--name", help="Fork a new tool with this name at the parent (default: a new version of TOOL).")
+@example_option
+@rounds_option
+@click.option("--explain", is_flag=True, help="Show each version's record that the parent is chosen by.")
+@repo_option
+@json_option
+def mutate(tool: str, task: str, name: str | None, examples: tuple[str, ...], rounds: int, explain: bool,
+           repo: Path | None, as_json: bool) -> None:
+    """Have the model specialise TOOL[@FP] for TASK; the parent's cases still count unless superseded."""
+    rt = Runtime(repo)
+    if explain and "@" not in tool and not as_json:
+        from .agent.author import parent_records
+
+        click.echo(f"parent of {tool} for this task: most net successes on similar tasks, then success rate, "
+                   "then the newest", err=True)
+        for v, similar, rate, newest in parent_records(rt, tool, task):
+            click.echo(f"  {v.short}  similar tasks solved (net) {similar:>3}  runs ok {rate * 100:3.0f}%"
+                       + ("  (newest)" if newest else ""), err=True)
+    with _author(rt, rounds, as_json) as author:
+        result = author.mutate(tool, task, name, _examples(examples))
+    _authored(result, as_json)
+
+
+@main.command()
+@click.argument("tool", metavar="TOOL[@FP]")
+@click.argument("instruction")
+@example_option
+@rounds_option
+@repo_option
+@json_option
+def teach(tool: str, instruction: str, examples: tuple[str, ...], rounds: int, repo: Path | None,
+          as_json: bool) -> None:
+    """Teach TOOL by INSTRUCTION with examples: a mutation whose examples become cases that must pass."""
+    if not examples:
+        raise click.UsageError("teach needs at least one --example")
+    rt = Runtime(repo)
+    with _author(rt, rounds, as_json) as author:
+        result = author.teach(tool, instruction, _examples(examples))
+    _authored(result, as_json)
 
 
 @main.command(hidden=True)
@@ -522,7 +779,8 @@ def pull(remote: str, repo: Path | None, as_json: bool) -> None:
 @click.argument("args", nargs=-1)
 def hook(name: str, args: tuple[str, ...]) -> None:
     """Internal: called by the git hooks that `evogit init` installs."""
-    stdin = sys.stdin.read() if name == "post-receive" else ""
+    # ref names are bytes to git: whatever is not UTF-8 stays as surrogates, for on_hook to refuse
+    stdin = sys.stdin.buffer.read().decode("utf-8", "surrogateescape") if name == "post-receive" else ""
     rt = Runtime(Path(os.environ.get("GIT_DIR") or "."))
     for outcome in rt.on_hook(name, stdin):
         click.echo(f"evogit: {_show_build(outcome)}", err=True)

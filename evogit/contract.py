@@ -7,7 +7,6 @@ match `output_schema`; a failure exits non-zero, ideally with `{"error": "..."}`
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -15,6 +14,8 @@ from typing import Any
 
 import fastjsonschema
 
+from .errors import InvalidJSON
+from .jsonio import decode
 from .manifest import ToolManifest
 from .sandbox import RunResult
 
@@ -75,8 +76,8 @@ class _Checker:
         if _portable(schema):
             try:
                 self.fast = fastjsonschema.compile(schema, use_default=False, use_formats=False)
-            except fastjsonschema.JsonSchemaDefinitionException:
-                self.fast = None
+            except (fastjsonschema.JsonSchemaDefinitionException, SyntaxError, RecursionError):
+                self.fast = None  # a nested schema's generated code can be too deep for Python's compiler
 
     @cached_property
     def validator(self) -> Any:
@@ -85,6 +86,12 @@ class _Checker:
         return jsonschema.Draft202012Validator(self.schema)
 
     def problem(self, value: Any) -> str | None:
+        try:
+            return self._problem(value)
+        except RecursionError:  # a recursive schema over a deep value: jsonio.MAX_DEPTH keeps values far from it
+            return "too deeply nested to check against the schema"
+
+    def _problem(self, value: Any) -> str | None:
         if self.fast is not None:
             try:
                 self.fast(value)
@@ -121,11 +128,11 @@ def interpret(outcome: RunOutcome, result: RunResult, contract: Contract | None 
     outcome.exit_code, outcome.wall_ms, outcome.fuel = result.exit_code, result.wall_ms, result.fuel
     outcome.stderr = result.stderr.decode("utf-8", "replace")
     try:
-        outcome.output = json.loads(result.stdout) if result.stdout.strip() else None
-    except ValueError:
+        outcome.output = decode(result.stdout, what="output") if result.stdout.strip() else None
+    except InvalidJSON as e:
         outcome.output = None
         if result.ok:
-            outcome.error, outcome.detail = "invalid_output", "output is not one JSON document"
+            outcome.error, outcome.detail = "invalid_output", str(e)
             return outcome
     if not result.ok:
         outcome.error, outcome.detail = result.error, result.detail

@@ -5,6 +5,8 @@ The CLI prints `Error: <message>` and exits 1 for these; anything else is a bug 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class EvogitError(Exception):
     """Root of every error evogit raises on purpose; the message is one line for the user."""
@@ -42,6 +44,22 @@ class BuildFailed(EvogitError):
         self.record = record
 
 
+class BuildLimitExceeded(BuildFailed):
+    """A build hit its wall-time, memory or output limit."""
+
+
+class SandboxUnavailable(BuildFailed):
+    """Bubblewrap cannot run here, and the code to build is not evogit's own."""
+
+
+class CompileFailed(BuildFailed):
+    """rustc refused the tool's source; `diagnostics` holds its structured messages (toolchain.Diagnostic)."""
+
+    def __init__(self, message: str, diagnostics: Sequence[object]):
+        super().__init__(message)
+        self.diagnostics = list(diagnostics)
+
+
 class ToolchainMissing(EvogitError):
     """No Rust toolchain able to target WASI was found."""
 
@@ -63,9 +81,38 @@ class InvalidInput(EvogitError):
     """Input to a tool or a command is not valid JSON or breaks the input schema."""
 
 
+class InvalidJSON(EvogitError):
+    """A document is not strict JSON (RFC 8259), or nests deeper than jsonio.MAX_DEPTH."""
+
+
+class InvalidLimit(EvogitError):
+    """A run limit (timeout, fuel, memory, output or input size) is out of its range."""
+
+
 class SandboxError(EvogitError):
     """A run ended in a sandbox failure; `kind` names it (timeout, out_of_fuel, trap, ...)."""
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)
         self.kind = kind
+
+
+class ModelNotConfigured(EvogitError):
+    """No model is configured (EVOGIT_MODEL / OPENAI_BASE_URL / OPENAI_API_KEY, or git config evogit.*)."""
+
+
+class ModelError(EvogitError):
+    """A model call failed; `kind` names how (timeout, rate_limited, server_error, bad_response, ...)."""
+
+    def __init__(self, kind: str, message: str, result: object | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.result = result  # the reply, when there was one (a reply that is not the JSON asked for)
+
+
+class InvalidVersion(EvogitError):
+    """A version tag fails verification (malformed, forged or broken); `stage` names the check."""
+
+    def __init__(self, stage: str, message: str):
+        super().__init__(message)
+        self.stage = stage

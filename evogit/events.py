@@ -2,19 +2,28 @@
 
 Every event has a stable `id` (deterministic where one fact can be recorded twice, e.g. a build), the
 `writer` that recorded it, the writer's `seq`uence number and `at` (ns since the epoch on the writer's
-clock), and a schema version `v`. Old versions are upcast on read (`UPCASTERS`).
+clock), and a schema version `v`: each type has its own (`VERSION`, a class attribute; a missing `v` means 1).
+Old versions are upcast on read, step by step, by `UPCASTERS[(type tag, version)]`.
+
+Forward compatible: an event this version cannot read, because its type is newer than this code or its
+version is newer and no longer decodes, comes back as an `UnknownEvent` (type, version, id, at, writer, seq
+and the original bytes) instead of an error, so a log from a newer writer never stops an older reader;
+readers that dispatch on type pass it over, and `encode` gives its bytes back unchanged.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
 
 class Event(msgspec.Struct, tag_field="type", kw_only=True, omit_defaults=True, gc=False):
+    #: This type's current schema version. Bump it together with an upcaster from the previous version; the
+    #: default of `v` stays 1 for ever (records of version 1 omit it), so `encode` stamps newer versions.
+    VERSION: ClassVar[int] = 1
     id: str = ""
     at: int = 0
     writer: str = ""
@@ -81,33 +90,112 @@ class Retrieved(Event, tag="retrieved"):
     choice: str | None = None
 
 
-AnyEvent = VersionCommitted | BuildSucceeded | BuildFailed | ToolRun | Feedback | Embedded | Retrieved
-CURRENT_VERSION = 1
+class ModelCalled(Event, tag="model_called"):
+    """One call to a model, after the client's own retries: what it was for, which model, tokens, time and
+    outcome. Never the prompt, the reply or the key."""
+
+    purpose: str
+    model: str
+    outcome: str  # "ok", or the error kind: timeout, rate_limited, server_error, bad_response, ...
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_ms: float = 0.0
+    attempts: int = 1  # HTTP requests sent for this call, the client's retries included
+    mode: str = ""  # the reply format asked for (json_schema, json_object, text); "" for a plain chat
+    tool: str = ""  # the tool being written or used, when the caller says
+    round: int | None = None  # the authoring round (1 = first attempt), when the caller says
+
+
+class AuthorAttempt(Event, tag="author_attempt"):
+    """One round of writing a tool with a model (create, mutate, teach): how far its files got. A green
+    attempt names the version it became; a red one the stage and error kind. Never the files or the prompt."""
+
+    kind: str  # create, mutate, teach
+    tool: str  # the tool's name ("" when the model had not named it yet)
+    round: int  # 1 = the first attempt, 2.. = repair rounds
+    stage: str  # model, reply, package, compile, unit_tests, cases, commit, green
+    task: str
+    model: str = ""
+    error: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    parent: str = ""  # name@fingerprint of the version mutated
+    fingerprint: str = ""  # of the green version
+
+
+class UnknownEvent(msgspec.Struct, kw_only=True, gc=False):
+    """An event this version cannot read (a newer writer's type, or a newer version that no longer decodes):
+    kept whole, with what every event has, and skipped by readers that do not know it."""
+
+    type: str
+    v: int = 1
+    id: str = ""
+    at: int = 0
+    writer: str = ""
+    seq: int = 0
+    raw: bytes = b""  # the record as written; `encode` returns it unchanged
+
+
+KnownEvent = (VersionCommitted | BuildSucceeded | BuildFailed | ToolRun | Feedback | Embedded | Retrieved | ModelCalled
+              | AuthorAttempt)
+AnyEvent = KnownEvent | UnknownEvent
+KNOWN: tuple[type[Event], ...] = (VersionCommitted, BuildSucceeded, BuildFailed, ToolRun, Feedback, Embedded,
+                                  Retrieved, ModelCalled, AuthorAttempt)
+_BY_TAG: dict[str, type[Event]] = {str(cls.__struct_config__.tag): cls for cls in KNOWN}
+#: type tag -> the current schema version of that type.
+VERSIONS: dict[str, int] = {tag: cls.VERSION for tag, cls in _BY_TAG.items()}
 #: (type tag, version) -> function turning a raw dict of that version into the next version's dict.
 UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(AnyEvent)
+_decoder = msgspec.msgpack.Decoder(KnownEvent)
 
 
 def encode(event: AnyEvent) -> bytes:
+    """The record of an event; a new event is stamped with its type's current schema version first."""
+    if isinstance(event, UnknownEvent):
+        return event.raw
+    if event.v < event.VERSION:
+        event.v = event.VERSION
     return _encoder.encode(event)
 
 
 def decode(data: bytes | memoryview) -> AnyEvent:
-    """Decode one event, upcasting it if it was written by an older schema version."""
+    """Decode one event, upcasting it if an older schema version wrote it; an event of a type or a version
+    this code cannot read comes back as an `UnknownEvent`. Raises only for a record that is no event at all."""
     try:
         event = _decoder.decode(data)
-        if event.v == CURRENT_VERSION:
+        if event.v == event.VERSION:
             return event
     except msgspec.ValidationError:
         pass
     raw = msgspec.msgpack.decode(data)
-    if not isinstance(raw, dict):
-        raise msgspec.ValidationError(f"not an event: a msgpack {type(raw).__name__}")
-    while (step := UPCASTERS.get((raw.get("type", ""), raw.get("v", 1)))) is not None:
+    if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
+        raise msgspec.ValidationError(f"not an event: a msgpack {type(raw).__name__} without a type")
+    cls = _BY_TAG.get(raw["type"])
+    if cls is None or not isinstance(raw.get("v", 1), int):
+        return _unknown(raw, data)
+    while (step := UPCASTERS.get((raw["type"], raw.get("v", 1)))) is not None:
         raw = step(raw)
-    return msgspec.convert(raw, AnyEvent)
+    version = raw.get("v", 1)
+    if version < cls.VERSION:
+        raise msgspec.ValidationError(f"no upcaster for {raw['type']} version {version}")
+    try:
+        return msgspec.convert(raw, cls)  # type: ignore[return-value]  # cls is one of KnownEvent's members
+    except msgspec.ValidationError:
+        if version > cls.VERSION:  # a newer writer changed it beyond what this code can read
+            return _unknown(raw, data)
+        raise
+
+
+def _unknown(raw: dict[str, Any], data: bytes | memoryview) -> UnknownEvent:
+    def get(key: str, kind: type, default: Any) -> Any:
+        value = raw.get(key, default)
+        return value if isinstance(value, kind) else default
+
+    return UnknownEvent(type=raw["type"], v=get("v", int, 1), id=get("id", str, ""), at=get("at", int, 0),
+                        writer=get("writer", str, ""), seq=get("seq", int, 0), raw=bytes(data))
 
 
 def fact_id(*parts: str) -> str:

@@ -1,7 +1,19 @@
 """A tool's source package: the manifest (`tool.json`), its cases, and the rules a package must follow.
 
 The rules keep LLM-written code from reaching the host at *build* time: only allowlisted crates from the
-offline registry, no build scripts, no own proc-macros, no custom target paths, no includes outside the package.
+offline registry, no build scripts, no own proc-macros, no custom target paths, and no source that reads a
+file or the environment while it compiles. They are the second line: the build runs in a sandbox that cannot
+see the host anyway (toolchain.py). The source rule works on Rust tokens (comments stripped; string, char and
+raw-string literals skipped whole), over every file of the package but Cargo.toml/Cargo.lock (so a file
+that is not named .rs cannot smuggle code in either; one that is not Rust tokens at all, like prose, could
+not be compiled and is let be); the tool contract needs none of what it forbids:
+
+- `include_str`, `include_bytes`, `option_env`: forbidden as identifiers anywhere (so also as a macro passed
+  by name, renamed in a `use`, or behind a raw identifier `r#...`);
+- `include`, `env`: forbidden as macros (`include!`, `env!`), and inside a macro's input or body or a `use`
+  (where they could become one), except after `.` and in `env::name` paths (`std::env::args()`);
+- `path`, `link`: forbidden inside attributes (so no `#[path]`, also not in `cfg_attr`, no `#[link]`), and
+  inside a macro's input or body (where an attribute could be assembled) except after `.` or `::`.
 """
 
 from __future__ import annotations
@@ -9,11 +21,14 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from typing import Any
+import unicodedata
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 import msgspec
 
-from .errors import InvalidName, InvalidPackage
+from .errors import InvalidJSON, InvalidName, InvalidPackage
+from .jsonio import decode
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 MAX_NAME = 64
@@ -29,10 +44,17 @@ FORBIDDEN_TABLES = ("build-dependencies", "patch", "replace", "workspace", "lib"
                     "bench", "profile")
 FORBIDDEN_PACKAGE_KEYS = ("build", "links", "workspace", "metabuild")
 DEP_FORBIDDEN_KEYS = ("path", "git", "registry", "registry-index", "branch", "tag", "rev")
-_INCLUDE_RE = re.compile(r"\b(include_str|include_bytes|include)\s*!\s*\(\s*([^)]*)\)")
-_PATH_ATTR_RE = re.compile(r"#\s*!?\s*\[\s*path\s*=\s*\"([^\"]*)\"")
-_ENV_RE = re.compile(r"\b(env|option_env)\s*!\s*\(\s*\"([^\"]*)\"")
-_SAFE_REL = re.compile(r'^"(?!/)(?!.*\.\.)[A-Za-z0-9_./-]+"$')
+#: Files of a package that are not Rust source: cargo alone reads them, under check_cargo_toml's rules.
+CARGO_FILES = frozenset({"Cargo.toml", "Cargo.lock"})
+#: Identifiers that read the build host (files, environment) and that no tool needs under any name.
+FORBIDDEN_IDENTS = frozenset({"include_str", "include_bytes", "option_env"})
+#: Builtin macros with common names: forbidden as macros and wherever they could become one.
+FORBIDDEN_MACROS = frozenset({"include", "env"})
+#: Words no attribute may contain: `#[path = ...]` loads any file as a module, `#[link]` any file as a library.
+FORBIDDEN_IN_ATTRIBUTES = frozenset({"path", "link"})
+_IDENT = re.compile(r"[^\W\d]\w*")
+_RAW_STR = re.compile(r'[bc]?r(#*)"')
+_NUMBER = re.compile(r"\d\w*")
 
 
 class ToolManifest(msgspec.Struct, forbid_unknown_fields=True):
@@ -84,11 +106,9 @@ def parse_manifest(data: bytes, *, check_schemas: bool = True) -> ToolManifest:
     """Decode and check `tool.json`. The schemas' own validity (the slow part: ~2 ms each) need not be checked
     again for a version that was built, whose tool.json passed these checks then (`check_schemas=False`)."""
     try:
-        manifest = msgspec.json.decode(data, type=ToolManifest)
-    except msgspec.ValidationError as e:
-        raise InvalidPackage(f"tool.json: {e}") from None
-    except msgspec.DecodeError as e:
-        raise InvalidPackage(f"tool.json is not valid JSON: {e}") from None
+        manifest = decode(data, what="tool.json", type=ToolManifest)
+    except InvalidJSON as e:
+        raise InvalidPackage(str(e)) from None
     check_name(manifest.name)
     if not manifest.description.strip():
         raise InvalidPackage("tool.json: description is empty")
@@ -105,18 +125,20 @@ def _check_schemas(manifest: ToolManifest) -> None:
             jsonschema.Draft202012Validator.check_schema(getattr(manifest, field))
         except jsonschema.SchemaError as e:
             raise InvalidPackage(f"tool.json: {field} is not a valid JSON Schema: {e.message}") from None
+        except RecursionError:  # checking a schema recurses a dozen frames per level of it
+            raise InvalidPackage(f"tool.json: {field} is nested too deeply to check") from None
 
 
 def parse_cases(data: bytes) -> list[Case]:
     """Decode `tests/cases.jsonl`: one case per non-blank line, names unique, at least one case."""
     cases: list[Case] = []
-    for lineno, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+    for lineno, line in enumerate(data.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            cases.append(msgspec.json.decode(line, type=Case))
-        except (msgspec.ValidationError, msgspec.DecodeError) as e:
-            raise InvalidPackage(f"tests/cases.jsonl line {lineno}: {e}") from None
+            cases.append(decode(line, what=f"tests/cases.jsonl line {lineno}", type=Case))
+        except InvalidJSON as e:
+            raise InvalidPackage(str(e)) from None
     if not cases:
         raise InvalidPackage("tests/cases.jsonl has no cases")
     seen: set[str] = set()
@@ -166,26 +188,161 @@ def check_cargo_toml(data: bytes) -> None:
                 _check_dependencies(spec[where], f"target.{target}.{where}")
 
 
-def check_source(path: str, text: str) -> None:
-    """Reject Rust source that reads host files or environment at compile time."""
-    for m in _INCLUDE_RE.finditer(text):
-        if not _SAFE_REL.match(m.group(2).strip()):
-            raise InvalidPackage(
-                f"{path}: {m.group(1)}!({m.group(2).strip()}) may only name a relative path inside the package"
-            )
-    for m in _PATH_ATTR_RE.finditer(text):
-        if m.group(1).startswith("/") or ".." in m.group(1):
-            raise InvalidPackage(f"{path}: #[path = {m.group(1)!r}] points outside the package")
-    for m in _ENV_RE.finditer(text):
-        if not m.group(2).startswith("CARGO_PKG_"):
-            raise InvalidPackage(f"{path}: {m.group(1)}!({m.group(2)!r}) reads the build host's environment")
+class _Token(NamedTuple):
+    kind: str  # ident, punct, literal, lifetime
+    text: str
+    pos: int
 
 
-def check_package(files: dict[str, bytes], symlinks: frozenset[str] | set[str] = frozenset()) -> tuple[ToolManifest, list[Case]]:
-    """Check a whole source tree (path -> content) and return its manifest and cases."""
+def _tokens(text: str) -> Iterator[_Token]:
+    """Rust tokens, comments dropped and literals whole (enough of the lexer to find identifiers and
+    brackets for sure). Raises ValueError on an unterminated comment or literal."""
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c.isspace():
+            i += 1
+        elif text.startswith("//", i):
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+        elif text.startswith("/*", i):
+            depth, j = 1, i + 2
+            while depth:
+                if j >= n:
+                    raise ValueError("unterminated block comment")
+                if text.startswith("/*", j):
+                    depth, j = depth + 1, j + 2
+                elif text.startswith("*/", j):
+                    depth, j = depth - 1, j + 2
+                else:
+                    j += 1
+            i = j
+        elif (m := _RAW_STR.match(text, i)) and (i == 0 or not (text[i - 1].isalnum() or text[i - 1] == "_")):
+            close = '"' + m.group(1)
+            end = text.find(close, m.end())
+            if end < 0:
+                raise ValueError("unterminated raw string")
+            yield _Token("literal", text[i:end + len(close)], i)
+            i = end + len(close)
+        elif c == '"' or (c in "bc" and text.startswith('"', i + 1)):
+            j = i + (1 if c == '"' else 2)
+            while True:
+                if j >= n:
+                    raise ValueError("unterminated string")
+                if text[j] == "\\":
+                    j += 2
+                elif text[j] == '"':
+                    break
+                else:
+                    j += 1
+            yield _Token("literal", text[i:j + 1], i)
+            i = j + 1
+        elif c == "'" or (c == "b" and text.startswith("'", i + 1)):
+            j = i + (1 if c == "'" else 2)
+            if text.startswith("\\", j):
+                end = text.find("'", j + 2)
+                if end < 0:
+                    raise ValueError("unterminated character literal")
+                yield _Token("literal", text[i:end + 1], i)
+                i = end + 1
+            elif j + 1 < n and text[j + 1] == "'":
+                yield _Token("literal", text[i:j + 2], i)
+                i = j + 2
+            elif c == "'" and (m := _IDENT.match(text, j)):
+                yield _Token("lifetime", text[i:m.end()], i)
+                i = m.end()
+            else:
+                raise ValueError("unterminated character literal")
+        elif text.startswith("r#", i) and (m := _IDENT.match(text, i + 2)):
+            yield _Token("ident", unicodedata.normalize("NFC", m.group()), i)  # raw identifier: the same name
+            i = m.end()
+        elif m := _IDENT.match(text, i):
+            yield _Token("ident", unicodedata.normalize("NFC", m.group()), i)
+            i = m.end()
+        elif m := _NUMBER.match(text, i):
+            yield _Token("literal", m.group(), i)
+            i = m.end()
+        elif text.startswith(("!=", "::"), i):
+            yield _Token("punct", text[i:i + 2], i)
+            i += 2
+        else:
+            yield _Token("punct", c, i)
+            i += 1
+
+
+_CLOSE = {"(": ")", "[": "]", "{": "}"}
+#: Keywords that may stand before `!(`: there the `!` is a negation, not a macro call.
+_KEYWORDS = frozenset({"as", "break", "const", "continue", "crate", "else", "enum", "extern", "fn", "for", "if",
+                       "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "static",
+                       "struct", "super", "trait", "type", "unsafe", "use", "where", "while", "async", "await", "dyn"})
+
+
+def check_source(path: str, text: str, *, must_lex: bool = True) -> None:
+    """Reject source that could read host files or environment at compile time (the rules are in the module
+    docstring). With `must_lex=False` (a file not named .rs) text that is not Rust tokens at all passes: no
+    compiler could take it as code, and nothing may include it."""
+    try:
+        tokens = list(_tokens(text))
+    except ValueError as e:
+        if not must_lex:
+            return
+        raise InvalidPackage(f"{path}: cannot be read as Rust source: {e}") from None
+
+    def refuse(tok: _Token, what: str) -> InvalidPackage:
+        line = text.count("\n", 0, tok.pos) + 1
+        return InvalidPackage(f"{path}:{line}: {what}: tool code may not read files or the environment at build time")
+
+    def text_at(k: int) -> str:
+        return tokens[k].text if 0 <= k < len(tokens) else ""
+
+    # Open groups: (closing bracket, a macro's input or body, an attribute); `use` runs to its `;`.
+    stack: list[tuple[str, bool, bool]] = []
+    in_use = False
+    for k, tok in enumerate(tokens):
+        in_macro = in_use or bool(stack and stack[-1][1])
+        in_attr = bool(stack and stack[-1][2])
+        before, after = text_at(k - 1), text_at(k + 1)
+        if tok.kind == "ident":
+            name = tok.text
+            if name in FORBIDDEN_IDENTS:
+                raise refuse(tok, f"`{name}` is not allowed")
+            if name in FORBIDDEN_MACROS:
+                if after == "!":
+                    raise refuse(tok, f"`{name}!` is not allowed")
+                env_path = name == "env" and after == "::" and k + 2 < len(tokens) and \
+                    tokens[k + 2].kind == "ident" and tokens[k + 2].text != "self"
+                if in_macro and before not in (".", "$") and not env_path:
+                    raise refuse(tok, f"`{name}` inside a macro or a `use` is not allowed")
+            if name in FORBIDDEN_IN_ATTRIBUTES and (in_attr or (in_macro and before not in (".", "::", "$"))):
+                raise refuse(tok, f"`{name}` in an attribute or a macro is not allowed")
+            if name == "use" and not in_macro:
+                in_use = True
+        elif tok.text == ";" and not (stack and stack[-1][1]):
+            in_use = False
+        elif tok.text in _CLOSE:
+            is_attr = tok.text == "[" and (before == "#" or (before == "!" and text_at(k - 2) == "#"))
+            called = tokens[k - 2] if k >= 2 and before == "!" else None
+            is_macro = (called is not None and called.kind == "ident" and called.text not in _KEYWORDS) or (
+                k >= 3 and text_at(k - 2) == "!" and tokens[k - 1].kind == "ident" and text_at(k - 3) == "macro_rules")
+            stack.append((_CLOSE[tok.text], in_macro or is_macro, in_attr or is_attr))
+        elif stack and tok.text == stack[-1][0]:
+            stack.pop()
+
+
+def check_package(files: dict[str, bytes], symlinks: frozenset[str] | set[str] = frozenset(), *,
+                  build_rules: bool = True) -> tuple[ToolManifest, list[Case]]:
+    """Check a whole source tree (path -> content) and return its manifest and cases. `build_rules=False`
+    checks only what the pipeline needs to read (manifest, cases), not the build-time safety rules."""
     missing = [f for f in REQUIRED_FILES if f not in files]
     if missing:
         raise InvalidPackage(f"missing {', '.join(missing)}")
+    if build_rules:
+        check_build_rules(files, symlinks)
+    return parse_manifest(files["tool.json"]), parse_cases(files["tests/cases.jsonl"])
+
+
+def check_build_rules(files: dict[str, bytes], symlinks: frozenset[str] | set[str] = frozenset()) -> None:
+    """The build-time safety rules: what a package may hold so that building it reads nothing of the host."""
     if symlinks:
         raise InvalidPackage(f"symbolic links are not allowed in a tool package: {', '.join(sorted(symlinks))}")
     for path in files:
@@ -198,12 +355,15 @@ def check_package(files: dict[str, bytes], symlinks: frozenset[str] | set[str] =
             raise InvalidPackage(".cargo/ configuration is not allowed in a tool package")
     check_cargo_toml(files["Cargo.toml"])
     for path, data in files.items():
-        if path.endswith(".rs"):
-            try:
-                check_source(path, data.decode("utf-8"))
-            except UnicodeDecodeError:
+        if path in CARGO_FILES:
+            continue
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            if path.endswith(".rs"):
                 raise InvalidPackage(f"{path} is not UTF-8") from None
-    return parse_manifest(files["tool.json"]), parse_cases(files["tests/cases.jsonl"])
+            continue  # not text, so not Rust either
+        check_source(path, text, must_lex=path.endswith(".rs"))
 
 
 def manifest_json(manifest: ToolManifest) -> bytes:

@@ -3,8 +3,9 @@
 Every external command evogit starts that can run long (cargo under bubblewrap, git for push and pull) goes
 through `run`:
 
-- the child gets SIGKILL when the thread that started it ends (`setpriv --pdeathsig KILL`, util-linux), so a
-  killed `evogit push` or `evogit build` leaves no git or cargo running behind it;
+- the child and everything it starts in its group get SIGKILL when the thread that started it ends
+  (`setpriv --pdeathsig TERM`, util-linux, on a guard shell that kills the group), so a killed
+  `evogit push` or `evogit build` leaves no git, receive-pack, hook or cargo running behind it;
 - it runs in a process group of its own, killed whole on timeout, on too much output, and on any exception
   in the caller (Ctrl-C included);
 - stdout and stderr are read up to a shared cap; past it the group is killed (`overflowed`);
@@ -91,8 +92,18 @@ def wrap(argv: list[str], memory: int | None = None) -> list[str]:
             raise OSError("prlimit (util-linux) is not installed: cannot limit a child's memory")
         wrapped = [PRLIMIT, f"--as={int(memory)}", "--", *wrapped]
     if SETPRIV is not None:
-        wrapped = [SETPRIV, "--pdeathsig", "KILL", "--", *wrapped]
+        wrapped = [SETPRIV, "--pdeathsig", "TERM", "--", SH, "-c", _GUARD, "evogit-guard", *wrapped]
     return wrapped
+
+
+SH = "/bin/sh"
+# The parent-death signal reaches only the process it is set on, not what that process starts (git push to
+# a local remote runs receive-pack and its hooks; they outlived a killed `evogit push` and raced its retry).
+# So it goes to a guard shell that kills the whole group, itself included, when evogit dies. (An
+# asynchronous command's stdin would be /dev/null: fd 3 hands it the real one; a child's death by a signal
+# is passed on as the guard's own, so `returncode` stays negative for it.)
+_GUARD = ('trap "kill -KILL 0" TERM; exec 3<&0; "$@" <&3 3<&- & wait $!; s=$?; '
+          'if [ $s -gt 128 ]; then trap - TERM; kill -$((s - 128)) $$; fi; exit $s')
 
 
 def kill_group(pid: int) -> None:

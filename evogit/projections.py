@@ -8,11 +8,17 @@ they give the same bytes. A state records the log position it reflects and catch
 Two projections, each with its own snapshot and position: `Projector` (metrics, usage, tasks served,
 retrieval history), which every command reads, and `EmbeddingProjector` (the vectors: most of the bytes),
 which only a search reads.
+
+A snapshot is local state that must match its log, never trusted otherwise: with its position it keeps a
+mark per writer (the crc32 of the bytes just before the position, `EventLog.marks`). If a log it reflects
+is gone, shorter, or different there, or the snapshot itself does not decode, the projection is rebuilt
+from zero and that is reported once (a warning on the `evogit` logger; the rebuilt snapshot is saved).
 """
 
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 from array import array
 from bisect import bisect_right
 from collections.abc import Callable
@@ -22,10 +28,20 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from .atomic import write_atomic
-from .events import BuildFailed, BuildSucceeded, Embedded, Feedback, Retrieved, ToolRun, VersionCommitted
-from .log import EventLog, Position
+from .events import (
+    AuthorAttempt,
+    BuildFailed,
+    BuildSucceeded,
+    Embedded,
+    Feedback,
+    ModelCalled,
+    Retrieved,
+    ToolRun,
+    VersionCommitted,
+)
+from .log import EventLog, Position, warn
 
-FORMAT = 8  # bump whenever projection logic changes: older snapshots are then rebuilt
+FORMAT = 9  # bump whenever projection logic changes: older snapshots are then rebuilt
 LAT_BUCKETS = 64
 _LAT_BASE = 0.01  # ms: bucket i holds latencies in [0.01 * 10^(i/8), 0.01 * 10^((i+1)/8))
 
@@ -102,15 +118,44 @@ class TaskVector(msgspec.Struct, array_like=True):
     vector: bytes  # float32, native order
 
 
+class ToolCost(msgspec.Struct, omit_defaults=True):
+    """What writing one tool with a model cost: every attempt, green or red, of creates, mutations and teaching."""
+
+    attempts: int = 0
+    green: int = 0  # attempts that became a version
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    ms: int = 0  # wall time of the attempts (integers keep the sums independent of event order)
+    by_kind: dict[str, int] = {}  # create / mutate / teach -> attempts
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class ModelCost(msgspec.Struct, omit_defaults=True):
+    """Calls to one model, for any purpose, and what they cost."""
+
+    calls: int = 0
+    failed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_ms: int = 0
+    by_purpose: dict[str, int] = {}
+
+
 class State(msgspec.Struct, omit_defaults=True):
     format: int  # required, so an old snapshot's version is always on disk (a default would be omitted)
     position: Position = {}
+    marks: dict[str, int] = {}  # writer -> crc32 of the log's bytes just before `position` (EventLog.marks)
     versions: dict[str, VersionMetrics] = {}  # "tool@fingerprint"
     commits: dict[str, int] = {}  # tool -> source versions committed
     facts: set[str] = set()  # ids of facts that may be recorded twice (builds): counted once
     served: dict[str, dict[str, int]] = {}  # "tool@fingerprint" -> task -> (times solved) - (times failed)
     searches: dict[str, Search] = {}  # task_key(query) -> its newest search, and whether a choice followed
     retrievals: int = 0
+    costs: dict[str, ToolCost] = {}  # tool -> what authoring it cost ("" for attempts that never named one)
+    models: dict[str, ModelCost] = {}  # model id -> its calls
 
 
 class EmbeddingState(msgspec.Struct, omit_defaults=True):
@@ -118,6 +163,7 @@ class EmbeddingState(msgspec.Struct, omit_defaults=True):
 
     format: int
     position: Position = {}
+    marks: dict[str, int] = {}
     vectors: dict[str, dict[str, Vector]] = {}  # model -> "tool@fingerprint" -> newest embedding
     tasks: dict[str, dict[str, TaskVector]] = {}  # model -> task_key(task text) -> newest embedding
 
@@ -137,7 +183,7 @@ def _ignore(event: Any) -> None:
     pass
 
 
-class _Projection(Generic[S]):
+class _Projection(ABC, Generic[S]):
     """Applies events to a state that records its log position; the functions are chosen by event type."""
 
     state: S
@@ -153,7 +199,7 @@ class _Projection(Generic[S]):
         """Apply one chunk of a writer's log, which ends at byte `end`; returns how many were not ignored."""
         apply, n = self._apply, 0
         for event in events:
-            handler = apply[type(event)]
+            handler = apply.get(type(event), _ignore)
             if handler is not _ignore:
                 handler(event)
                 n += 1
@@ -161,6 +207,11 @@ class _Projection(Generic[S]):
         self.applied += n
         self.state.position[writer] = end
         return n
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Start again from an empty state (position 0). `applied` keeps counting, so that whoever compares
+        it to tell whether the state changed sees that it did. Each projection knows its empty state."""
 
 
 class Projector(_Projection[State]):
@@ -172,8 +223,11 @@ class Projector(_Projection[State]):
         self._apply = {
             ToolRun: self._run, BuildSucceeded: self._build_ok, BuildFailed: self._build_failed,
             Feedback: self._feedback, Embedded: _ignore, Retrieved: self._retrieved,
-            VersionCommitted: self._committed,
+            VersionCommitted: self._committed, AuthorAttempt: self._author, ModelCalled: self._model_called,
         }
+
+    def reset(self) -> None:
+        self.state, self._by_pair, self.applied = State(format=FORMAT), {}, self.applied + 1
 
     def _metrics(self, tool: str, fp: str) -> VersionMetrics:
         m = self._by_pair.get((tool, fp))
@@ -252,6 +306,28 @@ class Projector(_Projection[State]):
         if self._once(e.id):
             self.state.commits[e.tool] = self.state.commits.get(e.tool, 0) + 1
 
+    def _author(self, e: AuthorAttempt) -> None:
+        c = self.state.costs.get(e.tool)
+        if c is None:
+            c = self.state.costs[e.tool] = ToolCost(by_kind={})
+        c.attempts += 1
+        c.green += e.stage == "green"
+        c.prompt_tokens += e.prompt_tokens
+        c.completion_tokens += e.completion_tokens
+        c.ms += round(e.seconds * 1000)
+        c.by_kind[e.kind] = c.by_kind.get(e.kind, 0) + 1
+
+    def _model_called(self, e: ModelCalled) -> None:
+        m = self.state.models.get(e.model)
+        if m is None:
+            m = self.state.models[e.model] = ModelCost(by_purpose={})
+        m.calls += 1
+        m.failed += e.outcome != "ok"
+        m.prompt_tokens += e.prompt_tokens
+        m.completion_tokens += e.completion_tokens
+        m.latency_ms += round(e.latency_ms)
+        m.by_purpose[e.purpose] = m.by_purpose.get(e.purpose, 0) + 1
+
 
 class EmbeddingProjector(_Projection[EmbeddingState]):
     """The newest embedding of every version and task, per model."""
@@ -261,6 +337,9 @@ class EmbeddingProjector(_Projection[EmbeddingState]):
         self._apply = {kind: _ignore for kind in (ToolRun, BuildSucceeded, BuildFailed, Feedback, Retrieved,
                                                   VersionCommitted)}
         self._apply[Embedded] = self._embedded
+
+    def reset(self) -> None:
+        self.state, self.applied = EmbeddingState(format=FORMAT), self.applied + 1
 
     def _embedded(self, e: Embedded) -> None:
         order = (e.at, e.writer, e.seq)
@@ -287,35 +366,70 @@ def snapshot(state: State | EmbeddingState) -> bytes:
 
 
 def load(path: Path, kind: type[S]) -> S | None:
+    """A snapshot, or None if there is none, it is of another FORMAT, or it is damaged (reported)."""
     try:
-        state = msgspec.msgpack.decode(path.read_bytes(), type=kind)
-    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        warn(f"{path} was unreadable ({e.strerror}): rebuilt from the log")
+        return None
+    try:
+        state = msgspec.msgpack.decode(data, type=kind)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        if _format_of(data) not in (None, FORMAT):
+            return None  # written by another version of the projections: rebuilt, nothing to report
+        warn(f"{path} was unreadable: rebuilt from the log")
         return None
     return state if state.format == FORMAT else None
+
+
+def _format_of(data: bytes) -> int | None:
+    try:
+        raw = msgspec.msgpack.decode(data)
+    except msgspec.DecodeError:
+        return None
+    value = raw.get("format") if isinstance(raw, dict) else None
+    return value if isinstance(value, int) else None
 
 
 SKIPPED_BEFORE_SAVE = 10_000  # irrelevant events re-read at most (~20 ms) rather than rewriting a big snapshot
 
 
-def refresh(projector: _Projection[Any], log: EventLog, path: Path) -> None:
+def refresh(projector: _Projection[Any], log: EventLog, path: Path, save: bool = False) -> None:
     """Catch a projection up with the log; save its snapshot if anything was applied, or if enough irrelevant
-    events were passed over since the last save."""
-    if projector.catch_up(log) or projector.skipped >= SKIPPED_BEFORE_SAVE:
-        write_atomic(path, snapshot(projector.state))
+    events were passed over since the last save (or if `save`). A projection that reflects more of a log than
+    is there, or other bytes, is rebuilt from zero first (reported once: the rebuilt snapshot is saved)."""
+    state = projector.state
+    if bad := log.mismatched(state.position, state.marks):
+        why = "; ".join(f"{writer}.log {reason}" for writer, reason in sorted(bad.items()))
+        warn(f"{path} reflected events the log no longer holds ({why}): rebuilt from the log")
+        projector.reset()
+        save = True
+    before = dict(projector.state.position)
+    applied = projector.catch_up(log)
+    state = projector.state
+    moved = {w: p for w, p in state.position.items() if before.get(w) != p}
+    if moved:
+        state.marks = {**state.marks, **log.marks(moved)}
+    if applied or projector.skipped >= SKIPPED_BEFORE_SAVE or save:
+        write_atomic(path, snapshot(state))
         projector.skipped = 0
 
 
 def open_projections(log: EventLog, path: Path) -> Projector:
     """Load the snapshot (if any) and catch up with the log; save the snapshot if anything was applied."""
-    projector = Projector(load(path, State))
-    refresh(projector, log, path)
+    state = load(path, State)
+    projector = Projector(state)
+    refresh(projector, log, path, save=state is None)
     return projector
 
 
 def open_embeddings(log: EventLog, path: Path) -> EmbeddingProjector:
     """The same for the embeddings, which only a search needs."""
-    projector = EmbeddingProjector(load(path, EmbeddingState))
-    refresh(projector, log, path)
+    state = load(path, EmbeddingState)
+    projector = EmbeddingProjector(state)
+    refresh(projector, log, path, save=state is None)
     return projector
 
 
@@ -324,6 +438,7 @@ def replay(log: EventLog, path: Path | None = None) -> Projector:
     projector = Projector()
     projector.catch_up(log)
     if path is not None:
+        projector.state.marks = log.marks(projector.state.position)
         write_atomic(path, snapshot(projector.state))
     return projector
 
@@ -334,6 +449,7 @@ def replay_all(log: EventLog, path: Path, embeddings_path: Path) -> tuple[Projec
     for writer, end, events in log.chunks({}):
         metrics.apply(writer, end, events)
         embeddings.apply(writer, end, events)
+    metrics.state.marks = embeddings.state.marks = log.marks(metrics.state.position)
     write_atomic(path, snapshot(metrics.state))
     write_atomic(embeddings_path, snapshot(embeddings.state))
     return metrics, embeddings

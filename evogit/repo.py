@@ -3,7 +3,9 @@
     refs/heads/tools/<name>                 source commits of one tool (lineage = ancestry)
     refs/tags/tools/<name>/<fingerprint>    the build commit of a green version (source tree + build/)
 
-Writes are compare-and-swap on the ref and retried, so concurrent writers never lose a version.
+Writes are compare-and-swap on the ref and retried, so concurrent writers never lose a version. Reads never
+trust a ref: tree entry names are checked before a tree's files are handed out, and malformed version tags are
+skipped (the checks themselves are in verify.py).
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ from pathlib import Path
 import pygit2
 from pygit2.enums import FileMode
 
-from .errors import AmbiguousVersion, ConcurrentUpdate, RepoNotFound, ToolExists, ToolNotFound
-from .manifest import check_name
+from .errors import AmbiguousVersion, ConcurrentUpdate, InvalidVersion, RepoNotFound, ToolExists, ToolNotFound
+from .manifest import MAX_NAME, NAME_RE, check_name
+from .verify import BUILDER, TAG_PREFIX, PathCheck, Rebuild, Verdict, build_commit, check, check_paths, contents
+
+__all__ = ["BRANCH_PREFIX", "BUILDER", "TAG_PREFIX", "SkillsRepo", "Version", "branch_ref", "parse_spec", "tag_ref"]
 
 BRANCH_PREFIX = "refs/heads/tools/"
-TAG_PREFIX = "refs/tags/tools/"
-BUILDER = ("evogit-builder", "builder@evogit.invalid")
 MIN_PREFIX = 4
+INTACT = "intact-v1"  # versions found intact (verify.contents); bump the suffix when those checks change
 CAS_ATTEMPTS = 200
 
 README = """\
@@ -82,6 +86,7 @@ class SkillsRepo:
         self.state_dir = Path(self.git.path) / "evogit"
         if not self.state_dir.is_dir():
             raise RepoNotFound(f"{path} is a git repository but not an evogit skills repository (run `evogit init {path}`)")
+        self._intact: dict[str, bool] | None = None  # "<build commit> <name> <fp>" -> passes `verify.contents`
 
     @classmethod
     def init(cls, path: str | Path, bare: bool = False) -> SkillsRepo:
@@ -93,6 +98,8 @@ class SkillsRepo:
             path.mkdir(parents=True, exist_ok=True)
             git = pygit2.init_repository(str(path), bare=bare, initial_head="main")
         (Path(git.path) / "evogit").mkdir(exist_ok=True)
+        if git.is_bare:  # a shared hub: git itself refuses malformed objects (a tree entry named `..`) on push
+            git.config["receive.fsckObjects"] = True
         repo = cls(path)
         if git.head_is_unborn:
             sig = pygit2.Signature("evogit", "evogit@evogit.invalid")
@@ -104,14 +111,37 @@ class SkillsRepo:
 
     # -- reading -----------------------------------------------------------------------------------------------
     def tools(self) -> list[str]:
-        """Names of all tools (branches under tools/), sorted."""
-        return sorted(r[len(BRANCH_PREFIX):] for r in self.git.references if r.startswith(BRANCH_PREFIX))
+        """Names of all tools (branches under tools/ with a valid name, pointing at a commit), sorted."""
+        names = (r[len(BRANCH_PREFIX):] for r in self.git.references if r.startswith(BRANCH_PREFIX))
+        return sorted(n for n in names if NAME_RE.match(n) and len(n) <= MAX_NAME and self._branch(n) is not None)
+
+    def _branch(self, name: str) -> pygit2.Commit | None:
+        try:
+            ref = self.git.references.get(branch_ref(name))
+            obj = self.git.get(ref.resolve().target) if ref is not None else None
+        except (KeyError, ValueError, pygit2.GitError):
+            return None
+        return obj if isinstance(obj, pygit2.Commit) else None
 
     def head(self, name: str) -> pygit2.Commit:
-        ref = self.git.references.get(branch_ref(name))
-        if ref is None:
+        commit = self._branch(name)
+        if commit is None:
+            if branch_ref(name) in self.git.references:
+                raise ToolNotFound(f"tools/{name} does not point at a commit")
             raise ToolNotFound(f"no tool named {name!r}")
-        return self.git[ref.target].peel(pygit2.Commit)
+        return commit
+
+    def tips(self, name: str) -> list[pygit2.Oid]:
+        """Where tools/<name> is, here and in every remote fetched from: a version's source commit must be on
+        the history of one of them."""
+        tracking = [r for r in self.git.references
+                    if r.startswith("refs/remotes/") and r.endswith(f"/tools/{name}") and r.count("/") == 4]
+        found = []
+        for ref_name in [branch_ref(name), *sorted(tracking)]:
+            ref = self.git.references.get(ref_name)
+            if ref is not None and isinstance(ref.target, pygit2.Oid) and isinstance(self.git.get(ref.target), pygit2.Commit):
+                found.append(ref.target)
+        return found
 
     def commit(self, rev: str) -> pygit2.Commit:
         try:
@@ -120,14 +150,16 @@ class SkillsRepo:
             raise ToolNotFound(f"no commit {rev!r}") from None
 
     def files(self, tree: pygit2.Tree) -> tuple[dict[str, bytes], set[str]]:
-        """All regular files of a tree (path -> bytes) and the paths of any symlinks."""
+        """All regular files of a tree (path -> bytes) and the paths of any symlinks. Raises InvalidPackage for
+        an entry name that must not reach a disk (`..`, `.git`, ...) or for paths that differ only in case."""
         files: dict[str, bytes] = {}
         links: set[str] = set()
+        paths = PathCheck()
         stack: list[tuple[str, pygit2.Tree]] = [("", tree)]
         while stack:
             prefix, t = stack.pop()
             for entry in t:
-                path = prefix + (entry.name or "")
+                path = paths.add(prefix, entry.raw_name or b"")
                 if entry.filemode == FileMode.TREE:
                     stack.append((path + "/", self.git[entry.id].peel(pygit2.Tree)))
                 elif entry.filemode == FileMode.LINK:
@@ -145,35 +177,90 @@ class SkillsRepo:
             raise ToolNotFound(f"{path} not found in {commit.id}") from None
 
     def versions(self, name: str | None = None) -> list[Version]:
-        """Green versions (tags), of one tool or of all; oldest source commit first."""
+        """Green versions (tags), of one tool or of all; oldest source commit first. A malformed tag (a bad
+        name; not pointing straight at a commit with one parent) is skipped: `verify` reports it."""
         prefix = TAG_PREFIX + (f"{name}/" if name else "")
         found = []
-        for ref in self.git.references:
-            if not ref.startswith(prefix):
+        for ref_name in self.git.references:
+            ref = self.git.references.get(ref_name) if ref_name.startswith(prefix) else None
+            if ref is None:
                 continue
-            tool, _, fp = ref[len(TAG_PREFIX):].rpartition("/")
-            build = self.git[self.git.references[ref].target].peel(pygit2.Commit)
+            try:
+                tool, fp, build = build_commit(self.git, ref_name[len("refs/tags/"):], ref.target)
+            except InvalidVersion:
+                continue
             found.append((build.commit_time, Version(tool, fp, str(build.id), str(build.parent_ids[0]))))
         return [v for _, v in sorted(found, key=lambda item: (item[0], item[1].name, item[1].fingerprint))]
+
+    def intact(self, v: Version) -> bool:
+        """Whether a version's build commit is what the builder writes around a tool.wasm that hashes to its
+        fingerprint (`verify.contents`). The answer depends only on the (immutable) build commit and the tag's
+        name, so versions found intact are remembered in .git/evogit/intact-v1, one line each: reading their
+        trees and wasm again cost ~13 ms a version, 20 -> 330 ms for `list` of 24 tools."""
+        if self._intact is None:
+            try:
+                lines = (self.state_dir / INTACT).read_text().split("\n")
+            except (OSError, UnicodeDecodeError):
+                lines = []
+            self._intact = dict.fromkeys(lines, True)
+        key = f"{v.build_commit} {v.name} {v.fingerprint}"
+        if key not in self._intact:
+            try:
+                contents(self.git, v.name, v.fingerprint, self.git[v.build_commit].peel(pygit2.Commit))
+                self._intact[key] = True
+                with open(self.state_dir / INTACT, "a") as f:  # one short line per write(): appends never interleave
+                    f.write(key + "\n")
+            except InvalidVersion:
+                self._intact[key] = False
+            except OSError:  # a read-only repository still answers
+                pass
+        return self._intact[key]
+
+    def verify(self, spec: str | None = None, rebuild: Rebuild | None = None) -> list[Verdict]:
+        """Check this repository's version tags as a pulled tag is checked: all of them, one tool's (`name`) or
+        one version (`name@<fp prefix>`), malformed ones included; with `rebuild`, rebuilding each here."""
+        name, prefix = parse_spec(spec) if spec else (None, None)
+        refs = sorted(r for r in self.git.references if r.startswith(TAG_PREFIX + (f"{name}/" if name else "")))
+        if name is not None:
+            self.head(name)  # an unknown tool is ToolNotFound
+        if prefix is not None:
+            refs = [r for r in refs if r.rpartition("/")[2].startswith(prefix)]
+            if not refs:
+                raise ToolNotFound(f"{name} has no version {prefix}")
+            if len(refs) > 1:
+                raise AmbiguousVersion(f"{spec} matches {len(refs)} versions; give more digits")
+        verdicts = []
+        for ref_name in refs:
+            ref = self.git.references.get(ref_name)
+            if ref is not None:
+                verdicts.append(check(self.git, ref_name[len("refs/tags/"):], ref.target, tips=self.tips, rebuild=rebuild))
+        return verdicts
 
     def resolve(self, spec: str, known: list[Version] | None = None) -> Version:
         """`name@<fp prefix>` → that version; bare `name` → the newest green version on the tool's branch.
 
         `known` may pass this tool's versions when the caller already listed them (saves a scan of all refs).
+        A version whose build commit is not intact (its tool.wasm does not hash to its name, ...) never answers
+        a bare name: the next green one does.
         """
         name, prefix = parse_spec(spec)
         if prefix is not None:
             matches = [v for v in (known if known is not None else self.versions(name)) if v.fingerprint.startswith(prefix)]
+            if len(matches) > 1:
+                matches = [v for v in matches if self.intact(v)] or matches
             if not matches:
                 self.head(name)  # raises ToolNotFound for an unknown tool
                 raise ToolNotFound(f"{name} has no version {prefix}")
             if len(matches) > 1:
                 raise AmbiguousVersion(f"{spec} matches {len(matches)} versions; give more digits")
             return matches[0]
-        by_source = {v.source_commit: v for v in (known if known is not None else self.versions(name))}
+        by_source: dict[str, list[Version]] = {}
+        for v in known if known is not None else self.versions(name):
+            by_source.setdefault(v.source_commit, []).append(v)
         for commit in self.walk(self.head(name).id):
-            if str(commit.id) in by_source:
-                return by_source[str(commit.id)]
+            for v in reversed(by_source.get(str(commit.id), [])):
+                if self.intact(v):
+                    return v
         raise ToolNotFound(f"{name} has no green version yet (see `evogit describe {name}`)")
 
     def walk(self, start: pygit2.Oid | str) -> Iterator[pygit2.Commit]:
@@ -181,19 +268,22 @@ class SkillsRepo:
 
     # -- writing -----------------------------------------------------------------------------------------------
     def write_tree(self, files: dict[str, bytes]) -> pygit2.Oid:
+        check_paths(files)  # paths from a model or a caller are as untrusted as trees from a remote
         index = pygit2.Index()
         for path, data in sorted(files.items()):
             index.add(pygit2.IndexEntry(path, self.git.create_blob(data), FileMode.BLOB))
         return index.write_tree(self.git)
 
     def commit_version(self, name: str, files: dict[str, bytes], message: str, *,
-                       author: pygit2.Signature | None = None, start_at: str | None = None) -> str:
+                       author: pygit2.Signature | None = None, start_at: str | None = None,
+                       new: bool = False) -> str:
         """Commit a new source version on tools/<name>; returns the commit id.
 
         The new commit's parent is the branch head *at the moment it lands* (compare-and-swap on the ref,
         retried with backoff), so concurrent writers never overwrite each other. For a new branch, the
         parent is `start_at` (a fork's parent source commit) or the repository's root commit, so that
-        `git log --graph --all` shows every tool growing from one trunk.
+        `git log --graph --all` shows every tool growing from one trunk. With `new`, the branch must not exist
+        (a created tool never lands on top of another one of that name): ToolExists otherwise.
         """
         check_name(name)
         sig = author or self.signature()
@@ -202,6 +292,8 @@ class SkillsRepo:
         base = [pygit2.Oid(hex=start_at)] if start_at else self._root()
         for attempt in range(CAS_ATTEMPTS):
             current = self.git.references.get(ref)
+            if new and current is not None:
+                raise ToolExists(f"a tool named {name!r} already exists")
             parents = [current.target] if current is not None else base
             try:
                 if current is None:
@@ -230,8 +322,11 @@ class SkillsRepo:
         except (pygit2.AlreadyExistsError, ValueError):
             raise ToolExists(f"a tool named {name!r} already exists") from None
 
-    def write_build(self, name: str, source: pygit2.Commit, outputs: dict[str, bytes], fingerprint: str) -> Version:
-        """Write the deterministic build commit (source tree + build/) and tag it, unless already tagged."""
+    def write_build(self, name: str, source: pygit2.Commit, outputs: dict[str, bytes], fingerprint: str, *,
+                    mine: bool = False) -> Version:
+        """Write the deterministic build commit (source tree + build/) and tag it, unless already tagged; returns
+        the tagged version, or with `mine` the build commit written here (to compare with the tagged one).
+        A tag of that name that is not intact (another module under this fingerprint) is replaced."""
         builder = self.git.TreeBuilder()
         for fname, data in sorted(outputs.items()):
             builder.insert(fname, self.git.create_blob(data), FileMode.BLOB)
@@ -247,10 +342,20 @@ class SkillsRepo:
                 self.git.references.create(ref, oid, force=False)
             except pygit2.AlreadyExistsError:
                 existing = self.git.references.get(ref)
-        if existing is not None:  # tags never move: an identical binary keeps its first build commit
+        if existing is not None and existing.target != oid and not self._tag_intact(ref, existing.target):
+            self.git.references.create(ref, oid, force=True)
+            existing = None
+        if existing is not None and not mine:  # tags never move: an identical binary keeps its first build commit
             build = self.git[existing.target].peel(pygit2.Commit)
             return Version(name, fingerprint, str(build.id), str(build.parent_ids[0]))
         return Version(name, fingerprint, str(oid), str(source.id))
+
+    def _tag_intact(self, ref: str, target: pygit2.Oid | str) -> bool:
+        try:
+            name, fp, build = build_commit(self.git, ref[len("refs/tags/"):], target)
+        except InvalidVersion:
+            return False
+        return self.intact(Version(name, fp, str(build.id), str(build.parent_ids[0])))
 
     def signature(self) -> pygit2.Signature:
         try:

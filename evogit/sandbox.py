@@ -22,6 +22,7 @@ from pathlib import Path
 
 import wasmtime
 from wasmtime import _ffi as ffi
+from wasmtime import _wasi
 from wasmtime._extern import wrap_extern
 
 from .atomic import write_atomic
@@ -51,6 +52,7 @@ class Limits:
     memory: int = 256 * 1024 * 1024
     max_output: int = 4 * 1024 * 1024
     max_stderr: int = 256 * 1024
+    max_input: int = 16 * 1024 * 1024  # refused before decoding (see Runtime.run); the sandbox takes any stdin
 
 
 DEFAULT_LIMITS = Limits()
@@ -76,21 +78,25 @@ class RunResult:
 
 
 class _Ticker:
-    """Advances an engine's epoch every EPOCH_PERIOD, catching up on ticks missed under load."""
+    """Advances an engine's epoch every EPOCH_PERIOD, catching up on ticks missed under load, until stopped."""
 
     def __init__(self, engine: wasmtime.Engine):
         self._engine = engine
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="evogit-epoch", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
         start, ticks = time.monotonic(), 0
-        while True:
-            time.sleep(EPOCH_PERIOD)
+        while not self._stop.wait(EPOCH_PERIOD):
             due = int((time.monotonic() - start) / EPOCH_PERIOD)
             while ticks < due:
                 self._engine.increment_epoch()
                 ticks += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 class _Capture:
@@ -157,6 +163,36 @@ class _Engine:
                 if self._ticker is None:
                     self._ticker = _Ticker(self.engine)
 
+    def stop_ticker(self) -> None:
+        with self._lock:
+            ticker, self._ticker = self._ticker, None
+        if ticker is not None:
+            ticker.stop()
+
+
+def settle(timeout: float = 2.0) -> bool:
+    """Wait until wasmtime has released every WASI output callback of the runs that ended; True if it has.
+
+    A store's stdout/stderr sinks are dropped on one of wasmtime's own (tokio) threads shortly after the
+    store is closed, and dropping one calls back into Python (`custom_finalize`). If that call comes while
+    the interpreter is finalising, CPython ends the calling thread with pthread_exit, which cannot unwind
+    through Rust frames: the process aborts ("panic in a function that cannot unwind"). Closing a runtime
+    (and the exit hook) waits here, while calling into Python is still safe.
+    """
+    deadline = time.monotonic() + timeout
+    while _wasi.CUSTOM_OUTPUTS.handles:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
+    return True
+
+
+def shutdown() -> None:
+    """Stop the shared engine's epoch ticker and wait for wasmtime to release its callbacks (at exit)."""
+    if _SHARED is not None:
+        _SHARED.stop_ticker()
+    settle()
+
 
 _SHARED: _Engine | None = None
 _SHARED_LOCK = threading.Lock()
@@ -193,6 +229,13 @@ class Sandbox:
         self._key = key
         self._loaded: dict[str, LoadedModule] = {}
         self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Drop the compiled modules this sandbox holds and wait for wasmtime to release the output callbacks
+        of its finished runs. The shared engine stays (other sandboxes use it); `shutdown` stops its ticker."""
+        with self._lock:
+            self._loaded.clear()
+        settle()
 
     # -- loading ---------------------------------------------------------------------------------------------
     def load(self, wasm: bytes, expected_fingerprint: str | None = None, cache: bool = True) -> LoadedModule:
@@ -400,8 +443,9 @@ def _export(store: wasmtime.Store, instance: wasmtime.Instance, name: bytes) -> 
 
 
 def _set_stdin_bytes(wasi: wasmtime.WasiConfig, data: bytes) -> None:
-    """WasiConfig has no bytes-stdin setter; the C API does (it takes ownership of the vector)."""
+    """WasiConfig has no bytes-stdin setter; the C API does (it takes ownership of the vector). The vector is
+    copied straight from the bytes object's buffer: one copy of the input, not two."""
     vec = ffi.wasm_byte_vec_t()
-    buf = (ctypes.c_ubyte * len(data)).from_buffer_copy(data)
+    buf = ctypes.cast(ctypes.c_char_p(data), ctypes.POINTER(ctypes.c_ubyte))
     ffi.wasm_byte_vec_new(ctypes.byref(vec), len(data), buf)
     ffi.wasi_config_set_stdin_bytes(wasi.ptr(), ctypes.byref(vec))

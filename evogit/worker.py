@@ -40,6 +40,7 @@ class _Request(msgspec.Struct, array_like=True):
     memory: int
     max_output: int
     max_stderr: int
+    max_input: int = DEFAULT_LIMITS.max_input
 
 
 class _Response(msgspec.Struct, array_like=True):
@@ -66,19 +67,19 @@ def serve(repo: str) -> None:
     from .errors import EvogitError, ToolNotFound
     from .runtime import Runtime
 
-    rt = Runtime(repo)
     decode = msgspec.msgpack.Decoder(_Request).decode
     encode = msgspec.msgpack.Encoder().encode
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    while (frame := _read_frame(stdin)) is not None:
-        req = decode(frame)
-        limits = Limits(req.timeout, req.fuel, req.memory, req.max_output, req.max_stderr)
-        try:
-            outcome = rt.run(req.spec, req.stdin, limits)
-        except EvogitError as e:
-            kind = "not_found" if isinstance(e, ToolNotFound) else "error"
-            outcome = RunOutcome(req.spec, "", ok=False, error=kind, detail=str(e))
-        _write_frame(stdout, encode(_Response(req.id, outcome)))
+    with Runtime(repo) as rt:  # closed (log synced, wasmtime settled) when the caller closes stdin
+        while (frame := _read_frame(stdin)) is not None:
+            req = decode(frame)
+            limits = Limits(req.timeout, req.fuel, req.memory, req.max_output, req.max_stderr, req.max_input)
+            try:
+                outcome = rt.run(req.spec, req.stdin, limits)
+            except EvogitError as e:
+                kind = "not_found" if isinstance(e, ToolNotFound) else "error"
+                outcome = RunOutcome(req.spec, "", ok=False, error=kind, detail=str(e))
+            _write_frame(stdout, encode(_Response(req.id, outcome)))
 
 
 def _crash(detail: str) -> RunOutcome:
@@ -189,7 +190,7 @@ class WorkerPool:
         if self.closed:
             raise RuntimeError("worker pool is closed")
         req = _Request(next(self._ids), spec, stdin, limits.timeout, limits.fuel, limits.memory, limits.max_output,
-                       limits.max_stderr)
+                       limits.max_stderr, limits.max_input)
         first = next(self._next)
         n = len(self.workers)
         live = [self.workers[(first + i) % n] for i in range(n) if not self.workers[(first + i) % n].dead]
@@ -232,6 +233,4 @@ class WorkerPool:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1])
-    sys.stdout.flush()
-    os._exit(0)  # skip interpreter teardown (see cli.entry)
+    serve(sys.argv[1])  # then a normal exit: Runtime.close() made interpreter teardown safe

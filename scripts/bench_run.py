@@ -78,8 +78,7 @@ def main() -> None:
     tc = detect()
     pkg = work / "native"
     shutil.copytree(ROOT / "skills-repo" / "word-count", pkg)
-    env = Compiler()._env()
-    env["CARGO_TARGET_DIR"] = str(work / "native-target")
+    _, env = Compiler().command(pkg, work / "native-target", sandboxed=False)
     subprocess.run([tc.cargo, "build", "--release", "--offline"], cwd=pkg, env=env, check=True, capture_output=True)
     native_bin = work / "native-target" / "release" / "tool"
     native = timed(lambda: subprocess.run([str(native_bin)], input=INPUT, check=True, capture_output=True), 300)

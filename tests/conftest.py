@@ -133,3 +133,20 @@ def embeddings_server():
         yield f"http://127.0.0.1:{server.server_port}/v1", seen
     finally:
         server.shutdown()
+
+
+@pytest.fixture
+def scripted_model():
+    """Start scripted model servers on loopback: `scripted_model(script)` returns a running
+    `evogit.llm.scripted.ScriptedServer` (a list of steps, a script object or a file), closed at teardown."""
+    from evogit.llm.scripted import ScriptedServer
+
+    servers: list[ScriptedServer] = []
+
+    def start(script, port: int = 0) -> ScriptedServer:
+        servers.append(ScriptedServer(script, port=port))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()

@@ -117,3 +117,19 @@ def test_git_fsck_is_clean(empty_rt: Runtime):
     assert empty_rt.commit("echo-tool", tool_files(), "Echo").ok
     fsck = subprocess.run(["git", "-C", str(empty_rt.repo.path), "fsck", "--strict"], capture_output=True, text=True)
     assert fsck.returncode == 0, fsck.stderr
+
+
+def test_red_builds_carry_structured_diagnostics_and_the_first_failing_case(empty_rt: Runtime):
+    broken = tool_files("echo-tool", main_rs=tool_files()["src/main.rs"].decode().replace("shout(t, upper)", "shout(txet, upper)"))
+    outcome = empty_rt.commit("echo-tool", broken, "a typo")
+    record = outcome.record
+    assert record is not None and record.stage == "compile"
+    (first, *_) = record.diagnostics
+    assert (first.level, first.code, first.file) == ("error", "E0425", "src/main.rs") and first.line
+    assert "txet" in first.message and "txet" in first.rendered and "^" in first.rendered
+    assert "error[E0425]" in record.message and "src/main.rs:" in record.message
+    wrong = tool_files("echo-tool", cases=[{"name": "plain", "input": {"text": "hi"}, "expect": {"text": "HI"}}])
+    record = empty_rt.commit("echo-tool", wrong, "a wrong case").record
+    assert record is not None and record.stage == "cases" and record.first_failure is not None
+    f = record.first_failure
+    assert (f.name, f.input, f.expected, f.actual, f.actual_exit) == ("plain", {"text": "hi"}, {"text": "HI"}, {"text": "hi"}, 0)

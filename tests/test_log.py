@@ -98,8 +98,9 @@ def test_a_torn_tail_is_cut_never_half_read(tmp_path_factory, cut, garbage):
 
 
 def _reader(d: Path) -> FileLog:
+    """A reader of the files in `d` that is not a writer (opens and repairs nothing)."""
     reader = FileLog.__new__(FileLog)
-    reader.dir = d
+    reader.dir, reader.path, reader._fd = d, d / "none.log", -1
     return reader
 
 
@@ -111,7 +112,7 @@ def test_corruption_in_the_middle_is_refused_not_cut(tmp_path):
     data = bytearray(path.read_bytes())
     data[20] ^= 0xFF  # inside the first record's payload
     path.write_bytes(bytes(data))
-    with pytest.raises(LogCorrupted, match="in the middle of the log"):
+    with pytest.raises(LogCorrupted, match="bad record at byte 0 .checksum mismatch.*replay --repair"):
         FileLog(tmp_path, "w")
     assert path.read_bytes() == bytes(data)  # nothing was cut
 
@@ -184,3 +185,105 @@ def test_old_versions_are_upcast(monkeypatch):
     monkeypatch.setitem(events.UPCASTERS, ("feedback", 0),
                         lambda raw: {**{k: v for k, v in raw.items() if k != "ok"}, "solved": raw["ok"], "v": 1})
     assert decode(old) == Feedback(tool="t", fingerprint="f", task="x", solved=True, v=1)
+
+
+# -- damage is not a torn tail (issue 10) ----------------------------------------------------------------------
+def _log_of(d: Path, n: int = 40, writer: str = "w") -> Path:
+    log = FileLog(d, writer)
+    log.append(run_event(i) for i in range(n))
+    log.close()
+    FileLog(d, writer).close()  # a second open verifies the records (the `.ok` mark)
+    return d / f"{writer}.log"
+
+
+def _boundaries(data: bytes) -> list[int]:
+    out, pos = [0], 0
+    while pos < len(data):
+        pos += 8 + int.from_bytes(data[pos:pos + 4], "little")
+        out.append(pos)
+    return out
+
+
+def test_zeroed_bytes_in_the_middle_are_damage_not_empty_records(tmp_path):
+    path = _log_of(tmp_path)
+    data = bytearray(path.read_bytes())
+    data[400:900] = bytes(500)  # `dd conv=notrunc if=/dev/zero`: crc32(b"") == 0, so zeros once parsed as records
+    path.write_bytes(bytes(data))
+    with pytest.raises(LogCorrupted, match=r"w.log: bad record at byte \d+ .*replay --repair"):
+        list(_reader(tmp_path).read())
+    log = FileLog(tmp_path, "w")  # opening it cuts nothing: the zeros are followed by whole records
+    with pytest.raises(LogCorrupted) as err:
+        list(log.read())
+    assert 0 < err.value.offset <= 400 and path.read_bytes() == bytes(data)
+
+
+def test_a_log_truncated_and_refilled_with_zeros_is_damage(tmp_path):
+    path = _log_of(tmp_path)
+    size = path.stat().st_size
+    path.write_bytes(bytes(size))  # truncate, then write as many zeros
+    with pytest.raises(LogCorrupted, match="byte 0 .length 0: zeroed bytes"):
+        list(FileLog(tmp_path, "w").read())
+    assert path.read_bytes() == bytes(size)
+
+
+def test_appending_after_a_known_corrupt_region_is_refused(tmp_path):
+    path = _log_of(tmp_path)
+    data = bytearray(path.read_bytes())
+    data[300] ^= 0xFF
+    path.write_bytes(bytes(data))
+    log = FileLog(tmp_path, "w")  # the damage is among verified bytes: found by the first reader, not on open
+    with pytest.raises(LogCorrupted):
+        list(log.read())
+    with pytest.raises(LogCorrupted):
+        log.append([run_event(99)])
+    with pytest.raises(LogCorrupted, match="bad record"):  # and by every later open (another process)
+        FileLog(tmp_path, "w")
+    assert path.read_bytes() == bytes(data)  # nothing appended after the damage, nothing cut
+
+
+def test_zeros_past_the_verified_end_are_a_torn_tail_cut_and_reported(tmp_path, caplog):
+    path = _log_of(tmp_path, 10)
+    size = path.stat().st_size
+    os.truncate(path, size + 4096)  # a power loss after the size grew but before the data landed
+    log = FileLog(tmp_path, "w")
+    assert log.repaired == 4096 and path.stat().st_size == size and len(list(log.read())) == 10
+    assert f"cut a torn tail of 4096 bytes at byte {size}" in caplog.text
+
+
+def test_a_log_cut_short_under_its_verified_mark_is_reported(tmp_path, caplog):
+    path = _log_of(tmp_path, 10)
+    data = path.read_bytes()
+    cut = next(p for p in _boundaries(data) if p >= len(data) // 2)  # at a record boundary: what is left is whole
+    os.truncate(path, cut)
+    log = FileLog(tmp_path, "w")
+    assert "fewer than the" in caplog.text and "cut short" in caplog.text
+    log.append([run_event(99)])
+    assert [e.input_sha256 for _, _, e in log.read()][-1] == run_event(99).input_sha256
+
+
+@settings(max_examples=40, deadline=None)
+@given(where=st.floats(0.0, 0.8), length=st.integers(1, 600), zeros=st.booleans())
+def test_damage_is_refused_never_cut_and_repair_keeps_every_untouched_event(tmp_path_factory, where, length, zeros):
+    from evogit.log import readable
+
+    d = tmp_path_factory.mktemp("damage")
+    path = _log_of(d, 30)
+    data = bytearray(path.read_bytes())
+    at = int(len(data) * where)
+    end = min(at + length, len(data) - 200)  # whole records stay after the damage
+    if end <= at:
+        return
+    data[at:end] = bytes(end - at) if zeros else bytes(b ^ 0x5A for b in data[at:end])
+    path.write_bytes(bytes(data))
+    try:
+        log = FileLog(d, "w")
+        list(log.read())
+        damaged = False
+    except LogCorrupted:
+        damaged = True
+    assert damaged and path.read_bytes() == bytes(data)
+    kept, lost = readable(bytes(data))
+    assert lost and all(b <= at or a >= end for a, b in kept)  # no kept record overlaps the damage
+    original = [run_event(i).input_sha256 for i in range(30)]
+    got = [decode(bytes(data[a + 8:b])).input_sha256 for a, b in kept]
+    assert got == [x for x in original if x in got] and len(got) >= 30 - (end - at) // 100 - 2

@@ -36,12 +36,12 @@ def test_valid_package_passes():
         ({"Cargo.toml": b'[package]\nname = "tool"\nversion = "0.1.0"\n[patch.crates-io]\nregex = { path = "/x" }\n'}, "[patch] is not allowed"),
         ({"Cargo.toml": b'[package]\nname = "other"\nversion = "0.1.0"\n'}, 'name must be "tool"'),
         ({"Cargo.toml": b"not toml ["}, "Cargo.toml is not valid TOML"),
-        ({"src/main.rs": b'const P: &str = include_str!("/etc/passwd"); fn main() {}'}, 'include_str!("/etc/passwd") may only name a relative path'),
-        ({"src/main.rs": b'const P: &[u8] = include_bytes!("../../secret"); fn main() {}'}, "include_bytes!"),
-        ({"src/main.rs": b'const P: &str = include_str!(concat!("/et", "c/passwd")); fn main() {}'}, "include_str!"),
-        ({"src/main.rs": b'#[path = "/etc/evil.rs"] mod evil; fn main() {}'}, "points outside the package"),
-        ({"src/main.rs": b'const H: &str = env!("HOME"); fn main() {}'}, "reads the build host's environment"),
-        ({"src/main.rs": b'const H: Option<&str> = option_env!("AWS_SECRET"); fn main() {}'}, "reads the build host's environment"),
+        ({"src/main.rs": b'const P: &str = include_str!("/etc/passwd"); fn main() {}'}, '`include_str` is not allowed'),
+        ({"src/main.rs": b'const P: &[u8] = include_bytes!("../../secret"); fn main() {}'}, "`include_bytes` is not allowed"),
+        ({"src/main.rs": b'const P: &str = include_str!(concat!("/et", "c/passwd")); fn main() {}'}, "`include_str` is not allowed"),
+        ({"src/main.rs": b'#[path = "/etc/evil.rs"] mod evil; fn main() {}'}, "src/main.rs:1: `path` in an attribute"),
+        ({"src/main.rs": b'const H: &str = env!("HOME"); fn main() {}'}, "`env!` is not allowed"),
+        ({"src/main.rs": b'const H: Option<&str> = option_env!("AWS_SECRET"); fn main() {}'}, "`option_env` is not allowed"),
     ],
 )
 def test_forbidden_shapes_are_rejected(change, message):
@@ -110,3 +110,26 @@ def test_schema_text_puts_the_schemas_in_words():
     assert text.startswith('input: csv (The CSV text to parse), delimiter (One character, e.g. ";"), header (long')
     assert text.endswith("…); output: rows")
     assert ToolManifest(name="t", description="d", input_schema={}, output_schema={"type": "string"}).schema_text() == ""
+
+
+@pytest.mark.parametrize("source", [
+    'fn main() { println!("include_str!(\\"/etc/hostname\\") and env!(\\"HOME\\")"); } // include!("/x")',
+    '/* nested /* include_str!("/etc/passwd") */ still a comment */ fn main() {}',
+    'fn main() { let include = 1; let env = 2; let path = include + env; let q = \'"\'; let s: &\'static str = r#"a"b"#; }',
+    'fn main() { let args: Vec<String> = std::env::args().collect(); println!("{:?}", std::env::args()); }',
+    'fn main() { let url = url::Url::parse("a:b").unwrap(); let _ = serde_json::json!({"path": url.path()}); }',
+    'macro_rules! twice { ($path:expr) => { $path * 2 } } fn main() { if !(twice!(1) == 2) { panic!() } }',
+])
+def test_source_that_only_mentions_the_forbidden_names_passes(source):
+    from evogit.manifest import check_source
+
+    check_source("src/main.rs", source)
+
+
+def test_a_file_not_named_rs_is_checked_too():
+    with pytest.raises(InvalidPackage, match=r"src/data\.txt:1: `include_str` is not allowed"):
+        check_package(tool_files(extra={"src/data.txt": b'include_str!("/etc/passwd")'}))
+    # Prose that is not Rust tokens (a byte literal b' never closed) could not be compiled: it passes.
+    check_package(tool_files(extra={"README.md": b"b's version, don't \"quote\n", "logo.png": b"\x89PNG\xff"}))
+    with pytest.raises(InvalidPackage, match="src/main.rs: cannot be read as Rust source"):
+        check_package(tool_files(main_rs="fn main() { let b = b's; }"))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -123,3 +125,124 @@ def test_a_snapshot_is_rewritten_for_events_that_concern_it(tmp_path):
     caught_up = open_embeddings(log, vectors).state
     assert vectors.read_bytes() != saved  # but the lag is bounded
     assert caught_up.position == open_projections(log, metrics).state.position
+
+
+# -- a snapshot must match its log (issue 10) ------------------------------------------------------------------
+def _runs(tool: str, n: int, start: int = 0) -> list[ev.ToolRun]:
+    return [ev.ToolRun(tool=tool, fingerprint="ffff", input_sha256=str(i), ok=True, wall_ms=1.0)
+            for i in range(start, start + n)]
+
+
+def _projected(tmp_path, n: int = 50):
+    from evogit.projections import open_projections
+
+    d, snap = tmp_path / "log", tmp_path / "projections.msgpack"
+    log = FileLog(d, "w")
+    log.append(_runs("a", n))
+    assert open_projections(log, snap).state.versions["a@ffff"].runs == n
+    log.close()
+    return d, snap
+
+
+def test_a_log_cut_short_under_a_newer_snapshot_is_rebuilt_and_reported_once(tmp_path, caplog):
+    from evogit.projections import open_projections
+
+    d, snap = _projected(tmp_path)
+    path = d / "w.log"
+    data = path.read_bytes()
+    pos, ends = 0, []
+    while pos < len(data):
+        pos += 8 + int.from_bytes(data[pos:pos + 4], "little")
+        ends.append(pos)
+    os.truncate(path, ends[9])  # ten runs left
+    log = FileLog(d, "w")
+    log.append(_runs("a", 5, 100))
+    assert open_projections(log, snap).state.versions["a@ffff"].runs == 15  # not 50, and the new 5 are counted
+    assert caplog.text.count("projections.msgpack reflected events the log no longer holds") == 1
+    assert "w.log has" in caplog.text and "fewer than the" in caplog.text
+    caplog.clear()
+    assert open_projections(log, snap).state.versions["a@ffff"].runs == 15
+    assert "rebuilt" not in caplog.text  # reported once
+
+
+def test_a_log_deleted_under_a_newer_snapshot_is_rebuilt(tmp_path, caplog):
+    from evogit.projections import open_projections
+
+    d, snap = _projected(tmp_path)
+    (d / "w.log").unlink()
+    log = FileLog(d, "w")
+    log.append(_runs("a", 3))
+    assert open_projections(log, snap).state.versions["a@ffff"].runs == 3
+    assert "rebuilt from the log" in caplog.text
+
+
+def test_a_log_replaced_by_another_as_long_is_rebuilt(tmp_path, caplog):
+    from evogit.projections import open_projections
+
+    d, snap = _projected(tmp_path)
+    other = FileLog(tmp_path / "other", "w")  # the same number of runs of another tool: the same length
+    other.append(_runs("b", 50))
+    other.close()
+    (d / "w.log").write_bytes((tmp_path / "other" / "w.log").read_bytes())
+    state = open_projections(FileLog(d, "w"), snap).state
+    assert set(state.versions) == {"b@ffff"} and "differs in the bytes before" in caplog.text
+
+
+def test_a_long_lived_projection_notices_its_log_cut_under_it(tmp_path, caplog):
+    from evogit.projections import open_projections, refresh
+
+    d, snap = _projected(tmp_path)
+    log = FileLog(d, "w")
+    projector = open_projections(log, snap)
+    applied = projector.applied
+    log.close()
+    (d / "w.log").unlink()
+    log = FileLog(d, "w")
+    log.append(_runs("a", 2))
+    refresh(projector, log, snap)
+    assert projector.state.versions["a@ffff"].runs == 2 and projector.applied != applied
+
+
+def test_catching_up_keeps_the_marks_true(tmp_path, caplog):
+    """Positions move without a save (irrelevant events): the marks move with them, so nothing is rebuilt."""
+    from evogit.projections import open_embeddings, open_projections, refresh
+
+    d, snap = _projected(tmp_path, 5)
+    log = FileLog(d, "w")
+    vectors = tmp_path / "embeddings.msgpack"
+    projector = open_embeddings(log, vectors)
+    for i in range(3):
+        log.append(_runs("a", 2, 10 * i))
+        open_projections(log, snap)
+        refresh(projector, log, vectors)
+    assert open_embeddings(log, vectors).state.position == log.end()
+    assert "rebuilt" not in caplog.text
+
+
+@pytest.mark.parametrize("garbage", [b"", b"\x00" * 64, b"\xde\xad\xbe\xef" * 9, b"\x81\xa6format\x08"])
+def test_a_damaged_snapshot_is_rebuilt_and_reported_once(tmp_path, caplog, garbage):
+    from evogit.projections import open_embeddings, open_projections
+
+    d, snap = _projected(tmp_path)
+    vectors = tmp_path / "embeddings.msgpack"
+    snap.write_bytes(garbage + snap.read_bytes()[len(garbage):len(garbage) + 3])
+    vectors.write_bytes(garbage + b"\xc1")  # 0xc1 is no msgpack at all
+    log = FileLog(d, "w")
+    assert open_projections(log, snap).state.versions["a@ffff"].runs == 50
+    assert open_embeddings(log, vectors).state.position == log.end()
+    assert caplog.text.count("was unreadable: rebuilt from the log") == 2
+    caplog.clear()
+    open_projections(log, snap)
+    open_embeddings(log, vectors)
+    assert "unreadable" not in caplog.text
+
+
+def test_a_snapshot_of_another_format_is_rebuilt_silently(tmp_path, caplog):
+    import msgspec
+
+    from evogit.projections import open_projections
+
+    d, snap = _projected(tmp_path)
+    snap.write_bytes(msgspec.msgpack.encode({"format": 1, "position": {"w": "not a number"}}))
+    assert open_projections(FileLog(d, "w"), snap).state.versions["a@ffff"].runs == 50
+    assert caplog.text == ""

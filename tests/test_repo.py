@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import multiprocessing
 import subprocess
+import uuid
 
 import pytest
+from click.testing import CliRunner
 
 from evogit import lineage
-from evogit.errors import AmbiguousVersion, ToolExists, ToolNotFound
+from evogit.cli import main
+from evogit.errors import AmbiguousVersion, InvalidPackage, ToolExists, ToolNotFound
 from evogit.repo import SkillsRepo, Version
 from evogit.runtime import Runtime
+from evogit.toolchain import cache_root
 
 from .conftest import tool_files
+from .forge import commit_tree, git, mktree
 
 
 def _git(repo, *args) -> str:
@@ -123,3 +130,96 @@ def test_concurrent_commits_lose_no_version(tmp_path):
 
 def test_version_short_name():
     assert Version("a", "0123456789", "b", "s").short == "a@0123456"
+
+
+# -- trees are checked before anything touches a disk ----------------------------------------------------------
+def _nested(files: dict[str, bytes]) -> dict:
+    root: dict = {}
+    for path, data in files.items():
+        *dirs, leaf = path.split("/")
+        node = root
+        for d in dirs:
+            node = node.setdefault(d, {})
+        node[leaf] = data
+    return root
+
+
+def _merge(into: dict, more: dict) -> dict:
+    for key, value in more.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+    return into
+
+
+def _attack_branch(rt: Runtime, name: str, entries: dict) -> str:
+    """Commit a tree made with `git mktree` (no name checked) on tools/<name>, as a git user could."""
+    path = rt.repo.path
+    commit = commit_tree(path, mktree(path, entries), [git(path, "rev-parse", "refs/heads/main").strip()], "attack")
+    git(path, "update-ref", f"refs/heads/tools/{name}", commit)
+    return commit
+
+
+def test_a_tree_entry_named_dotdot_never_makes_the_build_write_outside_its_directory(empty_rt: Runtime):
+    marker = f"escaped-{uuid.uuid4().hex}"
+    outside = cache_root() / marker  # the build unpacks a package into a directory under the cache root
+    _attack_branch(empty_rt, "echo-tool", _merge(_nested(tool_files()), {"..": {marker: b"written by '..'\n"}}))
+    try:
+        result = CliRunner().invoke(main, ["build", "echo-tool", "--repo", str(empty_rt.repo.path)])
+        assert not outside.exists()
+    finally:
+        outside.unlink(missing_ok=True)
+    assert result.exit_code == 1
+    assert "build failed at package: tree entry '..' is a relative path component" in result.output
+    assert empty_rt.repo.versions() == []
+
+
+@pytest.mark.parametrize("entry, why", [
+    ({".": {"x": b""}}, "tree entry '.' is a relative path component"),
+    ({"src": {"..": {"x": b""}}}, "tree entry 'src/..' is a relative path component"),
+    ({".git": {"config": b"[core]\n"}}, "tree entry '.git' is a spelling of .git"),
+    ({".GIT": {"config": b""}}, "tree entry '.GIT' is a spelling of .git"),
+    ({"src": {".Git. .": {"hooks": {"post-checkout": b""}}}}, "is a spelling of .git"),
+    ({"GIT~1": {"config": b""}}, "is a spelling of .git"),
+    ({".g\u200cit": {"config": b""}}, "is a spelling of .git"),
+    ({".git::$INDEX_ALLOCATION": {"config": b""}}, "is a spelling of .git"),
+    ({"src\\main.rs": b"fn main() {}\n"}, "contains a backslash"),
+    ({"SRC": {"main.rs": b"fn main() {}\n"}}, "paths 'SRC' and 'src' differ only in case"),
+    ({"Cargo.TOML": b""}, "differ only in case"),
+    ({b"\xffname": b""}, "is not UTF-8"),
+])
+def test_tree_entries_that_escape_or_collide_are_refused_before_the_build(empty_rt: Runtime, entry: dict, why: str):
+    _attack_branch(empty_rt, "echo-tool", _merge(_nested(tool_files()), entry))
+    (outcome,) = empty_rt.build(["echo-tool"])
+    assert not outcome.ok and outcome.record is not None
+    assert outcome.record.stage == "package" and why in (outcome.record.message or ""), outcome.record.message
+
+
+@pytest.mark.parametrize("path", ["../escape.txt", "src/../../x", ".git/hooks/post-commit", "src\\x.rs", "/abs",
+                                  "SRC/main.rs", "src//x", ""])
+def test_files_whose_paths_escape_or_collide_are_refused_before_a_commit(empty_rt: Runtime, path: str):
+    with pytest.raises(InvalidPackage):
+        empty_rt.commit("echo-tool", {**tool_files(), path: b"x"}, "paths from a model", build=False)
+    assert "refs/heads/tools/echo-tool" not in empty_rt.repo.git.references
+
+
+def _fake_build(repo: SkillsRepo, name: str, commit, wasm: bytes, fp: str | None = None) -> Version:
+    fp = fp or hashlib.sha256(wasm).hexdigest()
+    record = {"tool": name, "ok": True, "fingerprint": fp, "wasm_bytes": len(wasm)}
+    return repo.write_build(name, commit, {"tool.wasm": wasm, "build.json": json.dumps(record).encode()}, fp)
+
+
+@pytest.mark.parametrize("cache", [b"\xff\xfe not text", b"garbage\n\n" + b"0" * 40 + b" t 1234\n", None])
+def test_a_tag_whose_wasm_does_not_hash_to_its_name_never_answers_the_bare_name(tmp_path, cache: bytes | None):
+    repo = SkillsRepo.init(tmp_path / "r")
+    commit = repo.commit(repo.commit_version("t", tool_files("t"), "base"))
+    good = _fake_build(repo, "t", commit, b"the module")
+    _fake_build(repo, "t", commit, b"another module", fp="f" * 64)  # sorts last at the same source commit
+    assert repo.resolve("t") == good
+    if cache is None:
+        (repo.state_dir / "intact-v1").unlink()
+    else:
+        (repo.state_dir / "intact-v1").write_bytes(cache)  # the remembered answers, damaged: recomputed
+    assert SkillsRepo(repo.path).resolve("t") == good
+    assert [v.fingerprint for v in repo.versions("t")] == sorted([good.fingerprint, "f" * 64])

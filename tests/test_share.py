@@ -182,3 +182,47 @@ def test_push_returns_what_it_updated(small_rt: Runtime, server: Path):
     first = small_rt.push(str(server))
     assert sorted(r.split("/")[1] for r in first) == ["evogit", "heads", "heads", "tags", "tags"]
     assert small_rt.push(str(server)) == []
+
+
+def _dotdot_commit(path: Path, marker: str) -> str:
+    """A commit whose tree holds a valid tool package and an entry named `..` (made with git mktree)."""
+    from .conftest import tool_files
+    from .forge import commit_tree, mktree
+    from .test_repo import _merge, _nested
+
+    entries = _merge(_nested(tool_files()), {"..": {marker: b"written by '..'\n"}})
+    return commit_tree(path, mktree(path, entries), [], "attack")
+
+
+def test_a_bare_hub_refuses_a_push_of_a_tree_with_dotdot(server: Path, tmp_path: Path):
+    assert _git(server, "config", "--bool", "receive.fsckObjects").strip() == "true"
+    attacker = tmp_path / "attacker"
+    subprocess.run(["git", "init", "-q", str(attacker)], check=True)
+    commit = _dotdot_commit(attacker, "escaped")
+    push = subprocess.run(["git", "-C", str(attacker), "push", str(server), f"{commit}:refs/heads/tools/echo-tool"],
+                          capture_output=True, text=True)
+    assert push.returncode != 0 and "dotdot" in push.stderr.lower(), push.stderr
+    assert subprocess.run(["git", "-C", str(server), "cat-file", "-e", commit]).returncode != 0
+    assert Runtime(server).repo.tools() == []
+
+
+def test_a_hub_without_fsck_still_never_builds_a_pushed_tree_with_dotdot(server: Path, tmp_path: Path):
+    import uuid
+
+    from evogit.toolchain import cache_root
+
+    _git(server, "config", "receive.fsckObjects", "false")  # an older hub, or one whose owner turned it off
+    marker = f"escaped-{uuid.uuid4().hex}"
+    outside = cache_root() / marker
+    attacker = tmp_path / "attacker"
+    subprocess.run(["git", "init", "-q", str(attacker)], check=True)
+    commit = _dotdot_commit(attacker, marker)
+    try:
+        push = subprocess.run(["git", "-C", str(attacker), "push", str(server), f"{commit}:refs/heads/tools/echo-tool"],
+                              capture_output=True, text=True)
+        assert not outside.exists()
+    finally:
+        outside.unlink(missing_ok=True)
+    assert push.returncode == 0, push.stderr
+    assert "build failed at package: tree entry '..' is a relative path component" in push.stderr
+    assert Runtime(server).repo.versions() == []

@@ -40,11 +40,11 @@ def test_every_starter_tool_is_green(starter_repo: Runtime):
 def test_every_starter_tool_meets_the_bar(starter_repo: Runtime):
     for name in sorted(EXPECTED):
         d = starter_repo.describe(name)
-        assert len(d["cases"]) >= 5, name
-        assert any(c.get("exit", 0) != 0 for c in d["cases"]), f"{name} has no error case"
-        assert d["build"]["unit_tests"]["passed"] >= 3, name
-        assert d["input_schema"].get("type") == "object", name
-        assert len(d["description"]) > 40, name
+        assert len(d.cases) >= 5, name
+        assert any(c.get("exit", 0) != 0 for c in d.cases), f"{name} has no error case"
+        assert d.build["unit_tests"]["passed"] >= 3, name
+        assert d.input_schema.get("type") == "object", name
+        assert len(d.description) > 40, name
 
 
 def test_fsck_graph_and_clone(starter_repo: Runtime, tmp_path: Path):
@@ -309,4 +309,4 @@ def test_a_runtime_keeps_its_projections_and_sees_what_others_append(starter_rep
     for _ in range(3):  # every run changes the ranking's inputs; the runtime holds on to the current model only
         starter_repo.run("word-count", b'{"text": "one two"}')
         starter_repo.search("how long is this speech in words", 1)
-    assert len(starter_repo._models) == 1
+    assert len(starter_repo.searching._models) == 1

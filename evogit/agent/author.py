@@ -1,0 +1,320 @@
+"""Authoring: a model creates a tool from a task, repairs it from the compiler's and the tests' own words until
+it is green, specialises an existing tool without losing what the parent was tested to do, and is taught by a
+person's examples.
+
+Each attempt is one chat completion in the authoring wire format (`wire.py`) and one sandboxed build of the
+files it returned, *before* anything is committed: only a green package becomes a commit (the build is then a
+cache hit) and a tag. Every attempt, green or red, is an `AuthorAttempt` event with its round, the stage it
+reached, the error kind and the tokens it cost. A red attempt's evidence — cargo's structured diagnostics, or
+the first failing case with input, expected and actual — goes back to the model in the next round, with a
+one-line summary of each earlier round instead of the whole chat (`prompt.repair_message`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import msgspec
+
+from .. import events as ev
+from .. import jsonio
+from ..build import BuildRecord
+from ..errors import EvogitError, InvalidName, InvalidPackage, ModelError, ToolExists
+from ..llm.client import ModelClient
+from ..manifest import Case, check_name, manifest_json, parse_cases, parse_manifest
+from ..repo import Version, branch_ref
+from ..runtime import Runtime
+from . import prompt, wire
+
+DEFAULT_ROUNDS = 3  # repair rounds after the first attempt
+MAX_SUFFIX = 99
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Attempt:
+    """One round: what the model was asked for and how far its files got."""
+
+    round: int
+    stage: str  # model, reply, package, compile, unit_tests, cases, green
+    error: str | None = None  # the error kind; None when green
+    evidence: str = ""  # what went back to the model
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0  # the whole round, model call included
+    model_seconds: float = 0.0  # of which waiting for the model
+
+
+@dataclass
+class AuthorResult:
+    """The outcome of create / mutate / teach: a green tagged version, or every attempt that was not."""
+
+    kind: str  # create, mutate, teach
+    tool: str
+    ok: bool
+    version: Version | None = None
+    parent: str | None = None  # name@fingerprint of the version mutated
+    parent_reason: str = ""  # why that version was chosen as the parent
+    attempts: list[Attempt] = field(default_factory=list)
+    superseded: list[wire.Supersede] = field(default_factory=list)
+    mended: list[str] = field(default_factory=list)  # what was put back or ignored in the reply's cases
+    notes: str = ""
+    model: str = ""
+    commit: str | None = None
+    message: str = ""  # why it failed, one line
+
+    @property
+    def tokens(self) -> int:
+        return sum(a.prompt_tokens + a.completion_tokens for a in self.attempts)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "ok": self.ok, "tool": self.tool,
+                "version": self.version.short if self.version else None,
+                "fingerprint": self.version.fingerprint if self.version else None,
+                "parent": self.parent, "parent_reason": self.parent_reason or None, "model": self.model,
+                "tokens": self.tokens, "attempts": [asdict(a) for a in self.attempts],
+                "superseded": [{"case": s.case, "reason": s.reason} for s in self.superseded],
+                "mended": self.mended, "notes": self.notes, "commit": self.commit,
+                "error": None if self.ok else self.message}
+
+
+@dataclass
+class _Job:
+    kind: str
+    task: str
+    first: str  # the first round's user message
+    name: str | None  # fixed name, or None when the model chooses (create only)
+    parent: Version | None = None
+    parent_reason: str = ""
+    parent_cases: list[Case] = field(default_factory=list)
+    examples: list[Case] = field(default_factory=list)
+
+
+class Author:
+    """Writes tools with a model into one runtime's library."""
+
+    def __init__(self, rt: Runtime, client: ModelClient, *, rounds: int = DEFAULT_ROUNDS,
+                 progress: Progress | None = None):
+        if rounds < 0:
+            raise EvogitError("repair rounds must be 0 or more")
+        self.rt, self.client, self.rounds = rt, client, rounds
+        self.progress = progress or (lambda message: None)
+
+    # -- the three ways in -------------------------------------------------------------------------------------
+    def create(self, task: str, name: str | None = None, examples: Sequence[Any] = ()) -> AuthorResult:
+        """A new tool on a new branch `tools/<name>` (the model names it unless `name` is given)."""
+        task = _task(task)
+        if name is not None:
+            check_name(name)
+            if branch_ref(name) in self.rt.repo.git.references:
+                raise ToolExists(f"a tool named {name!r} already exists (mutate it, or pick another name)")
+        cases = wire.example_cases(list(examples))
+        return self._author(_Job("create", task, prompt.create_message(task, name, cases), name, examples=cases))
+
+    def mutate(self, spec: str, task: str, name: str | None = None, examples: Sequence[Any] = (),
+               kind: str = "mutate") -> AuthorResult:
+        """A new version of a tool (a child commit on its branch) or, with `name`, a new tool forked at the
+        parent's source commit. The parent's cases are inherited unless the reply supersedes them by name."""
+        task = _task(task)
+        if name is not None:
+            check_name(name)
+            if branch_ref(name) in self.rt.repo.git.references:
+                raise ToolExists(f"a tool named {name!r} already exists")
+        parent, reason = self.parent_for(spec, task)
+        build = self.rt.repo.commit(parent.build_commit)
+        files, _ = self.rt.repo.files(build.tree)
+        files = {p: d for p, d in files.items() if not p.startswith("build/")}
+        parent_cases = parse_cases(files["tests/cases.jsonl"])
+        cases = wire.example_cases(list(examples))
+        first = prompt.mutate_message(task, parent.short, files, parent_cases, self.failures(parent), name, cases)
+        return self._author(_Job(kind, task, first, name or parent.name, parent, reason, parent_cases, cases))
+
+    def teach(self, tool: str, instruction: str, examples: Sequence[Any]) -> AuthorResult:
+        """A mutation whose examples (`{"input", "expect"}`) become new cases that must pass."""
+        if not examples:
+            raise InvalidPackage("teach needs at least one example: --example '{\"input\": ..., \"expect\": ...}'")
+        return self.mutate(tool, instruction, None, examples, kind="teach")
+
+    # -- choosing a parent ---------------------------------------------------------------------------------------
+    def parent_for(self, spec: str, task: str) -> tuple[Version, str]:
+        """`name@fp` is that version. A bare name is the version with the best record for tasks like this one:
+        the most net successes (solved feedback and successful runs minus failures) on tasks that share at least
+        half of its words, then the best success rate over all its runs, then the newest. Returns it and why."""
+        if "@" in spec:
+            return self.rt.repo.resolve(spec), "named by the caller"
+        records = parent_records(self.rt, spec, task)
+        newest = next(v for v, _, _, is_newest in records if is_newest)
+        if len(records) < 2:
+            return newest, "its only green version"
+        best, similar, rate, _ = max(records, key=lambda r: (r[1], r[2], r[3]))
+        if best == newest and similar <= 0:
+            return best, "the newest green version (no version has a better record for similar tasks)"
+        return best, (f"the best record for similar tasks: net {similar} solved, {rate * 100:.0f}% of its runs ok"
+                      + ("" if best == newest else f" (newest is {newest.short})"))
+
+    def failures(self, v: Version, limit: int = 8) -> list[str]:
+        """Where a version failed: its runs' error kinds with counts, and failed feedback with the notes."""
+        out: list[str] = []
+        m = self.rt.projections().state.versions.get(f"{v.name}@{v.fingerprint}")
+        if m is not None:
+            out += [f"{n} runs ended in {kind}" for kind, n in sorted(m.errors.items(), key=lambda kv: -kv[1])]
+        notes: list[str] = []
+        for _, _, e in self.rt.log.read():
+            if isinstance(e, ev.Feedback) and not e.solved and e.tool == v.name and e.fingerprint == v.fingerprint:
+                notes.append(f"failed the task {e.task!r}" + (f": {e.note}" if e.note else ""))
+        return (out + notes[-limit:])[:limit]
+
+    # -- the loop ------------------------------------------------------------------------------------------------
+    def _author(self, job: _Job) -> AuthorResult:
+        parent = f"{job.parent.name}@{job.parent.fingerprint}" if job.parent is not None else None
+        result = AuthorResult(job.kind, job.name or "", False, parent=parent, parent_reason=job.parent_reason)
+        system = prompt.system_prompt()
+        history: list[str] = []
+        files: dict[str, bytes] = {}
+        evidence = ""
+        for rnd in range(1, self.rounds + 2):
+            user = job.first if rnd == 1 else prompt.repair_message(job.first, history, files, evidence)
+            self.progress(f"model call ({job.kind}, round {rnd})")
+            t0 = time.monotonic()
+            attempt = Attempt(rnd, "model")
+            result.attempts.append(attempt)
+            try:
+                obj, chat = self.client.complete_json(
+                    [{"role": "system", "content": system}, {"role": "user", "content": user}],
+                    purpose=job.kind, name=wire.REPLY_NAME, schema=wire.REPLY_SCHEMA, validate=False,
+                    tool=job.name, round=rnd)
+            except ModelError as e:
+                attempt.error, attempt.evidence, attempt.seconds = e.kind, str(e), time.monotonic() - t0
+                self._record(job, result, attempt)
+                result.message = f"the model call failed: {e}"
+                return result
+            attempt.prompt_tokens, attempt.completion_tokens = chat.prompt_tokens, chat.completion_tokens
+            attempt.model_seconds = time.monotonic() - t0
+            result.model = chat.model
+            try:
+                reply = wire.parse_reply(obj, prompt.SKELETON)
+                files, name = self._package(job, reply, result)
+            except (InvalidPackage, InvalidName) as e:
+                attempt.stage, attempt.error, attempt.evidence = "reply", "invalid_reply", f"stage reply: {e}"
+                files = files or {}
+            else:
+                self.progress(f"building {name} (round {rnd})")
+                record, _ = self.rt.builder.try_files(files)
+                if record.ok:
+                    attempt.stage, attempt.seconds = "green", time.monotonic() - t0
+                    return self._commit(job, result, attempt, files, name, reply.notes)
+                attempt.stage, attempt.error = record.stage or "package", f"{record.stage or 'package'}_failed"
+                attempt.evidence = evidence_of(record)
+            attempt.seconds = time.monotonic() - t0
+            self._record(job, result, attempt)
+            evidence = attempt.evidence
+            history.append((attempt.evidence.splitlines()[0] if attempt.evidence else f"{attempt.stage}: {attempt.error}")[:300])
+            self.progress(f"round {rnd} red at {attempt.stage}: {history[-1]}")
+        result.message = (f"no green version after {len(result.attempts)} attempts; last: {history[-1]}"
+                          if history else "no green version")
+        return result
+
+    def _package(self, job: _Job, reply: wire.Reply, result: AuthorResult) -> tuple[dict[str, bytes], str]:
+        """The files to build: the reply's, with the name settled and the cases that must pass put in."""
+        files = dict(reply.files)
+        manifest = parse_manifest(files["tool.json"])
+        name = job.name if job.name is not None else self._free_name(manifest.name)
+        if manifest.name != name:
+            manifest.name = name
+            files["tool.json"] = manifest_json(manifest)
+        files["tests/cases.jsonl"], applied, mended = wire.inherit_cases(
+            job.parent_cases, files["tests/cases.jsonl"], reply.superseded, job.examples)
+        result.superseded, result.mended, result.tool = applied, mended, name
+        return files, name
+
+    def _free_name(self, wanted: str) -> str:
+        """The model's name if it is free, else `<name>-2`, `-3`, …: a new tool never lands on an existing one."""
+        check_name(wanted)
+        refs = self.rt.repo.git.references
+        if branch_ref(wanted) not in refs:
+            return wanted
+        for i in range(2, MAX_SUFFIX + 1):
+            candidate = f"{wanted[:60]}-{i}"
+            if branch_ref(candidate) not in refs:
+                return candidate
+        raise ToolExists(f"a tool named {wanted!r} and its suffixed names up to -{MAX_SUFFIX} already exist")
+
+    def _commit(self, job: _Job, result: AuthorResult, attempt: Attempt, files: dict[str, bytes], name: str,
+                notes: str) -> AuthorResult:
+        trailers = [f"Evogit-Model: {result.model or 'unknown'}", f"Evogit-Attempts: {len(result.attempts)}"]
+        if job.parent is not None:
+            trailers.insert(0, f"Evogit-Parent: {job.parent.name}@{job.parent.fingerprint}")
+        trailers += [f"Evogit-Supersedes: {s.case}: {s.reason}" for s in result.superseded]
+        message = job.task + "\n\n" + "\n".join(trailers) + "\n"
+        repo = self.rt.repo
+        try:
+            if job.kind == "create":
+                commit = repo.commit_version(name, files, message, new=True)
+            elif job.parent is not None and name != job.parent.name:
+                repo.create_branch(name, job.parent.source_commit)
+                commit = repo.commit_version(name, files, message)
+            else:
+                commit = repo.commit_version(name, files, message)
+        except ToolExists:
+            attempt.stage, attempt.error, attempt.evidence = "commit", "name_taken", f"{name} was created meanwhile"
+            self._record(job, result, attempt)
+            result.message = f"a tool named {name!r} appeared while this one was written; nothing was committed"
+            return result
+        outcome = self.rt.committed_and_built(name, commit, message)
+        result.commit = commit
+        if not outcome.ok or outcome.version is None:  # green a moment ago: only a broken cache gets here
+            attempt.stage, attempt.error, attempt.evidence = "commit", "build_failed", outcome.error or ""
+            self._record(job, result, attempt)
+            result.message = f"committed {commit[:10]} but its build failed: {outcome.error}"
+            return result
+        result.ok, result.version, result.tool, result.notes = True, outcome.version, name, notes
+        self._record(job, result, attempt, outcome.version.fingerprint)
+        return result
+
+    def _record(self, job: _Job, result: AuthorResult, attempt: Attempt, fingerprint: str = "") -> None:
+        self.rt.log.append([ev.AuthorAttempt(
+            kind=job.kind, tool=result.tool, round=attempt.round, stage=attempt.stage, error=attempt.error,
+            model=result.model, prompt_tokens=attempt.prompt_tokens, completion_tokens=attempt.completion_tokens,
+            seconds=round(attempt.seconds, 3), parent=result.parent or "", fingerprint=fingerprint,
+            task=job.task)])
+
+
+def parent_records(rt: Runtime, name: str, task: str) -> list[tuple[Version, int, float, bool]]:
+    """Each green version of a tool, oldest first: (version, net successes on similar tasks, success rate of its
+    runs, whether it is the newest green one) — what `Author.parent_for` chooses by (`mutate --explain`)."""
+    versions = rt.repo.versions(check_name(name))
+    newest = rt.repo.resolve(name, versions)
+    state = rt.projections().state
+    words = _words(task)
+    out = []
+    for v in versions:
+        key = f"{v.name}@{v.fingerprint}"
+        similar = sum(n for t, n in state.served.get(key, {}).items() if len(_words(t) & words) * 2 >= len(words))
+        m = state.versions.get(key)
+        out.append((v, similar, (m.ok / m.runs) if m and m.runs else 0.0, v == newest))
+    return out
+
+
+def evidence_of(record: BuildRecord, limit: int = 6000) -> str:
+    """What a red build says to the model: the compiler's diagnostics as rustc renders them, or the first failing
+    case whole (input, expected and actual output and exit code, the tool's stderr), or the stage's message."""
+    parts = [f"stage {record.stage}: {record.message or ''}".strip()]
+    parts += [d.rendered or d.headline() for d in record.diagnostics]
+    if record.first_failure is not None:
+        parts.append("first failing case: " + jsonio.encode(msgspec.to_builtins(record.first_failure)))
+    text = "\n".join(parts)
+    return text if len(text) <= limit else text[:limit] + "\n…(cut)"
+
+
+def _task(task: str) -> str:
+    if not task or not task.strip():
+        raise InvalidPackage("the task is empty: say in words what the tool should do")
+    return task.strip()
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in "".join(c.lower() if c.isalnum() else " " for c in text).split() if len(w) > 2}

@@ -1,0 +1,414 @@
+"""Calls to a model through the `openai` client, each with a hard wall-clock limit and each an event.
+
+The openai client retries 408/409/429/5xx, timeouts and lost connections itself (`ModelConfig.retries`,
+honouring `Retry-After`), but its `timeout` bounds each read, so a server that hangs or trickles could hold a
+call for ever. Here every call, retries and their sleeps included, runs under `asyncio.timeout` on the async
+client, which really ends it: the request is cancelled and its connection dropped. The loop lives in an
+`asyncio.Runner` owned by the `ModelClient`, so connections are reused between calls. Two response hooks keep
+retries honest: a reply that refuses the response format is not retried (llama.cpp answers `json_schema` with
+a 500), nor is a 429/5xx whose `Retry-After` would end past the limit (it fails at once as `rate_limited` or
+`server_error` instead of sleeping into a `timeout`).
+
+Every call, whatever its outcome, is one `ModelCalled` event handed to the caller's sink (e.g. `log.append`)
+with the HTTP attempts it took (1 = no retry); nothing about a model is kept in a process-global.
+
+Error kinds (`ModelError.kind`, and the event's `outcome`): timeout, rate_limited, server_error, connection,
+auth (401/403), not_found (404: wrong model or URL), bad_request (another 4xx), unsupported_format (the server
+refuses the response_format asked for), refused (the model declined), bad_response (no reply, or not the JSON
+object the schema asks for).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import weakref
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from ..errors import ModelError
+from ..events import ModelCalled
+from .config import ModelConfig
+from .record import Recorder
+from .reply import json_object, schema_error
+
+if TYPE_CHECKING:
+    import httpx2
+    import openai
+
+Sink = Callable[[list[Any]], object]  # e.g. an EventLog's `append`
+
+#: The reply formats `complete_json` tries, best first; a server that refuses one gets the next.
+JSON_MODES = ("json_schema", "json_object", "text")
+_FORMAT_WORDS = ("response_format", "json_schema", "json_object")
+
+
+class ToolCall(msgspec.Struct, frozen=True):
+    id: str
+    name: str
+    arguments: str  # the JSON text the model wrote, unchecked
+
+
+class ChatResult(msgspec.Struct):
+    """A model's reply to one call."""
+
+    content: str | None
+    tool_calls: list[ToolCall]
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_ms: float = 0.0
+    attempts: int = 1  # HTTP requests it took, the client's retries included
+    finish_reason: str | None = None
+
+    def message(self) -> dict[str, Any]:
+        """The reply as the assistant message to send back in the next call's `messages`."""
+        out: dict[str, Any] = {"role": "assistant", "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                                 for c in self.tool_calls]
+        return out
+
+
+class _Loop:
+    """One client's event loop, the async openai client bound to it (closed together), and the state of the
+    call in flight that the HTTP hooks read and count. Holds no reference to its `ModelClient`, so an
+    unclosed client is still collected."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        self.config = config
+        self.runner = asyncio.Runner()
+        self.client: openai.AsyncOpenAI | None = None
+        self.attempts = 0  # HTTP requests sent for the call in flight
+        self.deadline = 0.0  # time.monotonic() at which the call in flight must end
+
+    def openai(self) -> openai.AsyncOpenAI:
+        if self.client is None:
+            import httpx2
+            import openai
+
+            http = openai.DefaultAsyncHttpxClient(event_hooks={"request": [self._on_request],
+                                                               "response": [self._on_response]})
+            self.client = openai.AsyncOpenAI(
+                api_key=self.config.api_key, base_url=self.config.base_url or openai.not_given,
+                max_retries=self.config.retries, http_client=http,
+                timeout=httpx2.Timeout(self.config.timeout, connect=min(self.config.timeout, 10.0)))
+        return self.client
+
+    async def _on_request(self, request: httpx2.Request) -> None:
+        self.attempts += 1
+
+    async def _on_response(self, response: httpx2.Response) -> None:
+        """Tell the openai client not to retry what a retry cannot fix within the limit."""
+        status = response.status_code
+        if status < 400 or status in (401, 403, 404):
+            return
+        await response.aread()
+        refuses_format = status in (400, 422, 500) and any(w in response.text for w in _FORMAT_WORDS)
+        too_late = (status == 429 or status >= 500) and time.monotonic() + _retry_after(response) >= self.deadline
+        if refuses_format or too_late:
+            response.headers["x-should-retry"] = "false"
+
+    def close(self) -> None:
+        try:
+            if self.client is not None:
+                self.runner.run(self.client.close())
+        finally:
+            self.runner.close()
+
+
+class ModelClient:
+    """Chat completions against `config`'s server; each call's `ModelCalled` event goes to `sink`.
+
+    Calls on one client are serialised; use one client per thread for parallel calls. Close it when done
+    (or use it as a context manager)."""
+
+    def __init__(self, config: ModelConfig, sink: Sink | None = None):
+        self.config = config
+        self._sink = sink
+        self._recorder = Recorder(config.record) if config.record else None
+        self._model = config.model
+        self._json_mode = 0  # index in JSON_MODES of the best format this server accepted (or not yet refused)
+        self._lock = threading.Lock()
+        self._loop = _Loop(config)
+        self._finalizer = weakref.finalize(self, self._loop.close)
+
+    def close(self) -> None:
+        self._finalizer()
+
+    def __enter__(self) -> ModelClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def json_mode(self) -> str:
+        """The reply format `complete_json` asks this server for next."""
+        return JSON_MODES[self._json_mode]
+
+    # -- the two calls -----------------------------------------------------------------------------------------
+    def chat(self, messages: list[dict[str, Any]], *, purpose: str, tools: list[dict[str, Any]] | None = None,
+             tool_choice: Any = None, response_format: dict[str, Any] | None = None, stream: bool = False,
+             tool: str | None = None, round: int | None = None) -> ChatResult:
+        """One chat completion (streamed if `stream`); raises `ModelError`. `purpose` (e.g. "create", "solve"),
+        `tool` and `round` describe the call in its event."""
+        request = {"messages": messages, "tools": tools, "tool_choice": tool_choice, "response_format": response_format}
+        result: ChatResult = self._call(request, purpose, stream=stream, mode="", tool=tool, round=round, check=None)
+        return result
+
+    def complete_json(self, messages: list[dict[str, Any]], *, purpose: str, name: str, schema: dict[str, Any],
+                      validate: bool = True, tool: str | None = None,
+                      round: int | None = None) -> tuple[dict[str, Any], ChatResult]:
+        """One JSON object matching `schema`: asked for with a strict `json_schema` response format; a server
+        that refuses it is asked again with `json_object` (the schema in the prompt), then with plain text,
+        and this client remembers the format that worked. Raises `ModelError` ("bad_response", with the reply
+        as `.result`, when the reply is not such an object). With `validate=False` any JSON object is returned,
+        for a caller that mends near misses itself (the authoring wire format does)."""
+        def check(result: ChatResult) -> tuple[dict[str, Any], ChatResult]:
+            value = json_object(result.content or "")
+            if value is None:
+                raise ModelError("bad_response", f"the model's reply is not a JSON object: {_clip(result.content)}",
+                                 result)
+            if validate and (why := schema_error(value, schema)) is not None:
+                raise ModelError("bad_response", f"the model's reply does not match the {name} schema: {why}", result)
+            return value, result
+
+        while True:
+            mode = JSON_MODES[self._json_mode]
+            request = {"messages": messages if mode == "json_schema" else _with_schema(messages, schema),
+                       "tools": None, "tool_choice": None, "response_format": _response_format(mode, name, schema)}
+            try:
+                answer: tuple[dict[str, Any], ChatResult] = self._call(
+                    request, purpose, stream=False, mode=mode, tool=tool, round=round, check=check)
+                return answer
+            except ModelError as e:
+                if e.kind != "unsupported_format" or self._json_mode == len(JSON_MODES) - 1:
+                    raise
+                self._json_mode += 1
+
+    # -- one call: its limit, its event, its recording ---------------------------------------------------------
+    def _call(self, request: dict[str, Any], purpose: str, *, stream: bool, mode: str, tool: str | None,
+              round: int | None, check: Callable[[ChatResult], Any] | None) -> Any:
+        import openai  # noqa: F401 - imported here (about 1 s, once) so that it is not counted as the call's time
+
+        with self._lock:
+            started = time.perf_counter()
+            self._loop.attempts = 0
+            result: ChatResult | None = None
+            outcome = "interrupted"  # unless it ends otherwise (KeyboardInterrupt)
+            try:
+                result = self._run(lambda: self._request(request, purpose, stream))
+                value = check(result) if check else result
+                outcome = "ok"
+                return value
+            except ModelError as e:
+                outcome = e.kind
+                raise
+            except Exception:
+                outcome = "error"  # a bug of ours: the traceback goes up
+                raise
+            finally:
+                event = ModelCalled(
+                    purpose=purpose, model=(result.model if result else None) or self._model or "", outcome=outcome,
+                    prompt_tokens=result.prompt_tokens if result else 0,
+                    completion_tokens=result.completion_tokens if result else 0,
+                    latency_ms=round_ms(time.perf_counter() - started), attempts=max(self._loop.attempts, 1),
+                    mode=mode, tool=tool or "", round=round)
+                if self._sink is not None:
+                    self._sink([event])
+
+    def _run(self, make: Callable[[], Coroutine[Any, Any, ChatResult]]) -> ChatResult:
+        """Run a coroutine on this client's loop; from inside another running loop, on a helper thread."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return self._loop.runner.run(make())
+        box: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                box["result"] = self._loop.runner.run(make())
+            except BaseException as e:  # handed back to the caller's thread
+                box["error"] = e
+
+        helper = threading.Thread(target=target, name="evogit-model-call")
+        helper.start()
+        helper.join()
+        if "error" in box:
+            raise box["error"]
+        result: ChatResult = box["result"]
+        return result
+
+    async def _request(self, request: dict[str, Any], purpose: str, stream: bool) -> ChatResult:
+        import httpx2
+        import openai
+
+        self._loop.deadline = time.monotonic() + self.config.timeout
+        started = time.perf_counter()
+        kwargs = {k: v for k, v in request.items() if v is not None}
+        try:
+            async with asyncio.timeout(self.config.timeout):
+                client = self._loop.openai()
+                if self._model is None:
+                    self._model = await self._first_model(client)
+                headers = {"X-Evogit-Purpose": purpose}
+                if stream:
+                    chunks = await client.chat.completions.create(
+                        model=self._model, stream=True, stream_options={"include_usage": True}, extra_headers=headers,
+                        **kwargs)
+                    result = await _gather(chunks, self._model)
+                else:
+                    completion = await client.chat.completions.create(model=self._model, extra_headers=headers, **kwargs)
+                    result = _read(completion, self._model)
+        except TimeoutError:
+            raise ModelError("timeout", f"{self.config.server}: no reply within the model's {self.config.timeout:g} s "
+                                        "limit") from None
+        except openai.APIStatusError as e:
+            self._record(request, purpose, stream, {"status": e.status_code, "error": _message(e)})
+            raise _status_error(e, self.config.server, request.get("response_format") is not None) from None
+        except openai.APITimeoutError:
+            raise ModelError("timeout", f"{self.config.server}: the request timed out") from None
+        except openai.APIConnectionError as e:
+            raise ModelError("connection", f"{self.config.server}: cannot reach the server ({e.__cause__ or e})") from None
+        except (openai.OpenAIError, json.JSONDecodeError) as e:
+            raise ModelError("bad_response", f"{self.config.server}: not a chat completion ({_clip(str(e))})") from None
+        except httpx2.TimeoutException:  # while reading the body, after the client's retries
+            raise ModelError("timeout", f"{self.config.server}: the reply timed out") from None
+        except httpx2.TransportError as e:
+            raise ModelError("connection", f"{self.config.server}: the connection broke ({_clip(str(e))})") from None
+        result.latency_ms = round_ms(time.perf_counter() - started)
+        result.attempts = max(self._loop.attempts, 1)
+        self._record(request, purpose, stream, {
+            "reply": {"content": result.content, "tool_calls": [msgspec.to_builtins(c) for c in result.tool_calls],
+                      "finish_reason": result.finish_reason},
+            "usage": {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens}})
+        if result.finish_reason == "content_filter":
+            raise ModelError("refused", f"{self.config.server}: the reply was withheld by the server's content filter")
+        return result
+
+    async def _first_model(self, client: openai.AsyncOpenAI) -> str:
+        async for model in client.models.list():
+            return str(model.id)
+        raise ModelError("not_found", f"{self.config.server} lists no models: set EVOGIT_MODEL")
+
+    def _record(self, request: dict[str, Any], purpose: str, stream: bool, answer: dict[str, Any]) -> None:
+        if self._recorder is not None:
+            asked = {"purpose": purpose, **{k: v for k, v in request.items() if v is not None}}
+            if stream:
+                asked["stream"] = True
+            self._recorder.add({"request": asked, **answer}, self._model or "")
+
+
+def _response_format(mode: str, name: str, schema: dict[str, Any]) -> dict[str, Any] | None:
+    if mode == "json_schema":
+        return {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}}
+    if mode == "json_object":  # with the schema, which llama.cpp's server enforces with a grammar
+        return {"type": "json_object", "schema": schema}
+    return None
+
+
+def _with_schema(messages: list[dict[str, Any]], schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """The messages with the schema stated in the (first) system message, for a server that cannot enforce it."""
+    rule = ("Reply with one JSON object and nothing else. It must match this JSON Schema:\n"
+            + json.dumps(schema, separators=(",", ":")))
+    if messages and messages[0].get("role") == "system" and isinstance(messages[0].get("content"), str):
+        return [{**messages[0], "content": messages[0]["content"] + "\n\n" + rule}, *messages[1:]]
+    return [{"role": "system", "content": rule}, *messages]
+
+
+def _read(completion: Any, model: str) -> ChatResult:
+    if not completion.choices:
+        raise ModelError("bad_response", "the server's reply has no choices")
+    choice = completion.choices[0]
+    message = choice.message
+    if getattr(message, "refusal", None):
+        raise ModelError("refused", f"the model refused: {_clip(message.refusal)}")
+    calls = [ToolCall(id=c.id or f"call_{i}", name=c.function.name or "", arguments=c.function.arguments or "")
+             for i, c in enumerate(message.tool_calls or []) if getattr(c, "function", None) is not None]
+    usage = completion.usage
+    return ChatResult(content=message.content, tool_calls=calls, model=completion.model or model,
+                      prompt_tokens=usage.prompt_tokens if usage else 0,
+                      completion_tokens=usage.completion_tokens if usage else 0, finish_reason=choice.finish_reason)
+
+
+async def _gather(chunks: Any, model: str) -> ChatResult:
+    """A streamed reply put together: content pieces joined, tool-call deltas merged by index, usage from the
+    last chunk (`stream_options.include_usage`)."""
+    parts: list[str] = []
+    calls: dict[int, dict[str, str]] = {}
+    usage, finish, refusal = None, None, ""
+    async for chunk in chunks:
+        model = chunk.model or model
+        usage = chunk.usage or usage
+        for choice in chunk.choices:
+            if choice.index != 0:
+                continue
+            delta = choice.delta
+            parts.append(delta.content or "")
+            refusal += getattr(delta, "refusal", None) or ""
+            for d in delta.tool_calls or []:
+                slot = calls.setdefault(d.index, {"id": "", "name": "", "arguments": ""})
+                slot["id"] = d.id or slot["id"]
+                if d.function is not None:
+                    slot["name"] += d.function.name or ""
+                    slot["arguments"] += d.function.arguments or ""
+            finish = choice.finish_reason or finish
+    if refusal:
+        raise ModelError("refused", f"the model refused: {_clip(refusal)}")
+    return ChatResult(content="".join(parts) if parts else None,
+                      tool_calls=[ToolCall(id=c["id"] or f"call_{i}", name=c["name"], arguments=c["arguments"])
+                                  for i, c in sorted(calls.items())],
+                      model=model, prompt_tokens=usage.prompt_tokens if usage else 0,
+                      completion_tokens=usage.completion_tokens if usage else 0, finish_reason=finish)
+
+
+def _status_error(e: Any, server: str, had_format: bool) -> ModelError:
+    status, message = e.status_code, _message(e)
+    if (status in (400, 422, 500) and any(w in message for w in _FORMAT_WORDS)) or (had_format and status in (400, 422)):
+        kind = "unsupported_format"
+    elif status == 429:
+        kind = "rate_limited"
+    elif status in (401, 403):
+        kind = "auth"
+    elif status == 404:
+        kind = "not_found"
+    elif status >= 500:
+        kind = "server_error"
+    else:
+        kind = "bad_request"
+    return ModelError(kind, f"{server}: HTTP {status}: {_clip(message)}")
+
+
+def _message(e: Any) -> str:
+    body = e.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            return str(inner["message"])
+        if isinstance(inner, str):
+            return inner
+    return str(e.message)
+
+
+def _retry_after(response: httpx2.Response) -> float:
+    """The server's requested wait in seconds (0 when it names none)."""
+    for header, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            return float(response.headers[header]) * scale
+        except (KeyError, ValueError):
+            continue
+    return 0.0
+
+
+def _clip(text: str | None, width: int = 200) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def round_ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)

@@ -1,0 +1,83 @@
+"""Which model to call and how, read once into a frozen value: the environment first, then git config.
+
+    setting           environment        git config (repo, then global)   default
+    model             EVOGIT_MODEL       evogit.model                     the server's first model (with a base URL)
+    base URL          OPENAI_BASE_URL    evogit.baseUrl                   OpenAI's
+    key               OPENAI_API_KEY     -                                a placeholder, for a server that needs none
+    time limit        -                  evogit.modelTimeout (seconds)    300
+    retries           -                  evogit.modelRetries              2
+    recording         EVOGIT_RECORD      -                                none
+
+The environment wins because it is the session's choice and git config the repository's default. The key is
+read only from the environment (git config is plain text in `.git/config`) and never shown by `repr`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidInput, ModelNotConfigured
+
+DEFAULT_TIMEOUT = 300.0
+DEFAULT_RETRIES = 2
+NO_KEY = "no-key"  # the bearer token sent to a server that needs none (llama.cpp, vLLM, Ollama, LM Studio)
+OPENAI_URL = "https://api.openai.com/v1"
+
+NOT_CONFIGURED = ("no model configured: set EVOGIT_MODEL and OPENAI_API_KEY (plus OPENAI_BASE_URL for a server "
+                  "other than OpenAI's), or `git config evogit.model` / `evogit.baseUrl`")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A model to call: `model` None means the first one the server at `base_url` lists."""
+
+    model: str | None
+    base_url: str | None = None
+    api_key: str = field(default=NO_KEY, repr=False)
+    timeout: float = DEFAULT_TIMEOUT  # wall-clock limit of one call, the client's retries included
+    retries: int = DEFAULT_RETRIES  # the openai client's own retries of 408/409/429/5xx, timeouts, lost connections
+    record: Path | None = None  # EVOGIT_RECORD: append every exchange to this script file
+
+    def __post_init__(self) -> None:
+        if self.model is None and self.base_url is None:
+            raise ModelNotConfigured(NOT_CONFIGURED)
+        if not self.timeout > 0:
+            raise InvalidInput(f"the model's time limit must be positive seconds, not {self.timeout!r}")
+        if self.retries < 0:
+            raise InvalidInput(f"the model's retries must be 0 or more, not {self.retries!r}")
+
+    @property
+    def server(self) -> str:
+        """The server's base URL, for messages (never the key)."""
+        return self.base_url or OPENAI_URL
+
+
+def load_config(git_config: Any = None, env: Mapping[str, str] | None = None) -> ModelConfig:
+    """The model configuration from `env` (default: the process environment) and a repository's git config
+    (a `pygit2.Config`, or None); raises `ModelNotConfigured` with what to set when there is none."""
+    env = os.environ if env is None else env
+
+    def setting(var: str | None, key: str) -> str | None:
+        if var and env.get(var):
+            return env[var]
+        if git_config is not None and key in git_config:
+            return str(git_config[key]) or None
+        return None
+
+    model, base_url, key = setting("EVOGIT_MODEL", "evogit.model"), setting("OPENAI_BASE_URL", "evogit.baseurl"), \
+        env.get("OPENAI_API_KEY") or None
+    if (model is None and base_url is None) or (base_url is None and key is None):
+        raise ModelNotConfigured(NOT_CONFIGURED)
+    timeout, retries = setting(None, "evogit.modeltimeout"), setting(None, "evogit.modelretries")
+    try:
+        return ModelConfig(
+            model=model, base_url=base_url.rstrip("/") if base_url else None, api_key=key or NO_KEY,
+            timeout=float(timeout) if timeout is not None else DEFAULT_TIMEOUT,
+            retries=int(retries) if retries is not None else DEFAULT_RETRIES,
+            record=Path(env["EVOGIT_RECORD"]) if env.get("EVOGIT_RECORD") else None)
+    except ValueError as e:
+        raise InvalidInput(f"bad evogit.modelTimeout or evogit.modelRetries in git config: {e}") from None

@@ -1,0 +1,142 @@
+"""Queries on the library: what tools and versions there are, everything about one, lineage, metrics and
+what writing tools cost. Reads only: git for sources and versions, the projections for what happened."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+
+from .. import jsonio, lineage
+from ..build import Builder
+from ..errors import EvogitError, ToolNotFound
+from ..manifest import check_name, parse_cases, parse_manifest
+from ..projections import VersionMetrics
+from ..repo import SkillsRepo, Version
+from .results import Description, Supersession, ToolSummary
+from .state import LocalState
+
+_SUPERSEDES = re.compile(r"^Evogit-Supersedes: (.+?): (.+)$", re.M)
+
+
+def supersedes(message: str) -> list[tuple[str, str]]:
+    """The parent's cases a version no longer has to pass, and why (its commit's `Evogit-Supersedes` trailers)."""
+    return _SUPERSEDES.findall(message)
+
+
+class Library:
+    """Read-side queries over one repository."""
+
+    def __init__(self, repo: SkillsRepo, builder: Builder, state: LocalState):
+        self.repo, self.builder, self.state = repo, builder, state
+
+    def list_tools(self) -> list[ToolSummary]:
+        versions = self.repo.versions()
+        by_tool: dict[str, list[Version]] = {}
+        for v in versions:
+            by_tool.setdefault(v.name, []).append(v)
+        out = []
+        for name in self.repo.tools():
+            head = self.repo.head(name)
+            mine = by_tool.get(name, [])
+            try:
+                latest: Version | None = self.repo.resolve(name, mine)
+            except ToolNotFound:
+                latest = None
+            if any(v.source_commit == str(head.id) for v in mine):
+                status = "green"
+            else:
+                record = self.builder.last_record(head)
+                # a head that built to a binary already tagged (same code, new cases) is green as that version
+                status = "unbuilt" if record is None else "green" if record.ok else "failed"
+            try:
+                description = parse_manifest(self.repo.read(head, "tool.json"), check_schemas=False).description
+            except EvogitError:
+                description = "(tool.json is invalid)"
+            out.append(ToolSummary(name, description, latest, len(mine), str(head.id), status))
+        return out
+
+    def describe(self, spec: str) -> Description:
+        """Everything about one version: manifest, schemas, cases, build record, lineage."""
+        v = self.repo.resolve(spec)
+        build = self.repo.commit(v.build_commit)
+        manifest = parse_manifest(self.repo.read(build, "tool.json"), check_schemas=False)
+        cases = parse_cases(self.repo.read(build, "tests/cases.jsonl"))
+        lin = lineage.for_tool(self.repo, v.name)
+        node = lin.nodes.get(v.short)
+        head = self.repo.head(v.name)
+        source = self.repo.commit(v.source_commit)
+        return Description(
+            tool=v.name, version=v.short, fingerprint=v.fingerprint,
+            description=manifest.description, tags=manifest.tags,
+            input_schema=manifest.input_schema, output_schema=manifest.output_schema,
+            cases=[msgspec.to_builtins(c) for c in cases],
+            build=jsonio.decode(self.repo.read(build, "build/build.json"), what="build/build.json"),
+            source_commit=v.source_commit, build_commit=v.build_commit,
+            message=source.message.strip(),
+            superseded=[Supersession(case, reason) for case, reason in supersedes(source.message)],
+            author=f"{source.author.name} <{source.author.email}>",
+            parents=node.parents if node else [], children=node.children if node else [],
+            versions=[x.short for x in self.repo.versions(v.name)],
+            head=str(head.id), head_is_this_version=str(head.id) == v.source_commit,
+            metrics=self.stats(f"{v.name}@{v.fingerprint}")[f"{v.name}@{v.fingerprint}"],
+        )
+
+    def lineage(self, name: str) -> lineage.Lineage:
+        return lineage.for_tool(self.repo, check_name(name))
+
+    def stats(self, spec: str | None = None) -> dict[str, dict[str, Any]]:
+        """Metrics per version ("tool@fingerprint"), of one version, of one tool's versions, or of all."""
+        versions = self.state.projections().state.versions
+        if spec is None:
+            keys = sorted(versions)
+        elif "@" in spec:
+            v = self.repo.resolve(spec)
+            keys = [f"{v.name}@{v.fingerprint}"]
+        else:
+            self.repo.head(check_name(spec))
+            keys = sorted(k for k in versions if k.rpartition("@")[0] == spec)
+        out = {k: versions[k].summary() if k in versions else VersionMetrics().summary() for k in keys}
+        self._add_lineage(out, versions)
+        return out
+
+    def cost(self) -> dict[str, Any]:
+        """Tokens spent writing tools (every attempt of creates, mutations and teaching, rejected ones too), per
+        tool and per model, from the log."""
+        state = self.state.projections().state
+        tools = {name or "(unnamed)": {"tokens": c.tokens, "prompt_tokens": c.prompt_tokens,
+                                      "completion_tokens": c.completion_tokens, "attempts": c.attempts,
+                                      "green": c.green, "by_kind": c.by_kind, "seconds": c.ms / 1000}
+                 for name, c in sorted(state.costs.items())}
+        models = {name: {"calls": m.calls, "failed": m.failed, "tokens": m.prompt_tokens + m.completion_tokens,
+                         "prompt_tokens": m.prompt_tokens, "completion_tokens": m.completion_tokens,
+                         "latency_ms": m.latency_ms, "by_purpose": m.by_purpose}
+                  for name, m in sorted(state.models.items())}
+        return {"tools": tools, "models": models, "tokens": sum(m["tokens"] for m in models.values())}
+
+    def _add_lineage(self, out: dict[str, dict[str, Any]], versions: dict[str, VersionMetrics]) -> None:
+        """Lineage-aware summaries: children, descendants, and the best descendant by success rate (runs
+        break ties; at least one run). Lineage comes from git ancestry, metrics from the log."""
+        graph = lineage.graph(self.repo)
+        by_key = {f"{n.version.name}@{n.version.fingerprint}": n for n in graph.nodes.values()}
+        for key, summary in out.items():
+            node = by_key.get(key)
+            seen: set[str] = set()
+            stack = list(node.children) if node else []
+            while stack:
+                child = stack.pop()
+                if child not in seen:
+                    seen.add(child)
+                    stack.extend(graph.nodes[child].children)
+            best: tuple[float, int, str] | None = None
+            for short in seen:
+                v = graph.nodes[short].version
+                m = versions.get(f"{v.name}@{v.fingerprint}")
+                if m is not None and m.runs and (best is None or (m.ok / m.runs, m.runs) > best[:2]):
+                    best = (m.ok / m.runs, m.runs, f"{v.name}@{v.fingerprint}")
+            summary["children"] = len(node.children) if node else 0
+            summary["descendants"] = len(seen)
+            summary["best_descendant"] = ({"version": best[2], "success_rate": round(best[0], 4), "runs": best[1]}
+                                          if best else None)
+

@@ -1,0 +1,83 @@
+"""Sharing with plain git: push and pull of tool branches, version tags and event logs, verification of what
+arrives (verify.py), and the git hooks that build what is committed, merged or pushed to a hub."""
+
+from __future__ import annotations
+
+import pygit2
+
+from .. import hooks
+from ..errors import EvogitError, InvalidInput
+from ..manifest import check_name
+from ..repo import BRANCH_PREFIX, SkillsRepo
+from ..share import PUSHED, PullReport, accept_tags, quarantine_pushed
+from ..share import pull as git_pull
+from ..share import push as git_push
+from ..verify import Verdict, trust_policy
+from .building import Building
+from .results import BuildOutcome
+from .state import LocalState
+
+
+class Sharing:
+    """Moves the library between machines, and builds what git hooks report."""
+
+    def __init__(self, repo: SkillsRepo, state: LocalState, building: Building):
+        self.repo, self.state, self.building = repo, state, building
+        self.builder = building.builder
+
+    def push(self, remote: str) -> list[str]:
+        """Publish this machine's log into git and push tool branches, version tags and the log; returns the
+        remote refs that were updated."""
+        log = self.state.file_log()
+        log.sync()
+        return git_push(self.repo, log.dir, log.writer, remote)
+
+    def pull(self, remote: str) -> tuple[PullReport, list[BuildOutcome]]:
+        """Fetch tools, versions and logs; fast-forward tool branches; build heads that arrived unbuilt."""
+        log = self.state.file_log()
+        report = git_pull(self.repo, log.dir, log.writer, remote, self._rebuilt)
+        moved = report.created + report.fast_forwarded
+        return report, (self.building.build(moved) if moved else [])
+
+    def verify(self, spec: str | None = None, rebuild: bool = False) -> list[Verdict]:
+        """Check local version tags (all, one tool's, or one version) as a pulled tag is checked (verify.py);
+        `rebuild` also rebuilds each here and compares the build commits."""
+        return self.repo.verify(spec, self._rebuilt if rebuild else None)
+
+    def _rebuilt(self, source: pygit2.Commit, name: str) -> tuple[str, str]:
+        """Build a version's source commit here whatever tags say (verify.Rebuild): (fingerprint, build commit)."""
+        v = self.builder.build(source, name, again=True)
+        return v.fingerprint, v.build_commit
+
+    def on_hook(self, name: str, stdin: str = "") -> list[BuildOutcome]:
+        """Build what a git hook reports: HEAD after a commit or merge, pushed tool branch tips on receive."""
+        if name in ("post-commit", "post-merge"):
+            if self.repo.git.head_is_unborn or self.repo.git.head_is_detached:
+                return []
+            ref = self.repo.git.head.name
+            if not ref.startswith(BRANCH_PREFIX):
+                return []
+            tool = ref[len(BRANCH_PREFIX):]
+            return [self.building.build_one(self.repo.head(tool), tool)]
+        if name == "post-receive":
+            updates = [parts for parts in (line.split() for line in stdin.splitlines()) if len(parts) == 3]
+            quarantine_pushed(self.repo, [(new, ref) for _, new, ref in updates])  # pushed tags are checked below
+            outcomes = []
+            for _, new, ref in updates:
+                if ref.startswith(BRANCH_PREFIX) and set(new) != {"0"}:
+                    try:  # a pushed branch that no tool could be named after is reported, not built
+                        tool = check_name(ref[len(BRANCH_PREFIX):])
+                    except EvogitError as e:  # InvalidName
+                        outcomes.append(BuildOutcome("?", new, error=str(e)))
+                        continue
+                    outcomes.append(self.building.build_one(self.repo.commit(new), tool))
+            targets = {r[len(PUSHED) + 5:]: str(self.repo.git.references[r].target)
+                       for r in self.repo.git.references if r.startswith(PUSHED + "tags/")}
+            _, refused, known = accept_tags(self.repo, PUSHED, trust_policy(self.repo.git.config), self._rebuilt)
+            for tag, why in {**known, **refused}.items():
+                outcomes.append(BuildOutcome(tag.split("/")[1] if "/" in tag else tag, targets.get(tag, ""),
+                                             error=f"tag {tag} refused: {why}"))
+            return outcomes
+        raise InvalidInput(f"unknown hook {name!r} (known: {', '.join(hooks.HOOKS)})")
+
+

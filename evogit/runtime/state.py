@@ -1,0 +1,104 @@
+"""The repository's local state: its writer id, its event log, and the two projections caught up with it
+(and with the logs of other machines that arrived by git). Each runtime keeps one, and later calls read only
+the events appended since, by this process or any other."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from ..errors import EvogitError
+from ..log import EventLog, FileLog, default_writer, warn
+from ..projections import (
+    EmbeddingProjector,
+    Projector,
+    open_embeddings,
+    open_projections,
+    refresh,
+    replay_all,
+)
+from ..repo import SkillsRepo
+from ..share import import_logs, repair_logs
+
+P = TypeVar("P", Projector, EmbeddingProjector)
+
+
+class LocalState:
+    """Owns the log (opened on first use) and the projections' in-memory copies."""
+
+    def __init__(self, repo: SkillsRepo, log: EventLog | None = None):
+        self.repo = repo
+        self._log = log
+        self._own_log = log is None
+        self._metrics: Projector | None = None
+        self._embeddings: EmbeddingProjector | None = None
+
+    @property
+    def log(self) -> EventLog:
+        """This repository's event log (`.git/evogit/log/`), opened on first use."""
+        if self._log is None:
+            self._log = FileLog(self.repo.state_dir / "log", self.writer())
+        return self._log
+
+    def file_log(self) -> FileLog:
+        if not isinstance(self.log, FileLog):
+            raise EvogitError("this runtime's event log is in memory; there is nothing to share")
+        return self.log
+
+    def close(self) -> None:
+        if self._own_log and isinstance(self._log, FileLog):
+            self._log.close()
+            self._log = None
+
+    def writer(self) -> str:
+        """This repository's writer id: $EVOGIT_WRITER, else `evogit.writer` from git config, else a new
+        `<host>-<random>` stored there, so that two clones on one machine never share a log."""
+        if env := os.environ.get("EVOGIT_WRITER"):
+            return env
+        config = self.repo.git.config
+        if "evogit.writer" in config:
+            return str(config["evogit.writer"])
+        host = re.sub(r"[^A-Za-z0-9_-]+", "-", default_writer()).strip("-")[:40] or "local"
+        existing = self.repo.state_dir / "log" / f"{host}.log"  # a log made before writer ids were stored
+        writer = host if existing.exists() else f"{host}-{secrets.token_hex(3)}"
+        config["evogit.writer"] = writer
+        return writer
+
+    def projections(self) -> Projector:
+        """The projections, loaded from their snapshot and caught up with the log (and with logs of other
+        machines that arrived by git)."""
+        self._metrics = self._caught_up(self._metrics, "projections.msgpack", open_projections)
+        return self._metrics
+
+    def embeddings(self) -> EmbeddingProjector:
+        """The embeddings of versions and tasks (a projection of its own: only a search needs them)."""
+        self._embeddings = self._caught_up(self._embeddings, "embeddings.msgpack", open_embeddings)
+        return self._embeddings
+
+    def _caught_up(self, projector: P | None, name: str, open_: Callable[[EventLog, Path], P]) -> P:
+        self.import_logs()
+        path = self.repo.state_dir / name
+        if projector is None:
+            return open_(self.log, path)
+        refresh(projector, self.log, path)
+        return projector
+
+    def replay(self, repair: bool = False) -> Projector:
+        """Throw the projections away and rebuild them from the whole log. With `repair`, damaged log files are
+        rewritten first from what can still be read (share.repair_logs; each repair is reported)."""
+        if repair:
+            self.close()
+            for line in repair_logs(self.repo, self.repo.state_dir / "log", self.writer()):
+                warn(line)
+        self.import_logs()
+        self._metrics, self._embeddings = replay_all(self.log, self.repo.state_dir / "projections.msgpack",
+                                                     self.repo.state_dir / "embeddings.msgpack")
+        return self._metrics
+
+    def import_logs(self) -> None:
+        if isinstance(self.log, FileLog):
+            import_logs(self.repo, self.log.dir, self.log.writer)  # refused logs are reported by `pull`

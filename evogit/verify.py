@@ -1,0 +1,262 @@
+"""Checks on what git brings in, in one place: tree entry names before anything touches a disk, and version
+tags before they are trusted. Reading, building, `pull`, a hub's post-receive and `evogit verify` call them.
+
+A version tag `refs/tags/tools/<name>/<fingerprint>` is good only if, stage by stage:
+
+    name        <name> is a tool name and <fingerprint> 64 lowercase hex digits
+    object      it points straight at a commit (not a tag object, tree or blob) with exactly one parent
+    tree        that build commit's tree is its parent's (the source commit's) tree plus build/, which holds
+                exactly tool.wasm and build.json as regular files
+    wasm        tool.wasm hashes (sha256) to <fingerprint>
+    build.json  parses and names the same tool and fingerprint, ok, and the wasm's size
+    identity    author and committer are the builder at the source commit's time; the message names the fingerprint
+    lineage     the source commit is on the history of tools/<name> (here, or a remote-tracking branch)
+    rebuild     (trust policy `rebuild`) this machine builds the source commit to the same fingerprint, and so,
+                build commits being deterministic, to the very same build commit
+
+Listing versions applies name and object (a malformed ref is skipped, never an error); resolving one applies
+tree to identity too, once per build commit and process, so a broken tag never hides a good version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+
+import msgspec
+import pygit2
+from pygit2.enums import FileMode
+
+from .errors import EvogitError, InvalidInput, InvalidPackage, InvalidVersion
+from .manifest import MAX_NAME, NAME_RE
+
+TAG_PREFIX = "refs/tags/tools/"
+BUILDER = ("evogit-builder", "builder@evogit.invalid")
+TRUST = ("rebuild", "hash")
+_FP = re.compile(r"^[0-9a-f]{64}$")
+#: Code points HFS+ ignores in names, so that ".g\u200cit" is ".git" there (as git's is_hfs_dotgit knows).
+_HFS_IGNORED = dict.fromkeys([0x200C, 0x200D, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x206A, 0x2070), 0xFEFF])
+
+#: Builds (source commit, tool name) here, whatever tags exist; returns (fingerprint, id of the build commit
+#: written); raises EvogitError if it does not build.
+Rebuild = Callable[[pygit2.Commit, str], tuple[str, str]]
+
+
+# -- tree entry names ----------------------------------------------------------------------------------------
+def name_problem(raw: bytes) -> str | None:
+    """Why a tree entry name must not reach a disk, or None: empty, `.`, `..`, a slash, backslash or NUL, not
+    UTF-8, or a spelling of `.git` (any case, trailing dots or spaces, an NTFS stream or short name, HFS-ignored
+    characters)."""
+    try:
+        name = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "is not UTF-8"
+    if name in ("", ".", ".."):
+        return "is a relative path component" if name else "is empty"
+    for char, what in (("/", "a slash"), ("\\", "a backslash"), ("\0", "NUL")):
+        if char in name:
+            return f"contains {what}"
+    if name.translate(_HFS_IGNORED).split(":", 1)[0].rstrip(". ").casefold() in (".git", "git~1"):
+        return "is a spelling of .git"
+    return None
+
+
+class PathCheck:
+    """Paths checked one entry at a time, as a tree is walked: each name may reach a disk, and no two paths
+    (files or directories) differ only in case."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, str] = {}
+
+    def add(self, parent: str, raw: bytes) -> str:
+        """The path of entry `raw` in directory `parent` ('' or 'dir/'); InvalidPackage if it must not be written."""
+        if problem := name_problem(raw):
+            raise InvalidPackage(f"tree entry {parent + raw.decode('utf-8', 'backslashreplace')!r} {problem}")
+        path = parent + raw.decode()
+        first = self._seen.setdefault(path.casefold(), path)
+        if first != path:
+            a, b = sorted((first, path))
+            raise InvalidPackage(f"paths {a!r} and {b!r} differ only in case")
+        return path
+
+
+def check_paths(paths: Iterable[str]) -> None:
+    """Raise InvalidPackage unless every `a/b/c` path may be written as it is (see `PathCheck`)."""
+    check = PathCheck()
+    for path in paths:
+        parent = ""
+        for part in path.split("/"):
+            parent = check.add(parent, part.encode("utf-8", "surrogateescape")) + "/"
+
+
+# -- version tags --------------------------------------------------------------------------------------------
+class Verdict(msgspec.Struct):
+    """The outcome of checking one version tag; `stage` names the check that failed, `reason` says why."""
+
+    tag: str  # tools/<name>/<fingerprint>: the ref without refs/tags/
+    ok: bool = False
+    tool: str = ""
+    fingerprint: str = ""
+    build_commit: str = ""
+    source_commit: str = ""
+    stage: str = ""
+    reason: str = ""
+
+
+def split_tag(tag: str) -> tuple[str, str]:
+    """`tools/<name>/<fingerprint>` → (name, fingerprint), if both are well-formed."""
+    parts = tag.split("/")
+    if len(parts) != 3 or parts[0] != "tools":
+        raise InvalidVersion("name", "is not tools/<name>/<fingerprint>")
+    name, fp = parts[1], parts[2]
+    if not (NAME_RE.match(name) and len(name) <= MAX_NAME):
+        raise InvalidVersion("name", f"{name!r} is not a valid tool name")
+    if not _FP.match(fp):
+        raise InvalidVersion("name", "its fingerprint is not 64 lowercase hex digits")
+    return name, fp
+
+
+def build_commit(git: pygit2.Repository, tag: str, target: pygit2.Oid | str) -> tuple[str, str, pygit2.Commit]:
+    """The tool, fingerprint and build commit of a version tag whose name and object are well-formed (what
+    any listing of versions needs); InvalidVersion otherwise."""
+    name, fp = split_tag(tag)
+    if not isinstance(target, pygit2.Oid):
+        raise InvalidVersion("object", f"is a symbolic reference to {target}")
+    obj = git.get(target)
+    if obj is None:
+        raise InvalidVersion("object", f"points at {str(target)[:10]}, which is not in this repository")
+    if not isinstance(obj, pygit2.Commit):
+        raise InvalidVersion("object", f"points at a {obj.type_str}, not a commit")
+    if len(obj.parent_ids) != 1:
+        raise InvalidVersion("object", f"is a commit with {len(obj.parent_ids) or 'no'} parent{'s' * (len(obj.parent_ids) != 1)}")
+    return name, fp, obj
+
+
+def contents(git: pygit2.Repository, name: str, fp: str, commit: pygit2.Commit) -> None:
+    """Raise InvalidVersion unless `commit` is the build commit the builder writes around a tool.wasm of `fp`."""
+    try:
+        _contents(git, name, fp, commit)
+    except (KeyError, ValueError, TypeError, pygit2.GitError) as e:  # objects missing or of the wrong type
+        raise InvalidVersion("tree", f"its tree cannot be read: {e}") from None
+
+
+def _contents(git: pygit2.Repository, name: str, fp: str, commit: pygit2.Commit) -> None:
+    source = git.get(commit.parent_ids[0])
+    if not isinstance(source, pygit2.Commit):
+        raise InvalidVersion("tree", "its source commit is not in this repository")
+    theirs = {e.name: (e.id, e.filemode) for e in source.tree}
+    ours = {e.name: (e.id, e.filemode) for e in commit.tree if e.name != "build"}
+    if "build" in theirs:
+        raise InvalidVersion("tree", "its source tree has a build entry of its own")
+    if ours != theirs:
+        odd = sorted(set(ours) ^ set(theirs) | {k for k in ours.keys() & theirs.keys() if ours[k] != theirs[k]})
+        raise InvalidVersion("tree", f"its tree is not the source tree plus build/ ({', '.join(map(repr, odd))} differ)")
+    if "tool.json" not in theirs or _json(git, theirs["tool.json"][0]).get("name") != name:
+        raise InvalidVersion("tree", f"its source commit's tool.json does not name {name!r}")
+    build = next((e for e in commit.tree if e.name == "build"), None)
+    files = {e.name: e for e in git[build.id].peel(pygit2.Tree)} if build is not None and build.filemode == FileMode.TREE else {}
+    if set(files) != {"tool.wasm", "build.json"} or any(e.filemode != FileMode.BLOB for e in files.values()):
+        raise InvalidVersion("tree", f"build/ holds {', '.join(sorted(map(repr, files))) or 'nothing'}, "
+                                     f"not exactly tool.wasm and build.json as regular files")
+    wasm = git[files["tool.wasm"].id].peel(pygit2.Blob).data
+    actual = hashlib.sha256(wasm).hexdigest()
+    if actual != fp:
+        raise InvalidVersion("wasm", f"tool.wasm hashes to {actual[:12]}, not {fp[:12]}")
+    record = _json(git, files["build.json"].id)
+    if not record:
+        raise InvalidVersion("build.json", "build/build.json is not a JSON object")
+    for key, want in (("tool", name), ("fingerprint", fp), ("ok", True), ("wasm_bytes", len(wasm))):
+        got = record.get(key, want if key == "wasm_bytes" else None)
+        if got != want or type(got) is not type(want):
+            raise InvalidVersion("build.json", f"build.json says {key} {got!r}, not {want!r}")
+    expected = (BUILDER[0].encode(), BUILDER[1].encode(), source.committer.time, 0)
+    for role, sig in (("author", commit.author), ("committer", commit.committer)):
+        if (sig.raw_name, sig.raw_email, sig.time, sig.offset) != expected:
+            who = f"{sig.raw_name.decode(errors='replace')} <{sig.raw_email.decode(errors='replace')}>"
+            raise InvalidVersion("identity", f"its {role} is {who} at {sig.time}, not the builder at the source commit's time")
+    if f"Evogit-Fingerprint: {fp}".encode() not in commit.raw_message:
+        raise InvalidVersion("identity", "its message does not name the fingerprint")
+
+
+def _json(git: pygit2.Repository, oid: pygit2.Oid) -> dict:
+    """A blob's JSON object, or {} if it is anything else."""
+    try:
+        value = json.loads(git[oid].peel(pygit2.Blob).data)
+    except (ValueError, RecursionError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def on_branch(git: pygit2.Repository, name: str, commit: pygit2.Commit, tips: Sequence[pygit2.Oid]) -> None:
+    """Raise InvalidVersion unless the build commit's source commit is on the history of one of `tips`."""
+    source = commit.parent_ids[0]
+    if not tips:
+        raise InvalidVersion("lineage", f"there is no branch tools/{name}")
+    if not any(tip == source or git.descendant_of(tip, source) for tip in tips):
+        raise InvalidVersion("lineage", f"its source commit {str(source)[:10]} is not on the history of tools/{name}")
+
+
+def rebuilt(git: pygit2.Repository, name: str, fp: str, commit: pygit2.Commit, rebuild: Rebuild) -> None:
+    """Raise InvalidVersion unless this machine builds the source commit to this very build commit."""
+    try:
+        local_fp, local_id = rebuild(commit.parents[0], name)
+    except EvogitError as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise InvalidVersion("rebuild", f"does not build here: {first[:300]}") from None
+    if local_fp != fp:
+        raise InvalidVersion("rebuild", f"builds here to {local_fp[:12]}, not {fp[:12]}")
+    if local_id != str(commit.id):
+        raise InvalidVersion("rebuild", f"builds here to the same fingerprint but to build commit {local_id[:10]}, "
+                                        f"not {str(commit.id)[:10]}: {difference(git, git[local_id], commit)}")
+
+
+def difference(git: pygit2.Repository, ours: pygit2.Object, theirs: pygit2.Commit) -> str:
+    """What differs between two build commits of the same wasm (so: metadata)."""
+    mine = ours.peel(pygit2.Commit)
+    parts = []
+    if mine.raw_message != theirs.raw_message:
+        parts.append("the message")
+    for role in ("author", "committer"):
+        a, b = getattr(mine, role), getattr(theirs, role)
+        if (a.raw_name, a.raw_email, a.time, a.offset) != (b.raw_name, b.raw_email, b.time, b.offset):
+            parts.append(f"the {role}")
+    if mine.tree_id != theirs.tree_id:
+        a, b = (_json(git, c.tree["build/build.json"].id) if "build" in c.tree else {} for c in (mine, theirs))
+        keys = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+        parts.append(f"build.json ({', '.join(keys)})" if keys else "the tree")
+    return "they differ in " + ", ".join(parts) if parts else "they differ"
+
+
+def check(git: pygit2.Repository, tag: str, target: pygit2.Oid | str, *,
+          tips: Callable[[str], Sequence[pygit2.Oid]] | None = None, rebuild: Rebuild | None = None) -> Verdict:
+    """Every check on one version tag (`tools/<name>/<fp>` pointing at `target`): lineage only with `tips`
+    (tool name → branch tips), the rebuild only with `rebuild`."""
+    verdict = Verdict(tag)
+    try:
+        name, fp, commit = build_commit(git, tag, target)
+        verdict.tool, verdict.fingerprint = name, fp
+        verdict.build_commit, verdict.source_commit = str(commit.id), str(commit.parent_ids[0])
+        contents(git, name, fp, commit)
+        if tips is not None:
+            on_branch(git, name, commit, tips(name))
+        if rebuild is not None:
+            rebuilt(git, name, fp, commit, rebuild)
+    except InvalidVersion as e:
+        verdict.stage, verdict.reason = e.stage, str(e)
+        return verdict
+    verdict.ok = True
+    return verdict
+
+
+def trust_policy(config: pygit2.Config, remote: str | None = None) -> str:
+    """How far version tags from `remote` are checked: `remote.<name>.evogitTrust`, else `evogit.trust`, else
+    `rebuild` (every check and a rebuild here); `hash` is every check but the rebuild, for a hub you control."""
+    for key in ([f"remote.{remote}.evogitTrust"] if remote else []) + ["evogit.trust"]:
+        if key in config:
+            value = str(config[key]).strip().lower()
+            if value not in TRUST:
+                raise InvalidInput(f"git config {key} is {value!r}: use {' or '.join(TRUST)}")
+            return value
+    return "rebuild"

@@ -1,0 +1,2 @@
+// include! of a Rust file outside the package
+include!("@RSFILE@");

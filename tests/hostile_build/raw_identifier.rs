@@ -1,0 +1,2 @@
+// the macro's name as a raw identifier
+fn leak() -> String { r#include_str!("@FILE@").to_string() }

@@ -1,0 +1,331 @@
+"""Authoring through the real `openai` client over HTTP against our scripted model server: create, repair
+from the compiler's and the cases' own words, mutate with inherited cases, supersede with reasons, teach."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from evogit import events as ev
+from evogit.agent.author import Author
+from evogit.agent.prompt import SKELETON
+from evogit.agent.wire import BEGIN, END
+from evogit.cli import main
+from evogit.llm.client import ModelClient
+from evogit.llm.config import ModelConfig
+from evogit.runtime import Runtime, Supersession
+
+pytestmark = pytest.mark.slow
+
+KEY = "sk-test-0123456789abcdef"
+
+MANIFEST = {
+    "name": "reverse-text",
+    "description": "Reverse a text by Unicode scalar values.",
+    "input_schema": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"],
+                     "additionalProperties": False},
+    "output_schema": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"],
+                      "additionalProperties": False},
+    "tags": ["text"], "examples": ["reverse this string", "write the text backwards"],
+}
+CARGO = '[package]\nname = "tool"\nversion = "0.1.0"\nedition = "2021"\n\n[dependencies]\nserde_json = "1"\n'
+CASES = [
+    {"name": "plain", "input": {"text": "abc"}, "expect": {"text": "cba"}},
+    {"name": "unicode", "input": {"text": "héllo"}, "expect": {"text": "olléh"}},
+    {"name": "empty", "input": {"text": ""}, "expect": {"text": ""}},
+    {"name": "bad", "input": {"text": 1}, "expect": {"error": '"text" must be a string'}, "exit": 1},
+]
+REVERSE = '''fn run(input: &Value) -> Result<Value, String> {
+    let text = input.get("text").and_then(Value::as_str).ok_or("\\"text\\" must be a string")?;
+    Ok(json!({ "text": text.chars().rev().collect::<String>() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn reverses() { assert_eq!(run(&json!({"text": "ab"})).unwrap(), json!({"text": "ba"})); }
+}
+'''
+WORDS = '''fn run(input: &Value) -> Result<Value, String> {
+    let text = input.get("text").and_then(Value::as_str).ok_or("\\"text\\" must be a string")?;
+    let words: Vec<&str> = text.split(' ').rev().collect();
+    Ok(json!({ "text": words.join(" ") }))
+}
+'''
+UPPER = REVERSE.replace("text.chars().rev().collect::<String>()", "text.to_uppercase()").replace(
+    'json!({"text": "ba"})', 'json!({"text": "AB"})')
+BROKEN = REVERSE.replace("text.chars().rev()", "txet.chars().rev()")
+
+
+def package(logic: str = REVERSE, cases: list | None = None, manifest: dict | None = None, whole: bool = False,
+            superseded: list | None = None, notes: str = "") -> dict:
+    main_rs = (SKELETON[:SKELETON.index(BEGIN) + len(BEGIN)] + "\n" + logic + SKELETON[SKELETON.index(END):]
+               if whole else logic)
+    return {"reply": {"json": {"files": {
+        "tool.json": json.dumps(manifest or MANIFEST, indent=2),
+        "Cargo.toml": CARGO,
+        "src/main.rs": main_rs,
+        "tests/cases.jsonl": "".join(json.dumps(c) + "\n" for c in (cases if cases is not None else CASES)),
+    }, "superseded": superseded or [], "notes": notes}}, "usage": {"prompt_tokens": 1000, "completion_tokens": 300}}
+
+
+@pytest.fixture(autouse=True)
+def _close_clients(monkeypatch):
+    """Close every model client a test made (the CLI closes its own)."""
+    made: list[ModelClient] = []
+    original = ModelClient.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(ModelClient, "__init__", init)
+    yield
+    for client in made:
+        client.close()
+
+
+@pytest.fixture
+def model(scripted_model, monkeypatch):
+    """Start a scripted server for a list of steps; the environment points evogit at it."""
+    def start(steps: list, **script) -> object:
+        server = scripted_model({"model": "scripted-coder", "steps": steps, **script})
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", KEY)
+        monkeypatch.setenv("EVOGIT_MODEL", "scripted-coder")
+        return server
+    return start
+
+
+def author(rt: Runtime, server, rounds: int = 3, timeout: float = 60.0) -> Author:
+    config = ModelConfig(model="scripted-coder", base_url=server.base_url, api_key=KEY, timeout=timeout, retries=2)
+    return Author(rt, ModelClient(config, sink=rt.log.append), rounds=rounds)
+
+
+def attempts(rt: Runtime) -> list[ev.AuthorAttempt]:
+    return [e for _, _, e in rt.log.read() if isinstance(e, ev.AuthorAttempt)]
+
+
+def git(rt: Runtime, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(rt.repo.path), *args], check=True, capture_output=True, text=True).stdout
+
+
+def _create(rt: Runtime, model) -> None:
+    server = model([package(whole=True)])
+    result = author(rt, server).create("Reverse a text.", name="reverse-text")
+    assert result.ok, result.message
+
+
+def test_create_green_first_time(empty_rt: Runtime, model):
+    server = model([package()])
+    result = author(empty_rt, server).create("Reverse a text, character by character.")
+    assert result.ok and result.tool == "reverse-text" and result.version is not None, result.message
+    assert len(result.attempts) == 1 and result.tokens == 1300 and result.model == "scripted-coder"
+    assert empty_rt.run("reverse-text", b'{"text": "evogit"}').output == {"text": "tigove"}
+    message = git(empty_rt, "log", "-1", "--format=%B", "tools/reverse-text")
+    assert message.startswith("Reverse a text, character by character.")
+    assert "Evogit-Model: scripted-coder" in message and "Evogit-Attempts: 1" in message
+    assert git(empty_rt, "tag", "-l", "tools/reverse-text/*").strip() == f"tools/reverse-text/{result.version.fingerprint}"
+    (green,) = attempts(empty_rt)
+    assert (green.stage, green.round, green.prompt_tokens, green.fingerprint) == ("green", 1, 1000, result.version.fingerprint)
+    called = [e for _, _, e in empty_rt.log.read() if isinstance(e, ev.ModelCalled)]
+    assert len(called) == 1 and called[0].outcome == "ok"
+    body = server.requests[0].body
+    assert "tools" not in body or not body["tools"]
+    assert body["response_format"]["type"] == "json_schema" and body["response_format"]["json_schema"]["strict"]
+    assert server.requests[0].headers["authorization"] == f"Bearer {KEY}"
+
+
+def test_create_that_fails_to_compile_is_repaired_from_the_diagnostics(empty_rt: Runtime, model):
+    server = model([package(BROKEN), package()])
+    result = author(empty_rt, server).create("Reverse a text.", name="reverse-text")
+    assert result.ok, result.message
+    assert [a.stage for a in result.attempts] == ["compile", "green"]
+    repair = server.requests[1].body["messages"][-1]["content"]
+    assert "E0425" in repair and "txet" in repair  # rustc's own words, with its error code
+    assert "attempt 1: stage compile: compilation failed: error[E0425]" in repair
+    assert len(server.requests[1].body["messages"]) == 2  # a summary, not the whole growing chat
+    assert [(a.stage, a.error) for a in attempts(empty_rt)] == [("compile", "compile_failed"), ("green", None)]
+    assert "Evogit-Attempts: 2" in git(empty_rt, "log", "-1", "--format=%B", "tools/reverse-text")
+
+
+def test_create_whose_cases_fail_then_pass(empty_rt: Runtime, model):
+    server = model([package(UPPER), package()])
+    result = author(empty_rt, server).create("Reverse a text.")
+    assert result.ok and [a.stage for a in result.attempts] == ["cases", "green"], result.message
+    repair = server.requests[1].body["messages"][-1]["content"]
+    assert "plain" in repair and '"ABC"' in repair and '"cba"' in repair  # the case, what it got, what it wanted
+
+
+def test_create_that_never_goes_green_tags_nothing_and_records_every_attempt(empty_rt: Runtime, model):
+    model([{**package(BROKEN), "times": 4}])
+    result = CliRunner().invoke(main, ["create", "Reverse a text.", "--name", "reverse-text",
+                                       "--repo", str(empty_rt.repo.path)])
+    assert result.exit_code == 1, result.output
+    assert "no green version after 4 attempts" in result.output
+    assert empty_rt.repo.tools() == [] and empty_rt.repo.versions() == []
+    rt = Runtime(empty_rt.repo.path)
+    assert [(a.round, a.stage) for a in attempts(rt)] == [(1, "compile"), (2, "compile"), (3, "compile"), (4, "compile")]
+
+
+def test_model_reply_with_json_in_a_fenced_block_on_a_server_without_json_schema(empty_rt: Runtime, model):
+    reply = package()["reply"]["json"]
+    fenced = {"reply": {"content": "Here it is:\n```json\n" + json.dumps(reply) + "\n```\n"}}
+    server = model([fenced, fenced, fenced], refuse_json_schema=True)
+    result = author(empty_rt, server).create("Reverse a text.")
+    assert result.ok, result.message
+    formats = [(r.body.get("response_format") or {}).get("type") for r in server.requests]
+    assert formats[0] == "json_schema" and formats[-1] in ("json_object", None)
+
+
+def test_429_then_success(empty_rt: Runtime, model):
+    server = model([{"status": 429, "error": "slow down", "retry_after": 0.1}, package()])
+    result = author(empty_rt, server).create("Reverse a text.")
+    assert result.ok and len(server.requests) == 2, result.message
+
+
+def test_a_server_that_hangs_is_ended_by_the_calls_time_limit(empty_rt: Runtime, model):
+    server = model([{"hang": True}])
+    result = author(empty_rt, server, timeout=1.0).create("Reverse a text.")
+    assert not result.ok and result.attempts[0].error == "timeout", result.message
+    assert empty_rt.repo.tools() == []
+
+
+def test_mutation_that_breaks_an_inherited_case_is_rejected(empty_rt: Runtime, model):
+    _create(empty_rt, model)
+    before = empty_rt.repo.resolve("reverse-text")
+    words = [{"name": "words", "input": {"text": "a b c"}, "expect": {"text": "c b a"}}]
+    server = model([{**package(WORDS, cases=words), "times": 4}])
+    result = author(empty_rt, server).mutate("reverse-text", "Reverse the order of the words instead.")
+    assert not result.ok and {a.stage for a in result.attempts} == {"cases"}
+    assert any("'plain' was dropped" in m for m in result.mended)
+    assert empty_rt.repo.resolve("reverse-text") == before and len(empty_rt.repo.versions("reverse-text")) == 1
+    assert "plain" in server.requests[1].body["messages"][-1]["content"]
+
+
+def test_mutation_that_supersedes_cases_with_reasons_is_accepted(empty_rt: Runtime, model):
+    _create(empty_rt, model)
+    parent = empty_rt.repo.resolve("reverse-text")
+    words = [*CASES[2:], {"name": "words", "input": {"text": "a b c"}, "expect": {"text": "c b a"}}]
+    sup = [{"case": "plain", "reason": "one word stays as it is"}, {"case": "unicode", "reason": "a word is not reversed"}]
+    server = model([package(WORDS, cases=words, superseded=sup)])
+    result = author(empty_rt, server).mutate("reverse-text", "Reverse the order of the words instead.")
+    assert result.ok, result.message
+    v = result.version
+    assert v.name == "reverse-text" and v.fingerprint != parent.fingerprint
+    assert empty_rt.repo.resolve("reverse-text") == v
+    assert empty_rt.run("reverse-text", b'{"text": "one two"}').output == {"text": "two one"}
+    d = empty_rt.describe("reverse-text")
+    assert Supersession("plain", "one word stays as it is") in d.superseded
+    log = git(empty_rt, "log", "--format=%B", "-1", "tools/reverse-text")
+    assert "Evogit-Supersedes: plain: one word stays as it is" in log
+    assert f"Evogit-Parent: reverse-text@{parent.fingerprint}" in log
+    # lineage is ancestry: the new source commit's parent is the old one
+    assert git(empty_rt, "rev-parse", f"{v.source_commit}^").strip() == parent.source_commit
+    mutate_prompt = server.requests[0].body["messages"][-1]["content"]
+    assert "inherited" in mutate_prompt and '"name": "plain"' in mutate_prompt and "chars().rev()" in mutate_prompt
+
+
+def test_mutation_with_a_name_forks_a_new_tool_at_the_parents_source_commit(empty_rt: Runtime, model):
+    _create(empty_rt, model)
+    parent = empty_rt.repo.resolve("reverse-text")
+    shout = REVERSE.replace("text.chars().rev().collect::<String>()",
+                            "text.chars().rev().collect::<String>().to_uppercase()").replace('"ba"', '"BA"')
+    server = model([package(shout,
+                            cases=[{"name": "shout", "input": {"text": "ab"}, "expect": {"text": "BA"}}],
+                            superseded=[{"case": c["name"], "reason": "upper-cased now"} for c in CASES[:2]])])
+    result = author(empty_rt, server).mutate("reverse-text", "Reverse and upper-case.", name="reverse-shout")
+    assert result.ok, result.message
+    assert sorted(empty_rt.repo.tools()) == ["reverse-shout", "reverse-text"]
+    assert empty_rt.repo.resolve("reverse-text") == parent
+    history = git(empty_rt, "log", "--format=%H", "tools/reverse-shout").split()
+    assert parent.source_commit in history
+
+
+def test_teach_adds_examples_as_cases_that_must_pass(empty_rt: Runtime, model):
+    _create(empty_rt, model)
+    in_place = REVERSE.replace("text.chars().rev().collect::<String>()",
+                               "text.split(' ').map(|w| w.chars().rev().collect::<String>()).collect::<Vec<_>>().join(\" \")")
+    cases = [*CASES, {"name": "spaces", "input": {"text": "ab cd"}, "expect": {"text": "ba dc"}}]
+    server = model([package(in_place, cases=cases)])
+    result = CliRunner().invoke(main, ["teach", "reverse-text", "Reverse each word where it stands.",
+                                       "--example", '{"input": {"text": "xy z"}, "expect": {"text": "yx z"}}',
+                                       "--repo", str(empty_rt.repo.path), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["ok"] and out["kind"] == "teach"
+    rt = Runtime(empty_rt.repo.path)
+    d = rt.describe("reverse-text")
+    assert any(c["input"] == {"text": "xy z"} and c["expect"] == {"text": "yx z"} for c in d.cases)
+    assert {c["name"] for c in d.cases} >= {"plain", "unicode", "empty", "bad", "spaces"}
+    assert rt.run("reverse-text", b'{"text": "ab c"}').output == {"text": "ba c"}
+    assert "xy z" in server.requests[0].body["messages"][-1]["content"]
+
+
+def test_the_models_key_never_reaches_a_build_or_a_run(empty_rt: Runtime, model):
+    snoop = '''fn run(input: &Value) -> Result<Value, String> {
+    let _ = input;
+    let key = std::env::var("OPENAI_API_KEY").unwrap_or_else(|_| "none".to_string());
+    Ok(json!({ "text": key }))
+}
+'''
+    cases = [{"name": "key", "input": {"text": ""}, "expect": {"text": "none"}}]
+    server = model([package(snoop, cases=cases)])
+    result = author(empty_rt, server).create("Print the environment's key.", name="snoop")
+    assert result.ok, result.message  # in the sandbox the variable does not exist, at build time or at run time
+    assert empty_rt.run("snoop", b'{"text": ""}').output == {"text": "none"}
+    state = empty_rt.repo.state_dir
+    for path in [*state.rglob("*.json"), *state.rglob("*.log"), *state.rglob("*.msgpack")]:
+        assert KEY.encode() not in path.read_bytes(), path
+
+
+def test_no_model_configured_is_a_one_line_error(empty_rt: Runtime, monkeypatch):
+    for var in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "EVOGIT_MODEL"):
+        monkeypatch.delenv(var, raising=False)
+    result = CliRunner().invoke(main, ["create", "Reverse a text.", "--repo", str(empty_rt.repo.path)])
+    assert result.exit_code == 1 and result.output.startswith("Error: no model configured")
+    assert result.output.strip().count("\n") == 0
+
+
+def test_stats_cost_counts_tokens_per_tool_and_model(empty_rt: Runtime, model):
+    server = model([package(BROKEN), package()])
+    assert author(empty_rt, server).create("Reverse a text.").ok
+    result = CliRunner().invoke(main, ["stats", "--cost", "--json", "--repo", str(empty_rt.repo.path)])
+    assert result.exit_code == 0, result.output
+    cost = json.loads(result.stdout)
+    assert cost["tools"]["reverse-text"]["tokens"] == 2600 and cost["tools"]["reverse-text"]["attempts"] == 2
+    assert cost["models"]["scripted-coder"]["calls"] == 2
+
+
+def test_created_tool_lineage_with_plain_git(empty_rt: Runtime, model, tmp_path: Path):
+    _create(empty_rt, model)
+    graph = git(empty_rt, "log", "--graph", "--oneline", "--all")
+    assert "Reverse a text." in graph and "Build reverse-text@" in graph
+
+
+def test_the_parent_of_a_bare_name_is_the_version_with_the_best_record_for_similar_tasks(empty_rt: Runtime, model):
+    _create(empty_rt, model)
+    first = empty_rt.repo.resolve("reverse-text")
+    words = [*CASES[2:], {"name": "words", "input": {"text": "a b c"}, "expect": {"text": "c b a"}}]
+    sup = [{"case": "plain", "reason": "words now"}, {"case": "unicode", "reason": "words now"}]
+    server = model([package(WORDS, cases=words, superseded=sup)])
+    assert author(empty_rt, server).mutate("reverse-text", "Reverse the words.").ok
+    newest = empty_rt.repo.resolve("reverse-text")
+    assert newest != first
+    a = author(empty_rt, server)
+    v, why = a.parent_for("reverse-text", "reverse the characters of a name")
+    assert v == newest and "newest" in why  # no record yet: the newest
+    for task in ("reverse the characters of my name", "reverse the characters of a word"):
+        empty_rt.feedback(f"reverse-text@{first.fingerprint}", task, solved=True)
+    v, why = a.parent_for("reverse-text", "reverse the characters of a name")
+    assert v == first and "best record for similar tasks: net 2 solved" in why
+    v, why = a.parent_for(f"reverse-text@{newest.fingerprint[:8]}", "reverse the characters of a name")
+    assert v == newest and why == "named by the caller"
+    result = CliRunner().invoke(main, ["mutate", "reverse-text", "reverse the characters of a name", "--explain",
+                                       "--repo", str(empty_rt.repo.path)])
+    assert first.short in result.output and "similar tasks solved (net)   2" in result.output
