@@ -12,6 +12,7 @@ Goal (issue 11): median reply -> green tagged version <= 3 s with warm dependenc
 from __future__ import annotations
 
 import json
+import secrets
 import statistics
 import sys
 import tempfile
@@ -30,12 +31,13 @@ from evogit.llm.scripted import ScriptedServer  # noqa: E402
 from evogit.runtime import Runtime  # noqa: E402
 
 N = 7
+RUN = secrets.token_hex(4)  # in every source: each run builds anew, never from the cache of an earlier run
 
 
 def files(i: int, broken: bool = False) -> dict[str, str]:
     logic = f'''fn run(input: &Value) -> Result<Value, String> {{
     let text = input.get("text").and_then(Value::as_str).ok_or("\\"text\\" must be a string")?;
-    Ok(json!({{ "text": format!("{{}}-{i}", {"txet" if broken else "text"}) }}))
+    Ok(json!({{ "text": format!("{{}}-{i}", {"txet" if broken else "text"}) }}))  // run {RUN}
 }}
 
 #[cfg(test)]
