@@ -411,3 +411,13 @@ def test_the_command_line_server_refuses_a_bad_script(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "evogit.llm.scripted", str(script)], capture_output=True, text=True,
                           timeout=30, env=ENV)
     assert proc.returncode == 1 and proc.stderr.startswith("Error: ") and proc.stderr.count("\n") == 1
+
+
+def test_a_hostile_reply_deep_or_with_nan_is_no_object_not_a_crash():
+    from evogit.llm.reply import json_object
+
+    deep = "[" * 100_000 + "]" * 100_000
+    for text in (deep, f'{{"files": {deep}}}', f"Here:\n```json\n{deep}\n```", f"prose {{\"a\": {deep}}} prose",
+                 '{"files": NaN}', 'see {"x": Infinity} here'):
+        assert json_object(text) is None, text[:40]
+    assert json_object('prose {"a": 1} more') == {"a": 1}
