@@ -160,13 +160,6 @@ def _progress(as_json: bool):
     return report
 
 
-def _outcome_json(o: BuildOutcome) -> dict[str, Any]:
-    return {"tool": o.tool, "commit": o.commit, "ok": o.ok,
-            "version": o.version.short if o.version else None,
-            "fingerprint": o.version.fingerprint if o.version else None,
-            "error": None if o.ok else (o.record.summary() if o.record else o.error)}
-
-
 @main.command()
 @click.argument("path", required=False, type=_Dir())
 @click.option("--no-starter", is_flag=True, help="Create an empty library (no starter tools).")
@@ -182,7 +175,7 @@ def init(path: Path | None, no_starter: bool, bare: bool, as_json: bool) -> None
     _, outcomes = Runtime.init(path, starter=not no_starter, bare=bare, progress=_progress(as_json))
     failed = [o for o in outcomes if not o.ok]
     if as_json:
-        _out({"repo": shown, "tools": [_outcome_json(o) for o in outcomes]})
+        _out({"repo": shown, "tools": [o.to_json() for o in outcomes]})
     else:
         click.echo(f"{len(outcomes) - len(failed)} of {len(outcomes)} tools built in {time.monotonic() - t0:.0f}s; "
                    f"repository: {shown}")
@@ -197,9 +190,7 @@ def list_(repo: Path | None, as_json: bool) -> None:
     """List tools with their newest green version."""
     tools = Runtime(repo).list_tools()
     if as_json:
-        _out([{"name": t.name, "version": t.latest.short if t.latest else None,
-               "fingerprint": t.latest.fingerprint if t.latest else None, "versions": t.versions,
-               "head": t.head, "head_status": t.head_status, "description": t.description} for t in tools])
+        _out([t.to_json() for t in tools])
         return
     if not tools:
         click.echo("No tools yet.")
@@ -267,7 +258,7 @@ def build(revs: tuple[str, ...], all_: bool, force: bool, repo: Path | None, as_
         raise click.UsageError("give REVs or --all, not both")
     outcomes = Runtime(repo).build(list(revs) or None, force=force, progress=_progress(as_json))
     if as_json:
-        _out([_outcome_json(o) for o in outcomes])
+        _out([o.to_json() for o in outcomes])
     failed = [o for o in outcomes if not o.ok]
     if failed:
         raise EvogitError(f"{len(failed)} of {len(outcomes)} builds failed")
@@ -403,7 +394,7 @@ def fork(tool: str, new_name: str, description: str | None, repo: Path | None, a
     """Start a new tool NEW_NAME from TOOL[@FP]; its history goes back through the parent."""
     outcome = Runtime(repo).fork(tool, new_name, description)
     if as_json:
-        _out(_outcome_json(outcome))
+        _out(outcome.to_json())
     else:
         click.echo(_show_build(outcome))
     if not outcome.ok:
@@ -622,7 +613,7 @@ def pull(remote: str, repo: Path | None, as_json: bool) -> None:
     if as_json:
         _out({"created": report.created, "fast_forwarded": report.fast_forwarded, "diverged": report.diverged,
               "log_bytes": report.logs, "refused_logs": report.refused, "accepted_tags": report.accepted_tags,
-              "refused_tags": report.refused_tags, "builds": [_outcome_json(o) for o in outcomes]})
+              "refused_tags": report.refused_tags, "builds": [o.to_json() for o in outcomes]})
     else:
         click.echo(f"Pulled from {remote}: {len(report.created)} new tools, {len(report.fast_forwarded)} updated, "
                    f"log events from {len(report.logs)} other machine{'s' if len(report.logs) != 1 else ''}")

@@ -20,6 +20,7 @@ from evogit.runtime import Runtime
 from evogit.share import LOGS, PublishedLogLost, WriterConflict, publish_log
 
 from .conftest import tool_files
+from .test_log import _boundaries
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,14 +49,6 @@ def logged(empty_rt: Runtime) -> Runtime:
 
 def _log_path(rt: Runtime) -> Path:
     return rt.repo.state_dir / "log" / f"{rt.writer()}.log"
-
-
-def _boundaries(data: bytes) -> list[int]:
-    out, pos = [0], 0
-    while pos < len(data):
-        pos += 8 + int.from_bytes(data[pos:pos + 4], "little")
-        out.append(pos)
-    return out
 
 
 # -- the event log ---------------------------------------------------------------------------------------------
