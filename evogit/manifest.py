@@ -95,6 +95,14 @@ class Case(msgspec.Struct, forbid_unknown_fields=True):
     exit: int = 0
 
 
+_SENTENCE_END = re.compile(r"(?<=\.)\s+(?=[A-Z])")  # "e.g. \"a.b\"" and ". _ %" do not end a sentence
+
+
+def first_sentence(text: str) -> str:
+    """A description's first sentence, without its full stop (what a listing shows)."""
+    return _SENTENCE_END.split(text, maxsplit=1)[0].rstrip(".")
+
+
 def check_name(name: str) -> str:
     """Return `name` if it is a valid tool name (a lowercase slug), else raise `InvalidName`."""
     if not (NAME_RE.match(name) and len(name) <= MAX_NAME):

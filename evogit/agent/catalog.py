@@ -1,0 +1,318 @@
+"""The tool functions a model (or any agent framework) drives evogit with: one transport-neutral catalog, from
+which the OpenAI definitions are made here and the MCP server's later.
+
+    list_tools()                                 every tool: name@fingerprint, what it does, its record
+    search_tools(query)                          the tools ranked for a task in words, with the decision
+    describe_binary(binary_id)                   one version: schemas, example cases, record, lineage
+    run_binary(binary_id, input_json)            run it in the sandbox (the input as a JSON string)
+    mutate_binary(parent_id, task_description)   a model specialises it: a new, tested version
+    create_binary(task_description)              a model writes a new tool from the task
+    feedback(binary_id, task_description, solved)   whether a version solved a task (retrieval learns)
+
+Each definition is strict (`"strict": true`, every property required, no others), so a server that enforces
+schemas (OpenAI's structured outputs, llama.cpp's grammars) keeps the model to them, and the arguments are
+decoded into the same typed structs the schemas are made from. `Catalog.call(name, arguments_json)` executes
+one call and returns compact JSON the model can act on: `{"ok": true, ...}`, or `{"ok": false, "error":
+{"kind", "message"}}` — an unknown function, arguments that are not the schema's, a tool that is not there, a
+run that failed — never a traceback. Every result that concerns a version names it as `name@fingerprint`
+(`version`), so the model can pin what answered.
+
+A run goes through the runtime exactly as `evogit run` does (the repository's limits, input and output
+schemas, the sandbox) and is recorded with the catalog's `task` when it has one (a solve sets it), so
+retrieval learns which version served which task. Create and mutate go through `agent.author.Author`: built
+in the sandbox, only a green version committed, tagged and usable by the next call.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from .. import jsonio
+from ..contract import RunOutcome
+from ..errors import EvogitError, InvalidJSON, ModelError, ModelNotConfigured, SandboxError
+from ..llm.client import ModelClient
+from ..manifest import first_sentence
+from ..runtime import Runtime
+from ..sandbox import Limits
+
+MAX_RESULT = 16_000  # characters of a result the model is sent; a longer tool output is cut (`truncated`)
+MAX_CASES = 3  # example cases shown by describe_binary
+SEARCH_K = 5
+
+_log = logging.getLogger("evogit")
+
+_TYPES = {str: "string", bool: "boolean"}
+
+
+@dataclass(frozen=True)
+class Function:
+    """One function of the catalog: its name, what the model is told about it, its parameters (strict JSON
+    Schema) and the struct its arguments decode into (made from the same declaration)."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    arguments: type[msgspec.Struct] = field(repr=False)
+    writes: bool = False  # it writes tools, with a model
+
+    def openai(self) -> dict[str, Any]:
+        return {"type": "function", "function": {"name": self.name, "description": self.description,
+                                                 "parameters": self.parameters, "strict": True}}
+
+
+def _function(name: str, description: str, writes: bool = False, **params: tuple[type, str]) -> Function:
+    schema = {"type": "object",
+              "properties": {p: {"type": _TYPES[t], "description": about} for p, (t, about) in params.items()},
+              "required": list(params), "additionalProperties": False}
+    struct = msgspec.defstruct(f"{name}_arguments", [(p, t) for p, (t, _) in params.items()],
+                               forbid_unknown_fields=True)
+    return Function(name, description, schema, struct, writes)
+
+
+_BINARY = (str, "The tool: its name (its newest green version) or name@fingerprint (a prefix of the "
+                "fingerprint is enough), as list_tools, search_tools and other results name it.")
+_TASK = (str, "The task in plain words: what the tool must do, its input and output, edge cases.")
+
+FUNCTIONS: tuple[Function, ...] = (
+    _function("list_tools", "List every tool in the library: name@fingerprint, what it does (first sentence), "
+                            "its runs and success rate."),
+    _function("search_tools", "Rank the library's tools for a task described in words: name@fingerprint, first "
+                              "sentence, input schema, success rate and how sure the ranking is of each.",
+              query=(str, "The task in plain words.")),
+    _function("describe_binary", "Everything about one tool version: description, input and output JSON "
+                                 "schemas, example cases (input and expected output), its record of runs, "
+                                 "versions and lineage.", binary_id=_BINARY),
+    _function("run_binary", "Run a tool version on one input, in the sandbox. Returns its output JSON, or the "
+                            "kind of failure (invalid_input when the input breaks its input schema, timeout, "
+                            "exit_code, ...) with the message.",
+              binary_id=_BINARY,
+              input_json=(str, "The input: one JSON document, as a string, that matches the tool's input "
+                               "schema, e.g. \"{\\\"text\\\": \\\"hello\\\"}\".")),
+    _function("mutate_binary", "Have a model specialise an existing tool for a task: a new version that must "
+                               "still pass the parent's cases (unless superseded with a reason), built and "
+                               "tested before it is stored. Slow (a build); use it when a tool is close but "
+                               "not right.", writes=True,
+              parent_id=(str, "The tool to specialise: name or name@fingerprint."), task_description=_TASK),
+    _function("create_binary", "Have a model write a new tool (Rust compiled to WebAssembly, with tests) for a "
+                               "task no tool in the library does. Slow (a build); returns the new version, "
+                               "ready to run.", writes=True, task_description=_TASK),
+    _function("feedback", "Record whether a tool version's result solved a task, so that the library learns "
+                          "which tools serve which tasks.", binary_id=_BINARY, task_description=_TASK,
+              solved=(bool, "true if the result solved the task, false if it did not.")),
+)
+BY_NAME = {f.name: f for f in FUNCTIONS}
+
+
+def openai_tools() -> list[dict[str, Any]]:
+    """The catalog as OpenAI tool definitions (the `tools` of a chat completion)."""
+    return [f.openai() for f in FUNCTIONS]
+
+
+class ToolCallError(EvogitError):
+    """A call the catalog cannot carry out; `kind` names why (unknown_function, bad_arguments, ...)."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass
+class Served:
+    """A run that succeeded through the catalog: the version and its whole output."""
+
+    version: str
+    output: Any
+
+
+class Catalog:
+    """Executes the catalog's functions on one runtime. A model client is needed only to create and mutate:
+    `client`, or `connect()` called the first time one is needed (e.g. the repository's configured model)."""
+
+    def __init__(self, rt: Runtime, client: ModelClient | None = None, *, task: str | None = None,
+                 connect: Callable[[], ModelClient] | None = None, rounds: int = 3,
+                 limits: Limits | None = None, progress: Callable[[str], None] | None = None):
+        self.rt, self.client, self.task, self.rounds = rt, client, task, rounds
+        self._connect = connect
+        self._limits = limits
+        self.progress = progress
+        self.served: list[Served] = []  # successful runs, in order
+        self.written: list[str] = []  # versions created or mutated through this catalog, name@fingerprint
+        self.author_tokens = 0  # tokens the model spent writing them (every attempt)
+        self._own_client = False
+
+    def close(self) -> None:
+        if self._own_client and self.client is not None:
+            self.client.close()
+            self.client, self._own_client = None, False
+
+    def definitions(self) -> list[dict[str, Any]]:
+        return openai_tools()
+
+    def call(self, name: str, arguments_json: str) -> str:
+        """Execute one call; returns compact JSON, an error result included, never raises for the model's mistakes
+        or the library's refusals."""
+        try:
+            result = self.dispatch(name, arguments_json)
+        except ToolCallError as e:
+            result = _error(e.kind, str(e))
+        except (ModelError, SandboxError) as e:
+            result = _error(e.kind, str(e))
+        except EvogitError as e:
+            result = _error(_kind(e), str(e))
+        except Exception as e:  # a bug of ours: the model gets one line, the log the traceback
+            _log.debug("tool function %s failed", name, exc_info=True)
+            result = _error("internal_error", f"{type(e).__name__}: {e}")
+        return _fit(result)
+
+    def dispatch(self, name: str, arguments_json: str) -> dict[str, Any]:
+        """Decode the arguments against the function's schema and execute it; raises ToolCallError or the
+        runtime's EvogitError."""
+        fn = BY_NAME.get(name)
+        if fn is None:
+            raise ToolCallError("unknown_function", f"no function named {_clip(name, 60)!r}; the functions are "
+                                                    + ", ".join(BY_NAME))
+        text = arguments_json if arguments_json.strip() else "{}"  # models send "" for no arguments
+        try:
+            args = jsonio.decode(text, what="arguments", type=fn.arguments)
+        except InvalidJSON as e:
+            raise ToolCallError("bad_arguments", f"{name}: {str(e).replace('`', '')}") from None
+        handler: Callable[[Any], dict[str, Any]] = getattr(self, f"_{name}")
+        return handler(args)
+
+    # -- the functions -----------------------------------------------------------------------------------------
+    def _list_tools(self, args: Any) -> dict[str, Any]:
+        stats = self.rt.stats()
+        tools = []
+        for t in self.rt.list_tools():
+            if t.latest is None:
+                continue
+            key = f"{t.name}@{t.latest.fingerprint}"
+            m = stats.get(key, {})
+            tools.append({"version": key, "description": first_sentence(t.description),
+                          "runs": m.get("runs", 0), "success_rate": m.get("success_rate")})
+        return {"ok": True, "tools": tools}
+
+    def _search_tools(self, args: Any) -> dict[str, Any]:
+        from ..decide import confidence
+
+        hits, _ = self.rt.search(args.query, SEARCH_K)
+        return {"ok": True, "confidence": round(confidence(hits), 3),
+                "tools": [self.candidate(h) for h in hits]}
+
+    def candidate(self, hit: Any) -> dict[str, Any]:
+        """What a model is shown of a search hit: name@fp, first sentence, input schema, record, probability."""
+        loaded = self.rt.load(hit.key)
+        return {"version": hit.key, "description": first_sentence(hit.description.partition(": ")[2] or
+                                                                  hit.description),
+                "input_schema": loaded.manifest.input_schema, "probability": round(hit.probability, 3),
+                "runs": hit.runs, "success_rate": None if hit.success_rate is None else round(hit.success_rate, 3)}
+
+    def _describe_binary(self, args: Any) -> dict[str, Any]:
+        d = self.rt.describe(args.binary_id)
+        m = d.metrics
+        return {"ok": True, "version": f"{d.tool}@{d.fingerprint}", "description": d.description, "tags": d.tags,
+                "input_schema": d.input_schema, "output_schema": d.output_schema,
+                "examples": [{k: c[k] for k in ("input", "expect", "exit") if k in c} for c in d.cases[:MAX_CASES]],
+                "cases": len(d.cases),
+                "record": {"runs": m.get("runs", 0), "success_rate": m.get("success_rate"),
+                           "errors": m.get("errors", {}), "p50_ms": m.get("p50_ms"),
+                           "solved": m.get("feedback_solved", 0), "failed": m.get("feedback_failed", 0)},
+                "versions": len(d.versions), "newest": d.head_is_this_version, "parents": d.parents,
+                "superseded": [{"case": s.case, "reason": s.reason} for s in d.superseded]}
+
+    def _run_binary(self, args: Any) -> dict[str, Any]:
+        limits = self._limits or self.rt.default_limits()
+        data = args.input_json.encode("utf-8", "surrogatepass")
+        outcome = self.rt.run(args.binary_id, data, limits, task=self.task)
+        return self.ran(outcome)
+
+    def ran(self, outcome: RunOutcome) -> dict[str, Any]:
+        """A run's result for the model (and a successful one remembered as served)."""
+        version = f"{outcome.tool}@{outcome.fingerprint}"
+        if outcome.ok:
+            self.served.append(Served(version, outcome.output))
+            return {"ok": True, "version": version, "output": outcome.output, "wall_ms": round(outcome.wall_ms, 2)}
+        out = _error(outcome.error or "failed", outcome.detail or outcome.error or "the run failed")
+        out["version"] = version
+        if outcome.output is not None:
+            out["output"] = outcome.output
+        if outcome.stderr.strip():
+            out["stderr"] = _clip(outcome.stderr.strip(), 500)
+        return out
+
+    def _create_binary(self, args: Any) -> dict[str, Any]:
+        return self._written(self._author().create(args.task_description))
+
+    def _mutate_binary(self, args: Any) -> dict[str, Any]:
+        return self._written(self._author().mutate(args.parent_id, args.task_description))
+
+    def _feedback(self, args: Any) -> dict[str, Any]:
+        e = self.rt.feedback(args.binary_id, args.task_description, args.solved)
+        return {"ok": True, "version": f"{e.tool}@{e.fingerprint}", "recorded": "solved" if e.solved else "failed"}
+
+    # -- writing tools -------------------------------------------------------------------------------------------
+    def _author(self) -> Any:
+        from .author import Author
+
+        if self.client is None:
+            if self._connect is None:
+                raise ModelNotConfigured("no model to write tools with: configure one (EVOGIT_MODEL, "
+                                         "OPENAI_BASE_URL, OPENAI_API_KEY)")
+            self.client, self._own_client = self._connect(), True
+        return Author(self.rt, self.client, rounds=self.rounds, progress=self.progress)
+
+    def _written(self, result: Any) -> dict[str, Any]:
+        self.author_tokens += result.tokens
+        if not result.ok or result.version is None:
+            out = _error("not_green", result.message)
+            out.update(attempts=len(result.attempts), tokens=result.tokens)
+            return out
+        v = result.version
+        key = f"{v.name}@{v.fingerprint}"
+        self.written.append(key)
+        manifest = self.rt.load(key).manifest
+        return {"ok": True, "version": key, "description": manifest.description,
+                "input_schema": manifest.input_schema, "output_schema": manifest.output_schema,
+                "parent": result.parent, "attempts": len(result.attempts), "tokens": result.tokens,
+                "superseded": [{"case": s.case, "reason": s.reason} for s in result.superseded]}
+
+
+def error_result(e: Exception) -> str:
+    """An error as a call's compact JSON result."""
+    return _compact(_error(_kind(e) if isinstance(e, EvogitError) else "internal_error", str(e)))
+
+
+def _error(kind: str, message: str) -> dict[str, Any]:
+    return {"ok": False, "error": {"kind": kind, "message": _clip(" ".join(message.split()), 1000)}}
+
+
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+def _kind(e: EvogitError) -> str:
+    """An error's kind for the model: its own `kind`, else its class in snake case (ToolNotFound: tool_not_found)."""
+    kind = getattr(e, "kind", None)
+    return kind if isinstance(kind, str) else _CAMEL.sub("_", type(e).__name__).lower()
+
+
+def _fit(result: dict[str, Any]) -> str:
+    """Compact JSON of a result, at most MAX_RESULT characters: a longer output is cut and says so."""
+    text = _compact(result)
+    if len(text) <= MAX_RESULT or "output" not in result:
+        return text
+    cut = _compact(result["output"])[: MAX_RESULT // 2]
+    return _compact({**result, "output": cut, "truncated": True})
+
+
+def _compact(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
