@@ -10,14 +10,17 @@ used once, or `times` times, or for ever with `repeat`. A step says what to answ
 
     reply        {"content": TEXT | "json": OBJECT, "tool_calls": [{"id"?, "name", "arguments": OBJECT | TEXT}],
                   "finish_reason"?, "refusal"?}
-    usage        {"prompt_tokens", "completion_tokens"}  (default: ceil(characters / 4) of messages and reply)
+    usage        {"prompt_tokens", "completion_tokens"}  (default: ceil(characters / 4) of the messages, their tool
+                 calls and the tool definitions; of the reply)
     status       an HTTP error status instead (with "error": its message, "retry_after": seconds)
     raw          a body to send as it is, with HTTP 200 (a server that answers something else than a completion)
     hang         seconds to wait before answering (`true`: until the server shuts down; with no reply or
                  status, the connection is then closed unanswered)
     trickle      seconds between the bytes of the answer (a server too slow for any wall-clock limit)
     match        {"user": substring of the last user message, "text": substring of any message,
-                  "purpose": the client's X-Evogit-Purpose, "tools": bool, "response_format": type or null}
+                  "purpose": the client's X-Evogit-Purpose, "tools": bool, "response_format": type or null,
+                  "last": the role of the last message ("user" on a conversation's first turn, "tool" after
+                  a tool result)}
     request      ignored (a recording keeps what was asked here); "note" is ignored too
 
 `refuse_json_schema` answers every request for `response_format` `json_schema` with HTTP 500, as llama.cpp's
@@ -47,7 +50,7 @@ from ..errors import EvogitError, InvalidInput
 
 STEP_KEYS = {"reply", "usage", "status", "error", "retry_after", "raw", "hang", "trickle", "match", "times", "repeat",
              "request", "note"}
-MATCH_KEYS = {"user", "text", "purpose", "tools", "response_format"}
+MATCH_KEYS = {"user", "text", "purpose", "tools", "response_format", "last"}
 REPLY_KEYS = {"content", "json", "tool_calls", "finish_reason", "refusal"}
 SEEN_HEADERS = ("authorization", "x-evogit-purpose", "x-stainless-retry-count", "content-type")
 REFUSAL = 'response_format type must be one of "text" or "json_object", but got: json_schema'
@@ -205,7 +208,7 @@ class ScriptedServer:
             calls.append({"id": call.get("id") or f"call_{next(self.script.counter)}", "type": "function",
                           "function": {"name": call["name"], "arguments": args if isinstance(args, str) else json.dumps(args)}})
         written = len(content or "") + sum(len(c["function"]["arguments"]) for c in calls)
-        usage = spec.get("usage") or {"prompt_tokens": math.ceil(sum(len(_text(m)) for m in seen.messages) / 4),
+        usage = spec.get("usage") or {"prompt_tokens": math.ceil(_prompt_chars(seen) / 4),
                                       "completion_tokens": math.ceil(written / 4)}
         usage = {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}
         message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": reply.get("refusal")}
@@ -302,6 +305,15 @@ def _text(message: dict[str, Any]) -> str:
     return content if isinstance(content, str) else ""
 
 
+def _prompt_chars(seen: Seen) -> int:
+    """What a prompt's default token count is made from: each message's text and the tool calls it carries,
+    and the tool definitions (a hosted model counts them as prompt tokens too)."""
+    body = seen.body or {}
+    calls = sum(len(json.dumps(m["tool_calls"])) for m in seen.messages if m.get("tool_calls"))
+    tools = len(json.dumps(body["tools"], separators=(",", ":"))) if body.get("tools") else 0
+    return sum(len(_text(m)) for m in seen.messages) + calls + tools
+
+
 def _matches(match: dict[str, Any], seen: Seen) -> bool:
     body = seen.body or {}
     checks = {
@@ -310,6 +322,7 @@ def _matches(match: dict[str, Any], seen: Seen) -> bool:
         "purpose": lambda want: seen.headers.get("x-evogit-purpose") == want,
         "tools": lambda want: bool(body.get("tools")) == bool(want),
         "response_format": lambda want: (body.get("response_format") or {}).get("type") == want,
+        "last": lambda want: bool(seen.messages) and seen.messages[-1].get("role") == want,
     }
     return all(checks[key](want) for key, want in match.items())
 
