@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import sys
 import time
 import traceback
@@ -19,6 +18,7 @@ from . import jsonio
 from . import limits as limits_mod
 from . import lineage as lineage_mod
 from .errors import EvogitError
+from .manifest import first_sentence
 from .runtime import BuildOutcome, Runtime, default_repo_path, run_wasm
 from .sandbox import Limits
 from .userstate import cache_root
@@ -198,15 +198,8 @@ def list_(repo: Path | None, as_json: bool) -> None:
     for t in tools:
         ver = t.latest.fingerprint[:7] if t.latest else "-------"
         flag = "" if t.head_status == "green" else f" [head {t.head_status}]"
-        first = _first_sentence(t.description)
+        first = first_sentence(t.description)
         click.echo(f"{t.name:<{width}}  {ver}  {t.versions:>2}v  {first}{flag}")
-
-
-_SENTENCE_END = re.compile(r"(?<=\.)\s+(?=[A-Z])")  # "e.g. \"a.b\"" and ". _ %" do not end a sentence
-
-
-def _first_sentence(text: str) -> str:
-    return _SENTENCE_END.split(text, maxsplit=1)[0].rstrip(".")
 
 
 @main.command()
@@ -420,7 +413,7 @@ def search(query: str, k: int, explain: bool, repo: Path | None, as_json: bool) 
     if not hits:
         click.echo("No tools yet.")
     for rank, h in enumerate(hits, 1):
-        click.echo(f"{rank}. {_short(h.key)}  {h.score:.2f}  {_first_sentence(h.description)}")
+        click.echo(f"{rank}. {_short(h.key)}  {h.score:.2f}  {first_sentence(h.description)}")
         for name, value in h.why.items():
             click.echo(f"     {name}: {jsonio.encode(value)}")
 
@@ -429,7 +422,7 @@ def _show_cost(c: dict[str, Any], as_json: bool) -> None:
     if as_json:
         _out(c)
         return
-    if not c["tools"] and not c["models"]:
+    if not c["tools"] and not c["models"] and not c["solves"]["solves"]:
         click.echo("No model calls recorded yet.")
         return
     for name, t in c["tools"].items():
@@ -439,6 +432,16 @@ def _show_cost(c: dict[str, Any], as_json: bool) -> None:
         click.echo(f"model {name}: {m['calls']} calls ({m['failed']} failed), {m['tokens']:,} tokens "
                    f"({m['prompt_tokens']:,} prompt + {m['completion_tokens']:,} completion)")
     click.echo(f"total: {c['tokens']:,} tokens")
+    s = c["solves"]
+    if s["solves"]:
+        click.echo(f"solves: {s['solves']} ({s['answered']} answered: {s['fast_path']} by the fast path, "
+                   f"{s['model_run']} by a tool the model chose, {s['written']} by a tool written for it; "
+                   f"{s['unserved']} not served by a tool), {s['tokens']:,} tokens "
+                   f"({s['author_tokens']:,} of them writing tools)")
+        click.echo(f"runs served without a model: {s['runs_without_model']}")
+        click.echo(f"tokens saved (estimate): {s['tokens_saved']:,} ({s['tokens_saved_net']:,} net of the model-run "
+                   f"solves' own calls): each reuse counted at the tool's authoring tokens per green version, or "
+                   f"the library's mean ({s['mean_authoring_tokens']:,}) for a tool no model wrote here")
 
 
 def _ms(value: float | None) -> str:
@@ -763,6 +766,70 @@ def teach(tool: str, instruction: str, examples: tuple[str, ...], rounds: int, r
     with _author(rt, rounds, as_json) as author:
         result = author.teach(tool, instruction, _examples(examples))
     _authored(result, as_json)
+
+
+# -- solving tasks ---------------------------------------------------------------------------------------------
+def _steps(as_json: bool):  # noqa: ANN202 - a progress callback
+    def report(step: Any) -> None:
+        if not as_json:
+            click.echo(f"[{step.seconds:6.2f}s] {step.kind:<9} {step.text}", err=True)
+
+    return report
+
+
+@main.command()
+@click.argument("task")
+@click.option("--input", "input_json", metavar="JSON", help="The task's input: one JSON document.")
+@click.option("-i", "input_file", type=click.File("rb"), help="Read the input JSON from a file (- for stdin).")
+@click.option("--max-steps", type=click.IntRange(1, 100), default=8, show_default=True,
+              help="Model calls at most, before giving up.")
+@click.option("--no-fast-path", is_flag=True, help="Always ask the model, even when a tool clearly fits.")
+@rounds_option
+@click.option("--max-input", type=_Limit("max_input"),
+              help="Input size limit in bytes (k, m, g suffixes; default 16m or git config evogit.maxInput).")
+@repo_option
+@json_option
+def solve(task: str, input_json: str | None, input_file: Any, max_steps: int, no_fast_path: bool, rounds: int,
+          max_input: int | None, repo: Path | None, as_json: bool) -> None:
+    """Solve TASK with the library: a tool that clearly fits runs without a model; otherwise the model runs,
+    specialises or creates one through tool calls. Steps go to stderr, the answer to stdout.
+
+    With --json: {"answer", "served_by", "model_used", "steps", "tokens", ...}. Exit 1 if not answered.
+    """
+    from .agent.solve import Solver
+    from .errors import ModelNotConfigured
+    from .llm.client import ModelClient
+    from .llm.config import load_config
+
+    if not task.strip():
+        raise click.BadParameter("must not be blank", param_hint="TASK")
+    if input_json is not None and input_file is not None:
+        raise click.UsageError("give the input with --input or -i, not both")
+    rt = Runtime(repo)
+    limits = limits_mod.apply(rt.default_limits(), {"max_input": max_input})
+    data = input_file.read(limits.max_input + 1) if input_file is not None else \
+        input_json.encode("utf-8", "surrogateescape") if input_json is not None else None
+    try:
+        client: ModelClient | None = ModelClient(load_config(rt.repo.git.config), sink=rt.log.append)
+    except ModelNotConfigured:
+        client = None
+    try:
+        result = Solver(rt, client, max_steps=max_steps, rounds=rounds, limits=limits,
+                        progress=_steps(as_json)).solve(task, data, fast_path=not no_fast_path)
+    finally:
+        if client is not None:
+            client.close()
+    if as_json:
+        _out(result.to_json())
+        sys.exit(0 if result.ok else 1)
+    if result.ok:
+        click.echo(result.answer if isinstance(result.answer, str) else jsonio.encode(result.answer))
+        how = ("without a model (0 tokens)" if not result.model_used else
+               f"by the model, {result.tokens:,} tokens")
+        served = f"served by {_short(result.served_by)}" if result.served_by else "no tool served it"
+        click.echo(f"{served}, {how}", err=True)
+        return
+    raise EvogitError(result.message)
 
 
 @main.command(hidden=True)

@@ -124,6 +124,24 @@ class AuthorAttempt(Event, tag="author_attempt"):
     fingerprint: str = ""  # of the green version
 
 
+class Solved(Event, tag="solved"):
+    """One task solved (or not) by `evogit solve`: which version served it, whether a model was asked, and what
+    the solve's own model calls cost (tools written inside it are `AuthorAttempt`s of their own). Never the
+    input, the answer or the prompt."""
+
+    task: str
+    outcome: str  # answered, no_model, step_limit, model_error, failed
+    served_by: str = ""  # name@fingerprint of the version whose run answered
+    fast_path: bool = False  # served without a model
+    model_used: bool = False
+    steps: int = 0  # model calls
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    author_tokens: int = 0  # tokens of the tools created or mutated inside the solve
+    written: list[str] = []  # versions created or mutated inside the solve (name@fingerprint)
+    confidence: float = 0.0  # the fast-path decision's, for its top candidate
+
+
 class UnknownEvent(msgspec.Struct, kw_only=True, gc=False):
     """An event this version cannot read (a newer writer's type, or a newer version that no longer decodes):
     kept whole, with what every event has, and skipped by readers that do not know it."""
@@ -138,10 +156,10 @@ class UnknownEvent(msgspec.Struct, kw_only=True, gc=False):
 
 
 KnownEvent = (VersionCommitted | BuildSucceeded | BuildFailed | ToolRun | Feedback | Embedded | Retrieved | ModelCalled
-              | AuthorAttempt)
+              | AuthorAttempt | Solved)
 AnyEvent = KnownEvent | UnknownEvent
 KNOWN: tuple[type[Event], ...] = (VersionCommitted, BuildSucceeded, BuildFailed, ToolRun, Feedback, Embedded,
-                                  Retrieved, ModelCalled, AuthorAttempt)
+                                  Retrieved, ModelCalled, AuthorAttempt, Solved)
 _BY_TAG: dict[str, type[Event]] = {str(cls.__struct_config__.tag): cls for cls in KNOWN}
 #: type tag -> the current schema version of that type.
 VERSIONS: dict[str, int] = {tag: cls.VERSION for tag, cls in _BY_TAG.items()}

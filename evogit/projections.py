@@ -36,12 +36,13 @@ from .events import (
     Feedback,
     ModelCalled,
     Retrieved,
+    Solved,
     ToolRun,
     VersionCommitted,
 )
 from .log import EventLog, Position, warn
 
-FORMAT = 9  # bump whenever projection logic changes: older snapshots are then rebuilt
+FORMAT = 10  # bump whenever projection logic changes: older snapshots are then rebuilt
 LAT_BUCKETS = 64
 _LAT_BASE = 0.01  # ms: bucket i holds latencies in [0.01 * 10^(i/8), 0.01 * 10^((i+1)/8))
 
@@ -144,6 +145,27 @@ class ModelCost(msgspec.Struct, omit_defaults=True):
     by_purpose: dict[str, int] = {}
 
 
+class SolveCost(msgspec.Struct, omit_defaults=True):
+    """What solving tasks cost and how they were served (Solved events)."""
+
+    solves: int = 0
+    answered: int = 0
+    fast_path: int = 0  # served by a version without any model call
+    model_run: int = 0  # served by a version the model chose to run, one already in the library
+    written: int = 0  # served by a version created or mutated in the same solve
+    unserved: int = 0  # answered without a run, or not answered
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    author_tokens: int = 0
+    reuse_tokens: int = 0  # of which: the model calls of the solves served by reuse (model-run)
+    by_outcome: dict[str, int] = {}
+    reused: dict[str, int] = {}  # tool -> solves served by reusing one of its versions (fast path or model-run)
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens + self.author_tokens
+
+
 class State(msgspec.Struct, omit_defaults=True):
     format: int  # required, so an old snapshot's version is always on disk (a default would be omitted)
     position: Position = {}
@@ -156,6 +178,7 @@ class State(msgspec.Struct, omit_defaults=True):
     retrievals: int = 0
     costs: dict[str, ToolCost] = {}  # tool -> what authoring it cost ("" for attempts that never named one)
     models: dict[str, ModelCost] = {}  # model id -> its calls
+    solving: SolveCost = msgspec.field(default_factory=SolveCost)
 
 
 class EmbeddingState(msgspec.Struct, omit_defaults=True):
@@ -224,6 +247,7 @@ class Projector(_Projection[State]):
             ToolRun: self._run, BuildSucceeded: self._build_ok, BuildFailed: self._build_failed,
             Feedback: self._feedback, Embedded: _ignore, Retrieved: self._retrieved,
             VersionCommitted: self._committed, AuthorAttempt: self._author, ModelCalled: self._model_called,
+            Solved: self._solved,
         }
 
     def reset(self) -> None:
@@ -329,13 +353,33 @@ class Projector(_Projection[State]):
         m.by_purpose[e.purpose] = m.by_purpose.get(e.purpose, 0) + 1
 
 
+    def _solved(self, e: Solved) -> None:
+        s = self.state.solving
+        s.solves += 1
+        s.answered += e.outcome == "answered"
+        s.by_outcome[e.outcome] = s.by_outcome.get(e.outcome, 0) + 1
+        s.prompt_tokens += e.prompt_tokens
+        s.completion_tokens += e.completion_tokens
+        s.author_tokens += e.author_tokens
+        if e.outcome != "answered" or not e.served_by:
+            s.unserved += 1
+        elif e.served_by in e.written:
+            s.written += 1
+        else:
+            s.fast_path += e.fast_path
+            s.model_run += not e.fast_path
+            s.reuse_tokens += e.prompt_tokens + e.completion_tokens
+            tool = e.served_by.rpartition("@")[0]
+            s.reused[tool] = s.reused.get(tool, 0) + 1
+
+
 class EmbeddingProjector(_Projection[EmbeddingState]):
     """The newest embedding of every version and task, per model."""
 
     def __init__(self, state: EmbeddingState | None = None):
         self.state = state or EmbeddingState(format=FORMAT)
         self._apply = {kind: _ignore for kind in (ToolRun, BuildSucceeded, BuildFailed, Feedback, Retrieved,
-                                                  VersionCommitted)}
+                                                  VersionCommitted, AuthorAttempt, ModelCalled, Solved)}
         self._apply[Embedded] = self._embedded
 
     def reset(self) -> None:

@@ -177,3 +177,40 @@ def repair_message(first: str, history: Sequence[str], files: dict[str, bytes], 
     summary = "\n".join(f"- attempt {i}: {line}" for i, line in enumerate(history, 1))
     return (f"{first}\n\nEarlier attempts did not pass:\n{summary}\n\nThe last attempt's files:\n{shown}\n\n"
             f"Why it failed:\n{evidence}\n\nReply with the whole package again, fixed.")
+
+
+# -- solving a task with the library's tools (agent/solve.py) ----------------------------------------------------
+SOLVE_SYSTEM = """\
+You solve tasks with the tools of an evogit library: small tested programs, each reading one JSON input and
+writing one JSON output, run in a sandbox. Reuse before you regenerate:
+- If a listed tool does the task, call run_binary with its name@fingerprint and the input as a JSON string
+  that matches its input schema. Take the input from the task's words when none is given.
+- Not sure what a tool does: describe_binary. None listed fits: search_tools with other words.
+- A tool is close but not right: mutate_binary (a new tested version). No tool does it: create_binary. Both are
+  slow (a model writes the code, it is built and tested); then run the new version.
+- A result with "ok": false says why (error kind and message): correct the call and try again.
+- When a run's output answers the task, reply with exactly that output JSON and call no function. If the task
+  cannot be done with tools, say why in one line.
+- If a tool's output turned out wrong for the task, call feedback with solved false."""
+
+
+def solve_message(task: str, input_text: str | None, candidates: Sequence[dict[str, object]], confidence: float,
+                  reason: str) -> str:
+    """The first request of a solve: the task, its input, and the candidates retrieval found for it (name@fp,
+    first sentence, input schema, record)."""
+    parts = [f"Task: {task.strip()}",
+             f"Input (JSON): {input_text}" if input_text is not None else
+             "Input: none given (the task's words hold it)."]
+    if candidates:
+        lines = []
+        for i, c in enumerate(candidates, 1):
+            rate = c.get("success_rate")
+            record = (f"ok in {float(rate) * 100:.0f}% of {c.get('runs')} runs" if isinstance(rate, (int, float))
+                      else "not run yet")
+            lines.append(f"{i}. {c['version']}: {c['description']}. Input schema: "
+                         f"{json.dumps(c['input_schema'], separators=(',', ':'), ensure_ascii=False)}. {record}.")
+        parts.append(f"Tools retrieved for this task, best first (confidence that the first is right: "
+                     f"{confidence:.2f}; {reason}):\n" + "\n".join(lines))
+    else:
+        parts.append("The library has no tools yet.")
+    return "\n\n".join(parts)

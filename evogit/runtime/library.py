@@ -113,7 +113,31 @@ class Library:
                          "prompt_tokens": m.prompt_tokens, "completion_tokens": m.completion_tokens,
                          "latency_ms": m.latency_ms, "by_purpose": m.by_purpose}
                   for name, m in sorted(state.models.items())}
-        return {"tools": tools, "models": models, "tokens": sum(m["tokens"] for m in models.values())}
+        return {"tools": tools, "models": models, "tokens": sum(m["tokens"] for m in models.values()),
+                "solves": self._solves(state)}
+
+    def _solves(self, state: Any) -> dict[str, Any]:
+        """How tasks were served and what reuse saved. Tokens saved are an estimate: each solve served by reusing
+        a version (the fast path, or a run the model chose of a tool already in the library) instead of a new
+        create saves what writing that tool cost — its authoring tokens (every attempt, red ones too) per green
+        version; for a tool no model wrote here (the starter library, pulled tools), the mean of the tools a
+        model did write. `net` subtracts what the model-run solves' own calls cost."""
+        s = state.solving
+        written = [c for c in state.costs.values() if c.green]
+        mean = sum(c.tokens for c in written) / sum(c.green for c in written) if written else 0.0
+        per_tool = {}
+        for tool, n in sorted(s.reused.items()):
+            c = state.costs.get(tool)
+            each = c.tokens / c.green if c is not None and c.green else mean
+            per_tool[tool] = {"reused": n, "authoring_tokens": round(each), "saved": round(n * each),
+                              "estimate": "own" if c is not None and c.green else "library mean"}
+        saved = sum(t["saved"] for t in per_tool.values())
+        return {"solves": s.solves, "answered": s.answered, "fast_path": s.fast_path, "model_run": s.model_run,
+                "written": s.written, "unserved": s.unserved, "by_outcome": dict(sorted(s.by_outcome.items())),
+                "tokens": s.tokens, "prompt_tokens": s.prompt_tokens, "completion_tokens": s.completion_tokens,
+                "author_tokens": s.author_tokens, "runs_without_model": s.fast_path,
+                "mean_authoring_tokens": round(mean), "tokens_saved": saved,
+                "tokens_saved_net": saved - s.reuse_tokens, "reused": per_tool}
 
     def _add_lineage(self, out: dict[str, dict[str, Any]], versions: dict[str, VersionMetrics]) -> None:
         """Lineage-aware summaries: children, descendants, and the best descendant by success rate (runs

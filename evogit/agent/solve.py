@@ -1,0 +1,253 @@
+"""Solving a task: reuse before regenerate.
+
+    task (+ input) ──► search: the top K with their records
+                  ──► decide (evogit.decide): confidently the right tool, and the input validates?
+                        yes ──► run it in the sandbox: the answer, with zero model tokens
+                        no  ──► the model, through the catalog's tool functions (standard OpenAI `tools` /
+                                `tool_calls`, results sent back as `role: tool` messages), for at most
+                                `max_steps` calls: it runs, describes, searches, mutates or creates, then
+                                answers
+                        no model configured ──► which tool is likely and how sure, and how to configure one
+
+The first request shows the model the candidates (name@fp, first sentence, input schema, record) and the
+decision's confidence. Runs go through the runtime as `evogit run` does (the repository's limits, schemas,
+sandbox) and carry the task, so a version that served it is remembered (retrieval learns: the tasks a tool
+solved are among the texts it is known for); a tool created or mutated inside the loop is committed, tagged
+and runnable at the next step. Each solve is one `Solved` event: how it was served and what its model calls
+cost (`evogit stats --cost` sums them, with the tokens reuse saved).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import events as ev
+from .. import jsonio
+from ..decide import Decision, decide
+from ..errors import InvalidInput, InvalidJSON, ModelError
+from ..llm.client import ModelClient
+from ..llm.config import NOT_CONFIGURED
+from ..runtime import Runtime
+from ..runtime.running import check_task
+from ..sandbox import Limits
+from . import prompt
+from .catalog import Catalog, openai_tools
+
+DEFAULT_MAX_STEPS = 8  # model calls in one solve
+K = 5  # candidates retrieved and shown to the model
+MAX_INPUT_SHOWN = 16_000  # characters of the input put in the first request
+
+
+@dataclass
+class Step:
+    """One thing a solve did, as it happened: search, fast_path, model, call, answer, stop."""
+
+    kind: str
+    text: str  # one line for people
+    data: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0  # since the solve began
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "text": self.text, "seconds": round(self.seconds, 3), **self.data}
+
+
+@dataclass
+class SolveResult:
+    """What a solve answered, which version served it, and what it cost."""
+
+    task: str
+    ok: bool
+    outcome: str  # answered, no_model, step_limit, model_error, failed
+    answer: Any = None  # the serving run's output, or the model's final reply (JSON if it is JSON)
+    served_by: str | None = None  # name@fingerprint of the version whose run answered
+    model_used: bool = False
+    fast_path: bool = False
+    decision: Decision | None = None
+    steps: list[Step] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    author_tokens: int = 0  # tokens of tools written inside the solve
+    written: list[str] = field(default_factory=list)
+    message: str = ""  # why it is not ok, one line
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens + self.author_tokens
+
+    def to_json(self) -> dict[str, Any]:
+        return {"answer": self.answer, "served_by": self.served_by, "model_used": self.model_used,
+                "steps": [s.to_json() for s in self.steps], "tokens": self.tokens, "ok": self.ok,
+                "outcome": self.outcome, "fast_path": self.fast_path,
+                "confidence": round(self.decision.confidence, 4) if self.decision else None,
+                "written": self.written, "error": None if self.ok else self.message}
+
+
+class Solver:
+    """Solves tasks with one runtime's library and, when the fast path does not serve, a model (or none)."""
+
+    def __init__(self, rt: Runtime, client: ModelClient | None, *, max_steps: int = DEFAULT_MAX_STEPS,
+                 rounds: int = 3, limits: Limits | None = None, progress: Callable[[Step], None] | None = None):
+        if max_steps < 1:
+            raise InvalidInput("--max-steps must be at least 1")
+        self.rt, self.client, self.max_steps, self.rounds, self.limits = rt, client, max_steps, rounds, limits
+        self.progress = progress or (lambda step: None)
+
+    def solve(self, task: str, input_json: bytes | None = None, *, fast_path: bool = True) -> SolveResult:
+        """Solve `task`, on `input_json` (one JSON document) if given."""
+        check_task(task)
+        task = task.strip()
+        limits = self.limits or self.rt.default_limits()
+        value = _decode_input(input_json, limits) if input_json is not None else None
+        t0 = time.monotonic()
+        result = SolveResult(task, False, "failed")
+
+        def step(kind: str, text: str, **data: Any) -> None:
+            result.steps.append(Step(kind, text, data, time.monotonic() - t0))
+            self.progress(result.steps[-1])
+
+        hits, embedder = self.rt.search(task, K)
+        catalog = Catalog(self.rt, self.client, task=task, rounds=self.rounds, limits=limits,
+                          progress=lambda message: step("author", message))
+        top = f"; top {_short(hits[0].key)} (p {hits[0].probability:.2f})" if hits else ""
+        step("search", f"{len(hits)} candidate{'s' if len(hits) != 1 else ''}{top}",
+             candidates=[h.key for h in hits])
+
+        def input_ok(key: str) -> bool:
+            return self.rt.load(key).contract.input_problem(value) is None
+
+        decision = decide(hits, input_ok if input_json is not None else None, model_id=embedder.model_id)
+        result.decision = decision
+        failed_fast = ""
+        if not fast_path:
+            step("fast_path", "off (--no-fast-path)", confidence=round(decision.confidence, 4))
+        elif decision.reuse and decision.tool is not None and input_json is not None:
+            step("fast_path", f"{_short(decision.tool)}: {decision.reason}", tool=decision.tool,
+                 confidence=round(decision.confidence, 4))
+            outcome = self.rt.run(decision.tool, input_json, limits, task=task)
+            ran = catalog.ran(outcome)
+            step("run", f"{_short(decision.tool)}: {_outcome_line(ran)}", result=ran)
+            if outcome.ok:
+                result.ok, result.outcome, result.fast_path = True, "answered", True
+                result.answer, result.served_by = outcome.output, ran["version"]
+                return self._done(result, catalog)
+            failed_fast = f"The fast path ran {decision.tool} on the input and it failed: {_outcome_line(ran)}"
+        else:
+            step("fast_path", f"no: {decision.reason}", tool=decision.tool, confidence=round(decision.confidence, 4))
+
+        if self.client is None:
+            likely = (f"the likely tool is {_short(decision.tool)} (confidence {decision.confidence:.2f}; "
+                      f"try `evogit run {decision.tool.partition('@')[0]}` on the input)"
+                      if decision.tool else "the library has no tool for it")
+            result.outcome = "no_model"
+            why = failed_fast or (decision.reason if fast_path else "--no-fast-path")
+            result.message = f"the fast path did not serve this task ({why}) and {NOT_CONFIGURED}; {likely}"
+            step("stop", result.message)
+            return self._done(result, catalog)
+
+        return self._with_model(result, catalog, hits, value, input_json, failed_fast, step)
+
+    def _with_model(self, result: SolveResult, catalog: Catalog, hits: list[Any], value: Any,
+                    input_json: bytes | None, failed_fast: str, step: Callable[..., None]) -> SolveResult:
+        assert self.client is not None and result.decision is not None
+        shown = _shown(value) if input_json is not None else None
+        first = prompt.solve_message(result.task, shown, [catalog.candidate(h) for h in hits],
+                                     result.decision.confidence, result.decision.reason)
+        if failed_fast:
+            first += "\n\n" + failed_fast
+        messages: list[dict[str, Any]] = [{"role": "system", "content": prompt.SOLVE_SYSTEM},
+                                          {"role": "user", "content": first}]
+        tools = openai_tools()
+        result.model_used = True
+        for n in range(1, self.max_steps + 1):
+            try:
+                reply = self.client.chat(messages, purpose="solve", tools=tools, tool_choice="auto", round=n)
+            except ModelError as e:
+                result.outcome, result.message = "model_error", f"the model call failed: {e}"
+                step("stop", result.message, kind_of_error=e.kind)
+                return self._done(result, catalog)
+            result.prompt_tokens += reply.prompt_tokens
+            result.completion_tokens += reply.completion_tokens
+            calls = ", ".join(c.name for c in reply.tool_calls) or "answers"
+            step("model", f"model call {n}: {calls} ({reply.prompt_tokens + reply.completion_tokens} tokens)",
+                 tokens=reply.prompt_tokens + reply.completion_tokens)
+            messages.append(reply.message())
+            if not reply.tool_calls:
+                result.answer = _answer(reply.content)
+                if catalog.served:
+                    result.served_by = catalog.served[-1].version
+                result.ok, result.outcome = True, "answered"
+                step("answer", f"served by {_short(result.served_by)}" if result.served_by else "no tool served it",
+                     served_by=result.served_by)
+                return self._done(result, catalog)
+            for call in reply.tool_calls:
+                out = catalog.call(call.name, call.arguments)
+                messages.append({"role": "tool", "tool_call_id": call.id, "content": out})
+                step("call", f"{call.name}({_clip(call.arguments, 120)}) -> {_clip(out, 160)}", function=call.name,
+                     arguments=call.arguments, result=jsonio.decode(out, what="result"))
+        result.outcome = "step_limit"
+        result.message = f"no answer within {self.max_steps} model calls (--max-steps)"
+        if catalog.served:
+            result.served_by = catalog.served[-1].version
+            result.answer = catalog.served[-1].output
+        step("stop", result.message)
+        return self._done(result, catalog)
+
+    def _done(self, result: SolveResult, catalog: Catalog) -> SolveResult:
+        result.author_tokens, result.written = catalog.author_tokens, list(catalog.written)
+        self.rt.log.append([ev.Solved(
+            task=result.task, outcome=result.outcome, served_by=result.served_by or "", fast_path=result.fast_path,
+            model_used=result.model_used, steps=sum(s.kind == "model" for s in result.steps),
+            prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
+            author_tokens=result.author_tokens, written=result.written,
+            confidence=round(result.decision.confidence, 4) if result.decision else 0.0)])
+        return result
+
+
+def _decode_input(data: bytes, limits: Limits) -> Any:
+    if len(data) > limits.max_input:
+        raise InvalidInput(f"the input is larger than {limits.max_input:,} bytes (raise --max-input or git config "
+                           "evogit.maxInput)")
+    try:
+        return jsonio.decode(data, what="input")
+    except InvalidJSON as e:
+        raise InvalidInput(str(e)) from None
+
+
+def _shown(value: Any) -> str:
+    text = jsonio.encode(value)
+    if len(text) <= MAX_INPUT_SHOWN:
+        return text
+    return text[:MAX_INPUT_SHOWN] + f"… (cut: {len(text):,} characters in all)"
+
+
+def _answer(content: str | None) -> Any:
+    """The model's final reply: the JSON it wrote (the serving output, as it is told), else its text."""
+    text = (content or "").strip()
+    if text.startswith("```"):
+        text = text.strip("`").removeprefix("json").strip()
+    try:
+        return jsonio.decode(text, what="answer")
+    except InvalidJSON:
+        return (content or "").strip()
+
+
+def _outcome_line(ran: dict[str, Any]) -> str:
+    if ran.get("ok"):
+        return f"ok ({ran.get('wall_ms', 0):.1f} ms)"
+    error = ran.get("error") or {}
+    return f"{error.get('kind')}: {_clip(str(error.get('message')), 200)}"
+
+
+def _short(key: str | None) -> str:
+    if not key:
+        return "-"
+    name, _, fp = key.rpartition("@")
+    return f"{name}@{fp[:7]}" if name else key
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
