@@ -1,0 +1,343 @@
+"""Solving tasks: the fast path with zero model requests, and the tool-calling loop through the real `openai`
+client against the scripted server — a vague task, create then use, mutate in the loop, a model's mistakes,
+the step limit, no model configured — plus the tool functions' catalog and what reuse saves."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import evogit
+from evogit import events as ev
+from evogit.agent.catalog import FUNCTIONS, Catalog
+from evogit.agent.solve import Solver
+from evogit.cli import main
+from evogit.llm.client import ModelClient
+from evogit.llm.config import ModelConfig
+from evogit.runtime import Runtime
+
+from .conftest import STARTER
+from .test_author import CASES, KEY, WORDS, git, package
+
+MODEL_ENV = ("EVOGIT_MODEL", "OPENAI_BASE_URL", "OPENAI_API_KEY")
+
+
+@pytest.fixture
+def starter_rt(tmp_path: Path) -> Runtime:
+    rt, outcomes = Runtime.init(tmp_path / "skills")
+    assert all(o.ok for o in outcomes)
+    return rt
+
+
+@pytest.fixture
+def three_rt(tmp_path: Path) -> Runtime:
+    src = tmp_path / "starter"
+    src.mkdir()
+    for name in ("word-count", "url-parse", "slugify"):
+        shutil.copytree(STARTER / name, src / name)
+    rt, outcomes = Runtime.init(tmp_path / "skills", starter=src)
+    assert all(o.ok for o in outcomes)
+    return rt
+
+
+@pytest.fixture
+def clients():
+    made: list[ModelClient] = []
+    yield made
+    for c in made:
+        c.close()
+
+
+@pytest.fixture
+def model(scripted_model, monkeypatch, clients):
+    """A scripted server for a list of steps, with the environment pointing evogit at it; `.solver(rt)` makes
+    a Solver whose client talks to it over HTTP."""
+    def start(steps: list):
+        server = scripted_model({"model": "scripted-coder", "steps": steps})
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", KEY)
+        monkeypatch.setenv("EVOGIT_MODEL", "scripted-coder")
+
+        def solver(rt: Runtime, **kw) -> Solver:
+            config = ModelConfig(model="scripted-coder", base_url=server.base_url, api_key=KEY, timeout=60)
+            clients.append(ModelClient(config, sink=rt.log.append))
+            return Solver(rt, clients[-1], **kw)
+
+        server.solver = solver
+        return server
+    return start
+
+
+def call(name: str, **arguments) -> dict:
+    return {"tool_calls": [{"name": name, "arguments": arguments}]}
+
+
+def solved(rt: Runtime) -> list[ev.Solved]:
+    return [e for _, _, e in rt.log.read() if isinstance(e, ev.Solved)]
+
+
+def tool_results(request) -> list[dict]:
+    return [json.loads(m["content"]) for m in request.messages if m["role"] == "tool"]
+
+
+# -- the catalog ---------------------------------------------------------------------------------------------------
+def test_definitions_are_strict_with_the_proposal_parameter_names():
+    tools = evogit.openai_tools()
+    params = {t["function"]["name"]: list(t["function"]["parameters"]["properties"]) for t in tools}
+    assert params == {
+        "list_tools": [], "search_tools": ["query"], "describe_binary": ["binary_id"],
+        "run_binary": ["binary_id", "input_json"], "mutate_binary": ["parent_id", "task_description"],
+        "create_binary": ["task_description"], "feedback": ["binary_id", "task_description", "solved"]}
+    for t in tools:
+        assert t["type"] == "function" and t["function"]["strict"] is True
+        p = t["function"]["parameters"]
+        assert p["type"] == "object" and p["additionalProperties"] is False
+        assert p["required"] == list(p["properties"])
+        assert all(set(s) == {"type", "description"} and s["description"] for s in p["properties"].values())
+    assert json.loads(json.dumps(tools)) == tools  # plain JSON, as sent
+
+
+def test_call_tool_runs_describes_and_reports_errors_as_json(three_rt: Runtime, monkeypatch):
+    for var in MODEL_ENV:
+        monkeypatch.delenv(var, raising=False)
+    path = three_rt.repo.path
+
+    def call_tool(name: str, arguments: object) -> dict:
+        text = arguments if isinstance(arguments, str) else json.dumps(arguments)
+        out = evogit.call_tool(name, text, repo=path)
+        assert "\n" not in out and "Traceback" not in out
+        return json.loads(out)
+
+    listed = call_tool("list_tools", {})
+    assert listed["ok"] and {t["version"].split("@")[0] for t in listed["tools"]} == {"word-count", "url-parse",
+                                                                                       "slugify"}
+    ran = call_tool("run_binary", {"binary_id": "word-count", "input_json": '{"text": "a b c"}'})
+    fp = three_rt.repo.resolve("word-count").fingerprint
+    assert ran["ok"] and ran["version"] == f"word-count@{fp}" and ran["output"]["words"] == 3
+    d = call_tool("describe_binary", {"binary_id": f"word-count@{fp[:7]}"})
+    assert d["version"] == f"word-count@{fp}" and d["input_schema"]["required"] == ["text"] and d["examples"]
+    assert d["record"]["runs"] == 1
+    found = call_tool("search_tools", {"query": "slugify a title for a URL"})
+    assert found["tools"][0]["version"].startswith("slugify@") and "input_schema" in found["tools"][0]
+    assert call_tool("feedback", {"binary_id": "slugify", "task_description": "make a slug", "solved": True})["ok"]
+    kinds = {
+        "unknown_function": call_tool("rm_rf", {}),
+        "bad_arguments": call_tool("run_binary", "{not json"),
+        "tool_not_found": call_tool("describe_binary", {"binary_id": "no-such-tool"}),
+        "invalid_input": call_tool("run_binary", {"binary_id": "word-count", "input_json": '{"txt": 1}'}),
+        "model_not_configured": call_tool("create_binary", {"task_description": "reverse a text"}),
+    }
+    for kind, out in kinds.items():
+        assert out["ok"] is False and out["error"]["kind"] == kind, (kind, out)
+        assert out["error"]["message"] and "\n" not in out["error"]["message"]
+    extra = call_tool("run_binary", {"binary_id": "word-count", "input_json": "{}", "sudo": True})
+    missing = call_tool("run_binary", {"binary_id": "word-count"})
+    wrong = call_tool("feedback", {"binary_id": "slugify", "task_description": "x", "solved": "yes"})
+    for out, word in ((extra, "sudo"), (missing, "input_json"), (wrong, "solved")):
+        assert out["error"]["kind"] == "bad_arguments" and word in out["error"]["message"], out
+    assert "run_binary" in kinds["unknown_function"]["error"]["message"]  # it names the functions there are
+    deep = call_tool("run_binary", {"binary_id": "word-count", "input_json": "[" * 100_000})
+    assert deep["error"]["kind"] == "invalid_input"
+
+
+def test_a_long_output_is_cut_for_the_model(three_rt: Runtime):
+    catalog = Catalog(three_rt)
+    text = "word " * 20_000
+    out = catalog.call("run_binary", json.dumps({"binary_id": "slugify", "input_json": json.dumps({"text": text})}))
+    result = json.loads(out)
+    assert len(out) <= 16_000 and result["ok"] and result["truncated"] is True
+    assert catalog.served and isinstance(catalog.served[-1].output, dict)  # the whole output stays with the caller
+
+
+def test_every_function_has_a_handler():
+    assert all(hasattr(Catalog, f"_{f.name}") for f in FUNCTIONS)
+
+
+# -- the fast path -------------------------------------------------------------------------------------------------
+def test_fast_path_serves_with_zero_model_requests(starter_rt: Runtime, model):
+    server = model([{"repeat": True, "reply": {"content": "should not be asked"}}])
+    r = CliRunner().invoke(main, ["solve", "count the words in this text", "--input", '{"text": "the cat sat"}',
+                                  "--repo", str(starter_rt.repo.path), "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    fp = starter_rt.repo.resolve("word-count").fingerprint
+    assert out["answer"]["words"] == 3 and out["served_by"] == f"word-count@{fp}"
+    assert out["model_used"] is False and out["tokens"] == 0 and out["fast_path"] is True
+    assert [s["kind"] for s in out["steps"]] == ["search", "fast_path", "run"]
+    assert server.requests == []
+    (e,) = solved(starter_rt)
+    assert (e.outcome, e.served_by, e.fast_path, e.model_used) == ("answered", f"word-count@{fp}", True, False)
+    runs = [x for _, _, x in starter_rt.log.read() if isinstance(x, ev.ToolRun)]
+    assert runs[-1].task == "count the words in this text" and runs[-1].ok
+    cost = starter_rt.cost()["solves"]
+    assert cost["runs_without_model"] == 1 and cost["fast_path"] == 1 and cost["tokens"] == 0
+
+
+def test_input_that_breaks_the_schema_is_not_run_on_the_fast_path(starter_rt: Runtime):
+    result = Solver(starter_rt, None).solve("count the words in this text", b'{"words": 3}')
+    assert not result.ok and result.outcome == "no_model" and not result.fast_path
+    assert "input does not match" in result.steps[1].text
+    assert "word-count" in result.message and "EVOGIT_MODEL" in result.message
+    assert not [x for _, _, x in starter_rt.log.read() if isinstance(x, ev.ToolRun)]
+
+
+def test_no_model_configured_says_which_tool_is_likely_and_how_to_configure(three_rt: Runtime, monkeypatch):
+    for var in MODEL_ENV:
+        monkeypatch.delenv(var, raising=False)
+    r = CliRunner().invoke(main, ["solve", "split this address into host and path", "--repo",
+                                  str(three_rt.repo.path)])
+    assert r.exit_code == 1
+    (line,) = r.stderr.strip().splitlines()[-1:]
+    assert line.startswith("Error: ") and "url-parse@" in line and "EVOGIT_MODEL" in line and "confidence" in line
+    assert "Traceback" not in r.output
+    assert solved(three_rt)[-1].outcome == "no_model"
+
+
+# -- the tool-calling loop -----------------------------------------------------------------------------------------
+def test_vague_task_model_runs_a_tool_and_sees_its_real_output(three_rt: Runtime, model):
+    task = "How many words are in: the quick brown fox jumps"
+    server = model([
+        {"match": {"last": "tool"}, "reply": {"content": '{"words": 5}'}},
+        {"match": {"purpose": "solve", "last": "user"},
+         "reply": call("run_binary", binary_id="word-count", input_json='{"text": "the quick brown fox jumps"}')},
+    ])
+    result = server.solver(three_rt).solve(task)
+    assert result.ok and result.model_used and result.answer == {"words": 5}, result.message
+    fp = three_rt.repo.resolve("word-count").fingerprint
+    assert result.served_by == f"word-count@{fp}"
+    first, second = server.requests
+    body = first.body
+    assert body["tool_choice"] == "auto" and {t["function"]["name"] for t in body["tools"]} >= {"run_binary",
+                                                                                              "create_binary"}
+    user = body["messages"][1]["content"]
+    assert f"word-count@{fp}" in user and '"required":["text"]' in user and "Input: none given" in user
+    # the second request carries the assistant's tool call and the real output as a role: tool message
+    assistant, tool = second.messages[-2:]
+    assert assistant["role"] == "assistant" and assistant["tool_calls"][0]["function"]["name"] == "run_binary"
+    assert tool["role"] == "tool" and tool["tool_call_id"] == assistant["tool_calls"][0]["id"]
+    assert json.loads(tool["content"])["output"] == {"chars": 25, "lines": 1, "words": 5}
+    assert result.tokens == result.prompt_tokens + result.completion_tokens > 0
+    runs = [x for _, _, x in three_rt.log.read() if isinstance(x, ev.ToolRun)]
+    assert runs[-1].task == task and runs[-1].ok
+    (e,) = solved(three_rt)
+    assert e.served_by == f"word-count@{fp}" and e.model_used and not e.fast_path and e.steps == 2
+    assert e.prompt_tokens + e.completion_tokens == result.tokens
+    s = three_rt.cost()["solves"]
+    assert s["model_run"] == 1 and s["reused"]["word-count"]["reused"] == 1
+
+
+def test_what_the_model_served_is_learnt_and_then_served_without_it(three_rt: Runtime, model):
+    task = "break this web address into its parts"
+    given = b'{"url": "https://example.com:8080/a/b?x=1#top"}'
+    server = model([
+        {"match": {"last": "tool"}, "reply": {"content": "done"}},
+        {"match": {"last": "user"}, "reply": call("run_binary", binary_id="url-parse", input_json=given.decode())},
+    ])
+    first = server.solver(three_rt).solve(task, given, fast_path=False)
+    assert first.ok and first.served_by.startswith("url-parse@") and len(server.requests) == 2
+    again = server.solver(three_rt).solve(task, given)
+    assert again.ok and again.fast_path and not again.model_used, [s.text for s in again.steps]
+    assert again.served_by == first.served_by and again.answer["host"] == "example.com"
+    assert len(server.requests) == 2  # no new request
+
+
+def test_the_models_mistakes_come_back_as_tool_errors_and_the_loop_goes_on(three_rt: Runtime, model):
+    server = model([
+        {"reply": call("delete_everything")},
+        {"reply": {"tool_calls": [{"name": "run_binary", "arguments": "{not json"}]}},
+        {"reply": call("run_binary", binary_id="word-count")},
+        {"reply": call("run_binary", binary_id="word-count", input_json='{"txt": 1}')},
+        {"reply": call("describe_binary", binary_id="Not A Name")},
+        {"reply": {"tool_calls": [{"name": "run_binary", "arguments": {"binary_id": "word-count",
+                                                                      "input_json": '{"text": "a b"}'}},
+                                  {"name": "list_tools", "arguments": ""}]}},
+        {"reply": {"content": "It has 2 words."}},
+    ])
+    result = server.solver(three_rt).solve("count the words of 'a b'")
+    assert result.ok and result.answer == "It has 2 words." and result.served_by.startswith("word-count@")
+    kinds = [(r["error"]["kind"] if not r["ok"] else "ok") for r in tool_results(server.requests[-1])]
+    assert kinds == ["unknown_function", "bad_arguments", "bad_arguments", "invalid_input", "invalid_name", "ok",
+                     "ok"]
+    assert all("message" in r["error"] for r in tool_results(server.requests[-1]) if not r["ok"])
+
+
+def test_step_limit_ends_the_loop(three_rt: Runtime, model):
+    server = model([{"repeat": True, "reply": call("list_tools")}])
+    r = CliRunner().invoke(main, ["solve", "do something vague", "--max-steps", "3", "--repo",
+                                  str(three_rt.repo.path)])
+    assert r.exit_code == 1 and "--max-steps" in r.stderr.strip().splitlines()[-1]
+    assert len(server.requests) == 3
+    assert solved(three_rt)[-1].outcome == "step_limit" and solved(three_rt)[-1].steps == 3
+
+
+def test_a_failing_model_is_a_clear_error(three_rt: Runtime, model):
+    model([{"status": 401, "error": "bad key"}])
+    r = CliRunner().invoke(main, ["solve", "do something vague", "--repo", str(three_rt.repo.path), "--json"])
+    assert r.exit_code == 1
+    out = json.loads(r.stdout)
+    assert out["ok"] is False and out["outcome"] == "model_error" and "401" in out["error"]
+    assert KEY not in r.output
+
+
+@pytest.mark.slow
+def test_create_then_use_then_mutate_in_the_loop(empty_rt: Runtime, model):
+    words = [*CASES[2:], {"name": "words", "input": {"text": "a b c"}, "expect": {"text": "c b a"}}]
+    sup = [{"case": "plain", "reason": "one word stays as it is"}, {"case": "unicode", "reason": "words stay"}]
+    server = model([
+        # solve 1: no tool fits (the library is empty): create, run the new tool, answer
+        {"match": {"text": "tigove"}, "reply": {"content": '{"text": "tigove"}'}},
+        {"match": {"purpose": "solve", "user": "evogit", "last": "tool"},
+         "reply": call("run_binary", binary_id="reverse-text", input_json='{"text": "evogit"}')},
+        {"match": {"purpose": "solve", "user": "evogit", "last": "user"},
+         "reply": call("create_binary", task_description="Reverse a text by Unicode scalar values.")},
+        {"match": {"purpose": "create"}, **package()},
+        # solve 2: the tool is close: mutate it, run the new version, answer
+        {"match": {"text": '"c b a"'}, "reply": {"content": '{"text": "c b a"}'}},
+        {"match": {"purpose": "solve", "user": "words", "last": "tool"},
+         "reply": call("run_binary", binary_id="reverse-text", input_json='{"text": "a b c"}')},
+        {"match": {"purpose": "solve", "user": "words", "last": "user"},
+         "reply": call("mutate_binary", parent_id="reverse-text", task_description="Reverse the order of words.")},
+        {"match": {"purpose": "mutate"}, **package(WORDS, cases=words, superseded=sup)},
+    ])
+    first = server.solver(empty_rt).solve("Reverse the text 'evogit'")
+    assert first.ok and first.answer == {"text": "tigove"}, (first.message, [s.text for s in first.steps])
+    created = empty_rt.repo.resolve("reverse-text")
+    assert first.served_by == f"reverse-text@{created.fingerprint}" and first.written == [first.served_by]
+    assert first.author_tokens == 1300 and first.tokens > 1300
+
+    second = server.solver(empty_rt).solve("Reverse the order of the words in 'a b c'")
+    assert second.ok and second.answer == {"text": "c b a"}, (second.message, [s.text for s in second.steps])
+    child = empty_rt.repo.resolve("reverse-text")
+    assert child.fingerprint != created.fingerprint and second.served_by == f"reverse-text@{child.fingerprint}"
+    assert git(empty_rt, "rev-parse", f"{child.source_commit}^").strip() == created.source_commit
+    mutated = tool_results(server.requests[-1])[0]
+    assert mutated["ok"] and mutated["parent"] == f"reverse-text@{created.fingerprint}"
+    assert {s["case"] for s in mutated["superseded"]} == {"plain", "unicode"}
+
+    s = empty_rt.cost()["solves"]
+    assert (s["solves"], s["written"], s["model_run"], s["author_tokens"]) == (2, 2, 0, 2600)
+    r = CliRunner().invoke(main, ["stats", "--cost", "--repo", str(empty_rt.repo.path)])
+    assert r.exit_code == 0 and "solves: 2" in r.output and "tokens saved" in r.output
+
+
+# -- the command line ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("args, code, words", [
+    (["solve", ""], 2, "blank"),
+    (["solve", "x", "--input", "{nope"], 1, "not valid JSON"),
+    (["solve", "x", "--input", "{}", "-i", "-"], 2, "not both"),
+    (["solve", "x", "--max-steps", "0"], 2, "0"),
+    (["solve", "x", "--input", '{"a": "' + "x" * 2000 + '"}', "--max-input", "1k"], 1, "larger than"),
+    (["solve", "x", "--input", "[" * 50_000], 1, "deeper"),
+])
+def test_bad_input_is_one_line(three_rt: Runtime, args, code, words, monkeypatch):
+    for var in MODEL_ENV:
+        monkeypatch.delenv(var, raising=False)
+    r = CliRunner().invoke(main, [*args, "--repo", str(three_rt.repo.path)])
+    assert r.exit_code == code, r.output
+    assert words in r.stderr and "Traceback" not in r.output
+    if code == 1:
+        assert len(r.stderr.strip().splitlines()) == 1
