@@ -153,3 +153,22 @@ def test_hits_carry_what_the_decision_needs():
     pair = model.search("convert a CSV file to JSON", 2)
     assert [h.tool for h in pair] == ["csv-to-json", "json-to-csv"] and pair[0].like_next > 0.8
     assert hits[0].like_next < 0.8  # word-count and the runner-up say different things
+
+
+def test_the_fit_in_the_rows_span_is_the_full_batch_fit():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(60, 300)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    y = np.concatenate([np.arange(12), rng.integers(0, 12, 48)])
+    w = rng.integers(1, 3, 60).astype(np.float32)
+    dual, dense = retrieval._fit(x, y, w, x[:12].copy(), dual=True), retrieval._fit(x, y, w, x[:12].copy(), dual=False)
+    assert np.allclose(dual[0], dense[0], atol=1e-5) and np.allclose(dual[1], dense[1], atol=1e-5)
+    assert not np.allclose(dense[0], x[:12], atol=1e-3)  # it did move
+
+
+def test_solving_a_known_task_again_does_not_change_the_fit():
+    once, again = candidates(3), candidates(3)
+    again[0].solved = {t: 4 for t in again[0].solved}
+    assert fingerprint_of(once, "m", fit_only=True) == fingerprint_of(again, "m", fit_only=True)
+    a, b = Model(Featurizer(Lexical()), once), Model(Featurizer(Lexical()), again)
+    assert np.array_equal(a.weights, b.weights)

@@ -107,8 +107,12 @@ class Searching:
             featurize.remembered = remembered
         if fp in self._models:
             model, fit = self._models[fp]
+        elif (fit := fingerprint_of(candidates, featurize.model_id, fit_only=True)) in (
+                current := {f: m for m, f in self._models.values()}):
+            model = current[fit]  # only usage changed (runs, success rates, failures): no refit, no rebuild
+            model.use(candidates)
+            self._models = {fp: (model, fit)}
         else:
-            fit = fingerprint_of(candidates, featurize.model_id, fit_only=True)
             cache = self.repo.state_dir / "retrieval" / f"{fit[:32]}.npy"
             model = Model(featurize, candidates, cache)
             self._models = {fp: (model, fit)}  # only the current one: a long-lived runtime sees many
