@@ -75,36 +75,28 @@ def _function(name: str, description: str, writes: bool = False, **params: tuple
     return Function(name, description, schema, struct, writes)
 
 
-_BINARY = (str, "The tool: its name (its newest green version) or name@fingerprint (a prefix of the "
-                "fingerprint is enough), as list_tools, search_tools and other results name it.")
+_BINARY = (str, "A tool: name (its newest version) or name@fingerprint (a prefix will do).")
 _TASK = (str, "The task in plain words: what the tool must do, its input and output, edge cases.")
 
 FUNCTIONS: tuple[Function, ...] = (
-    _function("list_tools", "List every tool in the library: name@fingerprint, what it does (first sentence), "
-                            "its runs and success rate."),
-    _function("search_tools", "Rank the library's tools for a task described in words: name@fingerprint, first "
-                              "sentence, input schema, success rate and how sure the ranking is of each.",
+    _function("list_tools", "List the library's tools: name@fingerprint, what each does, runs, success rate."),
+    _function("search_tools", "Rank the library's tools for a task in words, with their input schemas.",
               query=(str, "The task in plain words.")),
-    _function("describe_binary", "Everything about one tool version: description, input and output JSON "
-                                 "schemas, example cases (input and expected output), its record of runs, "
-                                 "versions and lineage.", binary_id=_BINARY),
-    _function("run_binary", "Run a tool version on one input, in the sandbox. Returns its output JSON, or the "
-                            "kind of failure (invalid_input when the input breaks its input schema, timeout, "
-                            "exit_code, ...) with the message.",
-              binary_id=_BINARY,
-              input_json=(str, "The input: one JSON document, as a string, that matches the tool's input "
-                               "schema, e.g. \"{\\\"text\\\": \\\"hello\\\"}\".")),
-    _function("mutate_binary", "Have a model specialise an existing tool for a task: a new version that must "
-                               "still pass the parent's cases (unless superseded with a reason), built and "
-                               "tested before it is stored. Slow (a build); use it when a tool is close but "
-                               "not right.", writes=True,
-              parent_id=(str, "The tool to specialise: name or name@fingerprint."), task_description=_TASK),
-    _function("create_binary", "Have a model write a new tool (Rust compiled to WebAssembly, with tests) for a "
-                               "task no tool in the library does. Slow (a build); returns the new version, "
-                               "ready to run.", writes=True, task_description=_TASK),
-    _function("feedback", "Record whether a tool version's result solved a task, so that the library learns "
-                          "which tools serve which tasks.", binary_id=_BINARY, task_description=_TASK,
-              solved=(bool, "true if the result solved the task, false if it did not.")),
+    _function("describe_binary", "One tool version in full: description, input and output schemas, example "
+                                 "cases, record, lineage.", binary_id=_BINARY),
+    _function("run_binary", "Run a tool on one input in the sandbox: its output JSON, or the error kind "
+                            "(invalid_input, timeout, exit_code, ...) and message.",
+              binary_id=_BINARY, input_json=(str, "One JSON document as a string, matching the tool's input "
+                                                  "schema.")),
+    _function("mutate_binary", "A model specialises a tool for a task: a new tested version that still passes "
+                               "the parent's cases (unless superseded with a reason). Slow: it builds.",
+              writes=True, parent_id=(str, "The tool to specialise: name or name@fingerprint."),
+              task_description=_TASK),
+    _function("create_binary", "A model writes a new tool for a task no tool does (Rust to WebAssembly, "
+                               "with tests). Slow: it builds. Returns the new version, ready to run.",
+              writes=True, task_description=_TASK),
+    _function("feedback", "Record whether a tool's result solved a task, so the library learns.",
+              binary_id=_BINARY, task_description=_TASK, solved=(bool, "Whether it solved the task.")),
 )
 BY_NAME = {f.name: f for f in FUNCTIONS}
 
@@ -208,8 +200,7 @@ class Catalog:
     def candidate(self, hit: Any) -> dict[str, Any]:
         """What a model is shown of a search hit: name@fp, first sentence, input schema, record, probability."""
         loaded = self.rt.load(hit.key)
-        return {"version": hit.key, "description": first_sentence(hit.description.partition(": ")[2] or
-                                                                  hit.description),
+        return {"version": hit.key, "description": first_sentence(hit.description),
                 "input_schema": loaded.manifest.input_schema, "probability": round(hit.probability, 3),
                 "runs": hit.runs, "success_rate": None if hit.success_rate is None else round(hit.success_rate, 3)}
 

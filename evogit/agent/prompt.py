@@ -194,6 +194,20 @@ writing one JSON output, run in a sandbox. Reuse before you regenerate:
 - If a tool's output turned out wrong for the task, call feedback with solved false."""
 
 
+SHOWN_FINGERPRINT = 12  # hex digits of a candidate's fingerprint in the first request: enough to pin it
+BRIEF = 80  # characters of each description inside a schema shown there (describe_binary has them whole)
+
+
+def _brief(schema: object) -> object:
+    """A schema with every `description` cut to BRIEF characters."""
+    if isinstance(schema, dict):
+        return {k: (v[:BRIEF - 1] + "…" if k == "description" and isinstance(v, str) and len(v) > BRIEF
+                    else _brief(v)) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [_brief(v) for v in schema]
+    return schema
+
+
 def solve_message(task: str, input_text: str | None, candidates: Sequence[dict[str, object]], confidence: float,
                   reason: str) -> str:
     """The first request of a solve: the task, its input, and the candidates retrieval found for it (name@fp,
@@ -207,10 +221,12 @@ def solve_message(task: str, input_text: str | None, candidates: Sequence[dict[s
             rate = c.get("success_rate")
             record = (f"ok in {float(rate) * 100:.0f}% of {c.get('runs')} runs" if isinstance(rate, (int, float))
                       else "not run yet")
-            lines.append(f"{i}. {c['version']}: {c['description']}. Input schema: "
-                         f"{json.dumps(c['input_schema'], separators=(',', ':'), ensure_ascii=False)}. {record}.")
+            name, _, fingerprint = str(c["version"]).rpartition("@")
+            lines.append(f"{i}. {name}@{fingerprint[:SHOWN_FINGERPRINT]}: {c['description']}. Input schema: "
+                         f"{json.dumps(_brief(c['input_schema']), separators=(',', ':'), ensure_ascii=False)}. "
+                         f"{record}.")
         parts.append(f"Tools retrieved for this task, best first (confidence that the first is right: "
-                     f"{confidence:.2f}; {reason}):\n" + "\n".join(lines))
+                     f"{confidence:.2f}; {reason}; describe_binary gives the whole schema):\n" + "\n".join(lines))
     else:
         parts.append("The library has no tools yet.")
     return "\n\n".join(parts)
