@@ -43,6 +43,7 @@ from .repo import SkillsRepo, Version
 from .resources import resource
 from .sandbox import Limits, Sandbox, fingerprint
 from .toolchain import DEFAULT_BUILD_LIMITS, BuildLimits, Compiler, Diagnostic, sandbox_problem
+from .userstate import cache_root
 
 UNIT_TEST_LIMITS = Limits(timeout=60.0, fuel=500_000_000_000, memory=1 << 30)
 _RESULT_RE = re.compile(r"test result: \w+\. (\d+) passed; (\d+) failed")
@@ -107,7 +108,9 @@ class Builder:
                  limits: BuildLimits | None = None, package_rules: bool = True):
         self.repo = repo
         self._compiler = compiler
-        self.sandbox = sandbox or Sandbox(repo.state_dir / "modules")
+        # compiled modules are this user's (MAC'd with the per-user key) and named by the wasm's sha256: every
+        # repository on the machine shares them, so a version compiled once is never compiled again
+        self.sandbox = sandbox or Sandbox(cache_root() / "modules")
         self.limits = limits
         self.package_rules = package_rules
 

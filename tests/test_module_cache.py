@@ -18,7 +18,7 @@ from evogit.userstate import cache_root, module_key
 
 def _cwasm(rt: Runtime, tool: str) -> Path:
     v = rt.repo.resolve(tool)
-    return rt.repo.state_dir / "modules" / f"{v.fingerprint}-wasmtime{WASMTIME_VERSION}.cwasm"
+    return cache_root() / "modules" / f"{v.fingerprint}-wasmtime{WASMTIME_VERSION}.cwasm"
 
 
 def _run_cli(rt: Runtime, tool: str, data: dict) -> subprocess.CompletedProcess[str]:
@@ -84,7 +84,7 @@ def test_module_key_is_private_and_outside_the_repository(small_rt: Runtime):
     assert len(module_key()) == 32 and key_file.read_bytes() == module_key()
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert not any(small_rt.repo.path.rglob("module.key"))
-    assert module_key().hex() not in "".join(p.read_bytes().hex() for p in (small_rt.repo.state_dir / "modules").iterdir())
+    assert module_key().hex() not in "".join(_cwasm(small_rt, t).read_bytes().hex() for t in ("word-count", "slugify"))
 
 
 def test_damaged_key_file_is_replaced(tmp_path: Path):
