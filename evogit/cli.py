@@ -427,7 +427,8 @@ def _show_cost(c: dict[str, Any], as_json: bool) -> None:
         return
     for name, t in c["tools"].items():
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(t["by_kind"].items()))
-        click.echo(f"{name:<24} {t['tokens']:>9,} tokens  {t['attempts']} attempts ({t['green']} green; {kinds})")
+        attempts = f"{t['attempts']} attempt{'s' if t['attempts'] != 1 else ''}"
+        click.echo(f"{name:<24} {t['tokens']:>9,} tokens  {attempts} ({t['green']} green; {kinds})")
     for name, m in c["models"].items():
         click.echo(f"model {name}: {m['calls']} calls ({m['failed']} failed), {m['tokens']:,} tokens "
                    f"({m['prompt_tokens']:,} prompt + {m['completion_tokens']:,} completion)")
@@ -437,7 +438,7 @@ def _show_cost(c: dict[str, Any], as_json: bool) -> None:
         click.echo(f"solves: {s['solves']} ({s['answered']} answered: {s['fast_path']} by the fast path, "
                    f"{s['model_run']} by a tool the model chose, {s['written']} by a tool written for it; "
                    f"{s['unserved']} not served by a tool), {s['tokens']:,} tokens "
-                   f"({s['author_tokens']:,} of them writing tools)")
+                   f"({s['author_tokens']:,} of them writing tools; {s['tokens'] / s['solves']:,.0f} per solve)")
         click.echo(f"runs served without a model: {s['runs_without_model']}")
         click.echo(f"tokens saved (estimate): {s['tokens_saved']:,} ({s['tokens_saved_net']:,} net of the model-run "
                    f"solves' own calls): each reuse counted at the tool's authoring tokens per green version, or "
@@ -450,7 +451,8 @@ def _ms(value: float | None) -> str:
 
 @main.command()
 @click.argument("tool", required=False, metavar="[TOOL[@FP]]")
-@click.option("--cost", is_flag=True, help="Tokens spent writing tools, per tool and per model.")
+@click.option("--cost", is_flag=True,
+              help="Tokens per tool, per model and per solve; runs served without a model; tokens saved.")
 @repo_option
 @json_option
 def stats(tool: str | None, cost: bool, repo: Path | None, as_json: bool) -> None:
@@ -588,6 +590,13 @@ def _event_line(e: Any) -> str:
         what, detail = _clip(repr(e.text), 28), e.model
     elif kind == "ModelCalled":
         detail = f"{e.purpose} {e.outcome} {e.prompt_tokens}+{e.completion_tokens} tokens {e.latency_ms:.0f} ms"
+    elif kind == "Solved":
+        how = "fast path" if e.fast_path else f"model, {e.steps} calls" if e.model_used else "no model"
+        served = f" by {_short(e.served_by)}" if e.served_by else ""
+        what = _clip(repr(e.task), 28)
+        detail = f"{e.outcome}{served} ({how}, {e.prompt_tokens + e.completion_tokens + e.author_tokens} tokens)"
+    elif kind == "AuthorAttempt":
+        detail = f"{e.kind} round {e.round} {e.stage}" + (f" {e.error}" if e.error else "")
     elif kind == "UnknownEvent":
         detail = f"{e.type} v{e.v} (unknown to this version)"
     else:
