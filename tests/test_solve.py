@@ -221,8 +221,8 @@ def test_vague_task_model_runs_a_tool_and_sees_its_real_output(three_rt: Runtime
     assert tool["role"] == "tool" and tool["tool_call_id"] == assistant["tool_calls"][0]["id"]
     assert json.loads(tool["content"])["output"] == {"chars": 25, "lines": 1, "words": 5}
     assert result.tokens == result.prompt_tokens + result.completion_tokens > 0
-    runs = [x for _, _, x in three_rt.log.read() if isinstance(x, ev.ToolRun)]
-    assert runs[-1].task == task and runs[-1].ok
+    (credit,) = [x for _, _, x in three_rt.log.read() if isinstance(x, ev.Feedback)]
+    assert (credit.tool, credit.fingerprint, credit.task, credit.solved) == ("word-count", fp, task, True)
     (e,) = solved(three_rt)
     assert e.served_by == f"word-count@{fp}" and e.model_used and not e.fast_path and e.steps == 2
     assert e.prompt_tokens + e.completion_tokens == result.tokens
@@ -243,6 +243,21 @@ def test_what_the_model_served_is_learnt_and_then_served_without_it(three_rt: Ru
     assert again.ok and again.fast_path and not again.model_used, [s.text for s in again.steps]
     assert again.served_by == first.served_by and again.answer["host"] == "example.com"
     assert len(server.requests) == 2  # no new request
+
+
+def test_only_the_version_that_answered_is_credited_with_the_task(three_rt: Runtime, model):
+    task = "make a slug of: Hello World"
+    server = model([
+        {"reply": call("run_binary", binary_id="word-count", input_json='{"text": "Hello World"}')},
+        {"reply": call("run_binary", binary_id="slugify", input_json='{"text": "Hello World"}')},
+        {"reply": {"content": '{"slug": "hello-world"}'}},
+    ])
+    result = server.solver(three_rt).solve(task)
+    assert result.ok and result.served_by.startswith("slugify@")
+    served = three_rt.projections().state.served
+    assert [k.split("@")[0] for k, tasks in served.items() if task in tasks] == ["slugify"]
+    runs = [x for _, _, x in three_rt.log.read() if isinstance(x, ev.ToolRun)]
+    assert [r.tool for r in runs] == ["word-count", "slugify"] and all(r.ok and r.task is None for r in runs)
 
 
 def test_the_models_mistakes_come_back_as_tool_errors_and_the_loop_goes_on(three_rt: Runtime, model):

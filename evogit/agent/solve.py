@@ -11,10 +11,11 @@
 
 The first request shows the model the candidates (name@fp, first sentence, input schema, record) and the
 decision's confidence. Runs go through the runtime as `evogit run` does (the repository's limits, schemas,
-sandbox) and carry the task, so a version that served it is remembered (retrieval learns: the tasks a tool
+sandbox), and the version that served the task is remembered (retrieval learns: the tasks a tool
 solved are among the texts it is known for); a tool created or mutated inside the loop is committed, tagged
 and runnable at the next step. Each solve is one `Solved` event: how it was served and what its model calls
-cost (`evogit stats --cost` sums them, with the tokens reuse saved).
+cost (`evogit stats --cost` sums them, with the tokens reuse saved). In the loop, only the version whose run
+answered is credited with the task (a solved `Feedback`): a tool the model tried first and dropped is not.
 """
 
 from __future__ import annotations
@@ -109,7 +110,9 @@ class Solver:
             self.progress(result.steps[-1])
 
         hits, embedder = self.rt.search(task, K)
-        catalog = Catalog(self.rt, self.client, task=task, rounds=self.rounds, limits=limits,
+        # runs inside the loop do not carry the task: a model may try a tool that does not serve it before one
+        # that does, and only the version whose run answered is credited with the task (`_done`)
+        catalog = Catalog(self.rt, self.client, rounds=self.rounds, limits=limits,
                           progress=lambda message: step("author", message))
         top = f"; top {_short(hits[0].key)} (p {hits[0].probability:.2f})" if hits else ""
         step("search", f"{len(hits)} candidate{'s' if len(hits) != 1 else ''}{top}",
@@ -197,6 +200,8 @@ class Solver:
 
     def _done(self, result: SolveResult, catalog: Catalog) -> SolveResult:
         result.author_tokens, result.written = catalog.author_tokens, list(catalog.written)
+        if result.ok and result.served_by and not result.fast_path:  # the fast path's run carried the task
+            self.rt.feedback(result.served_by, result.task, True, note="evogit solve: its run answered the task")
         self.rt.log.append([ev.Solved(
             task=result.task, outcome=result.outcome, served_by=result.served_by or "", fast_path=result.fast_path,
             model_used=result.model_used, steps=sum(s.kind == "model" for s in result.steps),
