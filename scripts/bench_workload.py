@@ -304,7 +304,7 @@ def main() -> None:
               f"{statistics.median(ms):.1f} ms over all {len(ms)} (goal <= 50 ms); {statistics.median(warm):.1f} ms "
               f"(p90 {warm[int(0.9 * (len(warm) - 1))]:.1f}) over the {len(warm)} whose version had run before in "
               f"the process, {statistics.median(first):.1f} ms over the {len(first)} first runs of a version "
-              "(its module compiled)")
+              "(its module loaded)")
 
 
 if __name__ == "__main__":

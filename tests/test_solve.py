@@ -185,6 +185,20 @@ def test_input_that_breaks_the_schema_is_not_run_on_the_fast_path(starter_rt: Ru
     assert not [x for _, _, x in starter_rt.log.read() if isinstance(x, ev.ToolRun)]
 
 
+def test_a_fast_path_run_that_fails_goes_to_the_model_with_its_words(starter_rt: Runtime, model):
+    task, given = "how many days are there between these two dates", b'{"start": "2026-02-30", "end": "2026-03-01"}'
+    none = Solver(starter_rt, None).solve(task, given)
+    assert not none.ok and none.message.startswith("date-diff@") and "not a valid calendar date" in none.message
+    assert "EVOGIT_MODEL" in none.message
+    server = model([{"reply": {"content": "2026-02-30 is not a date: February 2026 has 28 days."}}])
+    result = server.solver(starter_rt).solve(task, given)
+    assert result.ok and result.model_used and result.served_by is None and not result.fast_path
+    (request,) = server.requests
+    assert "The fast path ran date-diff@" in request.messages[1]["content"]
+    assert "not a valid calendar date" in request.messages[1]["content"]
+    assert solved(starter_rt)[-1].served_by == "" and starter_rt.cost()["solves"]["unserved"] == 2
+
+
 def test_no_model_configured_says_which_tool_is_likely_and_how_to_configure(three_rt: Runtime, monkeypatch):
     for var in MODEL_ENV:
         monkeypatch.delenv(var, raising=False)

@@ -30,7 +30,6 @@ from .. import jsonio
 from ..decide import Decision, decide
 from ..errors import InvalidInput, InvalidJSON, ModelError
 from ..llm.client import ModelClient
-from ..llm.config import NOT_CONFIGURED
 from ..runtime import Runtime
 from ..runtime.running import check_task
 from ..sandbox import Limits
@@ -40,6 +39,8 @@ from .catalog import Catalog, openai_tools
 DEFAULT_MAX_STEPS = 8  # model calls in one solve
 K = 5  # candidates retrieved and shown to the model
 MAX_INPUT_SHOWN = 16_000  # characters of the input put in the first request
+NO_MODEL = ("no model is configured (set EVOGIT_MODEL and OPENAI_API_KEY, and OPENAI_BASE_URL for a server other "
+            "than OpenAI's, or git config evogit.model / evogit.baseUrl)")
 
 
 @dataclass
@@ -123,7 +124,7 @@ class Solver:
 
         decision = decide(hits, input_ok if input_json is not None else None, model_id=embedder.model_id)
         result.decision = decision
-        failed_fast = ""
+        failed_fast = ran_line = ""
         if not fast_path:
             step("fast_path", "off (--no-fast-path)", confidence=round(decision.confidence, 4))
         elif decision.reuse and decision.tool is not None and input_json is not None:
@@ -136,17 +137,21 @@ class Solver:
                 result.ok, result.outcome, result.fast_path = True, "answered", True
                 result.answer, result.served_by = outcome.output, ran["version"]
                 return self._done(result, catalog)
-            failed_fast = f"The fast path ran {decision.tool} on the input and it failed: {_outcome_line(ran)}"
+            ran_line = _outcome_line(ran)
+            failed_fast = f"The fast path ran {decision.tool} on the input and it failed: {ran_line}"
         else:
             step("fast_path", f"no: {decision.reason}", tool=decision.tool, confidence=round(decision.confidence, 4))
 
         if self.client is None:
-            likely = (f"the likely tool is {_short(decision.tool)} (confidence {decision.confidence:.2f}; "
-                      f"try `evogit run {decision.tool.partition('@')[0]}` on the input)"
-                      if decision.tool else "the library has no tool for it")
             result.outcome = "no_model"
-            why = failed_fast or (decision.reason if fast_path else "--no-fast-path")
-            result.message = f"the fast path did not serve this task ({why}) and {NOT_CONFIGURED}; {likely}"
+            if failed_fast:  # the likely tool ran and refused the input: its own words, as `evogit run` says them
+                result.message = f"{_short(decision.tool)}: {ran_line}; {NO_MODEL} to try another way"
+            else:
+                why = decision.reason if fast_path else "--no-fast-path"
+                likely = (f"the likely tool is {_short(decision.tool)} (confidence {decision.confidence:.2f}): "
+                          f"`evogit run {decision.tool.partition('@')[0]}` on the input"
+                          if decision.tool else "the library has no tool for it")
+                result.message = f"no fast path ({why}) and {NO_MODEL}; {likely}"
             step("stop", result.message)
             return self._done(result, catalog)
 
