@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 __all__ = ["call_tool", "openai_tools"]
 
-_catalogs: dict[Path, Catalog] = {}
-_lock = threading.Lock()
+_catalogs: dict[Path, tuple[Catalog, threading.Lock]] = {}  # per repository: its catalog, one call at a time
+_lock = threading.Lock()  # only while a repository's catalog is looked up or made
 
 
 def openai_tools() -> list[dict[str, Any]]:
@@ -36,21 +36,23 @@ def openai_tools() -> list[dict[str, Any]]:
 def call_tool(name: str, arguments_json: str, *, repo: str | Path | None = None) -> str:
     """Execute one tool call on a repository; returns compact JSON (`{"ok": ...}`), never raises for the
     model's mistakes. The runtime and, once needed, the model client are kept per repository."""
-    from .agent.catalog import Catalog
+    from .agent.catalog import Catalog, error_result
+    from .errors import EvogitError
     from .llm.client import ModelClient
     from .llm.config import load_config
     from .runtime import Runtime, default_repo_path
 
-    path = Path(repo or default_repo_path()).resolve()
-    with _lock:
-        catalog = _catalogs.get(path)
-        if catalog is None:
-            try:
+    try:
+        path = Path(repo or default_repo_path()).resolve()
+        with _lock:
+            entry = _catalogs.get(path)
+            if entry is None:
                 rt = Runtime(path)
-            except Exception as e:  # noqa: BLE001 - the caller gets one JSON line, as for every other error
-                from .agent.catalog import error_result
-
-                return error_result(e)
-            catalog = _catalogs[path] = Catalog(
-                rt, connect=lambda: ModelClient(load_config(rt.repo.git.config), sink=rt.log.append))
+                entry = _catalogs[path] = (Catalog(
+                    rt, connect=lambda: ModelClient(load_config(rt.repo.git.config), sink=rt.log.append)),
+                    threading.Lock())
+    except (EvogitError, OSError, ValueError) as e:  # no repository there, a path with NUL, ...: one JSON line
+        return error_result(e if isinstance(e, EvogitError) else EvogitError(f"bad repository path: {e}"))
+    catalog, busy = entry
+    with busy:
         return catalog.call(name, arguments_json)

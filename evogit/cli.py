@@ -52,6 +52,12 @@ def _is_utf8(text: str) -> bool:
         return False
 
 
+def _printable(text: str) -> str:
+    """Text from outside (a model's function names and ids, a server's model name) with control characters
+    escaped, so that it cannot move the cursor, ring the bell or fake lines."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _shown(text: str) -> str:
     clipped = text if len(text) <= 60 else text[:60] + "..."
     try:
@@ -430,7 +436,7 @@ def _show_cost(c: dict[str, Any], as_json: bool) -> None:
         attempts = f"{t['attempts']} attempt{'s' if t['attempts'] != 1 else ''}"
         click.echo(f"{name:<24} {t['tokens']:>9,} tokens  {attempts} ({t['green']} green; {kinds})")
     for name, m in c["models"].items():
-        click.echo(f"model {name}: {m['calls']} calls ({m['failed']} failed), {m['tokens']:,} tokens "
+        click.echo(f"model {_printable(name)}: {m['calls']} calls ({m['failed']} failed), {m['tokens']:,} tokens "
                    f"({m['prompt_tokens']:,} prompt + {m['completion_tokens']:,} completion)")
     click.echo(f"total: {c['tokens']:,} tokens")
     s = c["solves"]
@@ -781,7 +787,7 @@ def teach(tool: str, instruction: str, examples: tuple[str, ...], rounds: int, r
 def _steps(as_json: bool):  # noqa: ANN202 - a progress callback
     def report(step: Any) -> None:
         if not as_json:
-            click.echo(f"[{step.seconds:6.2f}s] {step.kind:<9} {step.text}", err=True)
+            click.echo(f"[{step.seconds:6.2f}s] {step.kind:<9} {_printable(step.text)}", err=True)
 
     return report
 
@@ -814,20 +820,26 @@ def solve(task: str, input_json: str | None, input_file: Any, max_steps: int, no
         raise click.BadParameter("must not be blank", param_hint="TASK")
     if input_json is not None and input_file is not None:
         raise click.UsageError("give the input with --input or -i, not both")
-    rt = Runtime(repo)
-    limits = limits_mod.apply(rt.default_limits(), {"max_input": max_input})
-    data = input_file.read(limits.max_input + 1) if input_file is not None else \
-        input_json.encode("utf-8", "surrogateescape") if input_json is not None else None
     try:
-        client: ModelClient | None = ModelClient(load_config(rt.repo.git.config), sink=rt.log.append)
-    except ModelNotConfigured:
-        client = None
-    try:
-        result = Solver(rt, client, max_steps=max_steps, rounds=rounds, limits=limits,
-                        progress=_steps(as_json)).solve(task, data, fast_path=not no_fast_path)
-    finally:
-        if client is not None:
-            client.close()
+        rt = Runtime(repo)
+        limits = limits_mod.apply(rt.default_limits(), {"max_input": max_input})
+        data = input_file.read(limits.max_input + 1) if input_file is not None else \
+            input_json.encode("utf-8", "surrogateescape") if input_json is not None else None
+        try:
+            client: ModelClient | None = ModelClient(load_config(rt.repo.git.config), sink=rt.log.append)
+        except ModelNotConfigured:
+            client = None
+        try:
+            result = Solver(rt, client, max_steps=max_steps, rounds=rounds, limits=limits,
+                            progress=_steps(as_json)).solve(task, data, fast_path=not no_fast_path)
+        finally:
+            if client is not None:
+                client.close()
+    except EvogitError as e:
+        if as_json:  # one JSON document on stdout for every outcome, as `run --json` does
+            _out({"answer": None, "served_by": None, "model_used": False, "steps": [], "tokens": 0, "ok": False,
+                  "outcome": "error", "error": str(e)})
+        raise
     if as_json:
         _out(result.to_json())
         sys.exit(0 if result.ok else 1)

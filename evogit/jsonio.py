@@ -68,6 +68,8 @@ def decode(data: bytes | str, *, what: str = "document", type: Any = Any) -> Any
     is wrong with `what` (e.g. "input", "output", "tool.json")."""
     if isinstance(data, str):
         data = data.encode("utf-8", "surrogatepass")  # a lone surrogate becomes invalid UTF-8, refused below
+    if not data or data.isspace():  # isspace stops at the first other byte: no copy of a big document
+        raise InvalidJSON(f"{what} is empty: it must be one JSON document")
     if too_deep(data):
         raise InvalidJSON(f"{what} nests arrays or objects deeper than {MAX_DEPTH} levels")
     try:

@@ -30,7 +30,7 @@ import msgspec
 from .errors import InvalidJSON, InvalidName, InvalidPackage
 from .jsonio import decode
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
+NAME_RE = re.compile(r"\A[a-z][a-z0-9]*(?:-[a-z0-9]+)*\Z")  # \Z: "$" would let a final newline through
 MAX_NAME = 64
 
 #: Crates a tool may depend on: all compile for wasm32-wasi from Debian's offline registry.

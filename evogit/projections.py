@@ -42,7 +42,7 @@ from .events import (
 )
 from .log import EventLog, Position, warn
 
-FORMAT = 10  # bump whenever projection logic changes: older snapshots are then rebuilt
+FORMAT = 11  # bump whenever projection logic changes: older snapshots are then rebuilt
 LAT_BUCKETS = 64
 _LAT_BASE = 0.01  # ms: bucket i holds latencies in [0.01 * 10^(i/8), 0.01 * 10^((i+1)/8))
 
@@ -61,6 +61,7 @@ def bucket_upper_ms(i: int) -> float:
 class VersionMetrics(msgspec.Struct, omit_defaults=True):
     runs: int = 0
     ok: int = 0
+    refused: int = 0  # runs refused before they started because the input was not the tool's (invalid_input)
     errors: dict[str, int] = {}
     latency: list[int] = []  # histogram, LAT_BUCKETS wide once used
     wall_us: int = 0  # integers keep the sums independent of event order
@@ -76,6 +77,13 @@ class VersionMetrics(msgspec.Struct, omit_defaults=True):
     retrieved_first: int = 0  # times ranked first
     chosen: int = 0  # times a caller used it for a task it had searched for
 
+    @property
+    def success_rate(self) -> float | None:
+        """The share of the runs that started which succeeded: a caller's invalid input is not the tool's
+        failure, and counting it would let anyone switch a tool's fast path off with bad calls."""
+        judged = self.runs - self.refused
+        return self.ok / judged if judged > 0 else None
+
     def percentile(self, q: float) -> float | None:
         """An upper bound of the q-quantile latency (ms), from the histogram (1/8 decade resolution)."""
         total = sum(self.latency)
@@ -90,7 +98,8 @@ class VersionMetrics(msgspec.Struct, omit_defaults=True):
 
     def summary(self) -> dict[str, Any]:
         return {
-            "runs": self.runs, "ok": self.ok, "success_rate": round(self.ok / self.runs, 4) if self.runs else None,
+            "runs": self.runs, "ok": self.ok, "refused": self.refused,
+            "success_rate": None if (rate := self.success_rate) is None else round(rate, 4),
             "errors": self.errors, "p50_ms": self.percentile(0.5), "p95_ms": self.percentile(0.95),
             "mean_fuel": self.fuel // self.runs if self.runs else None, "last_used_ns": self.last_used or None,
             "builds_ok": self.builds_ok, "builds_failed": self.builds_failed, "unit_tests": self.unit_tests,
@@ -270,6 +279,7 @@ class Projector(_Projection[State]):
             m.ok += 1
         elif e.error:
             m.errors[e.error] = m.errors.get(e.error, 0) + 1
+            m.refused += e.error == "invalid_input"
         if e.wall_ms > 0:  # a run refused before it started (invalid_input) has no latency
             m.latency[latency_bucket(e.wall_ms)] += 1
         m.wall_us += round(e.wall_ms * 1000)

@@ -49,9 +49,9 @@ LOGS = "refs/evogit/logs/"
 REMOTE_LOGS = "refs/evogit/remotes/"
 QUARANTINE = "refs/evogit/quarantine/"
 PUSHED = QUARANTINE + "pushed/"  # tags pushed to this repository (a hub), until its post-receive checks them
-_LOG_REF = re.compile(r"^refs/evogit/(?:remotes/[^/]+/)?logs/[^/]+$")
-_SEGMENT = re.compile(r"^(\d{16})-(\d{16})\.log$")
-_WRITER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_LOG_REF = re.compile(r"^refs/evogit/(?:remotes/[^/]+/)?logs/[^/]+\Z")
+_SEGMENT = re.compile(r"^(\d{16})-(\d{16})\.log\Z")
+_WRITER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
 _BEHIND = re.compile(r"\[rejected\] \((fetch first|non-fast-forward)\)")
 _LOCKED = re.compile(r"cannot lock ref|failed to lock|Unable to create '[^']*\.lock'")
 

@@ -35,7 +35,7 @@ from .manifest import MAX_NAME, NAME_RE
 TAG_PREFIX = "refs/tags/tools/"
 BUILDER = ("evogit-builder", "builder@evogit.invalid")
 TRUST = ("rebuild", "hash")
-_FP = re.compile(r"^[0-9a-f]{64}$")
+_FP = re.compile(r"^[0-9a-f]{64}\Z")
 #: Code points HFS+ ignores in names, so that ".g\u200cit" is ".git" there (as git's is_hfs_dotgit knows).
 _HFS_IGNORED = dict.fromkeys([0x200C, 0x200D, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x206A, 0x2070), 0xFEFF])
 

@@ -489,7 +489,7 @@ def test_run_wasm_with_dash_and_empty_stdin_is_one_line(cat_wasm: Path):
 def test_run_with_dash_and_empty_stdin_is_invalid_input(parrot: Runtime):
     result = invoke("run", "parrot", "-", "--repo", str(parrot.repo.path), input=b"")
     _one_error_line(result, 1)
-    assert "invalid_input: input is not valid JSON" in result.output
+    assert "invalid_input: input is empty" in result.output
 
 
 @pytest.mark.slow

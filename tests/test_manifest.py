@@ -133,3 +133,10 @@ def test_a_file_not_named_rs_is_checked_too():
     check_package(tool_files(extra={"README.md": b"b's version, don't \"quote\n", "logo.png": b"\x89PNG\xff"}))
     with pytest.raises(InvalidPackage, match="src/main.rs: cannot be read as Rust source"):
         check_package(tool_files(main_rs="fn main() { let b = b's; }"))
+
+
+def test_a_name_with_a_final_newline_is_not_a_name():
+    for bad in ("abc\n", "abc\r\n", "\nabc", "a b"):
+        with pytest.raises(InvalidName):
+            check_name(bad)
+    assert check_name("abc-1") == "abc-1"

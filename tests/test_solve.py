@@ -150,7 +150,7 @@ def test_a_long_output_is_cut_for_the_model(three_rt: Runtime):
     out = catalog.call("run_binary", json.dumps({"binary_id": "slugify", "input_json": json.dumps({"text": text})}))
     result = json.loads(out)
     assert len(out) <= 16_000 and result["ok"] and result["truncated"] is True
-    assert catalog.served and isinstance(catalog.served[-1].output, dict)  # the whole output stays with the caller
+    assert catalog.last is not None and isinstance(catalog.last.output, dict)  # the whole output stays with the caller
 
 
 def test_every_function_has_a_handler():
@@ -370,3 +370,74 @@ def test_bad_input_is_one_line(three_rt: Runtime, args, code, words, monkeypatch
     assert words in r.stderr and "Traceback" not in r.output
     if code == 1:
         assert len(r.stderr.strip().splitlines()) == 1
+
+
+# -- what a hostile model or a careless caller can do -----------------------------------------------------------------
+def test_a_models_feedback_is_only_about_its_solve_and_the_tools_it_ran(three_rt: Runtime, model):
+    server = model([
+        {"reply": call("feedback", binary_id="word-count", task_description="compute the sha-256 of a text",
+                       solved=True)},
+        {"reply": call("run_binary", binary_id="slugify", input_json='{"text": "A joke"}')},
+        {"reply": call("feedback", binary_id="slugify", task_description="slug a title", solved=False)},
+        {"reply": {"content": "Why did the slug cross the road?"}},
+    ])
+    assert server.solver(three_rt).solve("tell me a joke").ok
+    refused, _, recorded = tool_results(server.requests[-1])
+    assert refused["error"]["kind"] == "feedback_refused" and "did not run" in refused["error"]["message"]
+    assert recorded["ok"] and recorded["task"] == "tell me a joke"
+    feedback = [x for _, _, x in three_rt.log.read() if isinstance(x, ev.Feedback)]
+    assert [(f.tool, f.task, f.solved) for f in feedback][:1] == [("slugify", "tell me a joke", False)]
+    assert "slug a title" in feedback[0].note
+    assert all(f.tool != "word-count" for f in feedback)
+
+
+def test_a_callers_invalid_inputs_do_not_count_against_the_tool(starter_rt: Runtime):
+    catalog = Catalog(starter_rt)
+    for _ in range(10):
+        assert json.loads(catalog.call("run_binary", '{"binary_id": "word-count", "input_json": "not json"}'))[
+            "error"]["kind"] == "invalid_input"
+    (m,) = starter_rt.stats("word-count").values()
+    assert m["runs"] == 10 and m["refused"] == 10 and m["success_rate"] is None
+    result = Solver(starter_rt, None).solve("count the words in this text", b'{"text": "a b"}')
+    assert result.fast_path and result.ok
+
+
+def test_the_last_steps_calls_are_not_carried_out_and_calls_per_reply_are_capped(three_rt: Runtime, model):
+    many = {"tool_calls": [{"name": "list_tools", "arguments": {}} for _ in range(40)]}
+    server = model([{"reply": many},
+                    {"reply": call("run_binary", binary_id="word-count", input_json='{"text": "x"}')}])
+    result = server.solver(three_rt, max_steps=2).solve("do something")
+    assert result.outcome == "step_limit" and result.served_by is None and not result.ok
+    kinds = [r.get("error", {}).get("kind", "ok") for r in tool_results(server.requests[1])]
+    assert kinds == ["ok"] * 16 + ["too_many_calls"] * 24
+    assert not [x for _, _, x in three_rt.log.read() if isinstance(x, ev.ToolRun)]  # the step-2 run never ran
+
+
+def test_an_empty_reply_is_not_an_answer(three_rt: Runtime, model):
+    server = model([{"reply": {"content": "   "}}])
+    result = server.solver(three_rt).solve("do something")
+    assert not result.ok and result.outcome == "failed" and "neither an answer" in result.message
+
+
+def test_json_output_on_every_failure_and_limits_on_text(three_rt: Runtime, monkeypatch):
+    for var in MODEL_ENV:
+        monkeypatch.delenv(var, raising=False)
+    r = CliRunner().invoke(main, ["solve", "x", "--input", "{nope", "--json", "--repo", str(three_rt.repo.path)])
+    assert r.exit_code == 1 and json.loads(r.stdout)["ok"] is False and "not valid JSON" in json.loads(r.stdout)["error"]
+    r = CliRunner().invoke(main, ["solve", "count " * 3000, "--repo", str(three_rt.repo.path)])
+    assert r.exit_code == 1 and "at most 10,000" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    out = json.loads(evogit.call_tool("search_tools", json.dumps({"query": "q" * 20_000}), repo=three_rt.repo.path))
+    assert out["error"]["kind"] == "invalid_input"
+    out = json.loads(evogit.call_tool("list_tools", "{}", repo="/tmp/\x00nul"))
+    assert out["ok"] is False and "\n" not in out["error"]["message"]
+
+
+def test_cost_is_the_same_after_replay(three_rt: Runtime, model):
+    server = model([{"reply": call("run_binary", binary_id="word-count", input_json='{"text": "a"}')},
+                    {"reply": {"content": "done"}}])
+    assert server.solver(three_rt).solve("count it").ok
+    three_rt.log.append([ev.ModelCalled(purpose="create", model="scripted-coder", outcome="ok", prompt_tokens=5)])
+    path = str(three_rt.repo.path)
+    before = CliRunner().invoke(main, ["stats", "--cost", "--json", "--repo", path]).stdout
+    assert CliRunner().invoke(main, ["replay", "--repo", path]).exit_code == 0
+    assert CliRunner().invoke(main, ["stats", "--cost", "--json", "--repo", path]).stdout == before

@@ -27,6 +27,7 @@ from ..llm.client import ModelClient
 from ..manifest import Case, check_name, manifest_json, parse_cases, parse_manifest
 from ..repo import Version, branch_ref
 from ..runtime import Runtime
+from ..runtime.running import check_task
 from . import prompt, wire
 
 DEFAULT_ROUNDS = 3  # repair rounds after the first attempt
@@ -295,7 +296,7 @@ def parent_records(rt: Runtime, name: str, task: str) -> list[tuple[Version, int
         key = f"{v.name}@{v.fingerprint}"
         similar = sum(n for t, n in state.served.get(key, {}).items() if len(_words(t) & words) * 2 >= len(words))
         m = state.versions.get(key)
-        out.append((v, similar, (m.ok / m.runs) if m and m.runs else 0.0, v == newest))
+        out.append((v, similar, (m.success_rate or 0.0) if m else 0.0, v == newest))
     return out
 
 
@@ -313,6 +314,7 @@ def evidence_of(record: BuildRecord, limit: int = 6000) -> str:
 def _task(task: str) -> str:
     if not task or not task.strip():
         raise InvalidPackage("the task is empty: say in words what the tool should do")
+    check_task(task)
     return task.strip()
 
 

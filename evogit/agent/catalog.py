@@ -127,13 +127,17 @@ class Catalog:
     `client`, or `connect()` called the first time one is needed (e.g. the repository's configured model)."""
 
     def __init__(self, rt: Runtime, client: ModelClient | None = None, *, task: str | None = None,
-                 connect: Callable[[], ModelClient] | None = None, rounds: int = 3,
+                 solving: str | None = None, connect: Callable[[], ModelClient] | None = None, rounds: int = 3,
                  limits: Limits | None = None, progress: Callable[[str], None] | None = None):
-        self.rt, self.client, self.task, self.rounds = rt, client, task, rounds
+        """`task`: recorded with every run. `solving`: the task of the solve these calls serve; feedback is then
+        about that task only, for a version this solve ran (a model cannot teach the library about other
+        tasks, or credit a tool it never tried)."""
+        self.rt, self.client, self.task, self.solving, self.rounds = rt, client, task, solving, rounds
         self._connect = connect
         self._limits = limits
         self.progress = progress
-        self.served: list[Served] = []  # successful runs, in order
+        self.last: Served | None = None  # the last successful run (only it: outputs can be large)
+        self.tried: set[str] = set()  # versions run through this catalog, name@fingerprint
         self.written: list[str] = []  # versions created or mutated through this catalog, name@fingerprint
         self.author_tokens = 0  # tokens the model spent writing them (every attempt)
         self._own_client = False
@@ -226,8 +230,9 @@ class Catalog:
     def ran(self, outcome: RunOutcome) -> dict[str, Any]:
         """A run's result for the model (and a successful one remembered as served)."""
         version = f"{outcome.tool}@{outcome.fingerprint}"
+        self.tried.add(version)
         if outcome.ok:
-            self.served.append(Served(version, outcome.output))
+            self.last = Served(version, outcome.output)
             return {"ok": True, "version": version, "output": outcome.output, "wall_ms": round(outcome.wall_ms, 2)}
         out = _error(outcome.error or "failed", outcome.detail or outcome.error or "the run failed")
         out["version"] = version
@@ -238,14 +243,24 @@ class Catalog:
         return out
 
     def _create_binary(self, args: Any) -> dict[str, Any]:
-        return self._written(self._author().create(args.task_description))
+        return self._written(self._author().create(_task(args.task_description)))
 
     def _mutate_binary(self, args: Any) -> dict[str, Any]:
-        return self._written(self._author().mutate(args.parent_id, args.task_description))
+        return self._written(self._author().mutate(args.parent_id, _task(args.task_description)))
 
     def _feedback(self, args: Any) -> dict[str, Any]:
-        e = self.rt.feedback(args.binary_id, args.task_description, args.solved)
-        return {"ok": True, "version": f"{e.tool}@{e.fingerprint}", "recorded": "solved" if e.solved else "failed"}
+        task, note = args.task_description, ""
+        if self.solving is not None:
+            v = self.rt.repo.resolve(args.binary_id)
+            key = f"{v.name}@{v.fingerprint}"
+            if key not in self.tried:
+                raise ToolCallError("feedback_refused", f"feedback inside a solve is for a version this solve ran; "
+                                                        f"{v.short} did not run (ran: "
+                                                        f"{', '.join(sorted(self.tried)) or 'none'})")
+            task, note = self.solving, f"the model, solving: {_clip(' '.join(task.split()), 200)}"
+        e = self.rt.feedback(args.binary_id, task, args.solved, note)
+        return {"ok": True, "version": f"{e.tool}@{e.fingerprint}", "task": e.task,
+                "recorded": "solved" if e.solved else "failed"}
 
     # -- writing tools -------------------------------------------------------------------------------------------
     def _author(self) -> Any:
@@ -261,7 +276,9 @@ class Catalog:
     def _written(self, result: Any) -> dict[str, Any]:
         self.author_tokens += result.tokens
         if not result.ok or result.version is None:
-            out = _error("not_green", result.message)
+            last = result.attempts[-1] if result.attempts else None
+            kind = last.error if last is not None and last.stage == "model" and last.error else "not_green"
+            out = _error(kind, result.message)  # a model that failed says how (timeout, ...); else not green
             out.update(attempts=len(result.attempts), tokens=result.tokens)
             return out
         v = result.version
@@ -293,12 +310,29 @@ def _kind(e: EvogitError) -> str:
 
 
 def _fit(result: dict[str, Any]) -> str:
-    """Compact JSON of a result, at most MAX_RESULT characters: a longer output is cut and says so."""
+    """Compact JSON of a result, at most MAX_RESULT characters: a longer output is cut to a string, a longer
+    list of tools to its first ones (with how many there are), and says so."""
     text = _compact(result)
-    if len(text) <= MAX_RESULT or "output" not in result:
+    if len(text) <= MAX_RESULT:
         return text
-    cut = _compact(result["output"])[: MAX_RESULT // 2]
-    return _compact({**result, "output": cut, "truncated": True})
+    if "output" in result:
+        return _compact({**result, "output": _compact(result["output"])[: MAX_RESULT // 2], "truncated": True})
+    if isinstance(result.get("tools"), list):
+        tools, size = [], 200
+        for t in result["tools"]:
+            size += len(_compact(t)) + 1
+            if size > MAX_RESULT:
+                break
+            tools.append(t)
+        return _compact({**result, "tools": tools, "truncated": True, "total": len(result["tools"]),
+                         "hint": "search_tools finds the ones for a task"})
+    return _compact(_error("result_too_large", f"the result has {len(text):,} characters, more than {MAX_RESULT:,}"))
+
+
+def _task(text: str) -> str:
+    if not text.strip():
+        raise ToolCallError("bad_arguments", "task_description is blank: say in words what the tool must do")
+    return text
 
 
 def _compact(value: Any) -> str:

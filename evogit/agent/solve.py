@@ -39,6 +39,7 @@ from .catalog import Catalog, openai_tools
 DEFAULT_MAX_STEPS = 8  # model calls in one solve
 K = 5  # candidates retrieved and shown to the model
 MAX_INPUT_SHOWN = 16_000  # characters of the input put in the first request
+MAX_CALLS = 16  # function calls carried out per model reply; the rest are answered with an error
 NO_MODEL = ("no model is configured (set EVOGIT_MODEL and OPENAI_API_KEY, and OPENAI_BASE_URL for a server other "
             "than OpenAI's, or git config evogit.model / evogit.baseUrl)")
 
@@ -113,7 +114,7 @@ class Solver:
         hits, embedder = self.rt.search(task, K)
         # runs inside the loop do not carry the task: a model may try a tool that does not serve it before one
         # that does, and only the version whose run answered is credited with the task (`_done`)
-        catalog = Catalog(self.rt, self.client, rounds=self.rounds, limits=limits,
+        catalog = Catalog(self.rt, self.client, solving=task, rounds=self.rounds, limits=limits,
                           progress=lambda message: step("author", message))
         top = f"; top {_short(hits[0].key)} (p {hits[0].probability:.2f})" if hits else ""
         step("search", f"{len(hits)} candidate{'s' if len(hits) != 1 else ''}{top}",
@@ -178,28 +179,39 @@ class Solver:
                 return self._done(result, catalog)
             result.prompt_tokens += reply.prompt_tokens
             result.completion_tokens += reply.completion_tokens
-            calls = ", ".join(c.name for c in reply.tool_calls) or "answers"
+            calls = ", ".join(_clip(c.name, 40) for c in reply.tool_calls[:MAX_CALLS]) or "answers"
             step("model", f"model call {n}: {calls} ({reply.prompt_tokens + reply.completion_tokens} tokens)",
                  tokens=reply.prompt_tokens + reply.completion_tokens)
             messages.append(reply.message())
             if not reply.tool_calls:
+                if not (reply.content or "").strip() or reply.finish_reason == "length":
+                    result.outcome = "failed"
+                    result.message = ("the model replied with neither an answer nor a function call"
+                                      if not (reply.content or "").strip() else
+                                      "the model's reply was cut off (finish_reason length)")
+                    step("stop", result.message)
+                    return self._done(result, catalog)
                 result.answer = _answer(reply.content)
-                if catalog.served:
-                    result.served_by = catalog.served[-1].version
+                if catalog.last is not None:
+                    result.served_by = catalog.last.version
                 result.ok, result.outcome = True, "answered"
                 step("answer", f"served by {_short(result.served_by)}" if result.served_by else "no tool served it",
                      served_by=result.served_by)
                 return self._done(result, catalog)
-            for call in reply.tool_calls:
-                out = catalog.call(call.name, call.arguments)
+            if n == self.max_steps:  # no model call would read their results: they are not carried out
+                break
+            for i, call in enumerate(reply.tool_calls):
+                out = (catalog.call(call.name, call.arguments) if i < MAX_CALLS else
+                       jsonio.encode({"ok": False, "error": {"kind": "too_many_calls", "message":
+                                      f"at most {MAX_CALLS} function calls are carried out per reply"}}))
                 messages.append({"role": "tool", "tool_call_id": call.id, "content": out})
-                step("call", f"{call.name}({_clip(call.arguments, 120)}) -> {_clip(out, 160)}", function=call.name,
-                     arguments=call.arguments, result=jsonio.decode(out, what="result"))
+                if i < MAX_CALLS:
+                    step("call", f"{_clip(call.name, 40)}({_clip(call.arguments, 120)}) -> {_clip(out, 160)}",
+                         function=call.name, arguments=_clip(call.arguments, 2000),
+                         result=jsonio.decode(out, what="result"))
         result.outcome = "step_limit"
-        result.message = f"no answer within {self.max_steps} model calls (--max-steps)"
-        if catalog.served:
-            result.served_by = catalog.served[-1].version
-            result.answer = catalog.served[-1].output
+        result.message = (f"no answer within {self.max_steps} model calls (--max-steps); the last one's "
+                          f"{len(reply.tool_calls)} function calls were not carried out")
         step("stop", result.message)
         return self._done(result, catalog)
 

@@ -107,11 +107,12 @@ class Library:
         state = self.state.projections().state
         tools = {name or "(unnamed)": {"tokens": c.tokens, "prompt_tokens": c.prompt_tokens,
                                       "completion_tokens": c.completion_tokens, "attempts": c.attempts,
-                                      "green": c.green, "by_kind": c.by_kind, "seconds": c.ms / 1000}
+                                      "green": c.green, "by_kind": dict(sorted(c.by_kind.items())),
+                                      "seconds": c.ms / 1000}
                  for name, c in sorted(state.costs.items())}
         models = {name: {"calls": m.calls, "failed": m.failed, "tokens": m.prompt_tokens + m.completion_tokens,
                          "prompt_tokens": m.prompt_tokens, "completion_tokens": m.completion_tokens,
-                         "latency_ms": m.latency_ms, "by_purpose": m.by_purpose}
+                         "latency_ms": m.latency_ms, "by_purpose": dict(sorted(m.by_purpose.items()))}
                   for name, m in sorted(state.models.items())}
         return {"tools": tools, "models": models, "tokens": sum(m["tokens"] for m in models.values()),
                 "solves": self._solves(state)}
@@ -157,8 +158,9 @@ class Library:
             for short in seen:
                 v = graph.nodes[short].version
                 m = versions.get(f"{v.name}@{v.fingerprint}")
-                if m is not None and m.runs and (best is None or (m.ok / m.runs, m.runs) > best[:2]):
-                    best = (m.ok / m.runs, m.runs, f"{v.name}@{v.fingerprint}")
+                rate = m.success_rate if m is not None else None
+                if m is not None and rate is not None and (best is None or (rate, m.runs) > best[:2]):
+                    best = (rate, m.runs, f"{v.name}@{v.fingerprint}")
             summary["children"] = len(node.children) if node else 0
             summary["descendants"] = len(seen)
             summary["best_descendant"] = ({"version": best[2], "success_rate": round(best[0], 4), "runs": best[1]}

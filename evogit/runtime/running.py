@@ -147,6 +147,12 @@ def _too_large(limits: Limits) -> str:
     return f"input is larger than {limits.max_input:,} bytes (raise --max-input or git config evogit.maxInput)"
 
 
-def check_task(task: str) -> None:
+MAX_TASK = 10_000  # characters of a task or a search query: every one is embedded, and logged
+
+
+def check_task(task: str, what: str = "task") -> None:
     if not task.strip():
-        raise InvalidInput("the task is blank: say what the tool was used for")
+        raise InvalidInput(f"the {what} is blank: say what the tool was used for" if what == "task" else
+                           f"the {what} is blank")
+    if len(task) > MAX_TASK:
+        raise InvalidInput(f"the {what} is {len(task):,} characters long; at most {MAX_TASK:,}")

@@ -51,6 +51,7 @@ class Searching:
         """Rank tools for a task: descriptions, tasks they solved before, failures, usage (retrieval.py)."""
         if not query.strip():
             raise InvalidInput("the search query is empty")
+        check_task(query, "search query")
         model, embedder = self.retrieval_model()
         if model is None:
             return [], embedder
@@ -90,8 +91,8 @@ class Searching:
             known = {text: 1 for text in (*manifest.examples, manifest.schema_text()) if text}
             tasks = {**known, **solved.get(name, {})}
             candidates.append(Candidate(key, name, f"{name}: {manifest.description}", tasks, failed,
-                                        metrics.runs if metrics else 0,
-                                        (metrics.ok / metrics.runs) if metrics and metrics.runs else None))
+                                        metrics.runs - metrics.refused if metrics else 0,  # runs that started
+                                        metrics.success_rate if metrics else None))
         if not candidates:
             return None, embedder
         featurize = self._featurizers.get(embedder.model_id)
