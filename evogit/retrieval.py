@@ -415,11 +415,7 @@ def _fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, init: np.ndarray,
             pick = batches.pop()
             xb, yb, sb = x[pick], y[pick], scale[pick]
         ahead_w, ahead_b = weights + MOMENTUM * step_w, bias + MOMENTUM * step_b
-        z = TEMPERATURE * (xb @ ahead_w.T) + ahead_b
-        z -= z.max(1, keepdims=True)
-        p = np.exp(z)
-        total = p.sum(1)
-        p /= total[:, None]
+        z, p, total = _softmax(TEMPERATURE * (xb @ ahead_w.T) + ahead_b)
         if rows <= BATCH:
             objective = float((sb * (np.log(total) - z[np.arange(len(xb)), yb])).mean()
                               + 0.5 * prior * np.square(ahead_w - init).sum() + 0.5 * L2 * np.square(ahead_w).sum())
@@ -434,6 +430,15 @@ def _fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, init: np.ndarray,
         weights += step_w
         bias += step_b
     return weights, bias
+
+
+def _softmax(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row-wise softmax of logits: the shifted logits, the probabilities, and each row's normaliser."""
+    z -= z.max(1, keepdims=True)
+    p = np.exp(z)
+    total = p.sum(1)
+    p /= total[:, None]
+    return z, p, total
 
 
 def _fit_dual(x: np.ndarray, y: np.ndarray, w: np.ndarray, n: int, prior: np.float32) -> tuple[np.ndarray, np.ndarray]:
@@ -455,11 +460,7 @@ def _fit_dual(x: np.ndarray, y: np.ndarray, w: np.ndarray, n: int, prior: np.flo
     rate, last = LEARNING_RATE, np.inf
     for _ in range(EPOCHS):
         ahead_c, ahead_b = coef + MOMENTUM * step_c, bias + MOMENTUM * step_b
-        z = TEMPERATURE * (k @ ahead_c.T) + ahead_b
-        z -= z.max(1, keepdims=True)
-        p = np.exp(z)
-        total = p.sum(1)
-        p /= total[:, None]
+        z, p, total = _softmax(TEMPERATURE * (k @ ahead_c.T) + ahead_b)
         moved = ahead_c - start
         objective = float((scale * (np.log(total) - z[at, y])).mean()
                           + 0.5 * prior * (moved * (moved @ k)).sum() + 0.5 * L2 * (ahead_c * (ahead_c @ k)).sum())

@@ -67,16 +67,21 @@ def empty_rt(tmp_path: Path) -> Runtime:
     return rt
 
 
-@pytest.fixture
-def small_rt(tmp_path: Path) -> Runtime:
-    """A fresh skills repository with two starter tools imported and built."""
+def starter_subset(tmp_path: Path, names: tuple[str, ...]) -> Runtime:
+    """A fresh skills repository with these starter tools imported and built."""
     src = tmp_path / "starter"
     src.mkdir()
-    for name in ("word-count", "slugify"):
+    for name in names:
         shutil.copytree(STARTER / name, src / name)
     rt, outcomes = Runtime.init(tmp_path / "skills", starter=src)
     assert all(o.ok for o in outcomes), [o.error for o in outcomes]
     return rt
+
+
+@pytest.fixture
+def small_rt(tmp_path: Path) -> Runtime:
+    """A fresh skills repository with two starter tools imported and built."""
+    return starter_subset(tmp_path, ("word-count", "slugify"))
 
 
 HOSTILE = (Path(__file__).parent / "hostile" / "main.rs").read_text()

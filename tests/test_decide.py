@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from evogit.decide import decide
 from evogit.retrieval import Hit
 from evogit.runtime import Runtime
 
-from .conftest import STARTER
+from .conftest import starter_subset
 
 MINILM = fast.CALIBRATED_FOR
 
@@ -100,13 +99,7 @@ def test_an_empty_library_decides_nothing():
 @pytest.fixture
 def csv_rt(tmp_path: Path) -> Runtime:
     """Both directions of csv <-> json and one unrelated tool, built from the starter library."""
-    src = tmp_path / "starter"
-    src.mkdir()
-    for name in ("csv-to-json", "json-to-csv", "word-count"):
-        shutil.copytree(STARTER / name, src / name)
-    rt, outcomes = Runtime.init(tmp_path / "skills", starter=src)
-    assert all(o.ok for o in outcomes), [o.error for o in outcomes]
-    return rt
+    return starter_subset(tmp_path, ("csv-to-json", "json-to-csv", "word-count"))
 
 
 def validator(rt: Runtime, value: object):

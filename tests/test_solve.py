@@ -5,7 +5,6 @@ the step limit, no model configured — plus the tool functions' catalog and wha
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from evogit.llm.client import ModelClient
 from evogit.llm.config import ModelConfig
 from evogit.runtime import Runtime
 
-from .conftest import STARTER
+from .conftest import starter_subset
 from .test_author import CASES, KEY, WORDS, git, package
 
 MODEL_ENV = ("EVOGIT_MODEL", "OPENAI_BASE_URL", "OPENAI_API_KEY")
@@ -35,13 +34,7 @@ def starter_rt(tmp_path: Path) -> Runtime:
 
 @pytest.fixture
 def three_rt(tmp_path: Path) -> Runtime:
-    src = tmp_path / "starter"
-    src.mkdir()
-    for name in ("word-count", "url-parse", "slugify"):
-        shutil.copytree(STARTER / name, src / name)
-    rt, outcomes = Runtime.init(tmp_path / "skills", starter=src)
-    assert all(o.ok for o in outcomes)
-    return rt
+    return starter_subset(tmp_path, ("word-count", "url-parse", "slugify"))
 
 
 @pytest.fixture
