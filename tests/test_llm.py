@@ -633,3 +633,36 @@ def test_a_lone_surrogate_in_a_reply_is_replaced_so_that_it_can_be_written(scrip
     assert client.chat(ASK, purpose="test").content == "a\ufffdb"
     assert "a\ufffdb" in recording.read_text()
 
+
+# -- the key is never shown ----------------------------------------------------------------------------------------
+
+def test_a_server_echoing_the_key_has_it_redacted(scripted_model, connect, tmp_path):
+    server = scripted_model([{"status": 401, "error": f"Incorrect API key provided: {KEY}. Or was it {KEY[:12]}?"},
+                             {"raw": _sse(_chunk(), {"error": {"message": f"key {KEY} revoked"}})}])
+    recording = tmp_path / "rec.json"
+    client, events = connect(server, record=recording)
+    with pytest.raises(ModelError) as e:
+        client.chat(ASK, purpose="test")
+    assert e.value.kind == "auth" and KEY[:12] not in str(e.value)
+    assert str(e.value) == f"{server.base_url}: HTTP 401: Incorrect API key provided: <key>. Or was it <key>?"
+    with pytest.raises(ModelError) as e:
+        client.chat(ASK, purpose="test", stream=True)
+    assert e.value.kind == "bad_response" and KEY not in str(e.value) and "key <key> revoked" in str(e.value)
+    assert KEY[:12] not in recording.read_text() and "<key>" in recording.read_text()
+    assert all(KEY.encode() not in encode(ev) for ev in events)
+
+
+def test_the_servers_url_is_shown_without_its_user_and_password(scripted_model):
+    server = scripted_model([])
+    server.close()  # a connection error, whose message names the server
+    url = server.base_url.replace("http://", f"http://user:{KEY}@")
+    config = load_config(None, env={"OPENAI_BASE_URL": url, "OPENAI_API_KEY": "sk-other-key-987654321"})
+    assert config.base_url == url  # the client still gets the whole URL
+    assert config.server == server.base_url and KEY not in repr(config)
+    assert ModelConfig(model="m", base_url="https://tok3n-abc@example.com/v1").server == "https://example.com/v1"
+    assert config.redact(f"at {url}") == f"at {url.replace(KEY, '<key>')}"
+    other = ModelConfig(model="m", base_url=url, api_key="sk-other-key-987654321", timeout=5.0, retries=0)
+    with ModelClient(other) as client, pytest.raises(ModelError) as e:
+        client.chat(ASK, purpose="test")
+    assert e.value.kind == "connection" and str(e.value).startswith(f"{server.base_url}: ")
+    assert KEY not in str(e.value) and "user" not in str(e.value)

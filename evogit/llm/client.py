@@ -210,6 +210,7 @@ class ModelClient:
                 return value
             except ModelError as e:
                 outcome = e.kind
+                e.args = (self.config.redact(str(e)),)  # a server may echo the key (HTTP 401: Incorrect API key: sk-...)
                 raise
             except Exception:
                 outcome = "error"  # a bug of ours: the traceback goes up
@@ -320,7 +321,7 @@ class ModelClient:
             asked = {"purpose": purpose, **{k: v for k, v in request.items() if v is not None}}
             if stream:
                 asked["stream"] = True
-            self._recorder.add({"request": asked, **answer}, self._model or "")
+            self._recorder.add(_scrub({"request": asked, **answer}, self.config.redact), self._model or "")
 
 
 def _response_format(mode: str, name: str, schema: dict[str, Any]) -> dict[str, Any] | None:
@@ -551,6 +552,17 @@ def _error_text(error: Any) -> str:
     if isinstance(error, dict) and isinstance(error.get("message"), str):
         return _clip(error["message"])
     return _clip(error) if isinstance(error, str) else _kind(error)
+
+
+def _scrub(value: Any, redact: Callable[[str], str]) -> Any:
+    """`value` (JSON) with `redact` applied to every string in it."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _scrub(v, redact) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v, redact) for v in value]
+    return value
 
 
 def _status_error(e: Any, server: str, had_format: bool) -> ModelError:
