@@ -9,13 +9,21 @@ retries honest: a reply that refuses the response format is not retried (llama.c
 a 500), nor is a 429/5xx whose `Retry-After` would end past the limit (it fails at once as `rate_limited` or
 `server_error` instead of sleeping into a `timeout`).
 
+A reply is read from its raw JSON (`with_raw_response`; streamed chunks as `AsyncStream[object]`), not from
+the openai client's models, which it builds without validating them: every field is checked here (`_read`,
+`_gather`), so that a reply with a float or a boolean for a token count, a number for content or for a tool's
+name, or no message at all is a `bad_response`, never a crash nor a wrong-typed value in the event log. Tool
+arguments sent as a JSON object or list (some servers do) are taken as their JSON text, content parts are
+joined, and a server's model name is cut to 200 characters without control characters. Every `ModelError`
+message, and every recorded step, has the key in it (a server may echo it) replaced by `<key>`.
+
 Every call, whatever its outcome, is one `ModelCalled` event handed to the caller's sink (e.g. `log.append`)
 with the HTTP attempts it took (1 = no retry); nothing about a model is kept in a process-global.
 
 Error kinds (`ModelError.kind`, and the event's `outcome`): timeout, rate_limited, server_error, connection,
 auth (401/403), not_found (404: wrong model or URL), bad_request (another 4xx), unsupported_format (the server
-refuses the response_format asked for), refused (the model declined), bad_response (no reply, or not the JSON
-object the schema asks for).
+refuses the response_format asked for), refused (the model declined), bad_response (no chat completion, or not
+the JSON object the schema asks for).
 """
 
 from __future__ import annotations
