@@ -19,10 +19,11 @@ import pytest
 
 import evogit
 from evogit.errors import InvalidInput, ModelError, ModelNotConfigured
-from evogit.events import ModelCalled, encode
+from evogit.events import ModelCalled, decode, encode
 from evogit.llm import ModelClient, ModelConfig, load_config
 from evogit.llm.config import NO_KEY
-from evogit.llm.scripted import load_script
+from evogit.llm.scripted import Step, load_script
+from evogit.log import FileLog
 
 KEY = "sk-test-0123456789"
 FILES = {"type": "object", "additionalProperties": False, "required": ["files", "notes"],
@@ -421,3 +422,247 @@ def test_a_hostile_reply_deep_or_with_nan_is_no_object_not_a_crash():
                  '{"files": NaN}', 'see {"x": Infinity} here'):
         assert json_object(text) is None, text[:40]
     assert json_object('prose {"a": 1} more') == {"a": 1}
+
+
+# -- replies that are no chat completion -------------------------------------------------------------------------
+
+def _completion(message=None, **fields):
+    """A chat completion's JSON text, `fields` replacing its top-level ones (`choices` too)."""
+    body = {"id": "chatcmpl-x", "object": "chat.completion", "created": 0, "model": "served-model",
+            "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": "hi"} if message is None else message}]}
+    return json.dumps({**body, **fields})
+
+
+def _call_message(**function):
+    return {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_a", "type": "function", "function": {"name": "list_tools", "arguments": "{}", **function}}]}
+
+
+def _usage(**counts):
+    return {"usage": {"prompt_tokens": 5, "completion_tokens": 2, **counts}}
+
+
+MALFORMED = {
+    "message null": _completion(choices=[{"index": 0, "message": None, "finish_reason": "stop"}]),
+    "message a string": _completion("hello"),
+    "content a number": _completion({"role": "assistant", "content": 123}),
+    "content an object": _completion({"role": "assistant", "content": {"a": 1}}),
+    "content parts not objects": _completion({"role": "assistant", "content": ["hi"]}),
+    "content part text a number": _completion({"role": "assistant", "content": [{"type": "text", "text": 5}]}),
+    "arguments a number": _completion(_call_message(arguments=7)),
+    "arguments true": _completion(_call_message(arguments=True)),
+    "function name a number": _completion(_call_message(name=7)),
+    "function name null": _completion(_call_message(name=None)),
+    "function name empty": _completion(_call_message(name="")),
+    "function null": _completion({"role": "assistant", "content": None,
+                                  "tool_calls": [{"id": "a", "type": "function", "function": None}]}),
+    "tool_calls an object": _completion({"role": "assistant", "content": None, "tool_calls": {"a": 1}}),
+    "tool_calls of strings": _completion({"role": "assistant", "content": None, "tool_calls": ["x"]}),
+    "choices an object": _completion(choices={"a": 1}),
+    "choices [null]": _completion(choices=[None]),
+    "choices empty": _completion(choices=[]),
+    "no choices": json.dumps({"object": "chat.completion", "model": "m"}),
+    "usage a string": _completion(usage="lots"),
+    "usage a list": _completion(usage=[1, 2]),
+    "prompt_tokens 1.5": _completion(**_usage(prompt_tokens=1.5)),
+    "prompt_tokens true": _completion(**_usage(prompt_tokens=True)),
+    "completion_tokens '7'": _completion(**_usage(completion_tokens="7")),
+    "prompt_tokens 10**30": _completion(**_usage(prompt_tokens=10**30)),
+    "prompt_tokens negative": _completion(**_usage(prompt_tokens=-1000)),
+    "completion_tokens NaN": _completion(**_usage(completion_tokens=float("nan"))),
+    "model a number": _completion(model=5),
+    "model an object": _completion(model={"name": "m"}),
+    "finish_reason a number": _completion(choices=[{"index": 0, "message": {"role": "assistant", "content": "hi"},
+                                                    "finish_reason": 7}]),
+    "refusal a number": _completion({"role": "assistant", "content": None, "refusal": 5}),
+    "top-level list": "[1, 2, 3]",
+    "top-level null": "null",
+    "top-level string": '"a completion"',
+    "an error with HTTP 200": json.dumps({"error": {"message": "oops\nsecond line"}}),
+    "not JSON": "not json at all",
+    "cut short": '{"choices": [{"message": ',
+    "nested too deep": "[" * 100_000 + "]" * 100_000,
+    "a number too long": '{"usage": {"prompt_tokens": ' + "9" * 5000 + "}}",
+}
+
+
+def _sse(*chunks):
+    """A streamed reply's body: each chunk (JSON, or text as it is) as an SSE event, then [DONE]."""
+    return "".join(f"data: {c if isinstance(c, str) else json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+
+
+def _chunk(delta=None, **fields):
+    body = {"id": "chatcmpl-x", "object": "chat.completion.chunk", "created": 0, "model": "served-model",
+            "choices": [{"index": 0, "delta": {"content": "hi"} if delta is None else delta, "finish_reason": None}]}
+    return {**body, **fields}
+
+
+def _call_delta(**function):
+    return {"tool_calls": [{"index": 0, "id": "call_a", "type": "function",
+                            "function": {"name": "list_tools", "arguments": "{}", **function}}]}
+
+
+MALFORMED_STREAMS = {
+    "a chunk a list": _sse(_chunk(), [1]),
+    "a chunk null": _sse(_chunk(), "null"),
+    "a chunk not JSON": _sse(_chunk(), "{not json"),
+    "a chunk nested too deep": _sse("[" * 100_000 + "]" * 100_000),
+    "choices an object": _sse(_chunk(choices={"a": 1})),
+    "choices [null]": _sse(_chunk(choices=[None])),
+    "index a string": _sse(_chunk(choices=[{"index": "0", "delta": {"content": "hi"}}])),
+    "delta a string": _sse(_chunk("hi")),
+    "delta an empty list": _sse(_chunk([])),
+    "content a number": _sse(_chunk({"content": 5})),
+    "refusal a number": _sse(_chunk({"refusal": 5})),
+    "tool_calls an object": _sse(_chunk({"tool_calls": {"a": 1}})),
+    "tool call index a string": _sse(_chunk({"tool_calls": [{"index": "0", "function": {"name": "f"}}]})),
+    "function name a number": _sse(_chunk(_call_delta(name=7))),
+    "function a string": _sse(_chunk({"tool_calls": [{"index": 0, "function": "f"}]})),
+    "arguments a number": _sse(_chunk(_call_delta(arguments=7))),
+    "a tool call without a name": _sse(_chunk({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]})),
+    "usage a string": _sse(_chunk(), _chunk(choices=[], usage="lots")),
+    "prompt_tokens 1.5": _sse(_chunk(), _chunk(choices=[], **_usage(prompt_tokens=1.5))),
+    "prompt_tokens true": _sse(_chunk(), _chunk(choices=[], **_usage(prompt_tokens=True))),
+    "prompt_tokens 10**30": _sse(_chunk(), _chunk(choices=[], **_usage(prompt_tokens=10**30))),
+    "completion_tokens negative": _sse(_chunk(), _chunk(choices=[], **_usage(completion_tokens=-5))),
+    "model a number": _sse(_chunk(model=5)),
+    "finish_reason a number": _sse(_chunk(choices=[{"index": 0, "delta": {}, "finish_reason": 7}])),
+    "an error event": _sse(_chunk(), {"error": {"message": "overloaded\nhalfway"}}),
+}
+
+
+def _assert_logged_cleanly(events, tmp_path, outcome):
+    """The call's one event has the types the log reads back, in a real log file too."""
+    (event,) = events
+    assert event.outcome == outcome
+    assert all(type(getattr(event, f)) is int for f in ("prompt_tokens", "completion_tokens", "attempts"))
+    assert type(event.model) is str and event.model.isprintable() and len(event.model) <= 200
+    assert decode(encode(event)) == event
+    log = FileLog(tmp_path / "log", "test")
+    log.append(events)
+    log.close()
+    (back,) = [e for _, _, e in FileLog(tmp_path / "log", "test").read()]
+    assert isinstance(back, ModelCalled) and back.outcome == outcome
+
+
+@pytest.mark.parametrize("body", MALFORMED.values(), ids=MALFORMED.keys())
+def test_a_malformed_reply_is_a_bad_response_and_logs_cleanly(scripted_model, connect, tmp_path, body):
+    server = scripted_model([{"raw": body}])
+    client, events = connect(server)
+    with pytest.raises(ModelError) as e:
+        client.chat(ASK, purpose="test")
+    assert e.value.kind == "bad_response", str(e.value)
+    message = str(e.value)
+    assert "\n" not in message and message.isprintable() and len(message) < 400
+    assert message.startswith(f"{server.base_url}: not a chat completion")
+    _assert_logged_cleanly(events, tmp_path, "bad_response")
+
+
+@pytest.mark.parametrize("body", MALFORMED_STREAMS.values(), ids=MALFORMED_STREAMS.keys())
+def test_a_malformed_stream_is_a_bad_response_and_logs_cleanly(scripted_model, connect, tmp_path, body):
+    server = scripted_model([{"raw": body}])
+    client, events = connect(server)
+    with pytest.raises(ModelError) as e:
+        client.chat(ASK, purpose="test", stream=True)
+    assert e.value.kind == "bad_response", str(e.value)
+    message = str(e.value)
+    assert "\n" not in message and message.isprintable() and len(message) < 400
+    _assert_logged_cleanly(events, tmp_path, "bad_response")
+    server.script.steps.append(Step({"reply": {"content": "fine"}}, 1))
+    assert client.chat(ASK, purpose="test", stream=True).content == "fine"  # the stream was closed, the client is good
+
+
+def test_arguments_given_as_json_values_and_other_leniencies(scripted_model, connect, tmp_path):
+    """What OpenAI-compatible servers really send besides text arguments: the object or list itself, content
+    as a list of parts, a call without an id, counts or a model left out (null)."""
+    message = {"role": "assistant", "content": [{"type": "text", "text": "Two "}, {"type": "image_url"},
+                                                {"type": "text", "text": "calls."}],
+               "tool_calls": [{"id": "a", "type": "function", "function": {"name": "run", "arguments": {"x": [1, "é"]}}},
+                              {"id": 5, "type": "function", "function": {"name": "list", "arguments": [1, 2]}},
+                              {"type": "function", "function": {"name": "none"}}]}
+    server = scripted_model([{"raw": _completion(message, model=None, usage={"prompt_tokens": 4,
+                                                                              "completion_tokens": None})}])
+    client, events = connect(server)
+    result = client.chat(ASK, purpose="test")
+    assert result.content == "Two calls."
+    assert [(c.id, c.name, c.arguments) for c in result.tool_calls] == [
+        ("a", "run", json.dumps({"x": [1, "é"]})), ("call_1", "list", "[1, 2]"), ("call_2", "none", "")]
+    assert json.loads(result.tool_calls[0].arguments) == {"x": [1, "é"]}
+    assert (result.model, result.prompt_tokens, result.completion_tokens) == ("test-model", 4, 0)
+    _assert_logged_cleanly(events, tmp_path, "ok")
+
+
+def test_streamed_arguments_given_as_an_object(scripted_model, connect):
+    body = _sse(_chunk({"role": "assistant", "content": None}),
+                _chunk({"tool_calls": [{"index": 0, "id": "call_x", "function": {"name": "run", "arguments": {"a": 1}}}]}),
+                _chunk({}, choices=[{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]),
+                _chunk(choices=[], usage={"prompt_tokens": 3, "completion_tokens": 1}))
+    server = scripted_model([{"raw": body}])
+    result = connect(server)[0].chat(ASK, purpose="test", stream=True)
+    assert [(c.id, c.name, json.loads(c.arguments)) for c in result.tool_calls] == [("call_x", "run", {"a": 1})]
+    assert (result.finish_reason, result.prompt_tokens, result.completion_tokens) == ("tool_calls", 3, 1)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_model_name_with_control_characters_or_huge_is_made_fit_to_show(scripted_model, connect, tmp_path, stream):
+    names = ["evil\nmodel m: 999999 calls\x1b[31m\u202e", "m" * 1_000_000]
+    bodies = [_sse(_chunk(model=n)) if stream else _completion(model=n) for n in names]
+    server = scripted_model([{"raw": b} for b in bodies])
+    client, events = connect(server)
+    first, second = (client.chat(ASK, purpose="test", stream=stream).model for _ in names)
+    assert first == "evil?model m: 999999 calls?[31m?"
+    assert len(second) == 200 and second.startswith("mmm")
+    assert [e.model for e in events] == [first, second]
+    for event in events:
+        assert decode(encode(event)) == event
+
+
+def test_a_server_listing_a_model_with_control_characters(scripted_model, connect):
+    server = scripted_model({"model": "qwen\n\x1b[2Jfake", "steps": [{"raw": _completion(model=None)}]})
+    client, events = connect(server, model=None)
+    assert client.chat(ASK, purpose="test").model == "qwen??[2Jfake"
+    assert server.requests[1].body["model"] == "qwen??[2Jfake" and events[0].model == "qwen??[2Jfake"
+
+
+def test_a_lone_surrogate_in_a_reply_is_replaced_so_that_it_can_be_written(scripted_model, connect, tmp_path):
+    server = scripted_model([{"raw": _completion({"role": "assistant", "content": "a\\ud800b"}).replace("\\\\", "\\")}])
+    recording = tmp_path / "rec.json"
+    client, _ = connect(server, record=recording)
+    assert client.chat(ASK, purpose="test").content == "a\ufffdb"
+    assert "a\ufffdb" in recording.read_text()
+
+
+# -- the key is never shown ----------------------------------------------------------------------------------------
+
+def test_a_server_echoing_the_key_has_it_redacted(scripted_model, connect, tmp_path):
+    server = scripted_model([{"status": 401, "error": f"Incorrect API key provided: {KEY}. Or was it {KEY[:12]}?"},
+                             {"raw": _sse(_chunk(), {"error": {"message": f"key {KEY} revoked"}})}])
+    recording = tmp_path / "rec.json"
+    client, events = connect(server, record=recording)
+    with pytest.raises(ModelError) as e:
+        client.chat(ASK, purpose="test")
+    assert e.value.kind == "auth" and KEY[:12] not in str(e.value)
+    assert str(e.value) == f"{server.base_url}: HTTP 401: Incorrect API key provided: <key>. Or was it <key>?"
+    with pytest.raises(ModelError) as e:
+        client.chat(ASK, purpose="test", stream=True)
+    assert e.value.kind == "bad_response" and KEY not in str(e.value) and "key <key> revoked" in str(e.value)
+    assert KEY[:12] not in recording.read_text() and "<key>" in recording.read_text()
+    assert all(KEY.encode() not in encode(ev) for ev in events)
+
+
+def test_the_servers_url_is_shown_without_its_user_and_password(scripted_model):
+    server = scripted_model([])
+    server.close()  # a connection error, whose message names the server
+    url = server.base_url.replace("http://", f"http://user:{KEY}@")
+    config = load_config(None, env={"OPENAI_BASE_URL": url, "OPENAI_API_KEY": "sk-other-key-987654321"})
+    assert config.base_url == url  # the client still gets the whole URL
+    assert config.server == server.base_url and KEY not in repr(config)
+    assert ModelConfig(model="m", base_url="https://tok3n-abc@example.com/v1").server == "https://example.com/v1"
+    assert config.redact(f"at {url}") == f"at {url.replace(KEY, '<key>')}"
+    other = ModelConfig(model="m", base_url=url, api_key="sk-other-key-987654321", timeout=5.0, retries=0)
+    with ModelClient(other) as client, pytest.raises(ModelError) as e:
+        client.chat(ASK, purpose="test")
+    assert e.value.kind == "connection" and str(e.value).startswith(f"{server.base_url}: ")
+    assert KEY not in str(e.value) and "user" not in str(e.value)

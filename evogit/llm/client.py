@@ -9,21 +9,31 @@ retries honest: a reply that refuses the response format is not retried (llama.c
 a 500), nor is a 429/5xx whose `Retry-After` would end past the limit (it fails at once as `rate_limited` or
 `server_error` instead of sleeping into a `timeout`).
 
+A reply is read from its raw JSON (`with_raw_response`; streamed chunks as `AsyncStream[object]`), not from
+the openai client's models, which it builds without validating them: every field is checked here (`_read`,
+`_gather`), so that a reply with a float or a boolean for a token count, a number for content or for a tool's
+name, or no message at all is a `bad_response`, never a crash nor a wrong-typed value in the event log. Tool
+arguments sent as a JSON object or list (some servers do) are taken as their JSON text, content parts are
+joined, and a server's model name is cut to 200 characters without control characters. Every `ModelError`
+message, and every recorded step, has the key in it (a server may echo it) replaced by `<key>`.
+
 Every call, whatever its outcome, is one `ModelCalled` event handed to the caller's sink (e.g. `log.append`)
 with the HTTP attempts it took (1 = no retry); nothing about a model is kept in a process-global.
 
 Error kinds (`ModelError.kind`, and the event's `outcome`): timeout, rate_limited, server_error, connection,
 auth (401/403), not_found (404: wrong model or URL), bad_request (another 4xx), unsupported_format (the server
-refuses the response_format asked for), refused (the model declined), bad_response (no reply, or not the JSON
-object the schema asks for).
+refuses the response_format asked for), refused (the model declined), bad_response (no chat completion, or not
+the JSON object the schema asks for).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
+import unicodedata
 import weakref
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
@@ -208,6 +218,7 @@ class ModelClient:
                 return value
             except ModelError as e:
                 outcome = e.kind
+                e.args = (self.config.redact(str(e)),)  # a server may echo the key (HTTP 401: Incorrect API key: sk-...)
                 raise
             except Exception:
                 outcome = "error"  # a bug of ours: the traceback goes up
@@ -257,14 +268,22 @@ class ModelClient:
                 if self._model is None:
                     self._model = await self._first_model(client)
                 headers = {"X-Evogit-Purpose": purpose}
+                # the raw reply, read here: the openai client builds its models without validating them
                 if stream:
-                    chunks = await client.chat.completions.create(
+                    raw = await client.chat.completions.with_raw_response.create(
                         model=self._model, stream=True, stream_options={"include_usage": True}, extra_headers=headers,
                         **kwargs)
-                    result = await _gather(chunks, self._model)
+                    chunks = raw.parse(to=openai.AsyncStream[object])
+                    try:
+                        result = await _gather(chunks, self._model)
+                    finally:
+                        await chunks.close()
                 else:
-                    completion = await client.chat.completions.create(model=self._model, extra_headers=headers, **kwargs)
-                    result = _read(completion, self._model)
+                    raw = await client.chat.completions.with_raw_response.create(
+                        model=self._model, extra_headers=headers, **kwargs)
+                    result = _read(_json(raw.content), self._model)
+        except _NotCompletion as e:
+            raise ModelError("bad_response", f"{self.config.server}: not a chat completion: {e}") from None
         except TimeoutError:
             raise ModelError("timeout", f"{self.config.server}: no reply within the model's {self.config.timeout:g} s "
                                         "limit") from None
@@ -275,7 +294,7 @@ class ModelClient:
             raise ModelError("timeout", f"{self.config.server}: the request timed out") from None
         except openai.APIConnectionError as e:
             raise ModelError("connection", f"{self.config.server}: cannot reach the server ({e.__cause__ or e})") from None
-        except (openai.OpenAIError, json.JSONDecodeError) as e:
+        except openai.OpenAIError as e:  # e.g. an error event in a stream
             raise ModelError("bad_response", f"{self.config.server}: not a chat completion ({_clip(str(e))})") from None
         except httpx2.TimeoutException:  # while reading the body, after the client's retries
             raise ModelError("timeout", f"{self.config.server}: the reply timed out") from None
@@ -292,8 +311,17 @@ class ModelClient:
         return result
 
     async def _first_model(self, client: openai.AsyncOpenAI) -> str:
-        async for model in client.models.list():
-            return str(model.id)
+        raw = await client.models.with_raw_response.list()
+        try:
+            listing = _json(raw.content)
+        except _NotCompletion as e:
+            raise ModelError("bad_response", f"{self.config.server}: its list of models is {e}") from None
+        models = listing.get("data") if isinstance(listing, dict) else None
+        if not isinstance(models, list):
+            raise ModelError("bad_response", f"{self.config.server}: its list of models is no list (no \"data\")")
+        for entry in models:
+            if isinstance(entry, dict) and isinstance(entry.get("id"), str) and (name := model_name(entry["id"])):
+                return name
         raise ModelError("not_found", f"{self.config.server} lists no models: set EVOGIT_MODEL")
 
     def _record(self, request: dict[str, Any], purpose: str, stream: bool, answer: dict[str, Any]) -> None:
@@ -301,7 +329,7 @@ class ModelClient:
             asked = {"purpose": purpose, **{k: v for k, v in request.items() if v is not None}}
             if stream:
                 asked["stream"] = True
-            self._recorder.add({"request": asked, **answer}, self._model or "")
+            self._recorder.add(_scrub({"request": asked, **answer}, self.config.redact), self._model or "")
 
 
 def _response_format(mode: str, name: str, schema: dict[str, Any]) -> dict[str, Any] | None:
@@ -321,50 +349,228 @@ def _with_schema(messages: list[dict[str, Any]], schema: dict[str, Any]) -> list
     return [{"role": "system", "content": rule}, *messages]
 
 
-def _read(completion: Any, model: str) -> ChatResult:
-    if not completion.choices:
-        raise ModelError("bad_response", "the server's reply has no choices")
-    choice = completion.choices[0]
-    message = choice.message
-    if getattr(message, "refusal", None):
-        raise ModelError("refused", f"the model refused: {_clip(message.refusal)}")
-    calls = [ToolCall(id=c.id or f"call_{i}", name=c.function.name or "", arguments=c.function.arguments or "")
-             for i, c in enumerate(message.tool_calls or []) if getattr(c, "function", None) is not None]
-    usage = completion.usage
-    return ChatResult(content=message.content, tool_calls=calls, model=completion.model or model,
-                      prompt_tokens=usage.prompt_tokens if usage else 0,
-                      completion_tokens=usage.completion_tokens if usage else 0, finish_reason=choice.finish_reason)
+class _NotCompletion(Exception):
+    """What makes a reply no chat completion, in a few words (the `bad_response` message says the rest)."""
+
+
+#: A token count at or past this is no count (and 10**30 would not even fit in the event log's integers).
+MAX_TOKENS = 10**9
+#: The longest model name kept (a server's name for its model goes into events and `stats` tables).
+MODEL_WIDTH = 200
+
+
+def _json(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise _NotCompletion("its JSON nests too deep") from None
+    except ValueError as e:  # not JSON, not UTF-8, a number too long to read
+        raise _NotCompletion(f"not JSON ({_clip(str(e), 80)})") from None
+
+
+def _read(body: Any, model: str) -> ChatResult:
+    """A chat completion's JSON as a `ChatResult`, every field checked (raises `_NotCompletion`, or `ModelError`
+    "refused"). `model` (the one asked for) stands in for a reply that names none."""
+    body = _object(body, "the reply")
+    if "choices" not in body and "error" in body:
+        raise _NotCompletion(f"an error: {_error_text(body['error'])}")
+    choices = body.get("choices")
+    if not isinstance(choices, list):
+        raise _NotCompletion(f"its choices are {_kind(choices)}, not a list")
+    if not choices:
+        raise _NotCompletion("it has no choices")
+    choice = _object(choices[0], "choices[0]")
+    message = _object(choice.get("message"), "choices[0].message")
+    refusal = _string(message.get("refusal"), "message.refusal")
+    content = _content(message.get("content"), "message.content")
+    tool_calls = message.get("tool_calls")
+    if tool_calls is not None and not isinstance(tool_calls, list):
+        raise _NotCompletion(f"message.tool_calls is {_kind(tool_calls)}, not a list")
+    calls = []
+    for i, raw in enumerate(tool_calls or []):
+        call = _object(raw, f"tool_calls[{i}]")
+        function = _object(call.get("function"), f"tool_calls[{i}].function")
+        name = _string(function.get("name"), f"tool_calls[{i}].function.name")
+        if not name:
+            raise _NotCompletion(f"tool_calls[{i}] names no function")
+        call_id = call.get("id")
+        calls.append(ToolCall(id=_valid(call_id) if isinstance(call_id, str) and call_id else f"call_{i}", name=name,
+                              arguments=_arguments(function.get("arguments"), f"tool_calls[{i}].function.arguments")))
+    finish = _string(choice.get("finish_reason"), "finish_reason")
+    prompt_tokens, completion_tokens = _usage(body.get("usage"))
+    model = _model(body.get("model"), model)
+    if refusal:
+        raise ModelError("refused", f"the model refused: {_clip(refusal)}")
+    return ChatResult(content=content, tool_calls=calls, model=model, prompt_tokens=prompt_tokens,
+                      completion_tokens=completion_tokens, finish_reason=finish)
 
 
 async def _gather(chunks: Any, model: str) -> ChatResult:
-    """A streamed reply put together: content pieces joined, tool-call deltas merged by index, usage from the
-    last chunk (`stream_options.include_usage`)."""
+    """A streamed reply (each chunk's JSON) put together and checked as `_read` checks a whole one: content
+    pieces joined, tool-call deltas merged by index, usage from the last chunk (`stream_options.include_usage`)."""
     parts: list[str] = []
     calls: dict[int, dict[str, str]] = {}
-    usage, finish, refusal = None, None, ""
-    async for chunk in chunks:
-        model = chunk.model or model
-        usage = chunk.usage or usage
-        for choice in chunk.choices:
-            if choice.index != 0:
-                continue
-            delta = choice.delta
-            parts.append(delta.content or "")
-            refusal += getattr(delta, "refusal", None) or ""
-            for d in delta.tool_calls or []:
-                slot = calls.setdefault(d.index, {"id": "", "name": "", "arguments": ""})
-                slot["id"] = d.id or slot["id"]
-                if d.function is not None:
-                    slot["name"] += d.function.name or ""
-                    slot["arguments"] += d.function.arguments or ""
-            finish = choice.finish_reason or finish
+    usage, finish, refusal = (0, 0), None, ""
+    try:
+        async for raw in chunks:
+            chunk = _object(raw, "a streamed chunk")
+            model = _model(chunk.get("model"), model)
+            if chunk.get("usage") is not None:
+                usage = _usage(chunk["usage"])
+            choices = chunk.get("choices")
+            if choices is not None and not isinstance(choices, list):
+                raise _NotCompletion(f"a streamed chunk's choices are {_kind(choices)}, not a list")
+            for item in choices or []:
+                choice = _object(item, "a streamed choice")
+                index = choice.get("index", 0)
+                if type(index) is not int:
+                    raise _NotCompletion(f"a streamed choice's index is {_kind(index)}, not an integer")
+                if index != 0:
+                    continue
+                delta = {} if choice.get("delta") is None else _object(choice["delta"], "a streamed delta")
+                parts.append(_content(delta.get("content"), "delta.content") or "")
+                refusal += _string(delta.get("refusal"), "delta.refusal") or ""
+                deltas = delta.get("tool_calls")
+                if deltas is not None and not isinstance(deltas, list):
+                    raise _NotCompletion(f"delta.tool_calls is {_kind(deltas)}, not a list")
+                for n, d in enumerate(deltas or []):
+                    d = _object(d, "a tool-call delta")
+                    at = d.get("index", n)
+                    if type(at) is not int:
+                        raise _NotCompletion(f"a tool-call delta's index is {_kind(at)}, not an integer")
+                    slot = calls.setdefault(at, {"id": "", "name": "", "arguments": ""})
+                    if isinstance(d.get("id"), str) and d["id"]:
+                        slot["id"] = _valid(d["id"])
+                    if d.get("function") is not None:
+                        function = _object(d["function"], "a tool-call delta's function")
+                        slot["name"] += _string(function.get("name"), "a tool-call delta's name") or ""
+                        slot["arguments"] += _arguments(function.get("arguments"), "a tool-call delta's arguments")
+                finish = _string(choice.get("finish_reason"), "finish_reason") or finish
+    except RecursionError:
+        raise _NotCompletion("a streamed chunk's JSON nests too deep") from None
+    except ValueError as e:  # a chunk that is not JSON, or not UTF-8
+        raise _NotCompletion(f"a streamed chunk is not JSON ({_clip(str(e), 80)})") from None
     if refusal:
         raise ModelError("refused", f"the model refused: {_clip(refusal)}")
+    for at, call in calls.items():
+        if not call["name"]:
+            raise _NotCompletion(f"streamed tool call {at} names no function")
     return ChatResult(content="".join(parts) if parts else None,
                       tool_calls=[ToolCall(id=c["id"] or f"call_{i}", name=c["name"], arguments=c["arguments"])
                                   for i, c in sorted(calls.items())],
-                      model=model, prompt_tokens=usage.prompt_tokens if usage else 0,
-                      completion_tokens=usage.completion_tokens if usage else 0, finish_reason=finish)
+                      model=model, prompt_tokens=usage[0], completion_tokens=usage[1], finish_reason=finish)
+
+
+def _kind(value: Any) -> str:
+    """A JSON value's kind, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "a list" if isinstance(value, list) else "an object" if isinstance(value, dict) else type(value).__name__
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _NotCompletion(f"{what} is {_kind(value)}, not an object")
+    return value
+
+
+def _string(value: Any, what: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _NotCompletion(f"{what} is {_kind(value)}, not a string")
+    return _valid(value)
+
+
+def _content(value: Any, what: str) -> str | None:
+    """A message's content: text, or a list of content parts whose texts are joined."""
+    if not isinstance(value, list):
+        return _string(value, what)
+    texts = [_string(_object(part, f"a part of {what}").get("text"), f"a part of {what}'s text") for part in value]
+    return "".join(t for t in texts if t is not None)
+
+
+def _arguments(value: Any, what: str) -> str:
+    """A tool call's arguments as JSON text: as written, or the object or list a server sent as such."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return _valid(value)
+    if isinstance(value, (dict, list)):
+        try:
+            return json.dumps(value)
+        except RecursionError:
+            raise _NotCompletion(f"{what} nest too deep") from None
+    raise _NotCompletion(f"{what} is {_kind(value)}, not JSON text")
+
+
+def _usage(value: Any) -> tuple[int, int]:
+    """(prompt, completion) tokens; a count the server leaves out (or null) is 0."""
+    if value is None:
+        return 0, 0
+    usage = _object(value, "usage")
+    counts = []
+    for key in ("prompt_tokens", "completion_tokens"):
+        n = usage.get(key)
+        if n is not None and (type(n) is not int or not 0 <= n < MAX_TOKENS):
+            shown = _clip(json.dumps(n), 40) if isinstance(n, (int, float, bool, str)) else _kind(n)
+            raise _NotCompletion(f"usage.{key} is {shown}, not a token count")
+        counts.append(n or 0)
+    return counts[0], counts[1]
+
+
+def _model(value: Any, fallback: str) -> str:
+    """The model a reply names (made fit to show), or `fallback` when it names none."""
+    if value is None:
+        return fallback
+    if not isinstance(value, str):
+        raise _NotCompletion(f"its model is {_kind(value)}, not a string")
+    return model_name(value) or fallback
+
+
+def model_name(text: str) -> str:
+    """A server's name for a model, fit for a log and a table: control and format characters (newlines,
+    escapes, bidi overrides) are `?`, and it is cut at `MODEL_WIDTH` characters."""
+    text = "".join("?" if unicodedata.category(c) in _UNSHOWN else c for c in text[: MODEL_WIDTH + 1]).strip()
+    return text if len(text) <= MODEL_WIDTH else text[: MODEL_WIDTH - 1] + "…"
+
+
+_UNSHOWN = {"Cc", "Cf", "Cs", "Co", "Zl", "Zp"}
+
+
+def _valid(text: str) -> str:
+    """`text` with any lone surrogate (JSON can escape one: "\\ud800") as U+FFFD, so that it can be written out."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:  # json.loads has joined every pair: a surrogate left is a lone one
+        return _SURROGATE.sub("\ufffd", text)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _error_text(error: Any) -> str:
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return _clip(error["message"])
+    return _clip(error) if isinstance(error, str) else _kind(error)
+
+
+def _scrub(value: Any, redact: Callable[[str], str]) -> Any:
+    """`value` (JSON) with `redact` applied to every string in it."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _scrub(v, redact) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v, redact) for v in value]
+    return value
 
 
 def _status_error(e: Any, server: str, had_format: bool) -> ModelError:
@@ -406,8 +612,12 @@ def _retry_after(response: httpx2.Response) -> float:
 
 
 def _clip(text: str | None, width: int = 200) -> str:
-    text = " ".join((text or "").split())
+    """`text` on one line (control characters as spaces), at most `width` characters."""
+    text = " ".join((text or "")[: width * 4 + 64].translate(_CONTROLS).split())
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+_CONTROLS = {c: " " for c in (*range(32), *range(127, 160), 0x2028, 0x2029)}
 
 
 def round_ms(seconds: float) -> float:

@@ -9,16 +9,20 @@
     recording         EVOGIT_RECORD      -                                none
 
 The environment wins because it is the session's choice and git config the repository's default. The key is
-read only from the environment (git config is plain text in `.git/config`) and never shown by `repr`.
+read only from the environment (git config is plain text in `.git/config`) and never shown: not by `repr`, not
+by `server` (the base URL without any `user:password@` in it, for messages), and `redact` takes it (and such a
+password) out of any text a server sent back, e.g. a 401 that echoes the key.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from ..errors import InvalidInput, ModelNotConfigured
 
@@ -26,6 +30,10 @@ DEFAULT_TIMEOUT = 300.0
 DEFAULT_RETRIES = 2
 NO_KEY = "no-key"  # the bearer token sent to a server that needs none (llama.cpp, vLLM, Ollama, LM Studio)
 OPENAI_URL = "https://api.openai.com/v1"
+
+REDACTED = "<key>"
+MIN_SECRET = 4  # shorter "keys" are not redacted (each would garble every message it occurs in)
+_KEY_LIKE = re.compile(r"sk-[A-Za-z0-9_-]{8,}")
 
 NOT_CONFIGURED = ("no model configured: set EVOGIT_MODEL and OPENAI_API_KEY (plus OPENAI_BASE_URL for a server "
                   "other than OpenAI's), or `git config evogit.model` / `evogit.baseUrl`")
@@ -50,10 +58,33 @@ class ModelConfig:
         if self.retries < 0:
             raise InvalidInput(f"the model's retries must be 0 or more, not {self.retries!r}")
 
+    def __repr__(self) -> str:
+        return (f"ModelConfig(model={self.model!r}, server={self.server!r}, timeout={self.timeout!r}, "
+                f"retries={self.retries!r}, record={self.record!r})")
+
     @property
     def server(self) -> str:
-        """The server's base URL, for messages (never the key)."""
-        return self.base_url or OPENAI_URL
+        """The server's base URL, for messages: never the key, nor the `user:password@` of the URL."""
+        return self.redact(_without_userinfo(self.base_url or OPENAI_URL))
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What `redact` takes out, longest first: the key, and the password in the base URL (its user when it
+        has no password: a token given as `https://TOKEN@host`)."""
+        found = {self.api_key, self.api_key.strip()} if self.api_key != NO_KEY else set()
+        password = _userinfo(self.base_url or "").rpartition(":")[2]
+        found |= {password, unquote(password)}
+        return tuple(sorted((s for s in found if len(s) >= MIN_SECRET), key=len, reverse=True))
+
+    def redact(self, text: str) -> str:
+        """`text` with every secret of this configuration replaced by `<key>`, and any `sk-...` token that is a
+        piece of one (a server echoing the key cut short)."""
+        secrets = self.secrets
+        if not secrets:
+            return text
+        for secret in secrets:
+            text = text.replace(secret, REDACTED)
+        return _KEY_LIKE.sub(lambda m: REDACTED if any(m.group() in s for s in secrets) else m.group(), text)
 
 
 def load_config(git_config: Any = None, env: Mapping[str, str] | None = None) -> ModelConfig:
@@ -81,3 +112,22 @@ def load_config(git_config: Any = None, env: Mapping[str, str] | None = None) ->
             record=Path(env["EVOGIT_RECORD"]) if env.get("EVOGIT_RECORD") else None)
     except ValueError as e:
         raise InvalidInput(f"bad evogit.modelTimeout or evogit.modelRetries in git config: {e}") from None
+
+
+def _split_authority(url: str) -> tuple[str, str, str]:
+    """(scheme and `//`, authority, the rest) of a URL, the scheme part empty when it has none."""
+    head, sep, tail = url.partition("://")
+    prefix, body = (head + sep, tail) if sep else ("", url)
+    end = min((i for i in (body.find(c) for c in "/?#") if i >= 0), default=len(body))
+    return prefix, body[:end], body[end:]
+
+
+def _userinfo(url: str) -> str:
+    """The `user:password` of a URL ("" when it has none)."""
+    authority = _split_authority(url)[1]
+    return authority.rpartition("@")[0]
+
+
+def _without_userinfo(url: str) -> str:
+    prefix, authority, rest = _split_authority(url)
+    return prefix + authority.rpartition("@")[2] + rest
