@@ -74,6 +74,13 @@ def package(logic: str = REVERSE, cases: list | None = None, manifest: dict | No
     }, "superseded": superseded or [], "notes": notes}}, "usage": {"prompt_tokens": 1000, "completion_tokens": 300}}
 
 
+def words_package(plain: str, unicode: str) -> dict:
+    """reverse-text turned into reverse-words: the character cases superseded (with these reasons), a words case."""
+    words = [*CASES[2:], {"name": "words", "input": {"text": "a b c"}, "expect": {"text": "c b a"}}]
+    sup = [{"case": "plain", "reason": plain}, {"case": "unicode", "reason": unicode}]
+    return package(WORDS, cases=words, superseded=sup)
+
+
 @pytest.fixture(autouse=True)
 def _close_clients(monkeypatch):
     """Close every model client a test made (the CLI closes its own)."""
@@ -211,9 +218,7 @@ def test_mutation_that_breaks_an_inherited_case_is_rejected(empty_rt: Runtime, m
 def test_mutation_that_supersedes_cases_with_reasons_is_accepted(empty_rt: Runtime, model):
     _create(empty_rt, model)
     parent = empty_rt.repo.resolve("reverse-text")
-    words = [*CASES[2:], {"name": "words", "input": {"text": "a b c"}, "expect": {"text": "c b a"}}]
-    sup = [{"case": "plain", "reason": "one word stays as it is"}, {"case": "unicode", "reason": "a word is not reversed"}]
-    server = model([package(WORDS, cases=words, superseded=sup)])
+    server = model([words_package("one word stays as it is", "a word is not reversed")])
     result = author(empty_rt, server).mutate("reverse-text", "Reverse the order of the words instead.")
     assert result.ok, result.message
     v = result.version
@@ -311,9 +316,7 @@ def test_created_tool_lineage_with_plain_git(empty_rt: Runtime, model, tmp_path:
 def test_the_parent_of_a_bare_name_is_the_version_with_the_best_record_for_similar_tasks(empty_rt: Runtime, model):
     _create(empty_rt, model)
     first = empty_rt.repo.resolve("reverse-text")
-    words = [*CASES[2:], {"name": "words", "input": {"text": "a b c"}, "expect": {"text": "c b a"}}]
-    sup = [{"case": "plain", "reason": "words now"}, {"case": "unicode", "reason": "words now"}]
-    server = model([package(WORDS, cases=words, superseded=sup)])
+    server = model([words_package("words now", "words now")])
     assert author(empty_rt, server).mutate("reverse-text", "Reverse the words.").ok
     newest = empty_rt.repo.resolve("reverse-text")
     assert newest != first

@@ -20,7 +20,7 @@ from evogit.llm.config import ModelConfig
 from evogit.runtime import Runtime
 
 from .conftest import starter_subset
-from .test_author import CASES, KEY, WORDS, git, package
+from .test_author import KEY, git, package, words_package
 
 MODEL_ENV = ("EVOGIT_MODEL", "OPENAI_BASE_URL", "OPENAI_API_KEY")
 
@@ -307,8 +307,6 @@ def test_a_failing_model_is_a_clear_error(three_rt: Runtime, model):
 
 @pytest.mark.slow
 def test_create_then_use_then_mutate_in_the_loop(empty_rt: Runtime, model):
-    words = [*CASES[2:], {"name": "words", "input": {"text": "a b c"}, "expect": {"text": "c b a"}}]
-    sup = [{"case": "plain", "reason": "one word stays as it is"}, {"case": "unicode", "reason": "words stay"}]
     server = model([
         # solve 1: no tool fits (the library is empty): create, run the new tool, answer
         {"match": {"text": "tigove"}, "reply": {"content": '{"text": "tigove"}'}},
@@ -323,7 +321,7 @@ def test_create_then_use_then_mutate_in_the_loop(empty_rt: Runtime, model):
          "reply": call("run_binary", binary_id="reverse-text", input_json='{"text": "a b c"}')},
         {"match": {"purpose": "solve", "user": "words", "last": "user"},
          "reply": call("mutate_binary", parent_id="reverse-text", task_description="Reverse the order of words.")},
-        {"match": {"purpose": "mutate"}, **package(WORDS, cases=words, superseded=sup)},
+        {"match": {"purpose": "mutate"}, **words_package("one word stays as it is", "words stay")},
     ])
     first = server.solver(empty_rt).solve("Reverse the text 'evogit'")
     assert first.ok and first.answer == {"text": "tigove"}, (first.message, [s.text for s in first.steps])
