@@ -445,6 +445,9 @@ def _usage(**counts):
 
 
 MALFORMED = {
+    "NaN in the body": _completion(created=float("nan")),  # json.dumps writes NaN: not JSON
+    "Infinity in the body": _completion(created=float("inf")),
+    "nested past the depth limit": "[" * 200 + "]" * 200,
     "message null": _completion(choices=[{"index": 0, "message": None, "finish_reason": "stop"}]),
     "message a string": _completion("hello"),
     "content a number": _completion({"role": "assistant", "content": 123}),

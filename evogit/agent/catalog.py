@@ -147,9 +147,6 @@ class Catalog:
             self.client.close()
             self.client, self._own_client = None, False
 
-    def definitions(self) -> list[dict[str, Any]]:
-        return openai_tools()
-
     def call(self, name: str, arguments_json: str) -> str:
         """Execute one call; returns compact JSON, an error result included, never raises for the model's mistakes
         or the library's refusals."""
@@ -183,15 +180,17 @@ class Catalog:
 
     # -- the functions -----------------------------------------------------------------------------------------
     def _list_tools(self, args: Any) -> dict[str, Any]:
-        stats = self.rt.stats()
+        metrics = self.rt.projections().state.versions  # not rt.stats(): that walks every lineage too
         tools = []
         for t in self.rt.list_tools():
             if t.latest is None:
                 continue
             key = f"{t.name}@{t.latest.fingerprint}"
-            m = stats.get(key, {})
+            m = metrics.get(key)
+            rate = m.success_rate if m is not None else None
             tools.append({"version": key, "description": first_sentence(t.description),
-                          "runs": m.get("runs", 0), "success_rate": m.get("success_rate")})
+                          "runs": m.runs if m is not None else 0,
+                          "success_rate": None if rate is None else round(rate, 4)})
         return {"ok": True, "tools": tools}
 
     def _search_tools(self, args: Any) -> dict[str, Any]:

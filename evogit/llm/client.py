@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from .. import jsonio
 from ..errors import ModelError
 from ..events import ModelCalled
 from .config import ModelConfig
@@ -360,12 +361,21 @@ MODEL_WIDTH = 200
 
 
 def _json(data: bytes) -> Any:
+    """The reply's body as JSON, strictly: NaN and Infinity are refused (as evogit.jsonio does), and so is a body
+    nested deeper than jsonio.MAX_DEPTH (checked before decoding). json, not msgspec: a lone surrogate escape is
+    kept, to be replaced by `_valid`, rather than failing the whole reply."""
+    if jsonio.too_deep(data):
+        raise _NotCompletion(f"its JSON nests deeper than {jsonio.MAX_DEPTH} levels")
     try:
-        return json.loads(data)
+        return json.loads(data, parse_constant=_no_constant)
     except RecursionError:
         raise _NotCompletion("its JSON nests too deep") from None
-    except ValueError as e:  # not JSON, not UTF-8, a number too long to read
+    except ValueError as e:  # not JSON, not UTF-8, a number too long to read, NaN
         raise _NotCompletion(f"not JSON ({_clip(str(e), 80)})") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _read(body: Any, model: str) -> ChatResult:
