@@ -36,7 +36,8 @@ MIN_SECRET = 4  # shorter "keys" are not redacted (each would garble every messa
 _KEY_LIKE = re.compile(r"sk-[A-Za-z0-9_-]{8,}")
 
 NOT_CONFIGURED = ("no model configured: set EVOGIT_MODEL and OPENAI_API_KEY (plus OPENAI_BASE_URL for a server "
-                  "other than OpenAI's), or `git config evogit.model` / `evogit.baseUrl`")
+                  "other than OpenAI's), or `git config evogit.model` / `evogit.baseUrl`, or run `evogit model install` "
+                  "for the embedded local model")
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,12 @@ def load_config(git_config: Any = None, env: Mapping[str, str] | None = None) ->
     model, base_url, key = setting("EVOGIT_MODEL", "evogit.model"), setting("OPENAI_BASE_URL", "evogit.baseurl"), \
         env.get("OPENAI_API_KEY") or None
     if (model is None and base_url is None) or (base_url is None and key is None):
+        if model is None and base_url is None and key is None:  # nothing at all: the local model, if installed
+            from .local import local_config
+
+            local = local_config(git_config, env)  # its server started or reused; None: not installed, or off
+            if local is not None:
+                return local
         raise ModelNotConfigured(NOT_CONFIGURED)
     timeout, retries = setting(None, "evogit.modeltimeout"), setting(None, "evogit.modelretries")
     try:
