@@ -122,6 +122,7 @@ class AuthorAttempt(Event, tag="author_attempt"):
     seconds: float = 0.0
     parent: str = ""  # name@fingerprint of the version mutated
     fingerprint: str = ""  # of the green version
+    model_seconds: float = 0.0  # of `seconds`, waiting for the model (the rest is reading, building, testing)
 
 
 class Solved(Event, tag="solved"):

@@ -428,9 +428,11 @@ MAX_RENDERED = 2000
 
 
 def diagnostics(stdout: str) -> list[Diagnostic]:
-    """rustc's errors, then its warnings, from cargo's JSON messages: at most MAX_DIAGNOSTICS, each rendered text
-    capped; the closing "aborting due to …" summaries are left out."""
+    """rustc's errors, then its warnings, from cargo's JSON messages: each once (the binary and the test build
+    report the same error twice), at most MAX_DIAGNOSTICS, each rendered text capped; the closing "aborting due
+    to …" summaries are left out."""
     found: list[Diagnostic] = []
+    seen: set[tuple[str, str, object, object, object]] = set()
     for line in stdout.splitlines():
         try:
             msg = json.loads(line)
@@ -447,6 +449,10 @@ def diagnostics(stdout: str) -> list[Diagnostic]:
             continue
         code = m.get("code")
         span = spans[0] if spans else {}
+        key = (str(m["level"]), text, span.get("file_name"), span.get("line_start"), span.get("column_start"))
+        if key in seen:
+            continue
+        seen.add(key)
         rendered = str(m.get("rendered") or "")
         found.append(Diagnostic(
             str(m["level"]), text, code.get("code") if isinstance(code, dict) else None,

@@ -96,11 +96,23 @@ def test_examples_become_cases_named_by_their_input():
         wire.example_cases([{"input": 1}])
 
 
-def test_system_prompt_states_the_contract_rules_crates_and_an_example():
+def test_system_prompt_states_the_contract_the_format_and_an_example_in_skeleton_form():
     text = prompt.system_prompt()
-    for needle in ("Rust 1.63", "let-else", "read_to_string", 'serde_json = "1"   # 1.0.87', "base64 = \"0.13\"",
-                   "include_str!", "[build-dependencies]", wire.BEGIN, "word-count", '"superseded"'):
+    for needle in ("Rust 1.63", "let-else", "fn run(input: &Value) -> Result<Value, String>", "```json", "```rust",
+                   "```jsonl", '"crates"', "regex", "base64", wire.BEGIN, wire.END, "word-count", '"exit": 1'):
         assert needle in text, needle
+    assert "fn main()" not in text.split("Example.")[1]  # the example is the marked part, not a whole program
+    assert len(text) < 4500  # processed on every call of a CPU model (the JSON-format prompt was 9,119)
+
+
+def test_the_system_prompts_example_reads_as_a_package():
+    text = prompt.system_prompt()
+    reply = wire.read_reply(text[text.index("```json", text.index("Example.")):], prompt.SKELETON)
+    assert json.loads(reply.files["tool.json"])["name"] == "word-count" and reply.mended == []
+    assert reply.files["Cargo.toml"] == wire.cargo_toml() and b'serde_json = "1"' in reply.files["Cargo.toml"]
+    main_rs = reply.files["src/main.rs"].decode()
+    assert main_rs.count("fn main()") == 1 and "split_whitespace" in main_rs and main_rs.index(wire.BEGIN) < main_rs.index("fn run(")
+    assert len(parse_cases(reply.files["tests/cases.jsonl"])) == 4
 
 
 @pytest.mark.slow
@@ -117,3 +129,132 @@ def test_the_skeleton_builds_green(empty_rt: Runtime):
     outcome = empty_rt.commit("length", files, "the skeleton as a tool")
     assert outcome.ok, outcome.error
     assert outcome.record is None and empty_rt.builder.last_record(outcome.commit).unit_tests["passed"] == 1
+
+
+# -- the text format: a JSON header, the Rust part, the cases -----------------------------------------------------
+HEADER = {"name": "shout", "description": "Upper-case a text.",
+          "input_schema": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+          "output_schema": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+          "tags": ["text"], "examples": ["make this text upper case", "shout it"], "crates": []}
+SHOUT = '''fn run(input: &Value) -> Result<Value, String> {
+    let text = input.get("text").and_then(Value::as_str).ok_or("\\"text\\" must be a string")?;
+    Ok(json!({ "text": text.to_uppercase() }))
+}
+'''
+CASE_LINES = ('{"name": "plain", "input": {"text": "ab"}, "expect": {"text": "AB"}}\n'
+              '{"name": "bad", "input": {"text": 1}, "expect": {"error": "\\"text\\" must be a string"}, "exit": 1}\n')
+
+
+def text_reply(header: object = None, code: str = SHOUT, cases: str = CASE_LINES, lang: str = "rust") -> str:
+    head = header if isinstance(header, str) else json.dumps(header or HEADER)
+    return f"```json\n{head}\n```\n```{lang}\n{code}```\n```jsonl\n{cases}```\n"
+
+
+def logic_of(reply: wire.Reply) -> str:
+    main = reply.files["src/main.rs"].decode()
+    return main[main.index(wire.BEGIN) + len(wire.BEGIN):main.index(wire.END)].strip("\n") + "\n"
+
+
+def test_text_reply_keeps_code_byte_for_byte_quotes_and_backslashes_included():
+    code = SHOUT.replace("text.to_uppercase()", 'format!("\\"{}\\" \\\\ {}", text, r#"raw "q""#)')
+    reply = wire.read_reply("Here you go:\n" + text_reply(code=code) + "\nThat's it.", prompt.SKELETON)
+    assert logic_of(reply) == code and reply.mended == []
+    assert [c.name for c in parse_cases(reply.files["tests/cases.jsonl"])] == ["plain", "bad"]
+    manifest = json.loads(reply.files["tool.json"])
+    assert "crates" not in manifest and manifest["examples"] == HEADER["examples"]
+
+
+def test_text_reply_without_fence_labels_or_without_fences_for_the_code():
+    unlabelled = text_reply(lang="")
+    assert logic_of(wire.read_reply(unlabelled, prompt.SKELETON)) == SHOUT
+    bare = f"```json\n{json.dumps(HEADER)}\n```\n\nThe code:\n\n{SHOUT}\n```jsonl\n{CASE_LINES}```"
+    assert logic_of(wire.read_reply(bare, prompt.SKELETON)) == SHOUT
+    no_header_fence = f"{json.dumps(HEADER)}\n```rust\n{SHOUT}```\n```jsonl\n{CASE_LINES}```"
+    assert json.loads(wire.read_reply(no_header_fence, prompt.SKELETON).files["tool.json"])["name"] == "shout"
+
+
+def test_text_reply_with_a_whole_main_rs_keeps_only_its_part():
+    whole = prompt.SKELETON.replace(wire.BEGIN + "\n", "").replace(wire.END + "\n", "")
+    reply = wire.read_reply(text_reply(code=whole), prompt.SKELETON)
+    main = reply.files["src/main.rs"].decode()
+    assert main.count("fn main()") == 1 and main.count("fn fail(") == 1 and main.count("use std::io::Read;") == 1
+    assert any("fn main() was dropped" in m for m in reply.mended)
+    marked = wire.read_reply(text_reply(code=prompt.SKELETON), prompt.SKELETON)
+    assert marked.files["src/main.rs"] == prompt.SKELETON.encode() and marked.mended == []
+
+
+def test_a_whole_program_without_run_stays_whole():
+    program = 'use std::io::Read;\nfn main() {\n    let mut s = String::new();\n    std::io::stdin().read_to_string(&mut s).unwrap();\n    println!("{}", s);\n}\n'
+    reply = wire.read_reply(text_reply(code=program), prompt.SKELETON)
+    assert reply.files["src/main.rs"].decode() == program
+
+
+def test_text_reply_with_doubled_braces_in_header_and_code():
+    doubled_header = "{" + json.dumps(HEADER) + "}"
+    doubled_code = SHOUT.replace("{", "{{").replace("}", "}}")
+    reply = wire.read_reply(text_reply(header=doubled_header, code=doubled_code), prompt.SKELETON)
+    assert logic_of(reply) == SHOUT and json.loads(reply.files["tool.json"])["name"] == "shout"
+    assert any("doubled braces" in m for m in reply.mended)
+
+
+def test_text_reply_cut_off_inside_the_cases_keeps_the_whole_lines():
+    cut = text_reply()[:-len('must be a string"}, "exit": 1}\n```\n')]
+    reply = wire.read_reply(cut, prompt.SKELETON)
+    assert [c.name for c in parse_cases(reply.files["tests/cases.jsonl"])] == ["plain"]
+    assert any("cases line 2" in m for m in reply.mended)
+
+
+def test_text_reply_cases_as_a_json_list_unnamed_and_with_unknown_keys():
+    cases = json.dumps([{"input": {"text": "a"}, "expect": {"text": "A"}, "why": "simple"},
+                        {"name": "bad", "input": {"text": 1}, "expect": {"error": "no"}}])
+    reply = wire.read_reply(text_reply(cases=cases + "\n").replace("```jsonl", "```json"), prompt.SKELETON)
+    got = parse_cases(reply.files["tests/cases.jsonl"])
+    assert [(c.name, c.exit) for c in got] == [("case-1", 0), ("bad", 1)]  # an {"error"} case exits 1
+
+
+def test_cargo_toml_is_generated_from_the_crates_named_and_used():
+    code = "use regex::Regex;\n" + SHOUT.replace("text.to_uppercase()", 'Regex::new("a").unwrap().replace_all(text, "b")')
+    reply = wire.read_reply(text_reply({**HEADER, "crates": ["chrono", "tokio"]}, code=code), prompt.SKELETON)
+    cargo = reply.files["Cargo.toml"].decode()
+    assert 'regex = "1"' in cargo and "chrono = {" in cargo and 'serde_json = "1"' in cargo and "tokio" not in cargo
+    assert any("'tokio' is not available" in m for m in reply.mended)
+
+
+def test_test_functions_named_after_cases_become_identifiers():
+    code = SHOUT + '#[cfg(test)]\nmod tests {\n    use super::*;\n    #[test]\n    fn text-not-string() { assert!(run(&json!({"text": 1})).is_err()); }\n}\n'
+    reply = wire.read_reply(text_reply(code=code), prompt.SKELETON)
+    assert "fn text_not_string()" in logic_of(reply)
+
+
+def test_run_is_written_from_the_schemas_around_a_typed_function():
+    header = {**HEADER, "input_schema": {"type": "object", "properties": {"text": {"type": "string"}}},
+              "output_schema": {"type": "object", "properties": {"is_palindrome": {"type": "boolean"}}}}
+    code = "fn is_palindrome(text: &str) -> bool {\n    let t: Vec<char> = text.chars().collect();\n    t.iter().eq(t.iter().rev())\n}\n"
+    reply = wire.read_reply(text_reply(header, code=code), prompt.SKELETON)
+    logic = logic_of(reply)
+    assert "fn run(input: &Value)" in logic and "is_palindrome(text)" in logic and '"is_palindrome": result' in logic
+    assert any("written from the schemas" in m for m in reply.mended)
+
+
+def test_a_reply_missing_a_block_says_which():
+    with pytest.raises(InvalidPackage, match="```rust block"):
+        wire.read_reply(f"```json\n{json.dumps(HEADER)}\n```\n```jsonl\n{CASE_LINES}```", prompt.SKELETON)
+    with pytest.raises(InvalidPackage, match="```json header"):
+        wire.read_reply(f"```rust\n{SHOUT}```", prompt.SKELETON)
+    with pytest.raises(InvalidPackage, match="empty"):
+        wire.read_reply("  \n", prompt.SKELETON)
+
+
+def test_the_json_format_is_still_read():
+    files = {"tool.json": json.dumps(HEADER), "Cargo.toml": wire.cargo_toml().decode(), "src/main.rs": SHOUT,
+             "tests/cases.jsonl": CASE_LINES}
+    reply = wire.read_reply(json.dumps({"files": files, "superseded": [], "notes": "n"}), prompt.SKELETON)
+    assert logic_of(reply) == SHOUT and reply.notes == "n"
+    fenced = "Here:\n```json\n" + json.dumps({"files": files, "superseded": [], "notes": ""}) + "\n```"
+    assert logic_of(wire.read_reply(fenced, prompt.SKELETON)) == SHOUT
+
+
+def test_show_package_is_read_back_as_the_same_package():
+    reply = wire.read_reply(text_reply({**HEADER, "crates": ["regex"]}), prompt.SKELETON)
+    again = wire.read_reply(wire.show_package(reply.files), prompt.SKELETON)
+    assert again.files == reply.files

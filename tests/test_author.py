@@ -144,7 +144,8 @@ def test_create_green_first_time(empty_rt: Runtime, model):
     assert len(called) == 1 and called[0].outcome == "ok"
     body = server.requests[0].body
     assert "tools" not in body or not body["tools"]
-    assert body["response_format"]["type"] == "json_schema" and body["response_format"]["json_schema"]["strict"]
+    assert "response_format" not in body  # code never travels inside a JSON string a grammar could cut
+    assert body["stream"] is True and body["max_tokens"] == 2048 and body["temperature"] == 0.2
     assert server.requests[0].headers["authorization"] == f"Bearer {KEY}"
 
 
@@ -186,8 +187,7 @@ def test_model_reply_with_json_in_a_fenced_block_on_a_server_without_json_schema
     server = model([fenced, fenced, fenced], refuse_json_schema=True)
     result = author(empty_rt, server).create("Reverse a text.")
     assert result.ok, result.message
-    formats = [(r.body.get("response_format") or {}).get("type") for r in server.requests]
-    assert formats[0] == "json_schema" and formats[-1] in ("json_object", None)
+    assert len(server.requests) == 1 and "response_format" not in server.requests[0].body
 
 
 def test_429_then_success(empty_rt: Runtime, model):
@@ -197,10 +197,70 @@ def test_429_then_success(empty_rt: Runtime, model):
 
 
 def test_a_server_that_hangs_is_ended_by_the_calls_time_limit(empty_rt: Runtime, model):
-    server = model([{"hang": True}])
+    server = model([{"hang": True, "times": 4}])
     result = author(empty_rt, server, timeout=1.0).create("Reverse a text.")
-    assert not result.ok and result.attempts[0].error == "timeout", result.message
-    assert empty_rt.repo.tools() == []
+    assert not result.ok and [a.error for a in result.attempts] == ["timeout"] * 4, result.message
+    assert "evogit.modelTimeout" in result.message and empty_rt.repo.tools() == []
+    assert all(0.9 < a.model_seconds < 5 for a in attempts(empty_rt))
+
+
+def test_a_timeout_is_a_round_not_the_end(empty_rt: Runtime, model):
+    server = model([{"hang": True}, package()])
+    result = author(empty_rt, server, timeout=2.0).create("Reverse a text.")
+    assert result.ok and [a.stage for a in result.attempts] == ["model", "green"], result.message
+    repair = server.requests[1].body["messages"][-1]["content"]
+    assert "cut off by the time limit" in repair and "evogit.modelTimeout" in repair
+    called = [e for _, _, e in empty_rt.log.read() if isinstance(e, ev.ModelCalled)]
+    assert [c.outcome for c in called] == ["timeout", "ok"] and called[0].latency_ms >= 1900
+
+
+TEXT_HEADER = {k: v for k, v in MANIFEST.items()}
+TEXT_CASES = "".join(json.dumps(c) + "\n" for c in CASES)
+
+
+def text_package(logic: str = REVERSE, header: dict | None = None, cases: str = TEXT_CASES, **reply: object) -> dict:
+    """A reply in the text format: the JSON header, the Rust part, the cases."""
+    content = (f"Here is the tool.\n```json\n{json.dumps(header or TEXT_HEADER)}\n```\n```rust\n{logic}```\n"
+               f"```jsonl\n{cases}```\n")
+    return {"reply": {"content": content, **reply}, "usage": {"prompt_tokens": 900, "completion_tokens": 400}}
+
+
+def test_create_in_the_text_format(empty_rt: Runtime, model):
+    server = model([text_package()])
+    result = author(empty_rt, server).create("Reverse a text, character by character.")
+    assert result.ok and result.tool == "reverse-text" and result.tokens == 1300, result.message
+    assert empty_rt.run("reverse-text", b'{"text": "evogit"}').output == {"text": "tigove"}
+    files, _ = empty_rt.repo.files(empty_rt.repo.commit(result.version.build_commit).tree)
+    assert files["Cargo.toml"].decode().endswith('[dependencies]\nserde_json = "1"\n')
+    assert BEGIN in files["src/main.rs"].decode()
+
+
+def test_a_reply_cut_off_by_max_tokens_is_a_round_with_evidence(empty_rt: Runtime, model):
+    cut = text_package()
+    cut["reply"]["content"] = cut["reply"]["content"][:300]
+    cut["reply"]["finish_reason"] = "length"
+    server = model([cut, text_package()])
+    result = author(empty_rt, server).create("Reverse a text.")
+    assert result.ok and [(a.stage, a.error) for a in result.attempts] == [("reply", "cut_off"), ("green", None)]
+    repair = server.requests[1].body["messages"][-1]["content"]
+    assert "cut off after 400 tokens" in repair and "evogit.maxTokens" in repair and "The last reply began" in repair
+
+
+def test_an_unreadable_reply_is_a_round_with_evidence(empty_rt: Runtime, model):
+    server = model([{"reply": {"content": "I would write it in Rust with a loop over the characters."}},
+                    text_package()])
+    result = author(empty_rt, server).create("Reverse a text.")
+    assert result.ok and [(a.stage, a.error) for a in result.attempts] == [("reply", "invalid_reply"), ("green", None)]
+    assert "```json header" in server.requests[1].body["messages"][-1]["content"]
+
+
+def test_compiler_evidence_names_each_error_once(empty_rt: Runtime, model):
+    server = model([text_package(BROKEN), text_package()])
+    assert author(empty_rt, server).create("Reverse a text.").ok
+    repair = server.requests[1].body["messages"][-1]["content"]
+    why = repair[repair.index("Why it failed"):]
+    assert why.count("error[E0425]: cannot find value `txet`") == 2  # the headline, then rustc's rendering
+    assert "more errors" not in why  # the bin and the test build both said it: one error
 
 
 def test_mutation_that_breaks_an_inherited_case_is_rejected(empty_rt: Runtime, model):
@@ -233,7 +293,8 @@ def test_mutation_that_supersedes_cases_with_reasons_is_accepted(empty_rt: Runti
     # lineage is ancestry: the new source commit's parent is the old one
     assert git(empty_rt, "rev-parse", f"{v.source_commit}^").strip() == parent.source_commit
     mutate_prompt = server.requests[0].body["messages"][-1]["content"]
-    assert "inherited" in mutate_prompt and '"name": "plain"' in mutate_prompt and "chars().rev()" in mutate_prompt
+    assert "inherited" in mutate_prompt and '"plain"' in mutate_prompt and "chars().rev()" in mutate_prompt
+    assert "```rust" in mutate_prompt and "fn main" not in mutate_prompt  # the parent as the three blocks
 
 
 def test_mutation_with_a_name_forks_a_new_tool_at_the_parents_source_commit(empty_rt: Runtime, model):

@@ -23,7 +23,7 @@ from .. import events as ev
 from .. import jsonio
 from ..build import BuildRecord
 from ..errors import EvogitError, InvalidName, InvalidPackage, ModelError, ToolExists
-from ..llm.client import ModelClient
+from ..llm.client import ChatResult, ModelClient
 from ..manifest import Case, check_name, manifest_json, parse_cases, parse_manifest
 from ..repo import Version, branch_ref
 from ..runtime import Runtime
@@ -31,6 +31,8 @@ from ..runtime.running import check_task
 from . import prompt, wire
 
 DEFAULT_ROUNDS = 3  # repair rounds after the first attempt
+#: Model errors that are the reply's, not the server's: the next round asks again, with the evidence.
+ROUND_ERRORS = frozenset({"timeout", "bad_response", "refused"})
 MAX_SUFFIX = 99
 
 Progress = Callable[[str], None]
@@ -176,40 +178,36 @@ class Author:
         system = prompt.system_prompt()
         history: list[str] = []
         files: dict[str, bytes] = {}
-        evidence = ""
+        evidence = text = ""
         for rnd in range(1, self.rounds + 2):
-            user = job.first if rnd == 1 else prompt.repair_message(job.first, history, files, evidence)
+            user = job.first if rnd == 1 else prompt.repair_message(job.first, history, files, evidence, text)
             self.progress(f"model call ({job.kind}, round {rnd})")
             t0 = time.monotonic()
             attempt = Attempt(rnd, "model")
             result.attempts.append(attempt)
             try:
-                obj, chat = self.client.complete_json(
-                    [{"role": "system", "content": system}, {"role": "user", "content": user}],
-                    purpose=job.kind, name=wire.REPLY_NAME, schema=wire.REPLY_SCHEMA, validate=False,
-                    tool=job.name, round=rnd)
+                chat = self.client.chat([{"role": "system", "content": system}, {"role": "user", "content": user}],
+                                        purpose=job.kind, stream=True, tool=job.name, round=rnd)
             except ModelError as e:
-                attempt.error, attempt.evidence, attempt.seconds = e.kind, str(e), time.monotonic() - t0
-                self._record(job, result, attempt)
-                result.message = f"the model call failed: {e}"
-                return result
-            attempt.prompt_tokens, attempt.completion_tokens = chat.prompt_tokens, chat.completion_tokens
-            attempt.model_seconds = time.monotonic() - t0
-            result.model = chat.model
-            try:
-                reply = wire.parse_reply(obj, prompt.SKELETON)
-                files, name = self._package(job, reply, result)
-            except (InvalidPackage, InvalidName) as e:
-                attempt.stage, attempt.error, attempt.evidence = "reply", "invalid_reply", f"stage reply: {e}"
-                files = files or {}
+                cut = e.result if isinstance(e.result, ChatResult) else None
+                attempt.model_seconds = attempt.seconds = time.monotonic() - t0
+                attempt.error, attempt.evidence = e.kind, str(e)
+                if cut is not None:
+                    attempt.prompt_tokens, attempt.completion_tokens = cut.prompt_tokens, cut.completion_tokens
+                if e.kind not in ROUND_ERRORS:  # the server, not the reply: another round would fail the same way
+                    self._record(job, result, attempt)
+                    result.message = f"the model call failed: {e}"
+                    return result
+                text, files = (cut.content or "") if cut is not None else "", {}
+                attempt.evidence = _model_evidence(e, cut)
             else:
-                self.progress(f"building {name} (round {rnd})")
-                record, _ = self.rt.builder.try_files(files)
-                if record.ok:
-                    attempt.stage, attempt.seconds = "green", time.monotonic() - t0
-                    return self._commit(job, result, attempt, files, name, reply.notes)
-                attempt.stage, attempt.error = record.stage or "package", f"{record.stage or 'package'}_failed"
-                attempt.evidence = evidence_of(record)
+                attempt.prompt_tokens, attempt.completion_tokens = chat.prompt_tokens, chat.completion_tokens
+                attempt.model_seconds = time.monotonic() - t0
+                result.model = chat.model
+                text = chat.content or ""
+                green, files = self._attempt(job, result, attempt, chat, text, t0)
+                if green is not None:
+                    return green
             attempt.seconds = time.monotonic() - t0
             self._record(job, result, attempt)
             evidence = attempt.evidence
@@ -218,6 +216,32 @@ class Author:
         result.message = (f"no green version after {len(result.attempts)} attempts; last: {history[-1]}"
                           if history else "no green version")
         return result
+
+    def _attempt(self, job: _Job, result: AuthorResult, attempt: Attempt, chat: ChatResult, text: str,
+                 t0: float) -> tuple[AuthorResult | None, dict[str, bytes]]:
+        """Read one reply and build what it holds: the result if it is green (committed and tagged), else None
+        with the attempt's stage, error and evidence set; and the files it held."""
+        cut = (f"Your reply was cut off after {chat.completion_tokens} tokens (the reply limit, git config "
+               "evogit.maxTokens): write less — only your part of src/main.rs, short tests, 4-6 cases.\n"
+               if chat.finish_reason == "length" else "")
+        try:
+            reply = wire.read_reply(text, prompt.SKELETON)
+            files, name = self._package(job, reply, result)
+        except (InvalidPackage, InvalidName) as e:
+            attempt.stage, attempt.error = "reply", "cut_off" if cut else "invalid_reply"
+            attempt.evidence = f"{cut}stage reply: {e}"
+            return None, {}
+        self.progress(f"building {name} (round {attempt.round})" + (f"; mended: {'; '.join(reply.mended)}"
+                                                                    if reply.mended else ""))
+        record, _ = self.rt.builder.try_files(files)
+        if record.ok:
+            attempt.stage, attempt.seconds = "green", time.monotonic() - t0
+            return self._commit(job, result, attempt, files, name, reply.notes), files
+        attempt.stage, attempt.error = record.stage or "package", f"{record.stage or 'package'}_failed"
+        attempt.evidence = cut + evidence_of(record)
+        if reply.mended:
+            attempt.evidence += "\n(evogit mended your reply: " + "; ".join(reply.mended) + ")"
+        return None, files
 
     def _package(self, job: _Job, reply: wire.Reply, result: AuthorResult) -> tuple[dict[str, bytes], str]:
         """The files to build: the reply's, with the name settled and the cases that must pass put in."""
@@ -280,8 +304,8 @@ class Author:
         self.rt.log.append([ev.AuthorAttempt(
             kind=job.kind, tool=result.tool, round=attempt.round, stage=attempt.stage, error=attempt.error,
             model=result.model, prompt_tokens=attempt.prompt_tokens, completion_tokens=attempt.completion_tokens,
-            seconds=round(attempt.seconds, 3), parent=result.parent or "", fingerprint=fingerprint,
-            task=job.task)])
+            seconds=round(attempt.seconds, 3), model_seconds=round(attempt.model_seconds, 3),
+            parent=result.parent or "", fingerprint=fingerprint, task=job.task)])
 
 
 def parent_records(rt: Runtime, name: str, task: str) -> list[tuple[Version, int, float, bool]]:
@@ -300,11 +324,26 @@ def parent_records(rt: Runtime, name: str, task: str) -> list[tuple[Version, int
     return out
 
 
-def evidence_of(record: BuildRecord, limit: int = 6000) -> str:
-    """What a red build says to the model: the compiler's diagnostics as rustc renders them, or the first failing
-    case whole (input, expected and actual output and exit code, the tool's stderr), or the stage's message."""
+def _model_evidence(e: ModelError, cut: ChatResult | None) -> str:
+    """What a failed call says to the model in the next round."""
+    if e.kind == "timeout":
+        said = f" after {cut.completion_tokens} tokens" if cut is not None and cut.completion_tokens else ""
+        return (f"Your reply was cut off by the time limit{said} (git config evogit.modelTimeout): reply at once "
+                "with the three blocks, shorter — only your part of src/main.rs, short tests, 4-6 cases.")
+    return f"The last reply could not be used ({e.kind}): {e}"
+
+
+MAX_ERRORS_SHOWN = 3  # compiler errors shown whole; the rest by their headline
+
+
+def evidence_of(record: BuildRecord, limit: int = 4000) -> str:
+    """What a red build says to the model: the compiler's errors as rustc renders them (the first ones whole,
+    the rest by headline, warnings only when there is no error), or the first failing case whole (input, expected and actual output and exit
+    code, the tool's stderr), or the stage's message."""
     parts = [f"stage {record.stage}: {record.message or ''}".strip()]
-    parts += [d.rendered or d.headline() for d in record.diagnostics]
+    errors = [d for d in record.diagnostics if d.level == "error"] or record.diagnostics
+    parts += [d.rendered or d.headline() for d in errors[:MAX_ERRORS_SHOWN]]
+    parts += [d.headline() for d in errors[MAX_ERRORS_SHOWN:]]
     if record.first_failure is not None:
         parts.append("first failing case: " + jsonio.encode(msgspec.to_builtins(record.first_failure)))
     text = "\n".join(parts)

@@ -1,10 +1,15 @@
-"""What the model is told: the system prompt (tool contract, package rules, crates, toolchain limits, one
-starter tool as the example), the skeleton it fills, and the user message of each attempt.
+"""What the model is told: the system prompt (the skeleton it fills, the rules, the reply format with one
+starter tool as the example), and the user message of each attempt.
+
+The system prompt is short and the same on every call: a CPU model processes it on every request unless the
+server caches the prefix, and servers cache a prefix that does not change. It is written for a small coder
+model (design note §10): the example is in the form the model must write — the marked part of the skeleton,
+not a whole program — and the reply is three fenced blocks, so that code never travels inside a JSON string.
 
 Each attempt is one request of two messages, system and user; a repair round's user message carries the task,
-a short summary of the earlier attempts, and the last attempt's files with the evidence of why it is red (the
-compiler's own diagnostics, or the first failing case) — not the whole growing chat, which small models lose
-track of and which costs tokens on every round.
+a one-line summary of each earlier attempt, the last attempt's blocks and the evidence of why it is red (the
+compiler's first errors, once each; the first failing case; or why the reply could not be read) — not the whole
+growing chat, which small models lose track of and which costs tokens on every round.
 """
 
 from __future__ import annotations
@@ -13,25 +18,8 @@ import json
 from collections.abc import Sequence
 from functools import cache
 
-from ..manifest import ALLOWED_CRATES, REQUIRED_FILES, Case
-from ..resources import resource
-from .wire import BEGIN, END
-
-#: Versions in Debian's offline registry that this toolchain builds (and how to ask for them in Cargo.toml).
-CRATES = {
-    "serde": 'serde = { version = "1", features = ["derive"] }   # 1.0.152',
-    "serde_json": 'serde_json = "1"   # 1.0.87',
-    "regex": 'regex = "1"   # 1.7.1',
-    "csv": 'csv = "1"   # 1.1.6',
-    "chrono": 'chrono = { version = "0.4", default-features = false, features = ["std"] }   # 0.4.23, no clock/local time',
-    "base64": 'base64 = "0.13"   # 0.13.0: base64::encode / base64::decode / base64::encode_config',
-    "sha2": 'sha2 = "0.10"   # 0.10.5',
-    "hex": 'hex = "0.4"   # 0.4.3',
-    "url": 'url = "2"   # 2.3.1',
-    "unicode-segmentation": 'unicode-segmentation = "1"   # 1.9.0',
-    "strsim": 'strsim = "0.10"   # 0.10.0',
-}
-assert set(CRATES) == set(ALLOWED_CRATES)
+from ..manifest import Case
+from .wire import BEGIN, END, show_package
 
 SKELETON = f"""\
 //! TOOL-NAME: one line on what it does.
@@ -82,61 +70,84 @@ fn main() {{
 }}
 """
 
-_RULES = """\
-You write small, exact command-line tools in Rust for evogit, a library of tested WebAssembly tools.
-
-THE TOOL CONTRACT
-- A tool is a WASI command module. It reads ONE JSON object on stdin and writes ONE JSON document on stdout,
-  then exits 0. For input it cannot handle it prints {"error": "<message>"} on stdout and exits 1.
-- It runs in a sandbox: no files, no network, no environment variables, no threads, no sleeping, no clock.
-  Everything it needs comes from its input.
-- Input is checked against tool.json's input_schema before a run, and output against output_schema after it.
-
-TOOLCHAIN: Rust 1.63, edition 2021, target wasm32-wasi, offline. Newer language features and std APIs do not
-exist: no let-else (`let Some(x) = y else {..}`), no `std::io::read_to_string` (use `Read::read_to_string`),
-no `Option::is_some_and`, no `ilog10`, no `std::iter::repeat_n` ... write plain, conservative Rust. Every `use` goes at the top of the module
-that needs it (the tests module has its own `use super::*;`).
-
-CRATES: only these, with exactly these versions (anything else fails to build):
-@CRATES@
-
-PACKAGE RULES (checked before building; a package that breaks one is refused)
-- Exactly four files: tool.json, Cargo.toml, src/main.rs, tests/cases.jsonl.
-- Cargo.toml: [package] name = "tool", version = "0.1.0", edition = "2021"; then [dependencies] from the list
-  above. Nothing else: no build.rs, [lib], [[bin]], [profile], [patch], [features], [build-dependencies].
-- Source must not use include_str!, include_bytes!, include!, env!, option_env!, or #[path].
-- tool.json: {"name", "description", "input_schema", "output_schema", "tags", "examples"}. name is a lowercase
-  slug (a-z, 0-9, single hyphens). description says exactly what the tool does, its edge cases and units.
-  The schemas are JSON Schema (draft 2020-12) objects with "type", "properties", "required" and
-  "additionalProperties": false; "examples" are 2-3 tasks in users' words that this tool serves.
-- tests/cases.jsonl: one JSON object a line, {"name", "input", "expect"} and "exit": 1 for error cases, whose
-  "expect" is the exact {"error": "..."} the tool prints. At least 4 cases: typical, edge (empty, unicode),
-  and one error. Outputs must be exactly what the tool prints (JSON equality: 1 is not 1.0 is not true).
-- Unit tests go in src/main.rs in `#[cfg(test)] mod tests`.
-
-SKELETON: src/main.rs is this file with the part between the two evogit marker lines written by you (the `run`
-function, any helpers, and the tests module). Keep everything outside the markers exactly as it is:
+SYSTEM = """\
+You write small, exact tools in Rust for evogit. A tool reads one JSON object and prints one JSON object.
+evogit builds this src/main.rs around your code; you write only the part between the two marker lines:
 ```rust
-@SKELETON@```
+use serde_json::{json, Value};
+use std::io::Read;
+use std::process::exit;
 
-REPLY: one JSON object and nothing else:
-{"files": {"tool.json": "<whole file>", "Cargo.toml": "<whole file>", "src/main.rs": "<whole file>",
- "tests/cases.jsonl": "<whole file>"}, "superseded": [{"case": "<name>", "reason": "<why>"}], "notes": "<one line>"}
-Every file whole, never a diff. "superseded" is [] unless you are changing an existing tool and one of its cases
-must no longer hold (say why).
+@BEGIN@
+@END@
 
-EXAMPLE: the starter tool word-count, a complete package:
-@EXAMPLE@"""
+fn fail(message: &str) -> ! { println!("{}", json!({ "error": message })); exit(1) }
+
+fn main() {
+    // reads stdin into `input: Value` (a JSON object), then:
+    match run(&input) { Ok(output) => println!("{}", output), Err(message) => fail(&message) }
+}
+```
+Your part: `fn run(input: &Value) -> Result<Value, String>` that reads the fields from `input`
+(input.get("x").and_then(Value::as_str / as_i64 / as_u64 / as_f64 / as_bool / as_array)), computes, and
+returns Ok(json!({...})) in the output's shape; Err(message) for bad input. Add helper functions if useful, and
+`#[cfg(test)] mod tests { use super::*; ... }` with one or two #[test] functions (snake_case names).
+Do not write fn main, fn fail, or the use lines above.
+
+Rules: Rust 1.63 — no let-else, no is_some_and, no ilog10. No files, network, environment, threads or clock.
+On a Result whose error is not a String, use .map_err(|e| e.to_string())?. On an Option use .ok_or("message")?.
+Crates: serde_json always; if needed, name any of these in "crates": regex, chrono (no clock), base64 (0.13:
+base64::encode/decode), sha2, hex, url, csv, unicode-segmentation, strsim, serde (derive).
+
+Reply with exactly three fenced blocks and nothing else:
+1. ```json — {"name": a lowercase-hyphenated slug, "description": what it does exactly, "input_schema",
+   "output_schema" (JSON Schema objects with type, properties, required, "additionalProperties": false),
+   "tags": [words], "examples": [2-3 tasks in a user's own words that this tool does], "crates": []}
+2. ```rust — your part only.
+3. ```jsonl — at least 4 cases, one JSON object a line: {"name": "short-name", "input": {...}, "expect": {...}};
+   an error case adds "exit": 1 and expects exactly {"error": "<the message run returns>"}.
+The output must be exactly what the tool prints (1 is not 1.0, numbers are not strings).
+
+Example. Task: count the words, lines and characters of a text.
+```json
+{"name": "word-count", "description": "Count the words (runs of non-whitespace), lines and characters (Unicode \
+scalar values) of a text.", "input_schema": {"type": "object", "properties": {"text": {"type": "string"}}, \
+"required": ["text"], "additionalProperties": false}, "output_schema": {"type": "object", "properties": \
+{"words": {"type": "integer"}, "lines": {"type": "integer"}, "chars": {"type": "integer"}}, "required": \
+["words", "lines", "chars"], "additionalProperties": false}, "tags": ["text", "count"], "examples": \
+["how many words are in this text", "count the lines of a document"], "crates": []}
+```
+```rust
+fn run(input: &Value) -> Result<Value, String> {
+    let text = input.get("text").and_then(Value::as_str).ok_or("\\"text\\" must be a string")?;
+    let newlines = text.matches('\\n').count();
+    let lines = if text.is_empty() || text.ends_with('\\n') { newlines } else { newlines + 1 };
+    Ok(json!({ "words": text.split_whitespace().count(), "lines": lines, "chars": text.chars().count() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_unicode() {
+        let out = run(&json!({"text": "héllo wörld"})).unwrap();
+        assert_eq!(out, json!({"words": 2, "lines": 1, "chars": 11}));
+    }
+}
+```
+```jsonl
+{"name": "simple", "input": {"text": "a b c"}, "expect": {"words": 3, "lines": 1, "chars": 5}}
+{"name": "empty", "input": {"text": ""}, "expect": {"words": 0, "lines": 0, "chars": 0}}
+{"name": "two-lines", "input": {"text": "one two\\nthree\\n"}, "expect": {"words": 3, "lines": 2, "chars": 14}}
+{"name": "text-not-string", "input": {"text": 42}, "expect": {"error": "\\"text\\" must be a string"}, "exit": 1}
+```"""
 
 
 @cache
 def system_prompt() -> str:
-    """The system message of every authoring request (the same text each time: servers can cache it)."""
-    example_dir = resource("skills-repo") / "word-count"
-    example = {path: (example_dir / path).read_text() for path in REQUIRED_FILES}
-    crates = "\n".join(f"  {CRATES[c]}" for c in sorted(CRATES))
-    return (_RULES.replace("@CRATES@", crates).replace("@SKELETON@", SKELETON)
-            .replace("@EXAMPLE@", json.dumps({"files": example}, indent=1)))
+    """The system message of every authoring request (the same text each time: servers cache it)."""
+    return SYSTEM.replace("@BEGIN@", BEGIN).replace("@END@", END)
 
 
 def _cases_text(cases: Sequence[Case]) -> str:
@@ -144,39 +155,49 @@ def _cases_text(cases: Sequence[Case]) -> str:
                                  **({"exit": c.exit} if c.exit else {})}, ensure_ascii=False) for c in cases)
 
 
+def _examples_text(examples: Sequence[Case]) -> str:
+    return ("These examples from the user must pass exactly (the same field names and values); they are added "
+            "as cases:\n" + _cases_text(examples))
+
+
 def create_message(task: str, name: str | None, examples: Sequence[Case]) -> str:
     parts = [f"Write a new tool for this task:\n{task.strip()}",
              f'Name it "{name}".' if name else "Choose its name (a short lowercase slug naming what it does)."]
     if examples:
-        parts.append("These examples from the user must pass exactly; they will be added as cases:\n" + _cases_text(examples))
+        parts.append(_examples_text(examples))
     return "\n\n".join(parts)
 
 
 def mutate_message(task: str, parent: str, files: dict[str, bytes], cases: Sequence[Case], failures: Sequence[str],
                    name: str | None, examples: Sequence[Case]) -> str:
-    shown = json.dumps({path: files[path].decode("utf-8", "replace") for path in REQUIRED_FILES if path in files},
-                       indent=1, ensure_ascii=False)
     parts = [f"Change the existing tool {parent} for this task:\n{task.strip()}",
-             f'The new tool is named "{name}" (set it in tool.json).' if name else
+             f'The new tool is named "{name}" (set it in the header).' if name else
              "Keep its name; the result is its next version.",
-             f"Its files now:\n{shown}",
-             "Its cases are inherited: the new version must pass every one of them, unless you list a case in "
-             '"superseded" with the reason it must no longer hold:\n' + _cases_text(cases)]
+             "The tool now, as the three blocks:\n" + show_package(files),
+             "Its cases are inherited: the new version must pass every one of them, unless the header lists it in "
+             '"superseded": [{"case": NAME, "reason": WHY}]. Reply with the whole cases block, old and new cases.']
     if failures:
         parts.append("Where the current version failed recently:\n" + "\n".join(f"- {f}" for f in failures))
     if examples:
-        parts.append("These examples from the user must pass exactly; they will be added as cases:\n" + _cases_text(examples))
+        parts.append(_examples_text(examples))
     return "\n\n".join(parts)
 
 
-def repair_message(first: str, history: Sequence[str], files: dict[str, bytes], evidence: str) -> str:
-    """The next round: the original request, what each earlier round ended in, and the last files with why
-    they are red."""
-    shown = json.dumps({path: files[path].decode("utf-8", "replace") for path in REQUIRED_FILES if path in files},
-                       indent=1, ensure_ascii=False)
+def repair_message(first: str, history: Sequence[str], files: dict[str, bytes], evidence: str,
+                   reply: str = "") -> str:
+    """The next round: the original request, what each earlier round ended in, and the last attempt (its blocks,
+    or the start of its reply when it could not be read) with why it is red."""
     summary = "\n".join(f"- attempt {i}: {line}" for i, line in enumerate(history, 1))
-    return (f"{first}\n\nEarlier attempts did not pass:\n{summary}\n\nThe last attempt's files:\n{shown}\n\n"
-            f"Why it failed:\n{evidence}\n\nReply with the whole package again, fixed.")
+    if files:
+        last = "The last attempt:\n" + show_package(files)
+    elif reply.strip():
+        shown = reply.strip()
+        last = "The last reply began:\n" + (shown if len(shown) <= 1500 else shown[:1500] + "\n…")
+    else:
+        last = ""
+    return "\n\n".join(p for p in (first, f"Earlier attempts did not pass:\n{summary}", last,
+                                     f"Why it failed:\n{evidence}",
+                                     "Reply with the three blocks again (json, rust, jsonl), fixed.") if p)
 
 
 # -- solving a task with the library's tools (agent/solve.py) ----------------------------------------------------

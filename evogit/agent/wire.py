@@ -1,27 +1,68 @@
-"""The authoring wire format, fixed so that recorded sessions and every compatible server work.
+"""The authoring wire formats: what a model replies with, read into a package ready to build.
 
-One chat completion per attempt, no `tools`; the reply's message content is one JSON object:
+One chat completion per attempt, no `tools`. The format the prompt asks for keeps code out of JSON strings
+(a small model leaves a `"` unescaped inside a Rust string literal in nearly every reply that writes a file as
+a JSON string — design note §10): a JSON header, the marked part of `src/main.rs`, the cases.
+
+    ```json
+    {"name": ..., "description": ..., "input_schema": {...}, "output_schema": {...}, "tags": [...],
+     "examples": ["a task in a user's words", ...], "crates": ["regex"],
+     "superseded": [{"case": NAME, "reason": TEXT}], "notes": TEXT}
+    ```
+    ```rust
+    fn run(input: &Value) -> Result<Value, String> { ... }      (helpers, and the #[cfg(test)] tests module)
+    ```
+    ```jsonl
+    {"name": ..., "input": {...}, "expect": {...}}               ("exit": 1 for an error case)
+    ```
+
+evogit assembles the package: the skeleton around the Rust part, `Cargo.toml` generated from the crates the
+header names and the code uses (at the allowlisted versions), `tool.json` from the header. Read leniently —
+prose around the blocks, missing or unlabelled fences, a whole `main.rs` instead of the marked part, doubled
+braces, a cut-off cases block — and validated strictly afterwards (the package rules, the build).
+
+The JSON format stays accepted (recordings and other people's scripted servers use it): the reply's content is
+one JSON object,
 
     {"files": {"tool.json": "...", "Cargo.toml": "...", "src/main.rs": "...", "tests/cases.jsonl": "..."},
-     "superseded": [{"case": NAME, "reason": TEXT}],
-     "notes": TEXT}
+     "superseded": [{"case": NAME, "reason": TEXT}], "notes": TEXT}
 
-Files are whole, never diffs (diff formats break with local models). What a reply may get wrong in form and
-still mean clearly is mended here, once, so that every caller sees the same package: a `tool.json` given as an
-object, cases given as a list, a `main.rs` that holds only the marked function (it is put into the skeleton).
+with whole files; a `tool.json` given as an object, cases given as a list, and a `main.rs` that holds only the
+marked part are mended.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
+import tomllib
 from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
-from ..errors import InvalidPackage
-from ..manifest import REQUIRED_FILES, Case, parse_cases
+from .. import jsonio
+from ..errors import InvalidJSON, InvalidPackage
+from ..manifest import ALLOWED_CRATES, REQUIRED_FILES, Case, parse_cases
+from . import mend
+
+#: How each allowlisted crate is asked for in a generated Cargo.toml: versions in Debian's offline registry
+#: that this toolchain builds (the comment says which, for the model's eyes too).
+DEPENDENCIES = {
+    "serde": 'serde = { version = "1", features = ["derive"] }   # 1.0.152',
+    "serde_json": 'serde_json = "1"   # 1.0.87',
+    "regex": 'regex = "1"   # 1.7.1',
+    "csv": 'csv = "1"   # 1.1.6',
+    "chrono": 'chrono = { version = "0.4", default-features = false, features = ["std"] }   # 0.4.23, no clock',
+    "base64": 'base64 = "0.13"   # 0.13.0: base64::encode / base64::decode / base64::encode_config',
+    "sha2": 'sha2 = "0.10"   # 0.10.5',
+    "hex": 'hex = "0.4"   # 0.4.3',
+    "url": 'url = "2"   # 2.3.1',
+    "unicode-segmentation": 'unicode-segmentation = "1"   # 1.9.0',
+    "strsim": 'strsim = "0.10"   # 0.10.0',
+}
+assert set(DEPENDENCIES) == set(ALLOWED_CRATES)
 
 #: The JSON Schema of a reply, for `response_format: json_schema` (strict: every property required, no others).
 REPLY_SCHEMA: dict[str, Any] = {
@@ -64,6 +105,7 @@ class Reply(msgspec.Struct):
     files: dict[str, bytes]
     superseded: list[Supersede]
     notes: str
+    mended: list[str] = []  # what was mended in reading it (said in the result, and to the model if it stays red)
 
 
 def parse_reply(obj: Any, skeleton: str | None = None) -> Reply:
@@ -93,15 +135,21 @@ def parse_reply(obj: Any, skeleton: str | None = None) -> Reply:
         if path == "src/main.rs" and skeleton is not None and "fn main(" not in value:
             value = fill_skeleton(skeleton, value)
         out[path] = value.encode()
+    notes = obj.get("notes")
+    return Reply(out, _superseded(obj.get("superseded")), notes if isinstance(notes, str) else "")
+
+
+def _superseded(items: Any) -> list[Supersede]:
+    if items is not None and not isinstance(items, list):
+        raise InvalidPackage('"superseded" is a list of {"case": NAME, "reason": TEXT}')
     superseded = []
-    for item in obj.get("superseded") or []:
+    for item in items or []:
         if not (isinstance(item, dict) and isinstance(item.get("case"), str) and isinstance(item.get("reason"), str)):
             raise InvalidPackage('each "superseded" entry is {"case": NAME, "reason": TEXT}')
         if not item["reason"].strip():
             raise InvalidPackage(f"superseding case {item['case']!r} needs a reason")
         superseded.append(Supersede(item["case"], " ".join(item["reason"].split())))
-    notes = obj.get("notes")
-    return Reply(out, superseded, notes if isinstance(notes, str) else "")
+    return superseded
 
 
 #: The lines that mark the part of the skeleton the model writes.
@@ -115,6 +163,297 @@ def fill_skeleton(skeleton: str, logic: str) -> str:
     if BEGIN in inner and END in inner:
         inner = inner[inner.index(BEGIN) + len(BEGIN):inner.index(END)].strip("\n")
     return skeleton[:start] + "\n" + inner + "\n" + skeleton[end:]
+
+
+# -- the text format ---------------------------------------------------------------------------------------------
+MAX_REPLY = 1024 * 1024  # characters of one reply
+#: Header fields that go into tool.json as they are.
+MANIFEST_FIELDS = ("name", "description", "input_schema", "output_schema", "tags", "examples")
+_OPEN = re.compile(r"^[ \t]*```+[ \t]*([\w+#.-]*)[^\n]*\n", re.M)
+_CLOSE = re.compile(r"^[ \t]*```+[ \t]*$", re.M)
+_MAIN = re.compile(r"^\s*fn\s+main\s*\(", re.M)
+_RUN = re.compile(r"^\s*(?:pub\s+)?fn\s+run\s*\(", re.M)
+_CODE_START = re.compile(r"^(?:use |fn |pub fn |#\[|struct |enum |impl |const |static |mod |//)", re.M)
+_CRATE_USE = re.compile(r"\b(?:use\s+|extern\s+crate\s+|[^\w:])(regex|csv|chrono|base64|sha2|hex|url|"
+                        r"unicode_segmentation|strsim|serde)(?=::|\s*;|\s+as\b)")
+
+
+class Block(msgspec.Struct, frozen=True):
+    """One fenced block of a reply (`closed` False: the reply ended inside it)."""
+
+    lang: str
+    body: str
+    closed: bool
+    start: int
+    end: int
+
+
+def blocks(text: str) -> list[Block]:
+    """The fenced blocks of `text`, in order."""
+    out, at = [], 0
+    while (m := _OPEN.search(text, at)) is not None:
+        close = _CLOSE.search(text, m.end())
+        if close is None:
+            out.append(Block(m.group(1).lower(), text[m.end():], False, m.start(), len(text)))
+            break
+        out.append(Block(m.group(1).lower(), text[m.end():close.start()], True, m.start(), close.end()))
+        at = close.end()
+    return out
+
+
+def read_reply(text: str, skeleton: str) -> Reply:
+    """A reply in either format, as a package. Raises InvalidPackage with a message meant for the model."""
+    if len(text) > MAX_REPLY:
+        raise InvalidPackage(f"the reply is longer than {MAX_REPLY:,} characters")
+    stripped = text.strip()
+    if not stripped:
+        raise InvalidPackage("the reply is empty")
+    if stripped.startswith("{") or '"files"' in stripped[:2000]:
+        from ..llm.reply import json_object
+
+        obj = json_object(stripped)
+        if isinstance(obj, dict) and isinstance(obj.get("files"), dict):
+            return parse_reply(obj, skeleton)
+    return _read_text(text, skeleton)
+
+
+def _read_text(text: str, skeleton: str) -> Reply:
+    mended: list[str] = []
+    found = blocks(text)
+    header: dict[str, Any] | None = None
+    code: Block | None = None
+    cases: list[Any] = []
+    crates: set[str] = set()
+    for b in found:
+        kind = _kind(b)
+        if kind == "rust" and (code is None or not code.closed):
+            code = b if code is None or len(b.body) > len(code.body) else code
+        elif kind == "header" and header is None:
+            header = _object(b.body)
+        elif kind == "cases":
+            cases += _case_lines(b.body, mended)
+        elif kind == "toml":
+            crates |= _toml_crates(b.body)
+    if header is None:
+        header = _header_in_prose(text, found)
+    if header is None:
+        raise InvalidPackage("the ```json header (name, description, input_schema, output_schema, crates) is missing")
+    if code is None:
+        code = _code_in_prose(text, found)
+    if code is None:
+        raise InvalidPackage("the ```rust block (the part of src/main.rs between the markers: fn run and its tests) "
+                             "is missing")
+    if not code.closed:
+        mended.append("the ```rust block was not closed")
+    if not cases and isinstance(header.get("cases"), list):
+        cases = header["cases"]
+    logic = code.body
+    if _doubled(logic):
+        logic = logic.replace("{{", "{").replace("}}", "}")
+        mended.append("doubled braces {{ }} in the code were halved")
+    if BEGIN in logic and END in logic:
+        logic = logic[logic.index(BEGIN) + len(BEGIN):logic.index(END)]
+    if _MAIN.search(logic) and not _RUN.search(logic):  # a whole program of its own (as the starter tools are)
+        main_rs, notes = mend.program(logic)
+    else:
+        logic, notes = mend.logic(logic)
+        glued = mend.glue(logic, header.get("input_schema"), header.get("output_schema"))
+        if glued is not None:
+            logic = glued[0] + "\n" + logic
+            notes.append(glued[1])
+        main_rs = fill_skeleton(skeleton, logic)
+    mended += notes
+    crates |= _named_crates(header.get("crates"), mended) | _used_crates(logic)
+    files = {
+        "tool.json": _manifest(header, mended),
+        "Cargo.toml": cargo_toml(crates),
+        "src/main.rs": main_rs.encode(),
+        "tests/cases.jsonl": _cases_file(cases, mended),
+    }
+    for path, data in files.items():
+        if len(data) > MAX_FILE:
+            raise InvalidPackage(f"{path} is larger than {MAX_FILE} bytes")
+    notes_text = header.get("notes")
+    return Reply(files, _superseded(header.get("superseded")), notes_text if isinstance(notes_text, str) else "",
+                 mended)
+
+
+def _kind(b: Block) -> str:
+    """What a block holds: rust, header, cases, toml or other (by its label, else by its content)."""
+    if b.lang in ("rust", "rs"):
+        return "rust"
+    if b.lang in ("jsonl", "ndjson", "jsonlines"):
+        return "cases"
+    if b.lang == "toml":
+        return "toml"
+    body = b.body.strip()
+    if body.startswith(("{", "[")):
+        value = _object(body)
+        if value is not None and (set(value) & {"input_schema", "output_schema", "description", "crates"}):
+            return "header"
+        return "cases" if b.lang in ("json", "jsonc", "") and ('"input"' in body or '"expect"' in body) else "other"
+    if b.lang == "" and re.search(r"\bfn\s+\w+\s*\(", body):
+        return "rust"
+    return "other"
+
+
+def _object(text: str) -> dict[str, Any] | None:
+    """`text` as one JSON object (also when its braces are doubled, `{{...}}`), or None."""
+    text = text.strip()
+    outer = text[1:-1] if text.startswith("{{") and text.endswith("}}") else text  # `{{...}}` around one object
+    for candidate in (text, outer, text.replace("{{", "{").replace("}}", "}")):
+        try:
+            value = jsonio.decode(candidate, what="the header")
+        except InvalidJSON:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def _header_in_prose(text: str, found: list[Block]) -> dict[str, Any] | None:
+    """A header written without a fence: the first JSON object outside the blocks that has a schema."""
+    from ..llm.reply import json_object
+
+    outside, at = [], 0
+    for b in found:
+        outside.append(text[at:b.start])
+        at = b.end
+    outside.append(text[at:])
+    for part in outside:
+        value = json_object(part) or json_object(part.replace("{{", "{").replace("}}", "}"))
+        if value is not None and ("input_schema" in value or "description" in value):
+            return value
+    return None
+
+
+def _code_in_prose(text: str, found: list[Block]) -> Block | None:
+    """Code written without a fence: from the first line that starts like Rust to the next block or the end."""
+    at = 0
+    spans = [(b.start, b.end) for b in found] + [(len(text), len(text))]
+    for start, end in spans:
+        chunk = text[at:start]
+        m = _CODE_START.search(chunk)
+        if m is not None and re.search(r"\bfn\s+\w+\s*\(", chunk[m.start():]):
+            return Block("rust", chunk[m.start():], True, at + m.start(), start)
+        at = end
+    return None
+
+
+def _doubled(code: str) -> bool:
+    """Whether a part's braces are doubled throughout, as a template's are (`fn run(...) -> ... {{`)."""
+    return bool(re.search(r"\)\s*(?:->[^{\n]*)?\{\{[ \t]*$", code, re.M)) and "\n}}" in code
+
+
+def _case_lines(body: str, mended: list[str]) -> list[Any]:
+    """The cases of a jsonl block (or a JSON list); a line that is no JSON object is skipped and said."""
+    whole = body.strip()
+    if whole.startswith("["):
+        try:
+            value = jsonio.decode(whole, what="cases")
+            if isinstance(value, list):
+                return value
+        except InvalidJSON:
+            pass
+    out = []
+    for n, line in enumerate(body.splitlines(), 1):
+        line = line.strip().rstrip(",")
+        if not line or line.startswith(("//", "#")):
+            continue
+        value = _object(line)
+        if value is None:
+            mended.append(f"cases line {n} is not one JSON object and was left out: {line[:80]}")
+            continue
+        out.append(value)
+    return out
+
+
+def _cases_file(cases: list[Any], mended: list[str]) -> bytes:
+    """The cases as `tests/cases.jsonl`: each named (`case-N` when it is not), unknown keys dropped."""
+    lines, names = [], set()
+    for i, case in enumerate(cases, 1):
+        if not isinstance(case, dict) or "input" not in case or "expect" not in case:
+            mended.append(f"case {i} has no input and expect and was left out")
+            continue
+        name = case.get("name") if isinstance(case.get("name"), str) and case["name"].strip() else f"case-{i}"
+        name = " ".join(str(name).split())[:80]
+        while name in names:
+            name += f"-{i}"
+        names.add(name)
+        exit_code = case.get("exit")
+        if not isinstance(exit_code, int) or isinstance(exit_code, bool):  # {"error": ...} is what fail() prints
+            exit_code = 1 if isinstance(case["expect"], dict) and list(case["expect"]) == ["error"] else 0
+        entry = {"name": name, "input": case["input"], "expect": case["expect"], **({"exit": exit_code} if exit_code else {})}
+        lines.append(jsonio.encode(entry) + "\n")
+    return "".join(lines).encode()
+
+
+def _manifest(header: dict[str, Any], mended: list[str]) -> bytes:
+    """tool.json from the header's fields; examples that are not tasks in words are left out."""
+    manifest = {k: header[k] for k in MANIFEST_FIELDS if k in header}
+    examples = manifest.get("examples")
+    if examples is not None:
+        words = [e for e in examples if isinstance(e, str) and " " in e.strip()] if isinstance(examples, list) else []
+        if len(words) != (len(examples) if isinstance(examples, list) else -1):
+            mended.append("tool.json examples that were not tasks in a user's words were left out")
+        manifest["examples"] = words
+    tags = manifest.get("tags")
+    if tags is not None and not (isinstance(tags, list) and all(isinstance(t, str) for t in tags)):
+        manifest["tags"] = [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
+    return (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def _named_crates(value: Any, mended: list[str]) -> set[str]:
+    names = list(value) if isinstance(value, (list, dict)) else []
+    out = set()
+    for name in names:
+        crate = str(name).strip().replace("_", "-") if isinstance(name, str) else ""
+        crate = "serde_json" if crate == "serde-json" else crate
+        if crate in DEPENDENCIES:
+            out.add(crate)
+        elif crate:
+            mended.append(f"crate {str(name)[:40]!r} is not available here and was left out")
+    return out
+
+
+def _used_crates(code: str) -> set[str]:
+    return {m.group(1).replace("_", "-") for m in _CRATE_USE.finditer(code)}
+
+
+def _toml_crates(body: str) -> set[str]:
+    try:
+        deps = tomllib.loads(body).get("dependencies", {})
+    except tomllib.TOMLDecodeError:
+        return set()
+    return {name for name in deps if name in DEPENDENCIES} if isinstance(deps, dict) else set()
+
+
+def show_package(files: dict[str, bytes]) -> str:
+    """A package as the three blocks of the text format (what the model sees of an existing tool or of its last
+    attempt): the header (tool.json and the crates beyond serde_json), the marked part of src/main.rs (the whole
+    file when it has no markers), the cases."""
+    def text(path: str) -> str:
+        return files.get(path, b"").decode("utf-8", "replace")
+
+    try:
+        header = json.loads(text("tool.json"))
+    except ValueError:
+        header = None
+    if not isinstance(header, dict):
+        header = {"tool.json": text("tool.json")}
+    header["crates"] = sorted(_toml_crates(text("Cargo.toml")) - {"serde_json"})
+    main_rs = text("src/main.rs")
+    if BEGIN in main_rs and END in main_rs:
+        main_rs = main_rs[main_rs.index(BEGIN) + len(BEGIN):main_rs.index(END)].strip("\n") + "\n"
+    return (f"```json\n{json.dumps(header, ensure_ascii=False)}\n```\n```rust\n{main_rs.rstrip()}\n```\n"
+            f"```jsonl\n{text('tests/cases.jsonl').rstrip()}\n```")
+
+
+def cargo_toml(crates: set[str] | frozenset[str] = frozenset()) -> bytes:
+    """The package's Cargo.toml: serde_json (the skeleton needs it) and `crates`, at the allowlisted versions."""
+    deps = sorted({"serde_json", *(c for c in crates if c in DEPENDENCIES)})
+    return ('[package]\nname = "tool"\nversion = "0.1.0"\nedition = "2021"\n\n[dependencies]\n'
+            + "".join(DEPENDENCIES[c].split("   #")[0] + "\n" for c in deps)).encode()
 
 
 def inherit_cases(parent: Sequence[Case], reply_cases: bytes, superseded: Sequence[Supersede],

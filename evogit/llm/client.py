@@ -219,6 +219,8 @@ class ModelClient:
                 return value
             except ModelError as e:
                 outcome = e.kind
+                if result is None and isinstance(e.result, ChatResult):  # a cut reply's tokens were spent too
+                    result = e.result
                 e.args = (self.config.redact(str(e)),)  # a server may echo the key (HTTP 401: Incorrect API key: sk-...)
                 raise
             except Exception:
@@ -263,6 +265,9 @@ class ModelClient:
         self._loop.deadline = time.monotonic() + self.config.timeout
         started = time.perf_counter()
         kwargs = {k: v for k, v in request.items() if v is not None}
+        kwargs.setdefault("max_tokens", self.config.max_tokens)
+        kwargs.setdefault("temperature", self.config.temperature)
+        partial = _Partial(self._model or "")
         try:
             async with asyncio.timeout(self.config.timeout):
                 client = self._loop.openai()
@@ -276,7 +281,7 @@ class ModelClient:
                         **kwargs)
                     chunks = raw.parse(to=openai.AsyncStream[object])
                     try:
-                        result = await _gather(chunks, self._model)
+                        result = await _gather(chunks, partial)
                     finally:
                         await chunks.close()
                 else:
@@ -286,8 +291,13 @@ class ModelClient:
         except _NotCompletion as e:
             raise ModelError("bad_response", f"{self.config.server}: not a chat completion: {e}") from None
         except TimeoutError:
-            raise ModelError("timeout", f"{self.config.server}: no reply within the model's {self.config.timeout:g} s "
-                                        "limit") from None
+            cut = partial.result() if partial.pieces else None  # what a streamed reply had said by then
+            said = (f" (cut after {cut.completion_tokens} streamed tokens)" if cut is not None else "")
+            message = (f"{self.config.server}: no whole reply within the model's {self.config.timeout:g} s "
+                       f"limit{said}; raise it with git config evogit.modelTimeout")
+            self._record(request, purpose, stream, {"hang": True, "note": message,
+                                                    **({"partial": cut.content} if cut and cut.content else {})})
+            raise ModelError("timeout", message, cut) from None
         except openai.APIStatusError as e:
             self._record(request, purpose, stream, {"status": e.status_code, "error": _message(e)})
             raise _status_error(e, self.config.server, request.get("response_format") is not None) from None
@@ -415,18 +425,37 @@ def _read(body: Any, model: str) -> ChatResult:
                       completion_tokens=completion_tokens, finish_reason=finish)
 
 
-async def _gather(chunks: Any, model: str) -> ChatResult:
-    """A streamed reply (each chunk's JSON) put together and checked as `_read` checks a whole one: content
-    pieces joined, tool-call deltas merged by index, usage from the last chunk (`stream_options.include_usage`)."""
-    parts: list[str] = []
-    calls: dict[int, dict[str, str]] = {}
-    usage, finish, refusal = (0, 0), None, ""
+class _Partial:
+    """A streamed reply as far as it has come: kept by the caller, so a reply cut by the time limit still says
+    what it held and how many tokens it cost (servers stream one token a chunk; the usage chunk comes last)."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.parts: list[str] = []
+        self.pieces = 0  # chunks that carried content or a tool call's part
+        self.calls: dict[int, dict[str, str]] = {}
+        self.usage: tuple[int, int] | None = None
+        self.finish: str | None = None
+        self.refusal = ""
+
+    def result(self) -> ChatResult:
+        prompt, completion = self.usage if self.usage is not None else (0, self.pieces)
+        return ChatResult(content="".join(self.parts) if self.parts else None,
+                          tool_calls=[ToolCall(id=c["id"] or f"call_{i}", name=c["name"], arguments=c["arguments"])
+                                      for i, c in sorted(self.calls.items())],
+                          model=self.model, prompt_tokens=prompt, completion_tokens=completion,
+                          finish_reason=self.finish)
+
+
+async def _gather(chunks: Any, acc: _Partial) -> ChatResult:
+    """A streamed reply (each chunk's JSON) put together in `acc` and checked as `_read` checks a whole one:
+    content pieces joined, tool-call deltas merged by index, usage from the last chunk (`include_usage`)."""
     try:
         async for raw in chunks:
             chunk = _object(raw, "a streamed chunk")
-            model = _model(chunk.get("model"), model)
+            acc.model = _model(chunk.get("model"), acc.model)
             if chunk.get("usage") is not None:
-                usage = _usage(chunk["usage"])
+                acc.usage = _usage(chunk["usage"])
             choices = chunk.get("choices")
             if choices is not None and not isinstance(choices, list):
                 raise _NotCompletion(f"a streamed chunk's choices are {_kind(choices)}, not a list")
@@ -438,8 +467,11 @@ async def _gather(chunks: Any, model: str) -> ChatResult:
                 if index != 0:
                     continue
                 delta = {} if choice.get("delta") is None else _object(choice["delta"], "a streamed delta")
-                parts.append(_content(delta.get("content"), "delta.content") or "")
-                refusal += _string(delta.get("refusal"), "delta.refusal") or ""
+                text = _content(delta.get("content"), "delta.content")
+                if text:
+                    acc.parts.append(text)
+                    acc.pieces += 1
+                acc.refusal += _string(delta.get("refusal"), "delta.refusal") or ""
                 deltas = delta.get("tool_calls")
                 if deltas is not None and not isinstance(deltas, list):
                     raise _NotCompletion(f"delta.tool_calls is {_kind(deltas)}, not a list")
@@ -448,27 +480,25 @@ async def _gather(chunks: Any, model: str) -> ChatResult:
                     at = d.get("index", n)
                     if type(at) is not int:
                         raise _NotCompletion(f"a tool-call delta's index is {_kind(at)}, not an integer")
-                    slot = calls.setdefault(at, {"id": "", "name": "", "arguments": ""})
+                    slot = acc.calls.setdefault(at, {"id": "", "name": "", "arguments": ""})
+                    acc.pieces += 1
                     if isinstance(d.get("id"), str) and d["id"]:
                         slot["id"] = _valid(d["id"])
                     if d.get("function") is not None:
                         function = _object(d["function"], "a tool-call delta's function")
                         slot["name"] += _string(function.get("name"), "a tool-call delta's name") or ""
                         slot["arguments"] += _arguments(function.get("arguments"), "a tool-call delta's arguments")
-                finish = _string(choice.get("finish_reason"), "finish_reason") or finish
+                acc.finish = _string(choice.get("finish_reason"), "finish_reason") or acc.finish
     except RecursionError:
         raise _NotCompletion("a streamed chunk's JSON nests too deep") from None
     except ValueError as e:  # a chunk that is not JSON, or not UTF-8
         raise _NotCompletion(f"a streamed chunk is not JSON ({_clip(str(e), 80)})") from None
-    if refusal:
-        raise ModelError("refused", f"the model refused: {_clip(refusal)}")
-    for at, call in calls.items():
+    if acc.refusal:
+        raise ModelError("refused", f"the model refused: {_clip(acc.refusal)}")
+    for at, call in acc.calls.items():
         if not call["name"]:
             raise _NotCompletion(f"streamed tool call {at} names no function")
-    return ChatResult(content="".join(parts) if parts else None,
-                      tool_calls=[ToolCall(id=c["id"] or f"call_{i}", name=c["name"], arguments=c["arguments"])
-                                  for i, c in sorted(calls.items())],
-                      model=model, prompt_tokens=usage[0], completion_tokens=usage[1], finish_reason=finish)
+    return acc.result()
 
 
 def _kind(value: Any) -> str:

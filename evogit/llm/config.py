@@ -6,6 +6,8 @@
     key               OPENAI_API_KEY     -                                a placeholder, for a server that needs none
     time limit        -                  evogit.modelTimeout (seconds)    300
     retries           -                  evogit.modelRetries              2
+    reply length      -                  evogit.maxTokens                 2048 (max_tokens of each call)
+    temperature       -                  evogit.temperature               0.2
     recording         EVOGIT_RECORD      -                                none
 
 The environment wins because it is the session's choice and git config the repository's default. The key is
@@ -28,6 +30,12 @@ from ..errors import InvalidInput, ModelNotConfigured
 
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_RETRIES = 2
+#: A reply's length limit: a tool package in the text format is 400-900 tokens; without a limit a small model's
+#: reply can run away until the time limit (one ran to 3,329 tokens), and servers' defaults are unlimited.
+DEFAULT_MAX_TOKENS = 2048
+#: Low, so a reply is close to the model's best guess (servers default to 0.7-1.0), not 0: a repair round that
+#: asks again should not get the very same reply.
+DEFAULT_TEMPERATURE = 0.2
 NO_KEY = "no-key"  # the bearer token sent to a server that needs none (llama.cpp, vLLM, Ollama, LM Studio)
 OPENAI_URL = "https://api.openai.com/v1"
 
@@ -49,6 +57,8 @@ class ModelConfig:
     api_key: str = field(default=NO_KEY, repr=False)
     timeout: float = DEFAULT_TIMEOUT  # wall-clock limit of one call, the client's retries included
     retries: int = DEFAULT_RETRIES  # the openai client's own retries of 408/409/429/5xx, timeouts, lost connections
+    max_tokens: int = DEFAULT_MAX_TOKENS  # sent with every call
+    temperature: float = DEFAULT_TEMPERATURE  # sent with every call
     record: Path | None = None  # EVOGIT_RECORD: append every exchange to this script file
 
     def __post_init__(self) -> None:
@@ -58,10 +68,15 @@ class ModelConfig:
             raise InvalidInput(f"the model's time limit must be positive seconds, not {self.timeout!r}")
         if self.retries < 0:
             raise InvalidInput(f"the model's retries must be 0 or more, not {self.retries!r}")
+        if not 16 <= self.max_tokens <= 1_000_000:
+            raise InvalidInput(f"evogit.maxTokens must be 16 to 1000000, not {self.max_tokens!r}")
+        if not 0 <= self.temperature <= 2:
+            raise InvalidInput(f"evogit.temperature must be 0 to 2, not {self.temperature!r}")
 
     def __repr__(self) -> str:
         return (f"ModelConfig(model={self.model!r}, server={self.server!r}, timeout={self.timeout!r}, "
-                f"retries={self.retries!r}, record={self.record!r})")
+                f"retries={self.retries!r}, max_tokens={self.max_tokens!r}, temperature={self.temperature!r}, "
+                f"record={self.record!r})")
 
     @property
     def server(self) -> str:
@@ -111,14 +126,18 @@ def load_config(git_config: Any = None, env: Mapping[str, str] | None = None) ->
                 return local
         raise ModelNotConfigured(NOT_CONFIGURED)
     timeout, retries = setting(None, "evogit.modeltimeout"), setting(None, "evogit.modelretries")
+    max_tokens, temperature = setting(None, "evogit.maxtokens"), setting(None, "evogit.temperature")
     try:
         return ModelConfig(
             model=model, base_url=base_url.rstrip("/") if base_url else None, api_key=key or NO_KEY,
             timeout=float(timeout) if timeout is not None else DEFAULT_TIMEOUT,
             retries=int(retries) if retries is not None else DEFAULT_RETRIES,
+            max_tokens=int(max_tokens) if max_tokens is not None else DEFAULT_MAX_TOKENS,
+            temperature=float(temperature) if temperature is not None else DEFAULT_TEMPERATURE,
             record=Path(env["EVOGIT_RECORD"]) if env.get("EVOGIT_RECORD") else None)
     except ValueError as e:
-        raise InvalidInput(f"bad evogit.modelTimeout or evogit.modelRetries in git config: {e}") from None
+        raise InvalidInput(f"bad evogit.modelTimeout, modelRetries, maxTokens or temperature in git config: {e}") \
+            from None
 
 
 def _split_authority(url: str) -> tuple[str, str, str]:

@@ -21,7 +21,8 @@ used once, or `times` times, or for ever with `repeat`. A step says what to answ
                   "purpose": the client's X-Evogit-Purpose, "tools": bool, "response_format": type or null,
                   "last": the role of the last message ("user" on a conversation's first turn, "tool" after
                   a tool result)}
-    request      ignored (a recording keeps what was asked here); "note" is ignored too
+    request      ignored (a recording keeps what was asked here); "note" is ignored too, and so is "partial" (what
+                 a live reply that timed out had streamed: its step is recorded as a `hang`)
 
 `refuse_json_schema` answers every request for `response_format` `json_schema` with HTTP 500, as llama.cpp's
 server does, without using a step. A request without `Authorization: Bearer <any key>` gets 401, and one for
@@ -49,7 +50,7 @@ from typing import Any
 from ..errors import EvogitError, InvalidInput
 
 STEP_KEYS = {"reply", "usage", "status", "error", "retry_after", "raw", "hang", "trickle", "match", "times", "repeat",
-             "request", "note"}
+             "request", "note", "partial"}
 MATCH_KEYS = {"user", "text", "purpose", "tools", "response_format", "last"}
 REPLY_KEYS = {"content", "json", "tool_calls", "finish_reason", "refusal"}
 SEEN_HEADERS = ("authorization", "x-evogit-purpose", "x-stainless-retry-count", "content-type")
