@@ -680,12 +680,13 @@ def _examples(values: tuple[str, ...]) -> list[Any]:
     return out
 
 
-def _stages(as_json: bool):  # noqa: ANN202 - a progress callback
+def _stages():  # noqa: ANN202 - a progress callback
+    """Each authoring stage as a line on stderr as it happens (with --json too: a create with a CPU model takes
+    minutes, and stdout keeps the one JSON document)."""
     t0 = time.monotonic()
 
     def report(message: str) -> None:
-        if not as_json:
-            click.echo(f"[{time.monotonic() - t0:6.1f}s] {message}", err=True)
+        click.echo(f"[{time.monotonic() - t0:6.1f}s] {_printable(message)}", err=True)
 
     return report
 
@@ -707,14 +708,14 @@ def _authored(result: Any, as_json: bool) -> None:
 
 
 @contextlib.contextmanager
-def _author(rt: Runtime, rounds: int, as_json: bool) -> Iterator[Any]:
+def _author(rt: Runtime, rounds: int) -> Iterator[Any]:
     """An Author over this repository's model (configured by env or git config); its client closed after."""
     from .agent.author import Author
     from .llm.client import ModelClient
     from .llm.config import load_config
 
     with ModelClient(load_config(rt.repo.git.config), sink=rt.log.append) as client:
-        yield Author(rt, client, rounds=rounds, progress=_stages(as_json))
+        yield Author(rt, client, rounds=rounds, progress=_stages())
 
 
 rounds_option = click.option("--rounds", type=click.IntRange(0, 10), default=3, show_default=True,
@@ -734,7 +735,7 @@ def create(task: str, name: str | None, examples: tuple[str, ...], rounds: int, 
            as_json: bool) -> None:
     """Have the model write a new tool for TASK; only a green, tested version is committed and tagged."""
     rt = Runtime(repo)
-    with _author(rt, rounds, as_json) as author:
+    with _author(rt, rounds) as author:
         result = author.create(task, name, _examples(examples))
     _authored(result, as_json)
 
@@ -760,7 +761,7 @@ def mutate(tool: str, task: str, name: str | None, examples: tuple[str, ...], ro
         for v, similar, rate, newest in parent_records(rt, tool, task):
             click.echo(f"  {v.short}  similar tasks solved (net) {similar:>3}  runs ok {rate * 100:3.0f}%"
                        + ("  (newest)" if newest else ""), err=True)
-    with _author(rt, rounds, as_json) as author:
+    with _author(rt, rounds) as author:
         result = author.mutate(tool, task, name, _examples(examples))
     _authored(result, as_json)
 
@@ -778,7 +779,7 @@ def teach(tool: str, instruction: str, examples: tuple[str, ...], rounds: int, r
     if not examples:
         raise click.UsageError("teach needs at least one --example")
     rt = Runtime(repo)
-    with _author(rt, rounds, as_json) as author:
+    with _author(rt, rounds) as author:
         result = author.teach(tool, instruction, _examples(examples))
     _authored(result, as_json)
 
