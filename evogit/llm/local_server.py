@@ -5,8 +5,9 @@ imported by evogit, so it imports nothing of evogit: only the standard library, 
 
 - An ASGI wrapper around the app counts requests in flight and stamps the time each one starts and ends.
 - A watchdog thread asks uvicorn to shut down once no request has been in flight for `--idle` seconds.
-- `GET /evogit/idle` answers {"idle_seconds", "active", "idle_limit", "pid"} without counting as a request, so
-  `evogit model status` can look without keeping the server alive.
+- `GET /evogit/idle` answers {"idle_seconds", "active", "idle_limit", "pid"} at once, without counting as a
+  request: evogit's check that the server is up (llama_cpp's own routes, `/v1/models` too, wait for the model,
+  which a reply being generated holds for minutes), and `evogit model status`'s look that keeps nothing alive.
 - On the way out it removes the `--state` file (server.json) if that file still names this process.
 """
 
@@ -106,14 +107,17 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         app = create_app(
-            server_settings=ServerSettings(host=args.host, port=args.port),
+            # not interrupt_requests: by default a request that waits cuts the reply streaming before it short,
+            # and this server is shared by every evogit process of the user
+            server_settings=ServerSettings(host=args.host, port=args.port, interrupt_requests=False),
             model_settings=[ModelSettings(model=args.model, model_alias=args.alias, n_ctx=args.n_ctx,
                                           n_threads=args.n_threads, n_threads_batch=args.n_threads)])
         activity = Activity()  # the idle time counts from here: the model is loaded
         server = uvicorn.Server(uvicorn.Config(Watched(app, activity, args.idle), host=args.host, port=args.port,
                                                log_level="warning", access_log=False))
         threading.Thread(target=watchdog, args=(server, activity, args.idle), daemon=True).start()
-        server.run()
+        with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises a Ctrl-C after its graceful shutdown
+            server.run()
     finally:
         forget(args.state)
         sys.stdout.flush()
