@@ -1,6 +1,7 @@
 """Solving tasks: the fast path with zero model requests, and the tool-calling loop through the real `openai`
 client against the scripted server — a vague task, create then use, mutate in the loop, a model's mistakes,
-the step limit, no model configured — plus the tool functions' catalog and what reuse saves."""
+the step limit, no model configured, calls written as text by a model whose server does not parse them, and
+replays of a real small model's sessions — plus the tool functions' catalog and what reuse saves."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from evogit import events as ev
 from evogit.agent.catalog import FUNCTIONS, Catalog
 from evogit.agent.solve import Solver
 from evogit.cli import main
+from evogit.errors import InvalidInput
 from evogit.llm.client import ModelClient
 from evogit.llm.config import ModelConfig
+from evogit.llm.reply import MAX_TEXT_CALLS_CHARS, text_tool_calls
 from evogit.runtime import Runtime
 
 from .conftest import starter_subset
@@ -432,3 +435,204 @@ def test_cost_is_the_same_after_replay(three_rt: Runtime, model):
     before = CliRunner().invoke(main, ["stats", "--cost", "--json", "--repo", path]).stdout
     assert CliRunner().invoke(main, ["replay", "--repo", path]).exit_code == 0
     assert CliRunner().invoke(main, ["stats", "--cost", "--json", "--repo", path]).stdout == before
+
+
+
+# -- calls written as text (servers whose tool calling is weak) -------------------------------------------------------
+RUN_ARGS = {"binary_id": "word-count", "input_json": '{"text": "a b c"}'}
+RUN_JSON = json.dumps({"name": "run_binary", "arguments": RUN_ARGS})
+
+
+@pytest.mark.parametrize("text, calls", [
+    (f"<tool_call>\n{RUN_JSON}\n</tool_call>", [("run_binary", RUN_ARGS)]),
+    (f"I will count them.\n<tool_call>\n{RUN_JSON}\n</tool_call>\n<tool_call>\n"
+     '{"name": "list_tools", "arguments": {}}\n</tool_call>', [("run_binary", RUN_ARGS), ("list_tools", {})]),
+    (f"<tool_call>\n{RUN_JSON}", [("run_binary", RUN_ARGS)]),  # unclosed (the server's stop token ate it)
+    ('<tool_call>{"name": "list_tools"}</tool_call>', [("list_tools", {})]),
+    ("{" + RUN_JSON + "}", [("run_binary", RUN_ARGS)]),  # doubled braces, as the chat template shows them
+    ('{{"name": "run_binary", "arguments": {{"binary_id": "word-count", "input_json": "{\\"text\\": \\"a b c\\"}"}}}}',
+     [("run_binary", RUN_ARGS)]),
+    (f"<tool_call>\n{{{RUN_JSON}}}\n</tool_call>", [("run_binary", RUN_ARGS)]),
+    (RUN_JSON, [("run_binary", RUN_ARGS)]),
+    (json.dumps({"name": "run_binary", "parameters": RUN_ARGS}), [("run_binary", RUN_ARGS)]),
+    (json.dumps({"name": "run_binary", "arguments": json.dumps(RUN_ARGS)}), [("run_binary", RUN_ARGS)]),
+    (f"```json\n{RUN_JSON}\n```", [("run_binary", RUN_ARGS)]),
+    (f"To count the words I call the tool:\n\n```\n{RUN_JSON}\n```\nThen I will answer.", [("run_binary", RUN_ARGS)]),
+    (f"Calling it: {RUN_JSON} and then done.", [("run_binary", RUN_ARGS)]),
+    (json.dumps({"type": "function", "function": {"name": "run_binary", "arguments": RUN_ARGS}}),
+     [("run_binary", RUN_ARGS)]),
+    (json.dumps([{"name": "list_tools", "arguments": {}}, {"name": "run_binary", "arguments": RUN_ARGS}]),
+     [("list_tools", {}), ("run_binary", RUN_ARGS)]),
+    (json.dumps({"tool_calls": [{"name": "run_binary", "arguments": RUN_ARGS}]}), [("run_binary", RUN_ARGS)]),
+    (json.dumps({"name": "word-count", "arguments": {"text": "a b"}}), [("word-count", {"text": "a b"})]),
+])
+def test_calls_written_as_text_are_read(text, calls):
+    found = text_tool_calls(text, id_prefix="t")
+    assert found.problem is None
+    assert [(c.name, json.loads(c.arguments)) for c in found.calls] == calls
+    assert [c.id for c in found.calls] == [f"t_{i}" for i in range(len(calls))]
+
+
+@pytest.mark.parametrize("text", [
+    "", "   ", "It has 3 words.", '{"words": 3}', '{"name": "Ada", "age": 36}', "[1, 2, 3]",
+    '```json\n{"slug": "hello-world"}\n```', "The function run_binary ran word-count: 3 words.",
+    '{"name": "Ada", "arguments": "none", "extra": 1}',  # other keys: an answer that happens to have these two
+])
+def test_answers_are_not_calls(text):
+    assert text_tool_calls(text, functions=["run_binary"]) == ([], None)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("<tool_call>\n{not json}\n</tool_call>", "<tool_call> block"),
+    ("<tool_call>\n" + RUN_JSON[:40], "<tool_call> block"),  # cut off inside the call
+    ('{"name": "run_binary", "arguments": {"binary_id": "word-count", "input_json": {"text": }}', "no call"),
+    ('run_binary(binary_id="word-count", input_json=\'{"text": "a"}\')', "no call"),
+    ('{"name": "run_binary", "arguments": ' + "[" * 200 + "]" * 200 + "}", "no call"),  # deeper than jsonio allows
+    ('{"name": "run_binary", "arguments": {"x": "' + "y" * MAX_TEXT_CALLS_CHARS + '"}}', "more than"),
+])
+def test_an_unreadable_call_is_a_problem_not_an_answer(text, words):
+    found = text_tool_calls(text, functions=["run_binary", "list_tools"])
+    assert found.calls == [] and found.problem is not None and words in found.problem, found
+
+
+def test_a_tool_call_written_as_text_is_carried_out(three_rt: Runtime, model):
+    """The real model's miss: `<tool_call>` content the server did not parse. It is carried out, and sent
+    back as the assistant's tool call with its result as a `role: tool` message."""
+    server = model([
+        {"match": {"last": "tool"}, "reply": {"content": '{"chars": 5, "lines": 1, "words": 3}'}},
+        {"reply": {"content": f"<tool_call>\n{RUN_JSON}\n</tool_call>"}},
+    ])
+    result = server.solver(three_rt).solve("count the words in 'a b c'")
+    assert result.ok and result.outcome == "answered" and result.answer["words"] == 3, result.message
+    assert result.served_by == f"word-count@{three_rt.repo.resolve('word-count').fingerprint}"
+    assistant, tool = server.requests[1].messages[-2:]
+    assert assistant == {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "text1_0", "type": "function", "function": {"name": "run_binary", "arguments": json.dumps(RUN_ARGS)}}]}
+    assert tool["role"] == "tool" and tool["tool_call_id"] == "text1_0" and json.loads(tool["content"])["ok"]
+    assert [s.data.get("written_as_text") for s in result.steps if s.kind == "model"] == [True, False]
+    assert "written as text" in result.steps[2].text
+
+
+def test_doubled_braces_and_input_json_as_an_object(three_rt: Runtime, model):
+    doubled = '{{"name": "run_binary", "arguments": {"binary_id": "word-count", "input_json": {"text": "a b"}}}}'
+    server = model([{"reply": {"content": doubled}}, {"reply": {"content": "It has 2 words."}}])
+    result = server.solver(three_rt).solve("how many words in 'a b'")
+    assert result.ok and result.answer == "It has 2 words." and result.served_by.startswith("word-count@")
+    (ran,) = tool_results(server.requests[1])
+    assert ran["ok"] and ran["output"]["words"] == 2
+
+
+def test_a_tools_name_as_the_function_name_runs_that_tool(three_rt: Runtime, model):
+    server = model([
+        {"reply": {"content": '{"name": "word-count", "arguments": {"text": "one two three four"}}'}},
+        {"reply": {"tool_calls": [{"name": "slugify", "arguments": {"input_json": '{"text": "Hello World"}'}}]}},
+        {"reply": {"content": "4 words; slug hello-world"}},
+    ])
+    result = server.solver(three_rt).solve("count the words and make a slug")
+    assert result.ok and result.served_by.startswith("slugify@")
+    counted, slugged = tool_results(server.requests[2])
+    assert counted["ok"] and counted["output"]["words"] == 4 and "not a function" in counted["note"]
+    assert slugged["ok"] and slugged["output"]["slug"] == "hello-world"
+
+
+def test_catalog_leniency_input_json_as_a_value_and_a_tools_name(three_rt: Runtime):
+    path = three_rt.repo.path
+    fp = three_rt.repo.resolve("word-count").fingerprint
+
+    def call_tool(name: str, arguments: object) -> dict:
+        return json.loads(evogit.call_tool(name, json.dumps(arguments), repo=path))
+
+    assert call_tool("run_binary", {"binary_id": "word-count", "input_json": {"text": "a b"}})["output"]["words"] == 2
+    assert call_tool("run_binary", {"binary_id": "word-count", "input_json": ["a"]})["error"]["kind"] == \
+        "invalid_input"
+    for name in ("word-count", f"word-count@{fp[:7]}", "word_count"):
+        out = call_tool(name, {"text": "x y z"})
+        assert out["ok"] and out["version"] == f"word-count@{fp}" and out["output"]["words"] == 3, (name, out)
+    assert call_tool("word-count", {"binary_id": "word-count", "input_json": '{"text": "a"}'})["output"]["words"] == 1
+    assert call_tool("word-count", {"txt": 1})["error"]["kind"] == "invalid_input"
+    assert call_tool("no-such-tool", {})["error"]["kind"] == "unknown_function"
+
+
+def test_an_unreadable_call_is_told_to_the_model_and_the_loop_goes_on(three_rt: Runtime, model):
+    server = model([
+        {"reply": {"content": '<tool_call>\n{"name": "run_binary", "arguments": {"binary_id": word-count}}\n'
+                              "</tool_call>"}},
+        {"reply": call("run_binary", binary_id="word-count", input_json='{"text": "a b"}')},
+        {"reply": {"content": '{"words": 2}'}},
+    ])
+    result = server.solver(three_rt).solve("count the words in 'a b'")
+    assert result.ok and result.answer == {"words": 2} and result.served_by.startswith("word-count@")
+    told = server.requests[1].messages[-1]
+    assert told["role"] == "user" and "not carried out and is not an answer" in told["content"]
+    assert "<tool_call> block" in told["content"] and "real tool call" in told["content"]
+    assert server.requests[1].messages[-2]["role"] == "assistant"  # its reply as it was
+    assert [s.kind for s in result.steps].count("unread") == 1
+
+
+def test_a_pseudo_call_never_ends_as_an_answer(three_rt: Runtime, model):
+    server = model([{"repeat": True, "reply": {"content": "<tool_call>\n{oops}\n</tool_call>"}}])
+    result = server.solver(three_rt, max_steps=3).solve("count the words in 'a b'")
+    assert not result.ok and result.outcome == "step_limit" and "could not be read" in result.message
+    assert len(server.requests) == 3 and solved(three_rt)[-1].outcome == "step_limit"
+    # a call written as text on the last step is not carried out either
+    server = model([{"repeat": True, "reply": {"content": RUN_JSON}}])
+    result = server.solver(three_rt, max_steps=1).solve("count the words in 'a b c'")
+    assert not result.ok and result.outcome == "step_limit"
+    assert not [x for _, _, x in three_rt.log.read() if isinstance(x, ev.ToolRun)]
+
+
+def test_a_cut_off_reply_is_not_an_answer(three_rt: Runtime, model):
+    server = model([{"reply": {"content": "The text has", "finish_reason": "length"}}])
+    result = server.solver(three_rt).solve("count the words in 'a b'")
+    assert not result.ok and result.outcome == "failed" and "cut off" in result.message
+    assert solved(three_rt)[-1].outcome == "failed"
+
+
+def test_an_answer_from_the_models_own_head_is_ok_but_served_by_none(three_rt: Runtime, model):
+    server = model([{"reply": {"content": "Paris"}}])
+    result = server.solver(three_rt).solve("what is the capital of France")
+    assert result.ok and result.answer == "Paris" and result.served_by is None
+    assert result.steps[-1].kind == "answer" and "own answer" in result.steps[-1].text
+
+
+def test_an_output_that_looks_like_a_call_is_still_the_answer(three_rt: Runtime, model, monkeypatch):
+    """The serving run's output echoed as the answer is the answer, whatever keys it has."""
+    from evogit.agent import catalog as catalog_mod
+
+    output = {"name": "run_binary", "arguments": {"x": 1}}
+    key = f"word-count@{three_rt.repo.resolve('word-count').fingerprint}"
+
+    def run(self, args) -> dict:
+        self.last = catalog_mod.Served(key, output)
+        return {"ok": True, "version": key, "output": output}
+
+    monkeypatch.setattr(catalog_mod.Catalog, "_run_binary", run)
+    server = model([{"reply": call("run_binary", binary_id="word-count", input_json="{}")},
+                    {"reply": {"content": json.dumps(output)}}])
+    result = server.solver(three_rt).solve("give me a call")
+    assert result.ok and result.answer == output and len(server.requests) == 2
+
+
+def test_first_call_required_offers_answer_and_reads_it(three_rt: Runtime, model):
+    server = model([
+        {"reply": call("run_binary", binary_id="word-count", input_json='{"text": "a b"}')},
+        {"reply": {"tool_calls": [{"name": "answer", "arguments": {"result": '{"words": 2}'}},
+                                  {"name": "list_tools", "arguments": {}}]}},
+        {"reply": call("answer", result='{"words": 2}')},
+    ])
+    result = server.solver(three_rt, first_choice="required").solve("count the words in 'a b'")
+    assert result.ok and result.answer == {"words": 2} and result.served_by.startswith("word-count@")
+    bodies = [r.body for r in server.requests]
+    assert [b["tool_choice"] for b in bodies] == ["required", "auto", "auto"]
+    assert "answer" in {t["function"]["name"] for t in bodies[0]["tools"]}
+    kinds = [r.get("error", {}).get("kind", "ok") for r in tool_results(server.requests[2])[1:]]
+    assert kinds == ["answer_too_soon", "ok"]
+
+
+def test_first_call_named_forces_run_binary_when_there_are_candidates(three_rt: Runtime, model):
+    server = model([{"reply": call("run_binary", binary_id="word-count", input_json='{"text": "a b"}')},
+                    {"reply": {"content": '{"words": 2}'}}])
+    assert server.solver(three_rt, first_choice="named").solve("count the words in 'a b'").ok
+    assert server.requests[0].body["tool_choice"] == {"type": "function", "function": {"name": "run_binary"}}
+    with pytest.raises(InvalidInput):
+        Solver(three_rt, None, first_choice="sometimes")

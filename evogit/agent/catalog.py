@@ -11,7 +11,9 @@ which the OpenAI definitions are made here and the MCP server's later.
 
 Each definition is strict (`"strict": true`, every property required, no others), so a server that enforces
 schemas (OpenAI's structured outputs, llama.cpp's grammars) keeps the model to them, and the arguments are
-decoded into the same typed structs the schemas are made from. `Catalog.call(name, arguments_json)` executes
+decoded into the same typed structs the schemas are made from (leniently where small models slip: `input_json`
+given as the JSON document itself is encoded, and a tool's name used as a function's name runs that tool with
+run_binary; the result's `note` says so). `Catalog.call(name, arguments_json)` executes
 one call and returns compact JSON the model can act on: `{"ok": true, ...}`, or `{"ok": false, "error":
 {"kind", "message"}}` — an unknown function, arguments that are not the schema's, a tool that is not there, a
 run that failed — never a traceback. Every result that concerns a version names it as `name@fingerprint`
@@ -99,6 +101,11 @@ FUNCTIONS: tuple[Function, ...] = (
               binary_id=_BINARY, task_description=_TASK, solved=(bool, "Whether it solved the task.")),
 )
 BY_NAME = {f.name: f for f in FUNCTIONS}
+#: Not a catalog function: a solve offers it when its first call requires a function call (`tool_choice`
+#: "required" or named), so that a model can always answer with a call; the solve loop reads it itself.
+ANSWER = _function("answer", "Give the task's answer and end: the output JSON of the run that answered it, as it "
+                             "is, or one line of words.",
+                   result=(str, "The answer: the run's output JSON as it is, or words."))
 
 
 def openai_tools() -> list[dict[str, Any]]:
@@ -165,18 +172,42 @@ class Catalog:
 
     def dispatch(self, name: str, arguments_json: str) -> dict[str, Any]:
         """Decode the arguments against the function's schema and execute it; raises ToolCallError or the
-        runtime's EvogitError."""
+        runtime's EvogitError. Lenient on the way in, as small models write calls: run_binary's `input_json`
+        given as a JSON value instead of a string is encoded, and a library tool's name used as the function's
+        name (`word-count`, `word-count@d9be165`, or `word_count`) runs that tool with run_binary, the arguments
+        as its input (or their `input_json`); the result says so (`note`)."""
         fn = BY_NAME.get(name)
-        if fn is None:
-            raise ToolCallError("unknown_function", f"no function named {_clip(name, 60)!r}; the functions are "
-                                                    + ", ".join(BY_NAME))
         text = arguments_json if arguments_json.strip() else "{}"  # models send "" for no arguments
+        if fn is None:
+            tool = self._tool_named(name)
+            if tool is None:
+                raise ToolCallError("unknown_function", f"no function named {_clip(name, 60)!r}; the functions are "
+                                                        + ", ".join(BY_NAME))
+            value = _arguments(name, text)
+            given = value.get("input_json", value) if isinstance(value, dict) and set(value) <= {
+                "binary_id", "input_json"} and "input_json" in value else value
+            out = self._run_binary(_RunArguments(tool, given if isinstance(given, str) else jsonio.encode(given)))
+            return {**out, "note": f"{_clip(name, 60)} is a tool, not a function: it was run with run_binary"}
+        value = _arguments(name, text)
+        if name == "run_binary" and isinstance(value, dict) and "input_json" in value and not isinstance(
+                value["input_json"], str):
+            value["input_json"] = jsonio.encode(value["input_json"])  # the document itself, not as a string
         try:
-            args = jsonio.decode(text, what="arguments", type=fn.arguments)
-        except InvalidJSON as e:
-            raise ToolCallError("bad_arguments", f"{name}: {str(e).replace('`', '')}") from None
+            args = msgspec.convert(value, fn.arguments)
+        except msgspec.ValidationError as e:
+            raise ToolCallError("bad_arguments", f"{name}: arguments: {str(e).replace('`', '')}") from None
         handler: Callable[[Any], dict[str, Any]] = getattr(self, f"_{name}")
         return handler(args)
+
+    def _tool_named(self, name: str) -> str | None:
+        """The library tool (as name or name@fp) that a function name names, if it names one."""
+        for spec in dict.fromkeys((name.strip(), name.strip().replace("_", "-"))):
+            try:
+                v = self.rt.repo.resolve(spec)
+            except (EvogitError, ValueError):
+                continue
+            return f"{v.name}@{v.fingerprint}"
+        return None
 
     # -- the functions -----------------------------------------------------------------------------------------
     def _list_tools(self, args: Any) -> dict[str, Any]:
@@ -326,6 +357,19 @@ def _fit(result: dict[str, Any]) -> str:
         return _compact({**result, "tools": tools, "truncated": True, "total": len(result["tools"]),
                          "hint": "search_tools finds the ones for a task"})
     return _compact(_error("result_too_large", f"the result has {len(text):,} characters, more than {MAX_RESULT:,}"))
+
+
+class _RunArguments(msgspec.Struct):
+    binary_id: str
+    input_json: str
+
+
+def _arguments(name: str, text: str) -> Any:
+    """A call's arguments decoded (strictly, bounded as every document evogit reads)."""
+    try:
+        return jsonio.decode(text, what="arguments")
+    except InvalidJSON as e:
+        raise ToolCallError("bad_arguments", f"{name}: {str(e).replace('`', '')}") from None
 
 
 def _task(text: str) -> str:

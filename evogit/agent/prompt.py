@@ -251,3 +251,11 @@ def solve_message(task: str, input_text: str | None, candidates: Sequence[dict[s
     else:
         parts.append("The library has no tools yet.")
     return "\n\n".join(parts)
+
+
+def solve_unread(problem: str) -> str:
+    """What a model is told when its reply looked like a function call written as text that could not be read:
+    it was not carried out, and it is not an answer."""
+    return (f"Your reply was not carried out and is not an answer: {problem}. To call a function, make a real "
+            "tool call with one of the request's tools (arguments as a JSON object); to answer, reply with the "
+            "answer alone.")

@@ -16,6 +16,21 @@ solved are among the texts it is known for); a tool created or mutated inside th
 and runnable at the next step. Each solve is one `Solved` event: how it was served and what its model calls
 cost (`evogit stats --cost` sums them, with the tokens reuse saved). In the loop, only the version whose run
 answered is credited with the task (a solved `Feedback`): a tool the model tried first and dropped is not.
+
+Servers whose tool calling is weak: a model may write its call as text (llama-cpp-python parses no call with
+`tool_choice: "auto"`; a GGUF chat template shows `<tool_call>{…}</tool_call>`, and a 1.5B model copies it with
+its braces doubled). A reply with no `tool_calls` is read for calls written as text (`llm.reply.text_tool_calls`);
+calls found are carried out like real ones, and go back as an assistant message with those calls as
+`tool_calls` (synthetic ids, `content` null) followed by `role: tool` results: OpenAI accepts any id that
+the tool messages answer, llama.cpp and llama-cpp-python render such a message through the model's own chat
+template — so the model sees its call in the format it should have used — whereas a user message of results
+after an assistant message of call-like text would teach it to go on writing calls as text. A reply that looks
+like a call but cannot be read is neither carried out nor an answer: the model is told (a user message) and
+the loop goes on. The final reply is an answer only if it is non-empty, not cut off, and not a call; the
+serving run's output echoed as the answer is the answer, whatever its keys. An answer given when no run in
+the solve succeeded is the model's own (`served_by` None, and its step says so): it is kept as an answer
+(a task may need no tool, or the model explains why the input cannot be served), and `stats --cost` counts
+it as unserved.
 """
 
 from __future__ import annotations
@@ -30,16 +45,21 @@ from .. import jsonio
 from ..decide import Decision, decide
 from ..errors import InvalidInput, InvalidJSON, ModelError
 from ..llm.client import ModelClient
+from ..llm.reply import text_tool_calls
 from ..runtime import Runtime
 from ..runtime.running import check_task
 from ..sandbox import Limits
 from . import prompt
-from .catalog import Catalog, openai_tools
+from .catalog import ANSWER, Catalog, openai_tools
 
 DEFAULT_MAX_STEPS = 8  # model calls in one solve
 K = 5  # candidates retrieved and shown to the model
 MAX_INPUT_SHOWN = 16_000  # characters of the input put in the first request
 MAX_CALLS = 16  # function calls carried out per model reply; the rest are answered with an error
+#: The `tool_choice` of a solve's first model call: "auto"; "required" (with the `answer` function offered, so
+#: that every reply of a server that honours it is a call); "named" (run_binary named, when there are candidates)
+CHOICES = ("auto", "required", "named")
+FIRST_CHOICE = "auto"
 NO_MODEL = ("no model is configured (set EVOGIT_MODEL and OPENAI_API_KEY, and OPENAI_BASE_URL for a server other "
             "than OpenAI's, or git config evogit.model / evogit.baseUrl)")
 
@@ -92,9 +112,13 @@ class Solver:
     """Solves tasks with one runtime's library and, when the fast path does not serve, a model (or none)."""
 
     def __init__(self, rt: Runtime, client: ModelClient | None, *, max_steps: int = DEFAULT_MAX_STEPS,
-                 rounds: int = 3, limits: Limits | None = None, progress: Callable[[Step], None] | None = None):
+                 rounds: int = 3, limits: Limits | None = None, progress: Callable[[Step], None] | None = None,
+                 first_choice: str = FIRST_CHOICE):
         if max_steps < 1:
             raise InvalidInput("--max-steps must be at least 1")
+        if first_choice not in CHOICES:
+            raise InvalidInput(f"first_choice must be one of {', '.join(CHOICES)}")
+        self.first_choice = first_choice
         self.rt, self.client, self.max_steps, self.rounds, self.limits = rt, client, max_steps, rounds, limits
         self.progress = progress or (lambda step: None)
 
@@ -168,42 +192,58 @@ class Solver:
             first += "\n\n" + failed_fast
         messages: list[dict[str, Any]] = [{"role": "system", "content": prompt.SOLVE_SYSTEM},
                                           {"role": "user", "content": first}]
-        tools = openai_tools()
+        tools = openai_tools() + ([ANSWER.openai()] if self.first_choice != "auto" else [])
+        names = [t["function"]["name"] for t in tools]
         result.model_used = True
         for n in range(1, self.max_steps + 1):
+            choice = self._choice(n, hits)
             try:
-                reply = self.client.chat(messages, purpose="solve", tools=tools, tool_choice="auto", round=n)
+                reply = self.client.chat(messages, purpose="solve", tools=tools, tool_choice=choice, round=n)
             except ModelError as e:
                 result.outcome, result.message = "model_error", f"the model call failed: {e}"
                 step("stop", result.message, kind_of_error=e.kind)
                 return self._done(result, catalog)
             result.prompt_tokens += reply.prompt_tokens
             result.completion_tokens += reply.completion_tokens
-            calls = ", ".join(_clip(c.name, 40) for c in reply.tool_calls[:MAX_CALLS]) or "answers"
-            step("model", f"model call {n}: {calls} ({reply.prompt_tokens + reply.completion_tokens} tokens)",
-                 tokens=reply.prompt_tokens + reply.completion_tokens)
-            messages.append(reply.message())
-            if not reply.tool_calls:
-                if not (reply.content or "").strip() or reply.finish_reason == "length":
+            calls, as_text, problem = list(reply.tool_calls), False, None
+            if not calls and not self._echoes(reply.content, catalog):
+                found = text_tool_calls(reply.content, id_prefix=f"text{n}", functions=names)
+                calls, problem, as_text = found.calls, found.problem, bool(found.calls)
+            shown_calls = ", ".join(_clip(c.name, 40) for c in calls[:MAX_CALLS])
+            what = (f"{shown_calls} (written as text)" if as_text else shown_calls) if calls else \
+                "a call that cannot be read" if problem else "answers"
+            step("model", f"model call {n}: {what} ({reply.prompt_tokens + reply.completion_tokens} tokens)",
+                 tokens=reply.prompt_tokens + reply.completion_tokens, written_as_text=as_text)
+            # calls written as text go back as the real tool calls they stand for (see the module's docstring)
+            messages.append({"role": "assistant", "content": None, "tool_calls": [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                for c in calls]} if as_text else reply.message())
+            if not calls:
+                text = (reply.content or "").strip()
+                if not text or reply.finish_reason == "length":
                     result.outcome = "failed"
-                    result.message = ("the model replied with neither an answer nor a function call"
-                                      if not (reply.content or "").strip() else
-                                      "the model's reply was cut off (finish_reason length)")
+                    result.message = ("the model replied with neither an answer nor a function call" if not text
+                                      else "the model's reply was cut off (finish_reason length)")
                     step("stop", result.message)
                     return self._done(result, catalog)
-                result.answer = _answer(reply.content)
-                if catalog.last is not None:
-                    result.served_by = catalog.last.version
-                result.ok, result.outcome = True, "answered"
-                step("answer", f"served by {_short(result.served_by)}" if result.served_by else "no tool served it",
-                     served_by=result.served_by)
-                return self._done(result, catalog)
+                if problem is not None:  # neither an answer nor a call: the model is told, and the loop goes on
+                    step("unread", f"not carried out and not an answer: {_clip(problem, 160)}", problem=problem)
+                    messages.append({"role": "user", "content": prompt.solve_unread(problem)})
+                    continue
+                return self._answered(result, catalog, _answer(text), step)
+            answers = [c for c in calls if c.name == ANSWER.name]
+            if answers and len(answers) == len(calls):
+                return self._answered(result, catalog, _answer_call(answers[0].arguments), step)
             if n == self.max_steps:  # no model call would read their results: they are not carried out
                 break
-            for i, call in enumerate(reply.tool_calls):
-                out = (catalog.call(call.name, call.arguments) if i < MAX_CALLS else
-                       jsonio.encode({"ok": False, "error": {"kind": "too_many_calls", "message":
-                                      f"at most {MAX_CALLS} function calls are carried out per reply"}}))
+            for i, call in enumerate(calls):
+                if i >= MAX_CALLS:
+                    out = _refusal("too_many_calls", f"at most {MAX_CALLS} function calls are carried out per reply")
+                elif call.name == ANSWER.name:
+                    out = _refusal("answer_too_soon", "answer was called with other functions: call it alone, "
+                                                      "once their results are in")
+                else:
+                    out = catalog.call(call.name, call.arguments)
                 messages.append({"role": "tool", "tool_call_id": call.id, "content": out})
                 if i < MAX_CALLS:
                     step("call", f"{_clip(call.name, 40)}({_clip(call.arguments, 120)}) -> {_clip(out, 160)}",
@@ -211,8 +251,37 @@ class Solver:
                          result=jsonio.decode(out, what="result"))
         result.outcome = "step_limit"
         result.message = (f"no answer within {self.max_steps} model calls (--max-steps); the last one's "
-                          f"{len(reply.tool_calls)} function calls were not carried out")
+                          f"{len(calls)} function calls were not carried out" if calls else
+                          f"no answer within {self.max_steps} model calls (--max-steps); the last reply was a "
+                          "call that could not be read")
         step("stop", result.message)
+        return self._done(result, catalog)
+
+    def _choice(self, n: int, hits: list[Any]) -> Any:
+        """The `tool_choice` of model call `n`: "auto" after the first; the first as `first_choice` says."""
+        if n > 1 or self.first_choice == "auto":
+            return "auto"
+        if self.first_choice == "named" and hits:
+            return {"type": "function", "function": {"name": "run_binary"}}
+        return "required"
+
+    @staticmethod
+    def _echoes(content: str | None, catalog: Catalog) -> bool:
+        """Whether a reply is the last successful run's output as it is (an answer, whatever its keys)."""
+        if catalog.last is None or not (content or "").strip():
+            return False
+        return bool(_answer(content) == catalog.last.output)
+
+    def _answered(self, result: SolveResult, catalog: Catalog, answer: Any,
+                  step: Callable[..., None]) -> SolveResult:
+        """The model's final reply is the answer. It is served by the last version whose run succeeded in this
+        solve; when none did, it is the model's own answer (served_by None, and the step says so)."""
+        result.answer = answer
+        if catalog.last is not None:
+            result.served_by = catalog.last.version
+        result.ok, result.outcome = True, "answered"
+        step("answer", f"served by {_short(result.served_by)}" if result.served_by else
+             "the model's own answer: no tool's run served it", served_by=result.served_by)
         return self._done(result, catalog)
 
     def _done(self, result: SolveResult, catalog: Catalog) -> SolveResult:
@@ -254,6 +323,23 @@ def _answer(content: str | None) -> Any:
         return jsonio.decode(text, what="answer")
     except InvalidJSON:
         return (content or "").strip()
+
+
+def _answer_call(arguments: str) -> Any:
+    """The answer given through the `answer` function: its `result` (JSON if it is JSON), else whatever the
+    arguments are."""
+    try:
+        args = jsonio.decode(arguments, what="arguments")
+    except InvalidJSON:
+        return _answer(arguments)
+    if isinstance(args, dict) and len(args) == 1:
+        (value,) = args.values()
+        return _answer(value) if isinstance(value, str) else value
+    return args
+
+
+def _refusal(kind: str, message: str) -> str:
+    return jsonio.encode({"ok": False, "error": {"kind": kind, "message": message}})
 
 
 def _outcome_line(ran: dict[str, Any]) -> str:
