@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--idle", type=float, default=900.0, help="stop after this many seconds without requests")
     parser.add_argument("--state", help="the server.json to remove on the way out, if it names this process")
     args = parser.parse_args(argv)
+    for stream in (sys.stdout, sys.stderr):  # server.log shows what happened when it happened
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
 
     import uvicorn
     from llama_cpp.server.app import create_app
