@@ -290,7 +290,10 @@ def test_the_real_model_serves_and_stops_when_idle(tmp_path, monkeypatch):
     home = local.Home(tmp_path / "model")
     home.root.mkdir()
     home.venv.symlink_to(real.venv)
+    (home.root / ".parts.left-by-a-killed-install").mkdir()
+    (home.root / f".{local.WEIGHTS_FILE}.x.part").write_bytes(b"half")
     local.install(what.weights, home=home)
+    assert sorted(p.name for p in home.root.iterdir()) == ["install.lock", "state.json", "venv"]
     monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-of-the-caller-123456")
     t0 = time.monotonic()
     server = local.serve(home, idle=4)

@@ -429,6 +429,8 @@ def install(gguf: Path | None = None, home: Home | None = None, progress: Progre
         meta = gguf_metadata(own)
         own_name = meta.get("general.name") if isinstance(meta.get("general.name"), str) else None
     with _locked(home.file("install.lock"), wait=False):
+        for stale in [*home.root.glob(".parts.*"), *home.root.glob(f".{WEIGHTS_FILE}.*.part")]:  # a killed install's
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
         report(1, 3, "environment", None)
         version = environment_version(home)
         if version == LLAMA_CPP_PYTHON:
