@@ -21,7 +21,7 @@ Servers whose tool calling is weak: a model may write its call as text (llama-cp
 `tool_choice: "auto"`; a GGUF chat template shows `<tool_call>{…}</tool_call>`, and a 1.5B model copies it with
 its braces doubled). A reply with no `tool_calls` is read for calls written as text (`llm.reply.text_tool_calls`);
 calls found are carried out like real ones, and go back as an assistant message with those calls as
-`tool_calls` (synthetic ids, `content` null) followed by `role: tool` results: OpenAI accepts any id that
+`tool_calls` (synthetic ids, no `content`) followed by `role: tool` results: OpenAI accepts any id that
 the tool messages answer, llama.cpp and llama-cpp-python render such a message through the model's own chat
 template — so the model sees its call in the format it should have used — whereas a user message of results
 after an assistant message of call-like text would teach it to go on writing calls as text. A reply that looks
@@ -44,7 +44,7 @@ from .. import events as ev
 from .. import jsonio
 from ..decide import Decision, decide
 from ..errors import InvalidInput, InvalidJSON, ModelError
-from ..llm.client import ModelClient
+from ..llm.client import ModelClient, ToolCall
 from ..llm.reply import text_tool_calls
 from ..runtime import Runtime
 from ..runtime.running import check_task
@@ -215,9 +215,7 @@ class Solver:
             step("model", f"model call {n}: {what} ({reply.prompt_tokens + reply.completion_tokens} tokens)",
                  tokens=reply.prompt_tokens + reply.completion_tokens, written_as_text=as_text)
             # calls written as text go back as the real tool calls they stand for (see the module's docstring)
-            messages.append({"role": "assistant", "content": None, "tool_calls": [
-                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                for c in calls]} if as_text else reply.message())
+            messages.append(_assistant(None if as_text else reply.content, calls))
             if not calls:
                 text = (reply.content or "").strip()
                 if not text or reply.finish_reason == "length":
@@ -323,6 +321,19 @@ def _answer(content: str | None) -> Any:
         return jsonio.decode(text, what="answer")
     except InvalidJSON:
         return (content or "").strip()
+
+
+def _assistant(content: str | None, calls: list[ToolCall]) -> dict[str, Any]:
+    """A reply as the assistant message sent back: its calls as `tool_calls`, its content only when it has some.
+    `content: null` is what OpenAI sends, but llama-cpp-python's server refuses it (HTTP 500: the content of an
+    assistant message must be a string); every server accepts it left out beside `tool_calls`."""
+    out: dict[str, Any] = {"role": "assistant"}
+    if content or not calls:
+        out["content"] = content or ""
+    if calls:
+        out["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                             for c in calls]
+    return out
 
 
 def _answer_call(arguments: str) -> Any:
