@@ -583,7 +583,10 @@ def _free_port() -> int:
 
 
 def _port_taken(port: int) -> bool:
+    """Whether a server listens on `port` (closed connections still in TIME-WAIT do not count: uvicorn binds
+    with SO_REUSEADDR, as every server does)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((HOST, port))
         except OSError:
