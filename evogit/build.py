@@ -253,6 +253,9 @@ class Builder:
             if problem:
                 record.unit_tests = {"passed": passed, "failed": max(failed, 1)}
                 record.stage, record.message = "unit_tests", problem
+                # the cases too, for the evidence: a failing case says in JSON what a panic says in Debug form
+                record.cases = self.run_cases(artifacts.wasm, manifest, cases)
+                record.first_failure = next((v for v in record.cases if not v.ok), None)
                 return record, None
         record.unit_tests = {"passed": passed, "failed": failed}
         verdicts = self.run_cases(artifacts.wasm, manifest, cases)

@@ -179,7 +179,7 @@ def test_a_server_that_hangs_is_ended_by_the_time_limit(scripted_model, connect)
     server = scripted_model([{"hang": True}, {"reply": {"content": "back"}}])  # hangs until the server shuts down
     client, events = connect(server, timeout=1.0)
     started = time.monotonic()
-    with pytest.raises(ModelError, match=r"no reply within the model's 1 s limit") as e:
+    with pytest.raises(ModelError, match=r"no whole reply within the model.s 1 s limit; raise it with git config evogit.modelTimeout") as e:
         client.chat(ASK, purpose="test")
     elapsed = time.monotonic() - started
     assert e.value.kind == "timeout" and [ev.outcome for ev in events] == ["timeout"]

@@ -33,6 +33,7 @@ from . import prompt, wire
 DEFAULT_ROUNDS = 3  # repair rounds after the first attempt
 #: Model errors that are the reply's, not the server's: the next round asks again, with the evidence.
 ROUND_ERRORS = frozenset({"timeout", "bad_response", "refused"})
+TEMPERATURE_STEP, MAX_TEMPERATURE = 0.2, 1.0  # each repair round asks a little less greedily
 MAX_SUFFIX = 99
 
 Progress = Callable[[str], None]
@@ -179,6 +180,7 @@ class Author:
         history: list[str] = []
         files: dict[str, bytes] = {}
         evidence = text = ""
+        last: dict[str, bytes] = {}
         for rnd in range(1, self.rounds + 2):
             user = job.first if rnd == 1 else prompt.repair_message(job.first, history, files, evidence, text)
             self.progress(f"model call ({job.kind}, round {rnd})")
@@ -187,7 +189,8 @@ class Author:
             result.attempts.append(attempt)
             try:
                 chat = self.client.chat([{"role": "system", "content": system}, {"role": "user", "content": user}],
-                                        purpose=job.kind, stream=True, tool=job.name, round=rnd)
+                                        purpose=job.kind, stream=True, tool=job.name, round=rnd,
+                                        temperature=self._temperature(rnd))
             except ModelError as e:
                 cut = e.result if isinstance(e.result, ChatResult) else None
                 attempt.model_seconds = attempt.seconds = time.monotonic() - t0
@@ -208,6 +211,10 @@ class Author:
                 green, files = self._attempt(job, result, attempt, chat, text, t0)
                 if green is not None:
                     return green
+                if files and files == last:
+                    attempt.evidence = ("Your reply was the same as the attempt before it, and failed the same way: "
+                                        "this time change the code.\n" + attempt.evidence)
+                last = files or last
             attempt.seconds = time.monotonic() - t0
             self._record(job, result, attempt)
             evidence = attempt.evidence
@@ -216,6 +223,11 @@ class Author:
         result.message = (f"no green version after {len(result.attempts)} attempts; last: {history[-1]}"
                           if history else "no green version")
         return result
+
+    def _temperature(self, rnd: int) -> float:
+        """The configured temperature for the first round, a little higher for each repair round: a small model
+        at a low temperature answers the same evidence with the same reply."""
+        return round(min(self.client.config.temperature + TEMPERATURE_STEP * (rnd - 1), MAX_TEMPERATURE), 2)
 
     def _attempt(self, job: _Job, result: AuthorResult, attempt: Attempt, chat: ChatResult, text: str,
                  t0: float) -> tuple[AuthorResult | None, dict[str, bytes]]:
@@ -344,8 +356,14 @@ def evidence_of(record: BuildRecord, limit: int = 4000) -> str:
     errors = [d for d in record.diagnostics if d.level == "error"] or record.diagnostics
     parts += [d.rendered or d.headline() for d in errors[:MAX_ERRORS_SHOWN]]
     parts += [d.headline() for d in errors[MAX_ERRORS_SHOWN:]]
-    if record.first_failure is not None:
-        parts.append("first failing case: " + jsonio.encode(msgspec.to_builtins(record.first_failure)))
+    if (f := record.first_failure) is not None:
+        if f.error is None and f.actual_exit is not None:
+            parts.append(f"First failing case {f.name!r}: for the input {jsonio.encode(f.input)} the tool printed "
+                         f"{jsonio.encode(f.actual)} (exit {f.actual_exit}) but must print "
+                         f"{jsonio.encode(f.expected)} (exit {f.expected_exit or 0})."
+                         + (f" It wrote on stderr: {f.stderr}" if f.stderr else ""))
+        else:
+            parts.append("First failing case: " + jsonio.encode(msgspec.to_builtins(f)))
     text = "\n".join(parts)
     return text if len(text) <= limit else text[:limit] + "\n…(cut)"
 

@@ -197,7 +197,8 @@ def repair_message(first: str, history: Sequence[str], files: dict[str, bytes], 
         last = ""
     return "\n\n".join(p for p in (first, f"Earlier attempts did not pass:\n{summary}", last,
                                      f"Why it failed:\n{evidence}",
-                                     "Reply with the three blocks again (json, rust, jsonl), fixed.") if p)
+                                     "First say in one line what was wrong and how you fix it. Then reply "
+                                     "with the three blocks again (json, rust, jsonl), fixed.") if p)
 
 
 # -- solving a task with the library's tools (agent/solve.py) ----------------------------------------------------

@@ -165,10 +165,11 @@ class ModelClient:
     # -- the two calls -----------------------------------------------------------------------------------------
     def chat(self, messages: list[dict[str, Any]], *, purpose: str, tools: list[dict[str, Any]] | None = None,
              tool_choice: Any = None, response_format: dict[str, Any] | None = None, stream: bool = False,
-             tool: str | None = None, round: int | None = None) -> ChatResult:
+             tool: str | None = None, round: int | None = None, temperature: float | None = None) -> ChatResult:
         """One chat completion (streamed if `stream`); raises `ModelError`. `purpose` (e.g. "create", "solve"),
-        `tool` and `round` describe the call in its event."""
-        request = {"messages": messages, "tools": tools, "tool_choice": tool_choice, "response_format": response_format}
+        `tool` and `round` describe the call in its event; `temperature` overrides the configured one."""
+        request = {"messages": messages, "tools": tools, "tool_choice": tool_choice, "response_format": response_format,
+                   "temperature": temperature}
         result: ChatResult = self._call(request, purpose, stream=stream, mode="", tool=tool, round=round, check=None)
         return result
 
@@ -267,7 +268,8 @@ class ModelClient:
         kwargs = {k: v for k, v in request.items() if v is not None}
         kwargs.setdefault("max_tokens", self.config.max_tokens)
         kwargs.setdefault("temperature", self.config.temperature)
-        partial = _Partial(self._model or "")
+        partial = _Partial(self._model or "", len(json.dumps(request.get("messages"), ensure_ascii=False))
+                           + len(json.dumps(request.get("tools") or "", ensure_ascii=False)))
         try:
             async with asyncio.timeout(self.config.timeout):
                 client = self._loop.openai()
@@ -429,8 +431,9 @@ class _Partial:
     """A streamed reply as far as it has come: kept by the caller, so a reply cut by the time limit still says
     what it held and how many tokens it cost (servers stream one token a chunk; the usage chunk comes last)."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, prompt_chars: int = 0) -> None:
         self.model = model
+        self.prompt_chars = prompt_chars  # of the request, for a server that streams no usage
         self.parts: list[str] = []
         self.pieces = 0  # chunks that carried content or a tool call's part
         self.calls: dict[int, dict[str, str]] = {}
@@ -439,7 +442,9 @@ class _Partial:
         self.refusal = ""
 
     def result(self) -> ChatResult:
-        prompt, completion = self.usage if self.usage is not None else (0, self.pieces)
+        # a server that streams no usage (llama-cpp-python's): one token a chunk, and the prompt estimated at four
+        # characters a token (the scripted server's rule), so that cost is never counted as nothing
+        prompt, completion = self.usage if self.usage is not None else (-(-self.prompt_chars // 4), self.pieces)
         return ChatResult(content="".join(self.parts) if self.parts else None,
                           tool_calls=[ToolCall(id=c["id"] or f"call_{i}", name=c["name"], arguments=c["arguments"])
                                       for i, c in sorted(self.calls.items())],
