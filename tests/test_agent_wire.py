@@ -258,3 +258,16 @@ def test_show_package_is_read_back_as_the_same_package():
     reply = wire.read_reply(text_reply({**HEADER, "crates": ["regex"]}), prompt.SKELETON)
     again = wire.read_reply(wire.show_package(reply.files), prompt.SKELETON)
     assert again.files == reply.files
+
+
+def test_a_fix_that_sends_only_the_code_keeps_the_rest_of_the_package_it_fixes():
+    base = wire.read_reply(text_reply({**HEADER, "crates": ["regex"]}), prompt.SKELETON).files
+    fixed = SHOUT.replace("to_uppercase", "to_lowercase")
+    reply = wire.read_reply(f"The bug was the case.\n```rust\n{fixed}```\n", prompt.SKELETON, base)
+    assert logic_of(reply) == fixed and reply.files["tool.json"] == base["tool.json"]
+    assert reply.files["tests/cases.jsonl"] == base["tests/cases.jsonl"] and b"regex" in reply.files["Cargo.toml"]
+    assert reply.mended == ["the header and the cases left out of the reply: kept as they were"]
+    with pytest.raises(InvalidPackage, match="```json header"):
+        wire.read_reply(f"```rust\n{fixed}```\n", prompt.SKELETON)  # nothing to keep them from
+    with pytest.raises(InvalidPackage, match="```json header"):
+        wire.read_reply("I fixed it.", prompt.SKELETON, base)  # a reply with nothing in it is no fix

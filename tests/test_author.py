@@ -254,6 +254,14 @@ def test_an_unreadable_reply_is_a_round_with_evidence(empty_rt: Runtime, model):
     assert "```json header" in server.requests[1].body["messages"][-1]["content"]
 
 
+def test_a_repair_that_sends_only_the_code_is_built_with_the_rest_of_the_last_attempt(empty_rt: Runtime, model):
+    server = model([text_package(BROKEN), {"reply": {"content": f"Typo fixed.\n```rust\n{REVERSE}```"}}])
+    result = author(empty_rt, server).create("Reverse a text.")
+    assert result.ok and [a.stage for a in result.attempts] == ["compile", "green"], result.message
+    assert {c["name"] for c in empty_rt.describe("reverse-text").cases} == {c["name"] for c in CASES}
+    assert server.requests[1].body["temperature"] == 0.4  # a repair round asks a little warmer
+
+
 def test_compiler_evidence_names_each_error_once(empty_rt: Runtime, model):
     server = model([text_package(BROKEN), text_package()])
     assert author(empty_rt, server).create("Reverse a text.").ok

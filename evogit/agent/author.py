@@ -96,6 +96,7 @@ class _Job:
     parent_reason: str = ""
     parent_cases: list[Case] = field(default_factory=list)
     examples: list[Case] = field(default_factory=list)
+    parent_files: dict[str, bytes] = field(default_factory=dict)  # what a reply's missing blocks are taken from
 
 
 class Author:
@@ -135,7 +136,7 @@ class Author:
         parent_cases = parse_cases(files["tests/cases.jsonl"])
         cases = wire.example_cases(list(examples))
         first = prompt.mutate_message(task, parent.short, files, parent_cases, self.failures(parent), name, cases)
-        return self._author(_Job(kind, task, first, name or parent.name, parent, reason, parent_cases, cases))
+        return self._author(_Job(kind, task, first, name or parent.name, parent, reason, parent_cases, cases, files))
 
     def teach(self, tool: str, instruction: str, examples: Sequence[Any]) -> AuthorResult:
         """A mutation whose examples (`{"input", "expect"}`) become new cases that must pass."""
@@ -208,13 +209,13 @@ class Author:
                 attempt.model_seconds = time.monotonic() - t0
                 result.model = chat.model
                 text = chat.content or ""
-                green, files = self._attempt(job, result, attempt, chat, text, t0)
+                green, files = self._attempt(job, result, attempt, chat, text, t0, last or job.parent_files)
                 if green is not None:
                     return green
                 if files and files == last:
                     attempt.evidence = ("Your reply was the same as the attempt before it, and failed the same way: "
                                         "this time change the code.\n" + attempt.evidence)
-                last = files or last
+                last = files or last  # the package a later reply's missing blocks come from
             attempt.seconds = time.monotonic() - t0
             self._record(job, result, attempt)
             evidence = attempt.evidence
@@ -230,14 +231,14 @@ class Author:
         return round(min(self.client.config.temperature + TEMPERATURE_STEP * (rnd - 1), MAX_TEMPERATURE), 2)
 
     def _attempt(self, job: _Job, result: AuthorResult, attempt: Attempt, chat: ChatResult, text: str,
-                 t0: float) -> tuple[AuthorResult | None, dict[str, bytes]]:
+                 t0: float, base: dict[str, bytes]) -> tuple[AuthorResult | None, dict[str, bytes]]:
         """Read one reply and build what it holds: the result if it is green (committed and tagged), else None
         with the attempt's stage, error and evidence set; and the files it held."""
         cut = (f"Your reply was cut off after {chat.completion_tokens} tokens (the reply limit, git config "
                "evogit.maxTokens): write less — only your part of src/main.rs, short tests, 4-6 cases.\n"
                if chat.finish_reason == "length" else "")
         try:
-            reply = wire.read_reply(text, prompt.SKELETON)
+            reply = wire.read_reply(text, prompt.SKELETON, base)
             files, name = self._package(job, reply, result)
         except (InvalidPackage, InvalidName) as e:
             attempt.stage, attempt.error = "reply", "cut_off" if cut else "invalid_reply"

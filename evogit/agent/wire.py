@@ -201,8 +201,11 @@ def blocks(text: str) -> list[Block]:
     return out
 
 
-def read_reply(text: str, skeleton: str) -> Reply:
-    """A reply in either format, as a package. Raises InvalidPackage with a message meant for the model."""
+def read_reply(text: str, skeleton: str, base: dict[str, bytes] | None = None) -> Reply:
+    """A reply in either format, as a package. Raises InvalidPackage with a message meant for the model.
+
+    `base` is the package the reply changes (the last attempt's, or a mutation's parent): a text-format block
+    the reply leaves out is taken from it (a small model asked to fix the code sends only the code) and said."""
     if len(text) > MAX_REPLY:
         raise InvalidPackage(f"the reply is longer than {MAX_REPLY:,} characters")
     stripped = text.strip()
@@ -214,10 +217,10 @@ def read_reply(text: str, skeleton: str) -> Reply:
         obj = json_object(stripped)
         if isinstance(obj, dict) and isinstance(obj.get("files"), dict):
             return parse_reply(obj, skeleton)
-    return _read_text(text, skeleton)
+    return _read_text(text, skeleton, base or {})
 
 
-def _read_text(text: str, skeleton: str) -> Reply:
+def _read_text(text: str, skeleton: str, base: dict[str, bytes]) -> Reply:
     mended: list[str] = []
     found = blocks(text)
     header: dict[str, Any] | None = None
@@ -236,10 +239,21 @@ def _read_text(text: str, skeleton: str) -> Reply:
             crates |= _toml_crates(b.body)
     if header is None:
         header = _header_in_prose(text, found)
-    if header is None:
-        raise InvalidPackage("the ```json header (name, description, input_schema, output_schema, crates) is missing")
     if code is None:
         code = _code_in_prose(text, found)
+    if base and (header is None or code is None or not cases) and (header is not None or code is not None):
+        kept = []
+        if header is None:
+            header, kept = _base_header(base), kept + ["the header"]
+        if code is None:
+            main_rs = base.get("src/main.rs", b"").decode("utf-8", "replace")
+            code, kept = Block("rust", main_rs, True, 0, 0), kept + ["the code"]
+        if not cases:
+            cases, kept = _case_lines(base.get("tests/cases.jsonl", b"").decode("utf-8", "replace"), mended), \
+                kept + ["the cases"]
+        mended.append(f"{' and '.join(kept)} left out of the reply: kept as they were")
+    if header is None:
+        raise InvalidPackage("the ```json header (name, description, input_schema, output_schema, crates) is missing")
     if code is None:
         raise InvalidPackage("the ```rust block (the part of src/main.rs between the markers: fn run and its tests) "
                              "is missing")
@@ -276,6 +290,17 @@ def _read_text(text: str, skeleton: str) -> Reply:
     notes_text = header.get("notes")
     return Reply(files, _superseded(header.get("superseded")), notes_text if isinstance(notes_text, str) else "",
                  mended)
+
+
+def _base_header(base: dict[str, bytes]) -> dict[str, Any]:
+    """The header of a package: its tool.json and the crates its Cargo.toml names."""
+    try:
+        header = json.loads(base.get("tool.json", b"{}"))
+    except ValueError:
+        header = {}
+    header = header if isinstance(header, dict) else {}
+    header["crates"] = sorted(_toml_crates(base.get("Cargo.toml", b"").decode("utf-8", "replace")))
+    return header
 
 
 def _kind(b: Block) -> str:
@@ -435,13 +460,8 @@ def show_package(files: dict[str, bytes]) -> str:
     def text(path: str) -> str:
         return files.get(path, b"").decode("utf-8", "replace")
 
-    try:
-        header = json.loads(text("tool.json"))
-    except ValueError:
-        header = None
-    if not isinstance(header, dict):
-        header = {"tool.json": text("tool.json")}
-    header["crates"] = sorted(_toml_crates(text("Cargo.toml")) - {"serde_json"})
+    header = _base_header(files)
+    header["crates"] = [c for c in header["crates"] if c != "serde_json"]
     main_rs = text("src/main.rs")
     if BEGIN in main_rs and END in main_rs:
         main_rs = main_rs[main_rs.index(BEGIN) + len(BEGIN):main_rs.index(END)].strip("\n") + "\n"
