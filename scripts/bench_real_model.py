@@ -501,6 +501,18 @@ def rounds_from_stages(lines: list[tuple[float, str]], end: float) -> list[dict]
     return [rounds[n] for n in sorted(rounds)]
 
 
+def distinct_replies(recording: Path) -> list[int] | None:
+    """[distinct replies, replies] in a recorded session: a model that answers a repair with its last reply again
+    shows here (None if there is no readable recording)."""
+    try:
+        data = json.loads(recording.read_text())
+    except (OSError, ValueError):
+        return None
+    steps = data.get("steps", []) if isinstance(data, dict) else data
+    replies = [json.dumps(st["reply"], sort_keys=True) for st in steps if isinstance(st, dict) and "reply" in st]
+    return [len(set(replies)), len(replies)]
+
+
 def _num(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
@@ -561,6 +573,8 @@ def create_spec(spec: dict, repo: Path, args: argparse.Namespace) -> dict:
     if proc.timed_out:
         out["last_stage"] = f"timeout in round {last.get('round')} at {last.get('stage')}" if last else "timeout"
     out["green_within"] = out["ok"] and 0 < len(attempts) <= GOAL_ROUNDS + 1
+    if args.record:
+        out["distinct_replies"] = distinct_replies(Path(env["EVOGIT_RECORD"]))
     out["examples"] = []
     if out["ok"] and out["tool"]:
         for ex in spec["examples"]:
@@ -606,10 +620,10 @@ def solve_task(s: dict, repo: Path, results: dict, args: argparse.Namespace) -> 
         how = "created"
     elif served_name:
         how = "model run"
-    elif res.get("model_used"):
+    elif res.get("ok"):
         how = "model answer (no tool)"
     else:
-        how = "not served"
+        how = f"not served ({res.get('outcome') or ('timeout' if proc.timed_out else 'no JSON')})"
     failure = None
     if proc.timed_out:
         failure = f"timed out after {args.timeout:.0f} s"
@@ -703,6 +717,11 @@ def summarize(results: dict) -> dict:
         "tokens_solve": sum(int(_num(s.get("tokens"))) for s in solves),
         "model_seconds": round(model_s, 1), "build_seconds": round(build_s, 1),
         "overhead_seconds": round(sum(_num(r.get("overhead_seconds")) for r in specs), 1),
+        "attempts_without_prompt_tokens": sum(1 for r in specs for a in r.get("rounds", [])
+                                              if not a.get("from_stderr") and a.get("stage") != "model"
+                                              and not _num(a.get("prompt_tokens"))),
+        "repeated_replies": sorted(r["id"] for r in specs if r.get("distinct_replies")
+                                   and r["distinct_replies"][0] < r["distinct_replies"][1]),
         "tokens_per_green": round(statistics.mean([_num(r.get("tokens")) for r in green])) if green else None,
         "model_share": round(model_s / (model_s + build_s), 3) if model_s + build_s else None,
         "first_attempt_compiled": f"{sum(a.get('stage') in COMPILED for a in first)}/{len(first)}",
@@ -745,12 +764,12 @@ def report(results: dict) -> None:
               f"{r.get('wall', 0):>7.1f} {exs:>4}  {tail}")
     solves = list(results.get("solves", {}).values())
     if solves:
-        print(f"\n{'solve':<24} {'serves':<22} {'ok':<4} {'how':<22} {'served by':<26} {'tokens':>7} {'wall s':>7}  "
+        print(f"\n{'solve':<24} {'serves':<22} {'ok':<4} {'how':<26} {'served by':<26} {'tokens':>7} {'wall s':>7}  "
               "answer")
         for s in solves:
             served = (s.get("served_by") or "-").split("@")[0][:26]
             mark = "=" if s.get("answer_matches") else "≠"
-            print(f"{s['id']:<24} {s['serves']:<22} {'yes' if s.get('ok') else 'no':<4} {s.get('how', ''):<22} "
+            print(f"{s['id']:<24} {s['serves']:<22} {'yes' if s.get('ok') else 'no':<4} {s.get('how', ''):<26} "
                   f"{served:<26} {s.get('tokens', 0):>7} {s.get('wall', 0):>7.1f}  {mark} "
                   f"{json.dumps(s.get('answer'))[:60]}" + (f"  ({str(s['failure'])[:60]})" if s.get("failure") else ""))
     m = summarize(results)
@@ -773,6 +792,11 @@ def report(results: dict) -> None:
     print(f"tokens: {m['tokens_create']:,} creating (mean per green tool {_fmt(m['tokens_per_green'], ',')}), "
           f"{m['tokens_solve']:,} solving" + ("; a create killed at the wall limit reports no tokens"
                                               if m["timed_out"] else ""))
+    if m["attempts_without_prompt_tokens"]:
+        print(f"  warning: {m['attempts_without_prompt_tokens']} attempts that got a reply report 0 prompt tokens "
+              "(the server's usage was not read), so these token counts are low")
+    if m["repeated_replies"]:
+        print(f"  specs where the model sent a reply it had sent before (recordings): {', '.join(m['repeated_replies'])}")
     share = m["model_share"]
     print(f"seconds: model {m['model_seconds']:,.0f}, build {m['build_seconds']:,.0f}"
           + (f" (model {share * 100:.0f}% / build {(1 - share) * 100:.0f}%)" if share is not None else "")
