@@ -354,6 +354,9 @@ def evidence_of(record: BuildRecord, limit: int = 4000) -> str:
     the rest by headline, warnings only when there is no error), or the first failing case whole (input, expected and actual output and exit
     code, the tool's stderr), or the stage's message."""
     parts = [f"stage {record.stage}: {record.message or ''}".strip()]
+    if record.stage == "unit_tests" and record.cases and all(v.ok for v in record.cases):
+        parts.append(f"All {len(record.cases)} cases pass, so the unit test is probably what is wrong: fix it "
+                     "or leave the tests module out.")
     errors = [d for d in record.diagnostics if d.level == "error"] or record.diagnostics
     parts += [d.rendered or d.headline() for d in errors[:MAX_ERRORS_SHOWN]]
     parts += [d.headline() for d in errors[MAX_ERRORS_SHOWN:]]

@@ -90,9 +90,9 @@ fn main() {
 ```
 Your part: `fn run(input: &Value) -> Result<Value, String>` that reads the fields from `input`
 (input.get("x").and_then(Value::as_str / as_i64 / as_u64 / as_f64 / as_bool / as_array)), computes, and
-returns Ok(json!({...})) in the output's shape; Err(message) for bad input. Add helper functions if useful, and
-`#[cfg(test)] mod tests { use super::*; ... }` with one or two #[test] functions (snake_case names).
-Do not write fn main, fn fail, or the use lines above.
+returns Ok(json!({...})) in the output's shape; Err(message) for bad input. Add helper functions if useful.
+The cases are the tests (a `#[cfg(test)] mod tests` is optional). Do not write fn main, fn fail, or the use lines
+above.
 
 Rules: Rust 1.63 — no let-else, no is_some_and, no ilog10. No files, network, environment, threads or clock.
 On a Result whose error is not a String, use .map_err(|e| e.to_string())?. On an Option use .ok_or("message")?.
@@ -124,22 +124,12 @@ fn run(input: &Value) -> Result<Value, String> {
     let lines = if text.is_empty() || text.ends_with('\\n') { newlines } else { newlines + 1 };
     Ok(json!({ "words": text.split_whitespace().count(), "lines": lines, "chars": text.chars().count() }))
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counts_unicode() {
-        let out = run(&json!({"text": "héllo wörld"})).unwrap();
-        assert_eq!(out, json!({"words": 2, "lines": 1, "chars": 11}));
-    }
-}
 ```
 ```jsonl
 {"name": "simple", "input": {"text": "a b c"}, "expect": {"words": 3, "lines": 1, "chars": 5}}
 {"name": "empty", "input": {"text": ""}, "expect": {"words": 0, "lines": 0, "chars": 0}}
 {"name": "two-lines", "input": {"text": "one two\\nthree\\n"}, "expect": {"words": 3, "lines": 2, "chars": 14}}
+{"name": "unicode", "input": {"text": "héllo wörld"}, "expect": {"words": 2, "lines": 1, "chars": 11}}
 {"name": "text-not-string", "input": {"text": 42}, "expect": {"error": "\\"text\\" must be a string"}, "exit": 1}
 ```"""
 
