@@ -637,3 +637,18 @@ def test_first_call_named_forces_run_binary_when_there_are_candidates(three_rt: 
     assert server.requests[0].body["tool_choice"] == {"type": "function", "function": {"name": "run_binary"}}
     with pytest.raises(InvalidInput):
         Solver(three_rt, None, first_choice="sometimes")
+
+
+def test_a_repeated_run_is_not_carried_out_again_its_output_is_the_answer(three_rt: Runtime, model):
+    """The real small model's habit: after the run's result it writes the same call again (then nothing)."""
+    again = '{"name": "word-count", "arguments": "{\\"text\\": \\"a b c\\"}"}'
+    server = model([{"reply": {"content": '```json\n{"name": "word-count", "arguments": {"text": "a b c"}}\n```'}},
+                    {"reply": {"content": again}}])
+    result = server.solver(three_rt).solve("count the words in 'a b c'")
+    assert result.ok and result.answer == {"chars": 5, "lines": 1, "words": 3} and len(server.requests) == 2
+    assert result.served_by.startswith("word-count@") and [s.kind for s in result.steps][-2:] == ["repeat", "answer"]
+    assert len([x for _, _, x in three_rt.log.read() if isinstance(x, ev.ToolRun)]) == 1
+    # a run that failed is carried out again (the model may have been told how to mend the call)
+    server = model([{"repeat": True, "reply": call("run_binary", binary_id="word-count", input_json='{"txt": 1}')}])
+    result = server.solver(three_rt, max_steps=3).solve("count the words in 'a b c'")
+    assert result.outcome == "step_limit" and len(tool_results(server.requests[-1])) == 2

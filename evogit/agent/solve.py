@@ -27,7 +27,9 @@ template — so the model sees its call in the format it should have used — wh
 after an assistant message of call-like text would teach it to go on writing calls as text. A reply that looks
 like a call but cannot be read is neither carried out nor an answer: the model is told (a user message) and
 the loop goes on. The final reply is an answer only if it is non-empty, not cut off, and not a call; the
-serving run's output echoed as the answer is the answer, whatever its keys. An answer given when no run in
+serving run's output echoed as the answer is the answer, whatever its keys. A reply that only repeats runs
+already made in the solve (the same function, the same arguments: small models do, after seeing the result)
+is not carried out again: the repeated run's output is the answer. An answer given when no run in
 the solve succeeded is the model's own (`served_by` None, and its step says so): it is kept as an answer
 (a task may need no tool, or the model explains why the input cannot be served), and `stats --cost` counts
 it as unserved.
@@ -50,7 +52,7 @@ from ..runtime import Runtime
 from ..runtime.running import check_task
 from ..sandbox import Limits
 from . import prompt
-from .catalog import ANSWER, Catalog, openai_tools
+from .catalog import ANSWER, Catalog, Served, openai_tools
 
 DEFAULT_MAX_STEPS = 8  # model calls in one solve
 K = 5  # candidates retrieved and shown to the model
@@ -195,6 +197,7 @@ class Solver:
         tools = openai_tools() + ([ANSWER.openai()] if self.first_choice != "auto" else [])
         names = [t["function"]["name"] for t in tools]
         result.model_used = True
+        ran: dict[str, Served] = {}  # the successful runs of this solve, by call (name and arguments)
         for n in range(1, self.max_steps + 1):
             choice = self._choice(n, hits)
             try:
@@ -232,6 +235,10 @@ class Solver:
             answers = [c for c in calls if c.name == ANSWER.name]
             if answers and len(answers) == len(calls):
                 return self._answered(result, catalog, _answer_call(answers[0].arguments), step)
+            if all(_call_key(c) in ran for c in calls):  # the same runs again: the model has what it wanted
+                catalog.last = ran[_call_key(calls[-1])]
+                step("repeat", f"model call {n} repeats a run it already made: that run's output is the answer")
+                return self._answered(result, catalog, catalog.last.output, step)
             if n == self.max_steps:  # no model call would read their results: they are not carried out
                 break
             for i, call in enumerate(calls):
@@ -241,7 +248,10 @@ class Solver:
                     out = _refusal("answer_too_soon", "answer was called with other functions: call it alone, "
                                                       "once their results are in")
                 else:
+                    before = catalog.last
                     out = catalog.call(call.name, call.arguments)
+                    if catalog.last is not None and catalog.last is not before:
+                        ran[_call_key(call)] = catalog.last
                 messages.append({"role": "tool", "tool_call_id": call.id, "content": out})
                 if i < MAX_CALLS:
                     step("call", f"{_clip(call.name, 40)}({_clip(call.arguments, 120)}) -> {_clip(out, 160)}",
@@ -347,6 +357,14 @@ def _answer_call(arguments: str) -> Any:
         (value,) = args.values()
         return _answer(value) if isinstance(value, str) else value
     return args
+
+
+def _call_key(call: ToolCall) -> str:
+    """A call as its function's name and its arguments, written one way (keys sorted) when they are JSON."""
+    try:
+        return call.name + " " + jsonio.encode(jsonio.decode(call.arguments, what="arguments"), sort_keys=True)
+    except (InvalidJSON, ValueError):
+        return call.name + " " + call.arguments
 
 
 def _refusal(kind: str, message: str) -> str:
