@@ -64,31 +64,6 @@ DEPENDENCIES = {
 }
 assert set(DEPENDENCIES) == set(ALLOWED_CRATES)
 
-#: The JSON Schema of a reply, for `response_format: json_schema` (strict: every property required, no others).
-REPLY_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "files": {
-            "type": "object",
-            "properties": {path: {"type": "string"} for path in REQUIRED_FILES},
-            "required": list(REQUIRED_FILES),
-            "additionalProperties": False,
-        },
-        "superseded": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {"case": {"type": "string"}, "reason": {"type": "string"}},
-                "required": ["case", "reason"],
-                "additionalProperties": False,
-            },
-        },
-        "notes": {"type": "string"},
-    },
-    "required": ["files", "superseded", "notes"],
-    "additionalProperties": False,
-}
-REPLY_NAME = "evogit_tool_package"
 MAX_FILE = 256 * 1024  # bytes per file: a tool is a few hundred lines
 
 
