@@ -652,3 +652,14 @@ def test_a_repeated_run_is_not_carried_out_again_its_output_is_the_answer(three_
     server = model([{"repeat": True, "reply": call("run_binary", binary_id="word-count", input_json='{"txt": 1}')}])
     result = server.solver(three_rt, max_steps=3).solve("count the words in 'a b c'")
     assert result.outcome == "step_limit" and len(tool_results(server.requests[-1])) == 2
+
+
+def test_a_runs_whole_result_echoed_is_its_output(three_rt: Runtime, model):
+    """The real 1.5B model answered with the run's whole result (ok, version, output, wall_ms, note)."""
+    fp = three_rt.repo.resolve("word-count").fingerprint
+    echoed = {"ok": True, "version": f"word-count@{fp}", "output": {"chars": 3, "lines": 1, "words": 2},
+              "wall_ms": 1.0, "note": "x"}
+    server = model([{"reply": call("run_binary", binary_id="word-count", input_json='{"text": "a b"}')},
+                    {"reply": {"content": json.dumps(echoed)}}])
+    result = server.solver(three_rt).solve("count the words in 'a b'")
+    assert result.ok and result.answer == {"chars": 3, "lines": 1, "words": 2}

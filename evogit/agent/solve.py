@@ -27,7 +27,8 @@ template — so the model sees its call in the format it should have used — wh
 after an assistant message of call-like text would teach it to go on writing calls as text. A reply that looks
 like a call but cannot be read is neither carried out nor an answer: the model is told (a user message) and
 the loop goes on. The final reply is an answer only if it is non-empty, not cut off, and not a call; the
-serving run's output echoed as the answer is the answer, whatever its keys. A reply that only repeats runs
+serving run's output echoed as the answer is the answer, whatever its keys (and its whole result echoed, the
+`{"ok": true, "version", "output", …}` a run returns, is that output). A reply that only repeats runs
 already made in the solve (the same function, the same arguments: small models do, after seeing the result)
 is not carried out again: the repeated run's output is the answer. An answer given when no run in
 the solve succeeded is the model's own (`served_by` None, and its step says so): it is kept as an answer
@@ -284,9 +285,13 @@ class Solver:
                   step: Callable[..., None]) -> SolveResult:
         """The model's final reply is the answer. It is served by the last version whose run succeeded in this
         solve; when none did, it is the model's own answer (served_by None, and the step says so)."""
+        last = catalog.last
+        if (last is not None and isinstance(answer, dict) and answer.get("ok") is True
+                and answer.get("version") == last.version and "output" in answer):
+            answer = last.output  # the run's whole result echoed (as small models do): its output is the answer
         result.answer = answer
-        if catalog.last is not None:
-            result.served_by = catalog.last.version
+        if last is not None:
+            result.served_by = last.version
         result.ok, result.outcome = True, "answered"
         step("answer", f"served by {_short(result.served_by)}" if result.served_by else
              "the model's own answer: no tool's run served it", served_by=result.served_by)
