@@ -271,3 +271,21 @@ def test_a_fix_that_sends_only_the_code_keeps_the_rest_of_the_package_it_fixes()
         wire.read_reply(f"```rust\n{fixed}```\n", prompt.SKELETON)  # nothing to keep them from
     with pytest.raises(InvalidPackage, match="```json header"):
         wire.read_reply("I fixed it.", prompt.SKELETON, base)  # a reply with nothing in it is no fix
+
+
+def test_a_header_written_into_the_cases_block_is_the_header():
+    reply = wire.read_reply(f"```rust\n{SHOUT}```\n```jsonl\n{json.dumps(HEADER)}\n{CASE_LINES}```", prompt.SKELETON)
+    assert json.loads(reply.files["tool.json"])["name"] == "shout"
+    assert [c.name for c in parse_cases(reply.files["tests/cases.jsonl"])] == ["plain", "bad"]
+
+
+def test_compiler_evidence_leaves_out_the_lists_a_small_model_cannot_use():
+    from evogit.agent.author import _focused
+
+    rendered = ("error[E0277]: cannot subtract `char` from `u8`\n  --> src/main.rs:15:36\n   |\n15 |  let s = c as u8 - base;\n"
+                "   |                  ^ no implementation for `u8 - char`\n   |\n"
+                "   = help: the trait `Sub<char>` is not implemented for `u8`\n"
+                "   = help: the following other types implement trait `Sub<Rhs>`:\n             <&'a f32 as Sub<f32>>\n")
+    focused = _focused(rendered)
+    assert "no implementation for `u8 - char`" in focused and "Sub<char>` is not implemented" in focused
+    assert "f32" not in focused

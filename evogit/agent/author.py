@@ -358,7 +358,7 @@ def evidence_of(record: BuildRecord, limit: int = 4000) -> str:
         parts.append(f"All {len(record.cases)} cases pass, so the unit test is probably what is wrong: fix it "
                      "or leave the tests module out.")
     errors = [d for d in record.diagnostics if d.level == "error"] or record.diagnostics
-    parts += [d.rendered or d.headline() for d in errors[:MAX_ERRORS_SHOWN]]
+    parts += [_focused(d.rendered) or d.headline() for d in errors[:MAX_ERRORS_SHOWN]]
     parts += [d.headline() for d in errors[MAX_ERRORS_SHOWN:]]
     if (f := record.first_failure) is not None:
         if f.error is None and f.actual_exit is not None:
@@ -370,6 +370,17 @@ def evidence_of(record: BuildRecord, limit: int = 4000) -> str:
             parts.append("First failing case: " + jsonio.encode(msgspec.to_builtins(f)))
     text = "\n".join(parts)
     return text if len(text) <= limit else text[:limit] + "\n…(cut)"
+
+
+def _focused(rendered: str, lines: int = 14) -> str:
+    """rustc's rendering of one error without what a small model cannot use: the long lists of "other types
+    that implement" a trait, and anything past `lines` lines."""
+    kept: list[str] = []
+    for line in rendered.rstrip().splitlines():
+        if "the following other types implement trait" in line or "and that's" in line:
+            break
+        kept.append(line)
+    return "\n".join(kept[:lines])
 
 
 def _task(task: str) -> str:

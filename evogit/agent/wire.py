@@ -209,7 +209,11 @@ def _read_text(text: str, skeleton: str, base: dict[str, bytes]) -> Reply:
         elif kind == "header" and header is None:
             header = _object(b.body)
         elif kind == "cases":
-            cases += _case_lines(b.body, mended)
+            for case in _case_lines(b.body, mended):
+                if header is None and isinstance(case, dict) and {"input_schema", "output_schema"} & set(case):
+                    header = case  # the header written into the cases block
+                else:
+                    cases.append(case)
         elif kind == "toml":
             crates |= _toml_crates(b.body)
     if header is None:
