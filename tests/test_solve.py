@@ -631,9 +631,11 @@ def test_first_call_required_offers_answer_and_reads_it(three_rt: Runtime, model
 
 
 def test_first_call_named_forces_run_binary_when_there_are_candidates(three_rt: Runtime, model):
+    """As the real 1.5B model answered after a named first call: the answer function's arguments alone."""
     server = model([{"reply": call("run_binary", binary_id="word-count", input_json='{"text": "a b"}')},
-                    {"reply": {"content": '{"words": 2}'}}])
-    assert server.solver(three_rt, first_choice="named").solve("count the words in 'a b'").ok
+                    {"reply": {"content": json.dumps({"result": json.dumps({"words": 2})})}}])
+    result = server.solver(three_rt, first_choice="named").solve("count the words in 'a b'")
+    assert result.ok and result.answer == {"words": 2}
     assert server.requests[0].body["tool_choice"] == {"type": "function", "function": {"name": "run_binary"}}
     with pytest.raises(InvalidInput):
         Solver(three_rt, None, first_choice="sometimes")

@@ -55,6 +55,8 @@ from ..sandbox import Limits
 from . import prompt
 from .catalog import ANSWER, Catalog, Served, openai_tools
 
+ANSWER_PARAMETER = next(iter(ANSWER.parameters["properties"]))  # "result"
+
 DEFAULT_MAX_STEPS = 8  # model calls in one solve
 K = 5  # candidates retrieved and shown to the model
 MAX_INPUT_SHOWN = 16_000  # characters of the input put in the first request
@@ -232,7 +234,10 @@ class Solver:
                     step("unread", f"not carried out and not an answer: {_clip(problem, 160)}", problem=problem)
                     messages.append({"role": "user", "content": prompt.solve_unread(problem)})
                     continue
-                return self._answered(result, catalog, _answer(text), step)
+                answer = _answer(text)
+                if self.first_choice != "auto" and isinstance(answer, dict) and set(answer) == {ANSWER_PARAMETER}:
+                    answer = _answer_call(text)  # the answer function's arguments, written without its name
+                return self._answered(result, catalog, answer, step)
             answers = [c for c in calls if c.name == ANSWER.name]
             if answers and len(answers) == len(calls):
                 return self._answered(result, catalog, _answer_call(answers[0].arguments), step)
