@@ -46,6 +46,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from evogit.build import json_equal  # noqa: E402  (evogit's case equality: like ==, but true/false are not numbers)
+
 SPECS = Path(__file__).resolve().parent / "bench_real_model_specs.json"
 STARTER = ROOT / "skills-repo"
 EVOGIT = ROOT / ".venv" / "bin" / "evogit"
@@ -254,19 +258,6 @@ REFERENCES: dict[str, Callable[[dict], Json]] = {
 
 
 # -- JSON comparison ------------------------------------------------------------------------------------------------
-def json_equal(a: Json, b: Json) -> bool:
-    """evogit's case equality (`evogit.build.json_equal`): like ==, but true/false are not numbers."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=False))
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b
-    return type(a) is type(b) and a == b
-
-
 def strict_equal(a: Json, b: Json) -> bool:
     """Exactly the same JSON text up to key order and spacing: 1 is not 1.0, true is not 1."""
     if type(a) is not type(b):

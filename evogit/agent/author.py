@@ -266,7 +266,7 @@ class Author:
             files["tool.json"] = manifest_json(manifest)
         files["tests/cases.jsonl"], applied, mended = wire.inherit_cases(
             job.parent_cases, files["tests/cases.jsonl"], reply.superseded, job.examples)
-        result.superseded, result.mended, result.tool = applied, mended, name
+        result.superseded, result.mended, result.tool = applied, [*reply.mended, *mended], name
         return files, name
 
     def _free_name(self, wanted: str) -> str:

@@ -10,6 +10,7 @@ on glue; whatever is not clearly one of these is left for the compiler to explai
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 #: What the skeleton imports at the top: a model's import of the same name from the same place is dropped.
@@ -62,42 +63,42 @@ def remove_fn(code: str, name: str) -> tuple[str, bool]:
     return code[:m.start()] + code[stop:], True
 
 
-def _body_start(code: str, i: int) -> int | None:
-    """The index of the `{` that opens a function's body, from just after its name's `(`."""
-    depth = 1
+def _code(code: str, i: int) -> Iterator[tuple[int, str]]:
+    """(index, character) of `code` from `i` on, outside strings, chars and comments."""
     while i < len(code):
         skip = skip_literal(code, i)
         if skip != i:
             i = skip
             continue
-        c = code[i]
+        yield i, code[i]
+        i += 1
+
+
+def _body_start(code: str, i: int) -> int | None:
+    """The index of the `{` that opens a function's body, from just after its name's `(`."""
+    depth = 1
+    for at, c in _code(code, i):
         if c in "([":
             depth += 1
         elif c in ")]":
             depth -= 1
         elif c == "{" and depth == 0:
-            return i
+            return at
         elif c == ";" and depth == 0:
             return None  # a declaration without a body
-        i += 1
     return None
 
 
 def matching_brace(code: str, i: int) -> int | None:
     """The index of the `}` that closes the `{` at `i`, skipping strings, chars and comments."""
     depth = 0
-    while i < len(code):
-        skip = skip_literal(code, i)
-        if skip != i:
-            i = skip
-            continue
-        if code[i] == "{":
+    for at, c in _code(code, i):
+        if c == "{":
             depth += 1
-        elif code[i] == "}":
+        elif c == "}":
             depth -= 1
             if depth == 0:
-                return i
-        i += 1
+                return at
     return None
 
 
