@@ -665,3 +665,34 @@ def test_a_runs_whole_result_echoed_is_its_output(three_rt: Runtime, model):
                     {"reply": {"content": json.dumps(echoed)}}])
     result = server.solver(three_rt).solve("count the words in 'a b'")
     assert result.ok and result.answer == {"chars": 3, "lines": 1, "words": 2}
+
+
+# -- replays of a real small model's solves ----------------------------------------------------------------------------
+REAL = Path(__file__).parent / "data" / "real"
+
+
+@pytest.mark.parametrize("recording, task, first_choice, tool, answer", [
+    ("solve_fenced_call_then_result_echoed.json", "How many words are in: the quick brown fox jumps", "auto",
+     "word-count", {"chars": 25, "lines": 1, "words": 5}),
+    ("solve_tool_name_call_then_repeated.json", "What is the host of the URL https://example.com:8080/a/b?x=1",
+     "auto", "url-parse", {"fragment": None, "host": "example.com", "path": "/a/b", "port": 8080, "query": {"x": "1"},
+                           "scheme": "https", "username": ""}),
+    ("solve_named_run_binary_then_answer_as_text.json", "How many words are in: the quick brown fox jumps", "named",
+     "word-count", {"chars": 25, "lines": 1, "words": 5}),
+])
+def test_replays_of_the_real_small_model(starter_rt: Runtime, scripted_model, clients, recording, task, first_choice,
+                                         tool, answer):
+    """Qwen2.5-Coder-1.5B on llama-cpp-python, recorded: every reply it wrote is carried out or read as the
+    answer through the real client and HTTP path, with the same requests in the same order."""
+    script = json.loads((REAL / recording).read_text())
+    server = scripted_model(script)
+    config = ModelConfig(model=script["model"], base_url=server.base_url, api_key=KEY, timeout=60)
+    clients.append(ModelClient(config, sink=starter_rt.log.append))
+    result = Solver(starter_rt, clients[-1], first_choice=first_choice).solve(task, fast_path=False)
+    assert result.ok and result.outcome == "answered", (result.message, [s.text for s in result.steps])
+    assert result.answer == answer and result.served_by == f"{tool}@{starter_rt.repo.resolve(tool).fingerprint}"
+    assert server.left() == 0 and len(server.requests) == len(script["steps"])
+    for seen, step in zip(server.requests, script["steps"]):  # the replay asked what the real session asked
+        assert seen.body["tool_choice"] == step["request"]["tool_choice"]
+        assert [m["role"] for m in seen.messages] == [m["role"] for m in step["request"]["messages"]]
+    assert result.prompt_tokens == sum(s["usage"]["prompt_tokens"] for s in script["steps"])
