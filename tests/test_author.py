@@ -401,3 +401,20 @@ def test_the_parent_of_a_bare_name_is_the_version_with_the_best_record_for_simil
     result = CliRunner().invoke(main, ["mutate", "reverse-text", "reverse the characters of a name", "--explain",
                                        "--repo", str(empty_rt.repo.path)])
     assert first.short in result.output and "similar tasks solved (net)   2" in result.output
+
+
+def test_the_replys_own_wrong_cases_do_not_hold_a_tool_that_passes_the_users_examples(empty_rt: Runtime, model):
+    wrong = [{"name": "copied", "input": {"text": "a b c"}, "expect": {"text": "a b c"}}]  # its own, and wrong
+    server = model([text_package(cases="".join(json.dumps(c) + "\n" for c in [*CASES, *wrong]))])
+    result = author(empty_rt, server).create("Reverse a text.", examples=[{"input": {"text": "ab"}, "expect": {"text": "ba"}}])
+    assert result.ok and len(result.attempts) == 1, result.message
+    assert any("own cases copied were left out" in m for m in result.mended)
+    names = {c["name"] for c in empty_rt.describe("reverse-text").cases}
+    assert "copied" not in names and {"plain", "unicode"} <= names
+
+
+def test_the_replys_own_cases_count_when_no_case_was_given(empty_rt: Runtime, model):
+    wrong = [{"name": "copied", "input": {"text": "a b c"}, "expect": {"text": "a b c"}}]
+    server = model([{**text_package(cases="".join(json.dumps(c) + "\n" for c in [*CASES, *wrong])), "times": 2}])
+    result = author(empty_rt, server, rounds=1).create("Reverse a text.")
+    assert not result.ok and [a.stage for a in result.attempts] == ["cases", "cases"]

@@ -28,7 +28,7 @@ from ..manifest import Case, check_name, manifest_json, parse_cases, parse_manif
 from ..repo import Version, branch_ref
 from ..runtime import Runtime
 from ..runtime.running import check_task
-from . import prompt, wire
+from . import mend, prompt, wire
 
 DEFAULT_ROUNDS = 3  # repair rounds after the first attempt
 #: Model errors that are the reply's, not the server's: the next round asks again, with the evidence.
@@ -247,6 +247,10 @@ class Author:
         self.progress(f"building {name} (round {attempt.round})" + (f"; mended: {'; '.join(reply.mended)}"
                                                                     if reply.mended else ""))
         record, _ = self.rt.builder.try_files(files)
+        if not record.ok and (trimmed := self._without_own_mistakes(job, record, files, result)) is not None:
+            files = trimmed
+            self.progress(f"building {name} again without the reply's own cases that its code contradicts")
+            record, _ = self.rt.builder.try_files(files)
         if record.ok:
             attempt.stage, attempt.seconds = "green", time.monotonic() - t0
             return self._commit(job, result, attempt, files, name, reply.notes), files
@@ -268,6 +272,33 @@ class Author:
             job.parent_cases, files["tests/cases.jsonl"], reply.superseded, job.examples)
         result.superseded, result.mended, result.tool = applied, [*reply.mended, *mended], name
         return files, name
+
+    def _without_own_mistakes(self, job: _Job, record: BuildRecord, files: dict[str, bytes],
+                              result: AuthorResult) -> dict[str, bytes] | None:
+        """The package without what only the model's own word says is wrong, when its code passes every case that
+        does not come from the reply — the user's examples and a parent's inherited cases, at least one of them:
+        a small model's own cases and unit tests are often the wrong part (it copied the prompt's example's
+        numbers, seen on the real model), and they must not hold a tool that does what it was asked to red.
+        None when there is nothing such to leave out."""
+        given = {c.name for c in job.examples} | ({c.name for c in job.parent_cases} - {s.case for s in result.superseded})
+        verdicts = {v.name: v for v in record.cases}
+        if not given or record.stage not in ("cases", "unit_tests") or not all(
+                n in verdicts and verdicts[n].ok for n in given):
+            return None
+        wrong = [v.name for v in record.cases if not v.ok and v.name not in given]
+        out = dict(files)
+        if wrong:
+            kept = [c for c in parse_cases(files["tests/cases.jsonl"]) if c.name not in wrong]
+            out["tests/cases.jsonl"] = "".join(msgspec.json.encode(c).decode() + "\n" for c in kept).encode()
+            result.mended.append(f"the reply's own cases {', '.join(wrong)} were left out: its code passes every "
+                                 "given case and contradicts only these")
+        if record.stage == "unit_tests":
+            main_rs, found = mend.remove_tests(files["src/main.rs"].decode("utf-8", "replace"))
+            if not found:
+                return None
+            out["src/main.rs"] = main_rs.encode()
+            result.mended.append("the reply's own unit tests were left out: its code passes every given case")
+        return out if out != files else None
 
     def _free_name(self, wanted: str) -> str:
         """The model's name if it is free, else `<name>-2`, `-3`, …: a new tool never lands on an existing one."""

@@ -63,6 +63,15 @@ def remove_fn(code: str, name: str) -> tuple[str, bool]:
     return code[:m.start()] + code[stop:], True
 
 
+def remove_tests(code: str) -> tuple[str, bool]:
+    """`code` without its `#[cfg(test)] mod tests { ... }` module."""
+    m = re.search(r"^[ \t]*#\[cfg\(test\)\]\s*mod\s+\w+\s*\{", code, re.M)
+    end = matching_brace(code, m.end() - 1) if m is not None else None
+    if m is None or end is None:
+        return code, False
+    return code[:m.start()] + code[end + 1:].lstrip("\n"), True
+
+
 def _code(code: str, i: int) -> Iterator[tuple[int, str]]:
     """(index, character) of `code` from `i` on, outside strings, chars and comments."""
     while i < len(code):

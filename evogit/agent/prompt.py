@@ -149,8 +149,8 @@ def _cases_text(cases: Sequence[Case]) -> str:
 
 
 def _examples_text(examples: Sequence[Case]) -> str:
-    return ("These examples from the user must pass exactly (the same field names and values); they are added "
-            "as cases:\n" + _cases_text(examples))
+    return ("These examples from the user must pass exactly (the same field names and values); they are cases "
+            "already. In the jsonl block add only cases whose output you are sure of:\n" + _cases_text(examples))
 
 
 def create_message(task: str, name: str | None, examples: Sequence[Case]) -> str:

@@ -221,7 +221,7 @@ def _read_text(text: str, skeleton: str, base: dict[str, bytes]) -> Reply:
     if code is None:
         code = _code_in_prose(text, found)
     if base and (header is None or code is None or not cases) and (header is not None or code is not None):
-        kept = []
+        kept: list[str] = []
         if header is None:
             header, kept = _base_header(base), kept + ["the header"]
         if code is None:
