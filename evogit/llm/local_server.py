@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--n_ctx", type=int, default=8192)
-    parser.add_argument("--cache_mib", type=int, default=256)
+    parser.add_argument("--cache_mib", type=int, default=1024)
     parser.add_argument("--n_threads", type=int, default=2)
     parser.add_argument("--idle", type=float, default=900.0, help="stop after this many seconds without requests")
     parser.add_argument("--state", help="the server.json to remove on the way out, if it names this process")
@@ -105,9 +105,20 @@ def main(argv: list[str] | None = None) -> None:
         with contextlib.suppress(AttributeError, ValueError):
             stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
 
+    import llama_cpp
     import uvicorn
     from llama_cpp.server.app import create_app
     from llama_cpp.server.settings import ModelSettings, ServerSettings
+
+    class PromptCache(llama_cpp.LlamaRAMCache):
+        """llama_cpp's RAM cache, sized by all that an entry holds: its KV state and the logits kept beside it
+        (~310 MB each, which llama_cpp leaves out of the count: its 2 GiB cache grew the server past 12 GB)."""
+
+        @property
+        def cache_size(self) -> int:
+            return sum(s.llama_state_size + s.scores.nbytes for s in self.cache_state.values())
+
+    llama_cpp.LlamaRAMCache = PromptCache  # what llama_cpp.server.model makes for `cache=True`
 
     try:
         app = create_app(
@@ -115,9 +126,8 @@ def main(argv: list[str] | None = None) -> None:
             # and this server is shared by every evogit process of the user
             server_settings=ServerSettings(host=args.host, port=args.port, interrupt_requests=False),
             # a RAM cache of evaluated prompts: a solve and the create it asks for alternate on one server, and
-            # without it each turn evaluates its whole prompt again (30-60 s for 2,000 tokens on 2 cores). Small:
-            # it counts only the KV state of an entry (~65 MB for 2,000 tokens), not the logits kept beside it
-            # (~310 MB), and 2 GiB of it grew the server past 12 GB; 256 MiB keeps the last few conversations
+            # without it each turn evaluates its whole prompt again (30-60 s for 2,000 tokens on 2 cores); about
+            # 380 MB an entry (PromptCache), so 1 GiB keeps the last two or three conversations
             model_settings=[ModelSettings(model=args.model, model_alias=args.alias, n_ctx=args.n_ctx,
                                           n_threads=args.n_threads, n_threads_batch=args.n_threads,
                                           cache=True, cache_type="ram", cache_size=args.cache_mib << 20)])
