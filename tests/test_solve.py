@@ -692,7 +692,7 @@ def test_replays_of_the_real_small_model(starter_rt: Runtime, scripted_model, cl
     assert result.ok and result.outcome == "answered", (result.message, [s.text for s in result.steps])
     assert result.answer == answer and result.served_by == f"{tool}@{starter_rt.repo.resolve(tool).fingerprint}"
     assert server.left() == 0 and len(server.requests) == len(script["steps"])
-    for seen, step in zip(server.requests, script["steps"]):  # the replay asked what the real session asked
+    for seen, step in zip(server.requests, script["steps"], strict=True):  # what the real session asked
         assert seen.body["tool_choice"] == step["request"]["tool_choice"]
         assert [m["role"] for m in seen.messages] == [m["role"] for m in step["request"]["messages"]]
     assert result.prompt_tokens == sum(s["usage"]["prompt_tokens"] for s in script["steps"])
