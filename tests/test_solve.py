@@ -628,6 +628,13 @@ def test_first_call_required_offers_answer_and_reads_it(three_rt: Runtime, model
     assert "answer" in {t["function"]["name"] for t in bodies[0]["tools"]}
     kinds = [r.get("error", {}).get("kind", "ok") for r in tool_results(server.requests[2])[1:]]
     assert kinds == ["answer_too_soon", "ok"]
+    # an answer whose arguments cannot be read (the real model escaped the JSON in it wrongly) is no answer
+    server = model([{"reply": {"tool_calls": [{"name": "answer", "arguments": '{"result": "{\\"words\\":2}\\"}'}]}},
+                    {"reply": call("answer", result="2 words")}])
+    result = server.solver(three_rt, first_choice="required").solve("count the words in 'a b'")
+    assert result.ok and result.answer == "2 words" and [s.kind for s in result.steps].count("unread") == 1
+    (told,) = tool_results(server.requests[1])
+    assert told["error"]["kind"] == "bad_arguments" and "call answer again" in told["error"]["message"]
 
 
 def test_first_call_named_forces_run_binary_when_there_are_candidates(three_rt: Runtime, model):

@@ -236,11 +236,17 @@ class Solver:
                     continue
                 answer = _answer(text)
                 if self.first_choice != "auto" and isinstance(answer, dict) and set(answer) == {ANSWER_PARAMETER}:
-                    answer = _answer_call(text)  # the answer function's arguments, written without its name
+                    answer = _answer_call(text)[0]  # the answer function's arguments, written without its name
                 return self._answered(result, catalog, answer, step)
             answers = [c for c in calls if c.name == ANSWER.name]
             if answers and len(answers) == len(calls):
-                return self._answered(result, catalog, _answer_call(answers[0].arguments), step)
+                answer, problem = _answer_call(answers[0].arguments)
+                if problem is None:
+                    return self._answered(result, catalog, answer, step)
+                step("unread", f"not an answer: {_clip(problem, 160)}", problem=problem)
+                messages.append({"role": "tool", "tool_call_id": answers[0].id, "content": _refusal(
+                    "bad_arguments", f"{problem}: call answer again with the result as a JSON string")})
+                continue
             if all(_call_key(c) in ran for c in calls):  # the same runs again: the model has what it wanted
                 catalog.last = ran[_call_key(calls[-1])]
                 step("repeat", f"model call {n} repeats a run it already made: that run's output is the answer")
@@ -356,17 +362,17 @@ def _assistant(content: str | None, calls: list[ToolCall]) -> dict[str, Any]:
     return out
 
 
-def _answer_call(arguments: str) -> Any:
-    """The answer given through the `answer` function: its `result` (JSON if it is JSON), else whatever the
-    arguments are."""
+def _answer_call(arguments: str) -> tuple[Any, str | None]:
+    """The answer given through the `answer` function: its `result` (JSON if it is JSON), or, when the arguments
+    cannot be read (a small model escapes the JSON inside the string twice, or not at all), why."""
     try:
-        args = jsonio.decode(arguments, what="arguments")
-    except InvalidJSON:
-        return _answer(arguments)
+        args = jsonio.decode(arguments, what="the answer's arguments")
+    except InvalidJSON as e:
+        return None, str(e).replace("`", "")
     if isinstance(args, dict) and len(args) == 1:
         (value,) = args.values()
-        return _answer(value) if isinstance(value, str) else value
-    return args
+        return (_answer(value) if isinstance(value, str) else value), None
+    return args, None
 
 
 def _call_key(call: ToolCall) -> str:
