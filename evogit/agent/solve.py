@@ -244,8 +244,9 @@ class Solver:
                 if problem is None:
                     return self._answered(result, catalog, answer, step)
                 step("unread", f"not an answer: {_clip(problem, 160)}", problem=problem)
-                messages.append({"role": "tool", "tool_call_id": answers[0].id, "content": _refusal(
-                    "bad_arguments", f"{problem}: call answer again with the result as a JSON string")})
+                for c in answers:  # every call is answered (OpenAI refuses a next request that leaves one out)
+                    messages.append({"role": "tool", "tool_call_id": c.id, "content": _refusal(
+                        "bad_arguments", f"{problem}: call answer again with the result as a JSON string")})
                 continue
             if all(_call_key(c) in ran for c in calls):  # the same runs again: the model has what it wanted
                 catalog.last = ran[_call_key(calls[-1])]
