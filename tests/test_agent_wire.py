@@ -289,3 +289,9 @@ def test_compiler_evidence_leaves_out_the_lists_a_small_model_cannot_use():
     focused = _focused(rendered)
     assert "no implementation for `u8 - char`" in focused and "Sub<char>` is not implemented" in focused
     assert "f32" not in focused
+
+
+@pytest.mark.parametrize("text", ["{" * 1_000_000, "x { " * 250_000, "```json\n" + "[" * 500_000])
+def test_a_hostile_reply_is_refused_whole(text: str):
+    with pytest.raises(InvalidPackage):  # before the prose search was bounded, the first took minutes (n squared)
+        wire.read_reply(text, prompt.SKELETON)

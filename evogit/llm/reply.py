@@ -20,6 +20,7 @@ from ..errors import InvalidJSON
 if TYPE_CHECKING:
     from .client import ToolCall
 
+MAX_MISSES = 256  # braces in prose that open no object, tried before the search gives up
 _FENCE = re.compile(r"```[ \t]*[A-Za-z]*[ \t]*\n(.*?)```", re.S)
 
 
@@ -37,13 +38,16 @@ def json_object(text: str) -> dict[str, Any] | None:
             return value
     if jsonio.too_deep(text.encode("utf-8", "surrogatepass")):
         return None  # the prose search below would recurse as deep as the brackets go
-    decoder, best, end = json.JSONDecoder(parse_constant=_no_constant), None, 0
+    decoder, best, end, misses = json.JSONDecoder(parse_constant=_no_constant), None, 0, 0
     for brace in re.finditer(r"\{", text):
         if brace.start() < end:
             continue  # inside an object already read
         try:
             value, stop = decoder.raw_decode(text, brace.start())
         except (ValueError, RecursionError):
+            misses += 1  # each miss costs a pass over the text (the error counts lines): a bound, not n squared
+            if misses > MAX_MISSES:
+                break
             continue
         if isinstance(value, dict) and value and (best is None or stop - brace.start() > best[0]):
             best = (stop - brace.start(), value)
