@@ -77,8 +77,11 @@ class ChatResult(msgspec.Struct):
     finish_reason: str | None = None
 
     def message(self) -> dict[str, Any]:
-        """The reply as the assistant message to send back in the next call's `messages`."""
-        out: dict[str, Any] = {"role": "assistant", "content": self.content}
+        """The reply as the assistant message to send back in the next call's `messages` (no `content` when it
+        has none: llama-cpp-python's server answers `content: null` with HTTP 500)."""
+        out: dict[str, Any] = {"role": "assistant"}
+        if self.content is not None or not self.tool_calls:
+            out["content"] = self.content or ""
         if self.tool_calls:
             out["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
                                  for c in self.tool_calls]
