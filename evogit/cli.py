@@ -826,15 +826,20 @@ def solve(task: str, input_json: str | None, input_file: Any, max_steps: int, no
         limits = limits_mod.apply(rt.default_limits(), {"max_input": max_input})
         data = input_file.read(limits.max_input + 1) if input_file is not None else \
             input_json.encode("utf-8", "surrogateescape") if input_json is not None else None
+        made: list[ModelClient] = []
+
+        def connect() -> ModelClient | None:  # only when the fast path does not serve (it may start a server)
+            try:
+                made.append(ModelClient(load_config(rt.repo.git.config), sink=rt.log.append))
+            except ModelNotConfigured:
+                return None
+            return made[-1]
+
         try:
-            client: ModelClient | None = ModelClient(load_config(rt.repo.git.config), sink=rt.log.append)
-        except ModelNotConfigured:
-            client = None
-        try:
-            result = Solver(rt, client, max_steps=max_steps, rounds=rounds, limits=limits,
+            result = Solver(rt, connect, max_steps=max_steps, rounds=rounds, limits=limits,
                             progress=_steps(as_json)).solve(task, data, fast_path=not no_fast_path)
         finally:
-            if client is not None:
+            for client in made:
                 client.close()
     except EvogitError as e:
         if as_json:  # one JSON document on stdout for every outcome, as `run --json` does

@@ -173,6 +173,18 @@ def test_fast_path_serves_with_zero_model_requests(starter_rt: Runtime, model):
     assert cost["runs_without_model"] == 1 and cost["fast_path"] == 1 and cost["tokens"] == 0
 
 
+def test_the_model_is_connected_only_when_the_fast_path_does_not_serve(starter_rt: Runtime):
+    asked: list[str] = []
+
+    def connect() -> None:  # the configured model may be the embedded one: connecting starts its server
+        asked.append("connect")
+
+    served = Solver(starter_rt, connect).solve("count the words in this text", b'{"text": "the cat sat"}')
+    assert served.ok and served.fast_path and asked == []
+    unserved = Solver(starter_rt, connect).solve("count the words in this text", b'{"words": 3}')
+    assert unserved.outcome == "no_model" and asked == ["connect"]
+
+
 def test_input_that_breaks_the_schema_is_not_run_on_the_fast_path(starter_rt: Runtime):
     result = Solver(starter_rt, None).solve("count the words in this text", b'{"words": 3}')
     assert not result.ok and result.outcome == "no_model" and not result.fast_path

@@ -116,7 +116,8 @@ class SolveResult:
 class Solver:
     """Solves tasks with one runtime's library and, when the fast path does not serve, a model (or none)."""
 
-    def __init__(self, rt: Runtime, client: ModelClient | None, *, max_steps: int = DEFAULT_MAX_STEPS,
+    def __init__(self, rt: Runtime, client: ModelClient | Callable[[], ModelClient | None] | None, *,
+                 max_steps: int = DEFAULT_MAX_STEPS,
                  rounds: int = 3, limits: Limits | None = None, progress: Callable[[Step], None] | None = None,
                  first_choice: str = FIRST_CHOICE):
         if max_steps < 1:
@@ -124,8 +125,17 @@ class Solver:
         if first_choice not in CHOICES:
             raise InvalidInput(f"first_choice must be one of {', '.join(CHOICES)}")
         self.first_choice = first_choice
-        self.rt, self.client, self.max_steps, self.rounds, self.limits = rt, client, max_steps, rounds, limits
+        # a function for the client is called only when the fast path does not serve: the configured model may be
+        # the embedded one, whose server a solve served from the library has no reason to start
+        self._connect = client if callable(client) else None
+        self.client: ModelClient | None = None if callable(client) else client
+        self.rt, self.max_steps, self.rounds, self.limits = rt, max_steps, rounds, limits
         self.progress = progress or (lambda step: None)
+
+    def _model(self) -> ModelClient | None:
+        if self._connect is not None:
+            self.client, self._connect = self._connect(), None
+        return self.client
 
     def solve(self, task: str, input_json: bytes | None = None, *, fast_path: bool = True) -> SolveResult:
         """Solve `task`, on `input_json` (one JSON document) if given."""
@@ -172,7 +182,8 @@ class Solver:
         else:
             step("fast_path", f"no: {decision.reason}", tool=decision.tool, confidence=round(decision.confidence, 4))
 
-        if self.client is None:
+        catalog.client = self._model()
+        if catalog.client is None:
             result.outcome = "no_model"
             if failed_fast:  # the likely tool ran and refused the input: its own words, as `evogit run` says them
                 result.message = f"{_short(decision.tool)}: {ran_line}; {NO_MODEL} to try another way"
