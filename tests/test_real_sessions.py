@@ -5,8 +5,9 @@ Each `tests/data/real/<id>.json` is what `scripts/bench_real_model --record` wro
 request and the model's real reply, in the scripted server's format. Replayed here through the scripted server and
 the real `openai` client, the same replies meet today's reader, mender and build, so the parser is tested on real
 small-model output: Rust string literals full of quotes and backslashes (the JSON format's undoing), prose around
-the blocks, a repair that sends only the code, a header written into the cases block, a reply cut off by
-max_tokens. `sessions.json` says, per recording, what the spec was and how each round ends today.
+the blocks, a repair that sends only the code, a reply's own wrong cases left out, a round whose call timed out
+(recorded as a step that hangs) followed by a green one, a reply cut off by max_tokens. `sessions.json` says, per
+recording, what the spec was and how each round ended live; the replay must end every round the same way.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ SESSIONS = json.loads((DATA / "sessions.json").read_text())
 def test_a_real_session_replays_to_the_same_rounds(name: str, empty_rt: Runtime, scripted_model):
     session = SESSIONS[name]
     server = scripted_model(DATA / f"{name}.json")
-    config = ModelConfig(model="qwen2.5-coder-1.5b-instruct", base_url=server.base_url, api_key="replay", timeout=60)
+    # a round the live call timed out in is recorded as a step that hangs: 5 s stand for the live 300
+    config = ModelConfig(model="qwen2.5-coder-1.5b-instruct", base_url=server.base_url, api_key="replay", timeout=5)
     with ModelClient(config, sink=empty_rt.log.append) as client:
         result = Author(empty_rt, client, rounds=session["rounds"]).create(session["task"], examples=session["examples"])
     assert [(a.stage, a.error) for a in result.attempts] == [tuple(s) for s in session["rounds_end"]], result.message
