@@ -180,10 +180,10 @@ class Author:
         system = prompt.system_prompt()
         history: list[str] = []
         files: dict[str, bytes] = {}
-        evidence = text = ""
+        evidence = shown = text = ""
         last: dict[str, bytes] = {}
         for rnd in range(1, self.rounds + 2):
-            user = job.first if rnd == 1 else prompt.repair_message(job.first, history, files, evidence, text)
+            user = job.first if rnd == 1 else prompt.repair_message(job.first, history, files, evidence, shown)
             self.progress(f"model call ({job.kind}, round {rnd})")
             t0 = time.monotonic()
             attempt = Attempt(rnd, "model")
@@ -202,14 +202,15 @@ class Author:
                     self._record(job, result, attempt)
                     result.message = f"the model call failed: {e}"
                     return result
-                text, files = (cut.content or "") if cut is not None else "", {}
+                files = {}
                 attempt.evidence = _model_evidence(e, cut)
             else:
                 attempt.prompt_tokens, attempt.completion_tokens = chat.prompt_tokens, chat.completion_tokens
                 attempt.model_seconds = time.monotonic() - t0
                 result.model = chat.model
                 text = chat.content or ""
-                green, files = self._attempt(job, result, attempt, chat, text, t0, last or job.parent_files)
+                green, files = self._attempt(job, result, attempt, chat, text, t0,
+                                             last or job.parent_files or _from_examples(job))
                 if green is not None:
                     return green
                 if files and files == last:
@@ -219,6 +220,8 @@ class Author:
             attempt.seconds = time.monotonic() - t0
             self._record(job, result, attempt)
             evidence = attempt.evidence
+            # a reply cut short is not shown again: a small model copies it, cut where it was (seen live)
+            shown = "" if attempt.error in ("timeout", "cut_off") else text if attempt.stage == "reply" else ""
             history.append((attempt.evidence.splitlines()[0] if attempt.evidence else f"{attempt.stage}: {attempt.error}")[:300])
             self.progress(f"round {rnd} red at {attempt.stage}: {history[-1]}")
         result.message = (f"no green version after {len(result.attempts)} attempts; last: {history[-1]}"
@@ -238,7 +241,7 @@ class Author:
                "evogit.maxTokens): write less — only your part of src/main.rs, short tests, 4-6 cases.\n"
                if chat.finish_reason == "length" else "")
         try:
-            reply = wire.read_reply(text, prompt.SKELETON, base)
+            reply = wire.read_reply(text, prompt.SKELETON, base, cut=bool(cut))
             files, name = self._package(job, reply, result)
         except (InvalidPackage, InvalidName) as e:
             attempt.stage, attempt.error = "reply", "cut_off" if cut else "invalid_reply"
@@ -366,6 +369,37 @@ def parent_records(rt: Runtime, name: str, task: str) -> list[tuple[Version, int
         m = state.versions.get(key)
         out.append((v, similar, (m.success_rate or 0.0) if m else 0.0, v == newest))
     return out
+
+
+def _from_examples(job: _Job) -> dict[str, bytes]:
+    """What a create with a person's examples can build on when a reply leaves out its header and no attempt had
+    one: tool.json with the task as its description and schemas read off the examples, the examples as cases."""
+    if job.kind != "create" or not job.examples:
+        return {}
+    words = [w for w in "".join(c.lower() if c.isalnum() else " " for c in job.task).split() if w.isascii()][:4]
+    name = job.name or "-".join(words)
+    if not name or not name[0].isalpha():
+        name = "tool"
+    ok = [c for c in job.examples if not c.exit]
+    header = {"name": name, "description": job.task, "input_schema": _schema_of([c.input for c in job.examples]),
+              "output_schema": _schema_of([c.expect for c in ok]), "tags": [], "examples": [job.task]}
+    return {"tool.json": jsonio.encode(header).encode(), "Cargo.toml": wire.cargo_toml(),
+            "tests/cases.jsonl": "".join(msgspec.json.encode(c).decode() + "\n" for c in job.examples).encode()}
+
+
+_JSON_TYPES = ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"), (list, "array"),
+               (dict, "object"), (type(None), "null"))
+
+
+def _schema_of(values: Sequence[Any]) -> dict[str, Any]:
+    """A JSON Schema for objects like `values`: each property typed where every value agrees, required where
+    every object has it."""
+    objects = [v for v in values if isinstance(v, dict)]
+    props: dict[str, Any] = {}
+    for key in dict.fromkeys(k for o in objects for k in o):
+        kinds = {next(t for cls, t in _JSON_TYPES if isinstance(o[key], cls)) for o in objects if key in o}
+        props[key] = {"type": kinds.pop()} if len(kinds) == 1 else {}
+    return {"type": "object", "properties": props, "required": [k for k in props if all(k in o for o in objects)]}
 
 
 def _model_evidence(e: ModelError, cut: ChatResult | None) -> str:

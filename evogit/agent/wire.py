@@ -176,11 +176,12 @@ def blocks(text: str) -> list[Block]:
     return out
 
 
-def read_reply(text: str, skeleton: str, base: dict[str, bytes] | None = None) -> Reply:
+def read_reply(text: str, skeleton: str, base: dict[str, bytes] | None = None, *, cut: bool = False) -> Reply:
     """A reply in either format, as a package. Raises InvalidPackage with a message meant for the model.
 
     `base` is the package the reply changes (the last attempt's, or a mutation's parent): a text-format block
-    the reply leaves out is taken from it (a small model asked to fix the code sends only the code) and said."""
+    the reply leaves out is taken from it (a small model asked to fix the code sends only the code) and said.
+    `cut`: the reply was cut off (max_tokens), so code that ends inside its block is not built."""
     if len(text) > MAX_REPLY:
         raise InvalidPackage(f"the reply is longer than {MAX_REPLY:,} characters")
     stripped = text.strip()
@@ -192,10 +193,10 @@ def read_reply(text: str, skeleton: str, base: dict[str, bytes] | None = None) -
         obj = json_object(stripped)
         if isinstance(obj, dict) and isinstance(obj.get("files"), dict):
             return parse_reply(obj, skeleton)
-    return _read_text(text, skeleton, base or {})
+    return _read_text(text, skeleton, base or {}, cut)
 
 
-def _read_text(text: str, skeleton: str, base: dict[str, bytes]) -> Reply:
+def _read_text(text: str, skeleton: str, base: dict[str, bytes], cut: bool) -> Reply:
     mended: list[str] = []
     found = blocks(text)
     header: dict[str, Any] | None = None
@@ -224,18 +225,21 @@ def _read_text(text: str, skeleton: str, base: dict[str, bytes]) -> Reply:
         kept: list[str] = []
         if header is None:
             header, kept = _base_header(base), kept + ["the header"]
-        if code is None:
-            main_rs = base.get("src/main.rs", b"").decode("utf-8", "replace")
+        if code is None and "src/main.rs" in base:
+            main_rs = base["src/main.rs"].decode("utf-8", "replace")
             code, kept = Block("rust", main_rs, True, 0, 0), kept + ["the code"]
-        if not cases:
+        if not cases and "tests/cases.jsonl" in base:
             cases, kept = _case_lines(base.get("tests/cases.jsonl", b"").decode("utf-8", "replace"), mended), \
                 kept + ["the cases"]
-        mended.append(f"{' and '.join(kept)} left out of the reply: kept as they were")
+        if kept:
+            mended.append(f"{' and '.join(kept)} left out of the reply: kept as they were")
     if header is None:
         raise InvalidPackage("the ```json header (name, description, input_schema, output_schema, crates) is missing")
     if code is None:
         raise InvalidPackage("the ```rust block (the part of src/main.rs between the markers: fn run and its tests) "
                              "is missing")
+    if not code.closed and cut:
+        raise InvalidPackage("the reply ended inside the ```rust block")
     if not code.closed:
         mended.append("the ```rust block was not closed")
     if not cases and isinstance(header.get("cases"), list):
