@@ -377,7 +377,7 @@ def _from_examples(job: _Job) -> dict[str, bytes]:
     if job.kind != "create" or not job.examples:
         return {}
     words = [w for w in "".join(c.lower() if c.isalnum() else " " for c in job.task).split() if w.isascii()][:4]
-    name = job.name or "-".join(words)
+    name = job.name or "-".join(words)[:40].strip("-")
     if not name or not name[0].isalpha():
         name = "tool"
     ok = [c for c in job.examples if not c.exit]
