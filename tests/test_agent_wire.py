@@ -295,3 +295,16 @@ def test_compiler_evidence_leaves_out_the_lists_a_small_model_cannot_use():
 def test_a_hostile_reply_is_refused_whole(text: str):
     with pytest.raises(InvalidPackage):  # before the prose search was bounded, the first took minutes (n squared)
         wire.read_reply(text, prompt.SKELETON)
+
+
+def test_repair_rounds_ask_warmer_but_never_cooler_than_configured():
+    from types import SimpleNamespace
+
+    from evogit.agent.author import Author
+
+    def at(configured: float, rnd: int) -> float:
+        fake = SimpleNamespace(client=SimpleNamespace(config=SimpleNamespace(temperature=configured)))
+        return Author._temperature(fake, rnd)  # type: ignore[arg-type]
+
+    assert [at(0.2, r) for r in (1, 2, 3, 4, 5)] == [0.2, 0.4, 0.6, 0.8, 1.0]
+    assert [at(1.5, r) for r in (1, 2)] == [1.5, 1.5]

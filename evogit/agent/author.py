@@ -231,7 +231,8 @@ class Author:
     def _temperature(self, rnd: int) -> float:
         """The configured temperature for the first round, a little higher for each repair round: a small model
         at a low temperature answers the same evidence with the same reply."""
-        return round(min(self.client.config.temperature + TEMPERATURE_STEP * (rnd - 1), MAX_TEMPERATURE), 2)
+        configured = self.client.config.temperature  # never lowered: a user's 1.5 stays 1.5
+        return round(max(configured, min(configured + TEMPERATURE_STEP * (rnd - 1), MAX_TEMPERATURE)), 2)
 
     def _attempt(self, job: _Job, result: AuthorResult, attempt: Attempt, chat: ChatResult, text: str,
                  t0: float, base: dict[str, bytes]) -> tuple[AuthorResult | None, dict[str, bytes]]:
