@@ -109,6 +109,20 @@ class _Checker:
         return f"{where + ': ' if where else ''}{err.message}"
 
 
+def checker(schema: Any) -> Callable[[Any], str | None] | None:
+    """What is wrong with a value under `schema` (None: nothing), as a function; None if `schema` is not a
+    schema that can check anything."""
+    import jsonschema
+
+    if not isinstance(schema, (dict, bool)):
+        return None
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except (jsonschema.exceptions.SchemaError, RecursionError):
+        return None
+    return _Checker(schema).problem  # type: ignore[arg-type]
+
+
 class Contract:
     """A manifest's schemas, compiled once."""
 

@@ -37,7 +37,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import msgspec
 
@@ -407,6 +407,19 @@ def _read_output(path: str, slot: Path, sandboxed: bool) -> bytes:
     return Path(real).read_bytes()
 
 
+class Fix(msgspec.Struct, frozen=True):
+    """A change rustc suggests for one of its errors: replace bytes [start, end) of `file` with `replacement`."""
+
+    file: str
+    start: int
+    end: int
+    replacement: str
+    note: str  # rustc's words for it ("try using a conversion method")
+
+
+FIXABLE = ("MachineApplicable", "MaybeIncorrect")  # rustc's applicability of a suggestion worth trying
+
+
 class Diagnostic(msgspec.Struct, omit_defaults=True):
     """One of rustc's messages about the tool's source (cargo's `compiler-message` record)."""
 
@@ -417,6 +430,7 @@ class Diagnostic(msgspec.Struct, omit_defaults=True):
     line: int | None = None
     column: int | None = None
     rendered: str = ""  # as rustc prints it, with the source lines and carets (capped)
+    fixes: list[Fix] = []  # rustc's first suggestion for it, every part of it (FIXABLE ones only)
 
     def headline(self) -> str:
         where = f" at {self.file}:{self.line}:{self.column}" if self.file else ""
@@ -459,9 +473,29 @@ def diagnostics(stdout: str) -> list[Diagnostic]:
             str(span["file_name"]) if span.get("file_name") else None,
             span.get("line_start") if isinstance(span.get("line_start"), int) else None,
             span.get("column_start") if isinstance(span.get("column_start"), int) else None,
-            rendered if len(rendered) <= MAX_RENDERED else rendered[:MAX_RENDERED] + "…"))
+            rendered if len(rendered) <= MAX_RENDERED else rendered[:MAX_RENDERED] + "…", _fixes(m)))
     found.sort(key=lambda d: d.level != "error")
     return found[:MAX_DIAGNOSTICS]
+
+
+def _fixes(message: dict[str, Any]) -> list[Fix]:
+    """rustc's first suggestion for a message (a child with suggested replacements), every part of it; where
+    it offers alternatives for one place (spans at the same bytes) the first. None that rustc marks as having
+    placeholders or as unspecified."""
+    for child in message.get("children") or []:
+        if not isinstance(child, dict):
+            continue
+        parts: dict[tuple[int, int], Fix] = {}
+        for sp in child.get("spans") or []:
+            if (not isinstance(sp, dict) or not isinstance(sp.get("suggested_replacement"), str)
+                    or sp.get("suggestion_applicability") not in FIXABLE or not isinstance(sp.get("file_name"), str)
+                    or not isinstance(sp.get("byte_start"), int) or not isinstance(sp.get("byte_end"), int)):
+                continue
+            where = (sp["byte_start"], sp["byte_end"])
+            parts.setdefault(where, Fix(sp["file_name"], *where, sp["suggested_replacement"], str(child.get("message") or "")))
+        if parts:
+            return list(parts.values())
+    return []
 
 
 def _tail(text: str, lines: int) -> str:

@@ -162,6 +162,45 @@ def test_create_that_fails_to_compile_is_repaired_from_the_diagnostics(empty_rt:
     assert "Evogit-Attempts: 2" in git(empty_rt, "log", "-1", "--format=%B", "tools/reverse-text")
 
 
+def test_rustcs_own_suggestions_are_applied_before_a_model_round_is_spent(empty_rt: Runtime, model):
+    # the real model's most common slip (gcd-lcm, live): `Err("literal")` where run returns Result<_, String>;
+    # rustc suggests `.to_string()`, evogit applies it and builds again, the model is not asked twice
+    slip = REVERSE.replace("let text =", 'if input.get("text").map_or(false, Value::is_null) {\n'
+                           '        return Err("\\"text\\" must be a string");\n    }\n    let text =')
+    server = model([package(slip)])
+    result = author(empty_rt, server).create("Reverse a text.", name="reverse-text")
+    assert result.ok and len(server.requests) == 1, result.message
+    assert any("rustc's suggestions were applied" in m and ".to_string()" in m for m in result.mended), result.mended
+    source = git(empty_rt, "show", "tools/reverse-text:src/main.rs")
+    assert 'return Err("\\"text\\" must be a string".to_string());' in source
+
+
+def test_what_rustc_cannot_fix_goes_to_the_model_with_what_it_fixed(empty_rt: Runtime, model):
+    broken = BROKEN.replace("let text =", 'let n: u64 = 5i64;\n    let text =')
+    server = model([package(broken), package()])
+    result = author(empty_rt, server).create("Reverse a text.", name="reverse-text")
+    assert result.ok and [a.stage for a in result.attempts] == ["compile", "green"], result.message
+    repair = server.requests[1].body["messages"][-1]["content"]
+    assert "txet" in repair  # the error rustc has no fix for, in rustc's words
+    assert "5u64" in repair and "rustc's suggestions were applied" in repair  # the fixed one, said
+
+
+def test_schemas_that_reject_the_users_examples_are_fitted_to_them(empty_rt: Runtime, model):
+    # live (fizzbuzz): the header said "items": {"type": "string"} for the list the user's examples show, and
+    # every round went red on the schema while the code was right
+    wrong = {**MANIFEST, "output_schema": {"type": "object", "properties": {"text": {"type": "integer",
+             "description": "the text reversed"}}, "required": ["text", "length"], "additionalProperties": False}}
+    server = model([package(manifest=wrong)])
+    examples = [{"input": {"text": "ab"}, "expect": {"text": "ba"}}]
+    result = author(empty_rt, server).create("Reverse a text.", examples=examples)
+    assert result.ok and len(server.requests) == 1, result.message
+    assert any("output_schema did not accept the user's examples" in m for m in result.mended), result.mended
+    manifest = json.loads(git(empty_rt, "show", f"tools/{result.tool}:tool.json"))
+    assert manifest["output_schema"]["properties"]["text"] == {"description": "the text reversed", "type": "string"}
+    assert manifest["output_schema"]["required"] == ["text"]
+    assert manifest["input_schema"] == MANIFEST["input_schema"]  # it accepted them: left as written
+
+
 def test_create_whose_cases_fail_then_pass(empty_rt: Runtime, model):
     server = model([package(UPPER), package()])
     result = author(empty_rt, server).create("Reverse a text.")

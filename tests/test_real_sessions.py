@@ -7,7 +7,9 @@ the real `openai` client, the same replies meet today's reader, mender and build
 small-model output: Rust string literals full of quotes and backslashes (the JSON format's undoing), prose around
 the blocks, a repair that sends only the code, a reply's own wrong cases left out, a round whose call timed out
 (recorded as a step that hangs) followed by a green one, a reply cut off by max_tokens. `sessions.json` says, per
-recording, what the spec was and how each round ended live; the replay must end every round the same way.
+recording, what the spec was and how each round ends with today's code (`rounds_end`: the replay must end every
+round so); where that differs from the live run, `live.rounds_end` keeps how it ended then (gcd-lcm's first reply
+was red live on a missing `.to_string()`, and is green since rustc's own suggestions are applied).
 """
 
 from __future__ import annotations

@@ -22,9 +22,10 @@ import msgspec
 from .. import events as ev
 from .. import jsonio
 from ..build import BuildRecord
+from ..contract import checker
 from ..errors import EvogitError, InvalidName, InvalidPackage, ModelError, ToolExists
 from ..llm.client import ChatResult, ModelClient
-from ..manifest import Case, check_name, manifest_json, parse_cases, parse_manifest
+from ..manifest import Case, ToolManifest, check_name, manifest_json, parse_cases, parse_manifest
 from ..repo import Version, branch_ref
 from ..runtime import Runtime
 from ..runtime.running import check_task
@@ -251,6 +252,8 @@ class Author:
         self.progress(f"building {name} (round {attempt.round})" + (f"; mended: {'; '.join(reply.mended)}"
                                                                     if reply.mended else ""))
         record, _ = self.rt.builder.try_files(files)
+        if record.stage == "compile":
+            record, files = self._with_compiler_fixes(name, record, files, result.mended)
         if not record.ok and (trimmed := self._without_own_mistakes(job, record, files, result)) is not None:
             files = trimmed
             self.progress(f"building {name} again without the reply's own cases that its code contradicts")
@@ -260,8 +263,8 @@ class Author:
             return self._commit(job, result, attempt, files, name, reply.notes), files
         attempt.stage, attempt.error = record.stage or "package", f"{record.stage or 'package'}_failed"
         attempt.evidence = cut + evidence_of(record)
-        if reply.mended:
-            attempt.evidence += "\n(evogit mended your reply: " + "; ".join(reply.mended) + ")"
+        if result.mended:
+            attempt.evidence += "\n(evogit mended your reply: " + "; ".join(result.mended) + ")"
         return None, files
 
     def _package(self, job: _Job, reply: wire.Reply, result: AuthorResult) -> tuple[dict[str, bytes], str]:
@@ -269,13 +272,39 @@ class Author:
         files = dict(reply.files)
         manifest = parse_manifest(files["tool.json"])
         name = job.name if job.name is not None else self._free_name(manifest.name)
-        if manifest.name != name:
+        fitted = _fit_schemas(manifest, job.examples)
+        if manifest.name != name or fitted:
             manifest.name = name
             files["tool.json"] = manifest_json(manifest)
         files["tests/cases.jsonl"], applied, mended = wire.inherit_cases(
             job.parent_cases, files["tests/cases.jsonl"], reply.superseded, job.examples)
-        result.superseded, result.mended, result.tool = applied, [*reply.mended, *mended], name
+        result.superseded, result.mended, result.tool = applied, [*reply.mended, *fitted, *mended], name
         return files, name
+
+    def _with_compiler_fixes(self, name: str, record: BuildRecord, files: dict[str, bytes],
+                             mended: list[str]) -> tuple[BuildRecord, dict[str, bytes]]:
+        """The build after making the changes rustc itself suggests for its errors in src/main.rs (a missing
+        `.to_string()`, `&`, cast or import: what a small model gets wrong most and fixes worst), up to
+        COMPILER_FIX_PASSES times, each only kept if the compiler got further; each change is noted in `mended`.
+        A build costs seconds, a model round a minute or more."""
+        for _ in range(COMPILER_FIX_PASSES):
+            errors = [d for d in record.diagnostics if d.level == "error"]
+            fixes = [f for d in errors for f in d.fixes if f.file == "src/main.rs"]
+            if not fixes:
+                break
+            source, notes = mend.apply_fixes(files["src/main.rs"], fixes)
+            if not notes or source == files["src/main.rs"]:
+                break
+            self.progress(f"building {name} again with rustc's suggestions: {'; '.join(notes)}")
+            candidate = {**files, "src/main.rs": source}
+            again, _ = self.rt.builder.try_files(candidate)
+            if again.stage == "compile" and len([d for d in again.diagnostics if d.level == "error"]) >= len(errors):
+                break  # no further: keep the model's own code, and its errors, as the evidence
+            mended.append("rustc's suggestions were applied: " + "; ".join(notes))
+            record, files = again, candidate
+            if record.stage != "compile":
+                break
+        return record, files
 
     def _without_own_mistakes(self, job: _Job, record: BuildRecord, files: dict[str, bytes],
                               result: AuthorResult) -> dict[str, bytes] | None:
@@ -388,6 +417,44 @@ def _from_examples(job: _Job) -> dict[str, bytes]:
             "tests/cases.jsonl": "".join(msgspec.json.encode(c).decode() + "\n" for c in job.examples).encode()}
 
 
+def _fit_schemas(manifest: ToolManifest, examples: Sequence[Case]) -> list[str]:
+    """The reply's schemas made to accept the user's examples where they reject them (a small model's
+    `"items": {"type": "string"}` for a list the examples show, seen live), property by property: a rejected
+    property takes the type the examples show, a property the examples leave out is no longer required, one they
+    add is listed. The examples are the user's word; the schemas are the model's guess. A note per schema."""
+    notes = []
+    for which, values in (("input_schema", [c.input for c in examples]),
+                          ("output_schema", [c.expect for c in examples if not c.exit])):
+        schema = getattr(manifest, which)
+        objects = [v for v in values if isinstance(v, dict)]
+        if not objects or not isinstance(schema, dict) or not isinstance(schema.get("properties", {}), dict):
+            continue
+        check = checker(schema)
+        if check is None or all(check(v) is None for v in objects):
+            continue  # a schema that is no schema is the package check's to refuse
+        inferred = _schema_of(objects)["properties"]
+        props = dict(schema.get("properties") or {})
+        changed = []
+        for key, shown in inferred.items():
+            old = props.get(key)
+            one = checker(old) if isinstance(old, dict) else None
+            if one is None or any(one(o[key]) is not None for o in objects if key in o):
+                described = {"description": old["description"]} if isinstance(old, dict) and "description" in old else {}
+                props[key] = {**described, **shown}
+                changed.append(key)
+        fitted = {**schema, "type": "object", "properties": props}
+        if isinstance(schema.get("required"), list):
+            fitted["required"] = [k for k in schema["required"] if all(k in o for o in objects)]
+        check = checker(fitted)
+        if check is not None and all(check(v) is None for v in objects):
+            setattr(manifest, which, fitted)
+        else:  # what the examples show, and nothing more
+            setattr(manifest, which, {**_schema_of(objects), "additionalProperties": False})
+            changed = ["the whole schema"]
+        notes.append(f"{which} did not accept the user's examples; fitted to them ({', '.join(changed) or 'required'})")
+    return notes
+
+
 _JSON_TYPES = ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"), (list, "array"),
                (dict, "object"), (type(None), "null"))
 
@@ -412,6 +479,7 @@ def _model_evidence(e: ModelError, cut: ChatResult | None) -> str:
     return f"The last reply could not be used ({e.kind}): {e}"
 
 
+COMPILER_FIX_PASSES = 3  # rounds of rustc's own suggestions tried before the model sees its errors
 MAX_ERRORS_SHOWN = 3  # compiler errors shown whole; the rest by their headline
 
 

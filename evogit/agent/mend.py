@@ -10,8 +10,10 @@ on glue; whatever is not clearly one of these is left for the compiler to explai
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
+
+from ..toolchain import Fix
 
 #: What the skeleton imports at the top: a model's import of the same name from the same place is dropped.
 SKELETON_IMPORTS = {"json": "serde_json", "Value": "serde_json", "Read": "std::io", "exit": "std::process"}
@@ -298,3 +300,23 @@ def _extract(field: str, spec: dict[str, Any], rust_type: str, var: str) -> str 
                 f'.ok_or("\\"{field}\\" has an item of the wrong type")?;\n'
                 f"    let {var} = {ref}{var};")
     return None
+
+
+def apply_fixes(source: bytes, fixes: Sequence[Fix]) -> tuple[bytes, list[str]]:
+    """`source` with rustc's suggested changes made (byte ranges of this one file; a change overlapping one
+    already taken, or at the same place, is skipped), and a note for each change made."""
+    taken: list[Fix] = []
+    for fix in fixes:  # rustc's order: its first suggestion for a place wins
+        if 0 <= fix.start <= fix.end <= len(source) and not any(
+                fix.start < t.end and t.start < fix.end or fix.start == t.start for t in taken):
+            taken.append(fix)
+    taken.sort(key=lambda f: f.start)
+    out = bytearray(source)
+    for fix in reversed(taken):
+        out[fix.start:fix.end] = fix.replacement.encode()
+    notes = []
+    for fix in taken:
+        shown = fix.replacement.strip() or "nothing"
+        line = source.count(b"\n", 0, fix.start) + 1
+        notes.append(f"line {line}: {fix.note.rstrip('.:')}: `{shown if len(shown) <= 60 else shown[:57] + '...'}`")
+    return bytes(out), notes

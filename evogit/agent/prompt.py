@@ -188,10 +188,13 @@ def repair_message(first: str, history: Sequence[str], files: dict[str, bytes], 
         last = "The last reply began:\n" + (shown if len(shown) <= 1500 else shown[:1500] + "\n…")
     else:
         last = ""
+    ask = ("First say in one line what was wrong and how you fix it. Then reply with the fixed ```rust block "
+           "(your part only, whole); add a ```jsonl block only if a case is wrong, a ```json header only if it must "
+           "change: evogit keeps the rest from the last attempt." if files else
+           "First say in one line what was wrong and how you fix it. Then reply with the three blocks again "
+           "(json, rust, jsonl), fixed.")
     return "\n\n".join(p for p in (first, f"Earlier attempts did not pass:\n{summary}", last,
-                                     f"Why it failed:\n{evidence}",
-                                     "First say in one line what was wrong and how you fix it. Then reply "
-                                     "with the three blocks again (json, rust, jsonl), fixed.") if p)
+                                     f"Why it failed:\n{evidence}", ask) if p)
 
 
 # -- solving a task with the library's tools (agent/solve.py) ----------------------------------------------------
