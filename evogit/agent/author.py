@@ -298,8 +298,12 @@ class Author:
             self.progress(f"building {name} again with rustc's suggestions: {'; '.join(notes)}")
             candidate = {**files, "src/main.rs": source}
             again, _ = self.rt.builder.try_files(candidate)
-            if again.stage == "compile" and len([d for d in again.diagnostics if d.level == "error"]) >= len(errors):
+            after = [d for d in again.diagnostics if d.level == "error"]
+            if again.stage == "compile" and (len(after) > len(errors) or {(d.code, d.message) for d in after} == {
+                    (d.code, d.message) for d in errors}):
                 break  # no further: keep the model's own code, and its errors, as the evidence
+            # further: fewer errors, or others (rustc checks borrows only once types are right: prime-factors,
+            # live, had `.to_string()` missing, then an immutable `n` assigned to)
             mended.append("rustc's suggestions were applied: " + "; ".join(notes))
             record, files = again, candidate
             if record.stage != "compile":
