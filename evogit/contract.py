@@ -14,6 +14,7 @@ from typing import Any
 
 import fastjsonschema
 
+from . import schemas
 from .errors import InvalidJSON
 from .jsonio import decode
 from .manifest import ToolManifest
@@ -43,10 +44,11 @@ class RunOutcome:
 
 
 #: Keywords that mean the same in draft 2020-12 (jsonschema) and draft-07 (fastjsonschema). A schema that uses
-#: only these gets a compiled fast path; anything else (format, list-form items, $ref, ...) uses jsonschema alone.
+#: only these gets a compiled fast path; anything else (format, list-form items, $ref, ...) uses jsonschema alone,
+#: and so does `pattern`: fastjsonschema evaluates it with Python's backtracking `re`, evogit with RE2 (schemas.py).
 _PORTABLE = frozenset({
     "type", "properties", "required", "additionalProperties", "items", "enum", "const", "minimum", "maximum",
-    "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minLength", "maxLength", "pattern", "minItems",
+    "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minLength", "maxLength", "minItems",
     "maxItems", "uniqueItems", "minProperties", "maxProperties", "anyOf", "oneOf", "allOf", "not",
     "description", "title", "default", "examples", "$schema", "$comment",
 })
@@ -81,15 +83,17 @@ class _Checker:
 
     @cached_property
     def validator(self) -> Any:
-        import jsonschema
-
-        return jsonschema.Draft202012Validator(self.schema)
+        return schemas.validator(self.schema)
 
     def problem(self, value: Any) -> str | None:
+        from referencing.exceptions import Unresolvable
+
         try:
             return self._problem(value)
         except RecursionError:  # a recursive schema over a deep value: jsonio.MAX_DEPTH keeps values far from it
             return "too deeply nested to check against the schema"
+        except Unresolvable as e:  # a reference outside the schema, in a version built before they were refused
+            return f"the schema refers to {str(getattr(e, 'ref', '') or e)[:80]!r}, outside itself: never resolved"
 
     def _problem(self, value: Any) -> str | None:
         if self.fast is not None:
@@ -119,6 +123,8 @@ def checker(schema: Any) -> Callable[[Any], str | None] | None:
     try:
         jsonschema.Draft202012Validator.check_schema(schema)
     except (jsonschema.exceptions.SchemaError, RecursionError):
+        return None
+    if schemas.problem(schema) is not None:
         return None
     return _Checker(schema).problem  # type: ignore[arg-type]
 

@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
+from . import schemas
 from .errors import InvalidJSON, InvalidName, InvalidPackage
 from .jsonio import decode
 
@@ -39,9 +40,6 @@ ALLOWED_CRATES = frozenset(
      "unicode-segmentation", "strsim"}
 )
 REQUIRED_FILES = ("tool.json", "Cargo.toml", "src/main.rs", "tests/cases.jsonl")
-#: Cargo.toml tables that could run code at build time, redirect sources, or point targets outside the package.
-FORBIDDEN_TABLES = ("build-dependencies", "patch", "replace", "workspace", "lib", "bin", "test", "example",
-                    "bench", "profile")
 FORBIDDEN_PACKAGE_KEYS = ("build", "links", "workspace", "metabuild")
 DEP_FORBIDDEN_KEYS = ("path", "git", "registry", "registry-index", "branch", "tag", "rev")
 #: Files of a package that are not Rust source: cargo alone reads them, under check_cargo_toml's rules.
@@ -135,6 +133,8 @@ def _check_schemas(manifest: ToolManifest) -> None:
             raise InvalidPackage(f"tool.json: {field} is not a valid JSON Schema: {e.message}") from None
         except RecursionError:  # checking a schema recurses a dozen frames per level of it
             raise InvalidPackage(f"tool.json: {field} is nested too deeply to check") from None
+        if (why := schemas.problem(getattr(manifest, field))) is not None:
+            raise InvalidPackage(f"tool.json: {field}: {why}")
 
 
 def parse_cases(data: bytes) -> list[Case]:
@@ -157,8 +157,23 @@ def parse_cases(data: bytes) -> list[Case]:
     return cases
 
 
-def _check_dependencies(table: dict[str, Any], where: str) -> None:
+#: What a tool's Cargo.toml may hold, and nothing else: the package's identity, registry dependencies (in every
+#: spelling cargo reads), and the same per target. Anything else, or a value of another type, is refused.
+PACKAGE_KEYS = frozenset({"name", "version", "edition", "authors", "description", "license", "publish",
+                          "rust-version"})
+DEPENDENCY_TABLES = ("dependencies", "dev-dependencies", "dev_dependencies")
+BUILD_TABLES = ("build-dependencies", "build_dependencies")
+TOP_KEYS = frozenset({"package", "target", *DEPENDENCY_TABLES})
+DEP_KEYS = {"version": str, "features": list, "default-features": bool, "default_features": bool,
+            "optional": bool, "package": str}
+
+
+def _check_dependencies(table: Any, where: str) -> None:
+    if not isinstance(table, dict):
+        raise InvalidPackage(f"Cargo.toml: [{where}] must be a table of crates")
     for crate, spec in table.items():
+        if not isinstance(spec, (str, dict)):
+            raise InvalidPackage(f"Cargo.toml: dependency {crate!r} in [{where}] must be a version or a table")
         package = spec.get("package", crate) if isinstance(spec, dict) else crate
         if package not in ALLOWED_CRATES:
             raise InvalidPackage(
@@ -166,34 +181,57 @@ def _check_dependencies(table: dict[str, Any], where: str) -> None:
                 f"(allowed: {', '.join(sorted(ALLOWED_CRATES))})"
             )
         if isinstance(spec, dict):
-            for key in DEP_FORBIDDEN_KEYS:
-                if key in spec:
-                    raise InvalidPackage(f"Cargo.toml: dependency {crate!r} uses '{key}'; only registry versions are allowed")
+            for key, value in spec.items():
+                if key in DEP_FORBIDDEN_KEYS:
+                    raise InvalidPackage(f"Cargo.toml: dependency {crate!r} uses '{key}'; only registry versions "
+                                         "are allowed")
+                kind: type | None = DEP_KEYS.get(key)
+                if kind is None:
+                    raise InvalidPackage(f"Cargo.toml: dependency {crate!r} has the key '{key}'; allowed: "
+                                         f"{', '.join(DEP_KEYS)}")
+                if not isinstance(value, kind) or (isinstance(value, list) and not all(isinstance(v, str) for v in value)):
+                    raise InvalidPackage(f"Cargo.toml: dependency {crate!r}: '{key}' must be a "
+                                         f"{'list of strings' if kind is list else kind.__name__}")
 
 
 def check_cargo_toml(data: bytes) -> None:
-    """Reject a Cargo.toml that could run or read anything on the host at build time."""
+    """Reject a Cargo.toml that could run or read anything on the host at build time: only the keys and types
+    cargo needs for a tool (TOP_KEYS, PACKAGE_KEYS, DEP_KEYS), every dependency table in every spelling checked
+    against the allowlist, registry versions only. Each refusal is one line (a package-stage error)."""
     try:
         doc = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise InvalidPackage(f"Cargo.toml is not valid TOML: {e}") from None
+    for key in doc:
+        if key in BUILD_TABLES:
+            raise InvalidPackage(f"Cargo.toml: [{key}] is not allowed (no build scripts)")
+        if key not in TOP_KEYS:
+            raise InvalidPackage(f"Cargo.toml: [{key}] is not allowed in a tool package (allowed: "
+                                 f"{', '.join(sorted(TOP_KEYS))})")
     package = doc.get("package")
     if not isinstance(package, dict) or package.get("name") != "tool":
         raise InvalidPackage('Cargo.toml: [package] name must be "tool"')
-    for key in FORBIDDEN_PACKAGE_KEYS:
-        if key in package:
+    for key in package:
+        if key in FORBIDDEN_PACKAGE_KEYS:
             raise InvalidPackage(f"Cargo.toml: [package] '{key}' is not allowed (no build scripts or native links)")
-    for table in FORBIDDEN_TABLES:
-        if table in doc:
-            raise InvalidPackage(f"Cargo.toml: [{table}] is not allowed in a tool package")
-    for where in ("dependencies", "dev-dependencies"):
-        _check_dependencies(doc.get(where, {}), where)
-    for target, spec in doc.get("target", {}).items():
-        for where in ("dependencies", "dev-dependencies", "build-dependencies"):
-            if where in spec:
-                if where == "build-dependencies":
-                    raise InvalidPackage("Cargo.toml: build-dependencies are not allowed")
-                _check_dependencies(spec[where], f"target.{target}.{where}")
+        if key not in PACKAGE_KEYS:
+            raise InvalidPackage(f"Cargo.toml: [package] '{key}' is not allowed (allowed: "
+                                 f"{', '.join(sorted(PACKAGE_KEYS))})")
+    for where in DEPENDENCY_TABLES:
+        if where in doc:
+            _check_dependencies(doc[where], where)
+    targets = doc.get("target", {})
+    if not isinstance(targets, dict):
+        raise InvalidPackage("Cargo.toml: [target] must be a table of targets")
+    for target, spec in targets.items():
+        if not isinstance(spec, dict):
+            raise InvalidPackage(f"Cargo.toml: [target.{target}] must be a table")
+        for where, table in spec.items():
+            if where in BUILD_TABLES:
+                raise InvalidPackage("Cargo.toml: build-dependencies are not allowed")
+            if where not in DEPENDENCY_TABLES:
+                raise InvalidPackage(f"Cargo.toml: [target.{target}.{where}] is not allowed")
+            _check_dependencies(table, f"target.{target}.{where}")
 
 
 class _Token(NamedTuple):
