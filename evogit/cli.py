@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import msgspec
 
 from . import jsonio
 from . import limits as limits_mod
@@ -468,10 +469,12 @@ def stats(tool: str | None, cost: bool, repo: Path | None, as_json: bool) -> Non
             raise click.UsageError("--cost covers every tool; give no TOOL with it")
         _show_cost(Runtime(repo).cost(), as_json)
         return
-    data = Runtime(repo).stats(tool)
+    rt = Runtime(repo)
+    data = rt.stats(tool)
     if as_json:
         _out(data)
         return
+    claims, invalid = rt.untrusted()
     if not data:
         click.echo("No runs recorded yet.")
     for key, m in data.items():
@@ -493,6 +496,11 @@ def stats(tool: str | None, cost: bool, repo: Path | None, as_json: bool) -> Non
         runs, ok = sum(m["runs"] for m in data.values()), sum(m["ok"] for m in data.values())
         click.echo(f"{tool} (all {len(data)} versions): runs {runs}, ok "
                    f"{f'{ok / runs * 100:.0f}%' if runs else '-'}")
+    if runs_apart := sum(c.runs for c in claims.values()):
+        click.echo(f"{runs_apart} runs from unverified writers ({', '.join(claims)}) are not counted above "
+                   "(git config --add evogit.trustWriter WRITER counts a writer's)")
+    if invalid:
+        click.echo(f"{sum(invalid.values())} invalid events skipped (from {', '.join(invalid)})")
 
 
 @main.command()
@@ -631,10 +639,20 @@ def pull(remote: str, repo: Path | None, as_json: bool) -> None:
     if as_json:
         _out({"created": report.created, "fast_forwarded": report.fast_forwarded, "diverged": report.diverged,
               "log_bytes": report.logs, "refused_logs": report.refused, "accepted_tags": report.accepted_tags,
-              "refused_tags": report.refused_tags, "builds": [o.to_json() for o in outcomes]})
+              "refused_tags": report.refused_tags, "builds": [o.to_json() for o in outcomes],
+              "trusted_writers": report.trusted, "untrusted_claims": msgspec.to_builtins(report.claims),
+              "invalid_events": report.invalid})
     else:
         click.echo(f"Pulled from {remote}: {len(report.created)} new tools, {len(report.fast_forwarded)} updated, "
                    f"log events from {len(report.logs)} other machine{'s' if len(report.logs) != 1 else ''}")
+        if report.trusted:
+            click.echo(f"  trusted writers (their evidence counts here): {', '.join(report.trusted)}")
+        for writer, c in report.claims.items():
+            click.echo(f"  {writer} is not trusted: its log claims {c.runs} runs ({c.ok_runs} ok) and {c.feedback} "
+                       f"feedback ({c.solved} solved); kept and counted apart, never used to choose a tool "
+                       f"(git config --add evogit.trustWriter {writer} trusts it)")
+        for writer, n in report.invalid.items():
+            click.echo(f"  {writer}: {n} invalid events skipped (numbers out of range, malformed versions)")
         for o in outcomes:
             click.echo(f"  {_show_build(o)}")
         for ref, why in report.refused.items():
@@ -800,13 +818,17 @@ def _steps(as_json: bool):  # noqa: ANN202 - a progress callback
 @click.option("--max-steps", type=click.IntRange(1, 100), default=8, show_default=True,
               help="Model calls at most, before giving up.")
 @click.option("--no-fast-path", is_flag=True, help="Always ask the model, even when a tool clearly fits.")
+@click.option("--max-writes", type=click.IntRange(0, 100), default=2, show_default=True,
+              help="Tools the model may create or mutate in this solve (each call counts).")
+@click.option("--deadline", type=click.FloatRange(1, 86400), default=1200, show_default=True,
+              help="Seconds the whole solve may take: no model call or new tool starts after that.")
 @rounds_option
 @click.option("--max-input", type=_Limit("max_input"),
               help="Input size limit in bytes (k, m, g suffixes; default 16m or git config evogit.maxInput).")
 @repo_option
 @json_option
-def solve(task: str, input_json: str | None, input_file: Any, max_steps: int, no_fast_path: bool, rounds: int,
-          max_input: int | None, repo: Path | None, as_json: bool) -> None:
+def solve(task: str, input_json: str | None, input_file: Any, max_steps: int, no_fast_path: bool, max_writes: int,
+          deadline: float, rounds: int, max_input: int | None, repo: Path | None, as_json: bool) -> None:
     """Solve TASK with the library: a tool that clearly fits runs without a model; otherwise the model runs,
     specialises or creates one through tool calls. Steps go to stderr, the answer to stdout.
 
@@ -836,8 +858,8 @@ def solve(task: str, input_json: str | None, input_file: Any, max_steps: int, no
             return made[-1]
 
         try:
-            result = Solver(rt, connect, max_steps=max_steps, rounds=rounds, limits=limits,
-                            progress=_steps(as_json)).solve(task, data, fast_path=not no_fast_path)
+            result = Solver(rt, connect, max_steps=max_steps, rounds=rounds, limits=limits, max_writes=max_writes,
+                            deadline=deadline, progress=_steps(as_json)).solve(task, data, fast_path=not no_fast_path)
         finally:
             for client in made:
                 client.close()
@@ -849,6 +871,9 @@ def solve(task: str, input_json: str | None, input_file: Any, max_steps: int, no
     if as_json:
         _out(result.to_json())
         sys.exit(0 if result.ok else 1)
+    for s in result.superseded:  # whole: a contract weakened inside a solve is said in the open
+        click.echo(f"{_short(s['version'])} (a new tool) supersedes the case {s['case']} of its parent: {s['reason']}",
+                   err=True)
     if result.ok:
         click.echo(result.answer if isinstance(result.answer, str) else jsonio.encode(result.answer))
         how = ("without a model (0 tokens)" if not result.model_used else

@@ -14,6 +14,7 @@ readers that dispatch on type pass it over, and `encode` gives its bytes back un
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -220,3 +221,36 @@ def _unknown(raw: dict[str, Any], data: bytes | memoryview) -> UnknownEvent:
 def fact_id(*parts: str) -> str:
     """A deterministic id for a fact that may be recorded more than once (or on several machines)."""
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+
+
+MAX_COUNT = 2**53  # an int of one event (tokens, fuel, bytes, ns since the epoch: 2^63) past this is no measurement
+MAX_AMOUNT = 1e12  # a float of one event (ms, seconds: 31 years in ms) past this, likewise
+MAX_VECTOR = 8192  # dimensions of one embedding
+_RANGES = {"at": (0, 2**63), "exit_code": (-2**31, 2**31)}  # ns since the epoch; a process's exit status
+
+
+def problem(event: AnyEvent) -> str | None:
+    """Why an event from another writer cannot be applied (None: it can). Each int and float field is a finite,
+    non-negative measurement in range; an embedding is finite numbers; a version is named `tool@fingerprint`.
+    One event of another machine must never be able to take a command down (a `wall_ms` of infinity did)."""
+    if isinstance(event, UnknownEvent):
+        return None
+    for name in event.__struct_fields__:
+        value = getattr(event, name)
+        if isinstance(value, bool) or value is None or isinstance(value, str):
+            continue
+        if isinstance(value, int):
+            low, high = _RANGES.get(name, (0, MAX_COUNT))
+            if not low <= value < high:
+                return f"{name} = {value} is out of range"
+        elif isinstance(value, float) and not (math.isfinite(value) and 0 <= value <= MAX_AMOUNT):
+            return f"{name} = {value} is out of range"
+    if isinstance(event, Embedded):
+        if not 0 < len(event.vector) <= MAX_VECTOR or not all(math.isfinite(x) for x in event.vector):
+            return f"an embedding of {len(event.vector)} dimensions, or with numbers that are not finite"
+    elif isinstance(event, Retrieved):
+        if any("@" not in v for v in [*event.candidates, *([event.choice] if event.choice else [])]):
+            return "a retrieved version is not named tool@fingerprint"
+    elif isinstance(event, Solved) and not 0 <= event.confidence <= 1:
+        return f"confidence = {event.confidence} is not a probability"
+    return None

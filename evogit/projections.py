@@ -29,6 +29,7 @@ import msgspec
 
 from .atomic import write_atomic
 from .events import (
+    AnyEvent,
     AuthorAttempt,
     BuildFailed,
     BuildSucceeded,
@@ -39,10 +40,11 @@ from .events import (
     Solved,
     ToolRun,
     VersionCommitted,
+    problem,
 )
 from .log import EventLog, Position, warn
 
-FORMAT = 11  # bump whenever projection logic changes: older snapshots are then rebuilt
+FORMAT = 12  # bump whenever projection logic changes: older snapshots are then rebuilt
 LAT_BUCKETS = 64
 _LAT_BASE = 0.01  # ms: bucket i holds latencies in [0.01 * 10^(i/8), 0.01 * 10^((i+1)/8))
 
@@ -175,10 +177,38 @@ class SolveCost(msgspec.Struct, omit_defaults=True):
         return self.prompt_tokens + self.completion_tokens + self.author_tokens
 
 
+class Trust(msgspec.Struct, frozen=True):
+    """Whose events a projection applies: this repository's own writer's, and those of the writers it trusts
+    (`evogit.trustWriter`). Every other writer's events are kept in the log and counted as claims, never applied:
+    a log anyone can push to a hub must not move this machine's fast path, parent choice or success rates."""
+
+    own: str
+    others: frozenset[str] = frozenset()
+
+    def __contains__(self, writer: object) -> bool:
+        return writer == self.own or writer in self.others
+
+    def key(self) -> list[str]:
+        return sorted({self.own, *self.others})
+
+
+class Claims(msgspec.Struct, omit_defaults=True):
+    """What the events of a writer this repository does not trust claim: counted, never applied."""
+
+    events: int = 0
+    runs: int = 0
+    ok_runs: int = 0
+    feedback: int = 0
+    solved: int = 0  # feedback saying a task was solved
+
+
 class State(msgspec.Struct, omit_defaults=True):
     format: int  # required, so an old snapshot's version is always on disk (a default would be omitted)
     position: Position = {}
     marks: dict[str, int] = {}  # writer -> crc32 of the log's bytes just before `position` (EventLog.marks)
+    trusted: list[str] | None = None  # the writers whose events were applied (Trust.key); None: every writer
+    claims: dict[str, Claims] = {}  # an untrusted writer -> what its events claim
+    invalid: dict[str, int] = {}  # writer -> its events skipped as invalid (events.problem)
     versions: dict[str, VersionMetrics] = {}  # "tool@fingerprint"
     commits: dict[str, int] = {}  # tool -> source versions committed
     facts: set[str] = set()  # ids of facts that may be recorded twice (builds): counted once
@@ -196,6 +226,7 @@ class EmbeddingState(msgspec.Struct, omit_defaults=True):
     format: int
     position: Position = {}
     marks: dict[str, int] = {}
+    trusted: list[str] | None = None
     vectors: dict[str, dict[str, Vector]] = {}  # model -> "tool@fingerprint" -> newest embedding
     tasks: dict[str, dict[str, TaskVector]] = {}  # model -> task_key(task text) -> newest embedding
 
@@ -216,9 +247,13 @@ def _ignore(event: Any) -> None:
 
 
 class _Projection(ABC, Generic[S]):
-    """Applies events to a state that records its log position; the functions are chosen by event type."""
+    """Applies events to a state that records its log position; the functions are chosen by event type. With a
+    `trust`, only the trusted writers' events are applied (another writer's are counted by `_untrusted`), and
+    every event not written by this repository's own writer is checked first (`events.problem`): an invalid
+    one is skipped and counted."""
 
     state: S
+    trust: Trust | None = None  # None: every writer's events are applied (still checked)
     _apply: dict[type, Callable[[Any], None]]
     skipped = 0  # events passed over as irrelevant since the snapshot was loaded
     applied = 0  # events applied since it was loaded: while unchanged, so is the state
@@ -230,15 +265,31 @@ class _Projection(ABC, Generic[S]):
     def apply(self, writer: str, end: int, events: list[Any]) -> int:
         """Apply one chunk of a writer's log, which ends at byte `end`; returns how many were not ignored."""
         apply, n = self._apply, 0
-        for event in events:
-            handler = apply.get(type(event), _ignore)
-            if handler is not _ignore:
-                handler(event)
+        trust = self.trust
+        if trust is not None and writer not in trust:
+            n = self._untrusted(writer, events)
+        else:
+            checked = trust is None or writer != trust.own
+            for event in events:
+                handler = apply.get(type(event), _ignore)
+                if handler is _ignore:
+                    continue
+                if checked and problem(event) is not None:
+                    self._invalid(writer)
+                else:
+                    handler(event)
                 n += 1
         self.skipped += len(events) - n
         self.applied += n
         self.state.position[writer] = end
         return n
+
+    def _untrusted(self, writer: str, events: list[AnyEvent]) -> int:
+        """Count what an untrusted writer's events claim (nothing by default); returns how many were counted."""
+        return 0
+
+    def _invalid(self, writer: str) -> None:
+        """Count an invalid event of `writer` (not by default)."""
 
     @abstractmethod
     def reset(self) -> None:
@@ -249,8 +300,9 @@ class _Projection(ABC, Generic[S]):
 class Projector(_Projection[State]):
     """Metrics, usage, tasks served, retrieval history."""
 
-    def __init__(self, state: State | None = None):
-        self.state = state or State(format=FORMAT)
+    def __init__(self, state: State | None = None, trust: Trust | None = None):
+        self.trust = trust
+        self.state = state or State(format=FORMAT, trusted=trust.key() if trust else None)
         self._by_pair: dict[tuple[str, str], VersionMetrics] = {}  # the same objects as state.versions
         self._apply = {
             ToolRun: self._run, BuildSucceeded: self._build_ok, BuildFailed: self._build_failed,
@@ -260,7 +312,25 @@ class Projector(_Projection[State]):
         }
 
     def reset(self) -> None:
-        self.state, self._by_pair, self.applied = State(format=FORMAT), {}, self.applied + 1
+        self.state, self._by_pair = State(format=FORMAT, trusted=self.trust.key() if self.trust else None), {}
+        self.applied += 1
+
+    def _untrusted(self, writer: str, events: list[AnyEvent]) -> int:
+        c = self.state.claims.get(writer)
+        if c is None:
+            c = self.state.claims[writer] = Claims()
+        for e in events:
+            c.events += 1
+            if isinstance(e, ToolRun):
+                c.runs += 1
+                c.ok_runs += e.ok is True
+            elif isinstance(e, Feedback):
+                c.feedback += 1
+                c.solved += e.solved is True
+        return len(events)
+
+    def _invalid(self, writer: str) -> None:
+        self.state.invalid[writer] = self.state.invalid.get(writer, 0) + 1
 
     def _metrics(self, tool: str, fp: str) -> VersionMetrics:
         m = self._by_pair.get((tool, fp))
@@ -386,14 +456,16 @@ class Projector(_Projection[State]):
 class EmbeddingProjector(_Projection[EmbeddingState]):
     """The newest embedding of every version and task, per model."""
 
-    def __init__(self, state: EmbeddingState | None = None):
-        self.state = state or EmbeddingState(format=FORMAT)
+    def __init__(self, state: EmbeddingState | None = None, trust: Trust | None = None):
+        self.trust = trust
+        self.state = state or EmbeddingState(format=FORMAT, trusted=trust.key() if trust else None)
         self._apply = {kind: _ignore for kind in (ToolRun, BuildSucceeded, BuildFailed, Feedback, Retrieved,
                                                   VersionCommitted, AuthorAttempt, ModelCalled, Solved)}
         self._apply[Embedded] = self._embedded
 
     def reset(self) -> None:
-        self.state, self.applied = EmbeddingState(format=FORMAT), self.applied + 1
+        self.state = EmbeddingState(format=FORMAT, trusted=self.trust.key() if self.trust else None)
+        self.applied += 1
 
     def _embedded(self, e: Embedded) -> None:
         order = (e.at, e.writer, e.seq)
@@ -471,25 +543,35 @@ def refresh(projector: _Projection[Any], log: EventLog, path: Path, save: bool =
         projector.skipped = 0
 
 
-def open_projections(log: EventLog, path: Path) -> Projector:
+def _opened(projector: _Projection[Any], log: EventLog, path: Path, loaded: bool) -> None:
+    """Catch a loaded projection up; one that applied another set of writers' events starts again (trust
+    changed: `evogit.trustWriter`)."""
+    trust = projector.trust
+    if loaded and projector.state.trusted != (trust.key() if trust else None):
+        projector.reset()
+        loaded = False
+    refresh(projector, log, path, save=not loaded)
+
+
+def open_projections(log: EventLog, path: Path, trust: Trust | None = None) -> Projector:
     """Load the snapshot (if any) and catch up with the log; save the snapshot if anything was applied."""
     state = load(path, State)
-    projector = Projector(state)
-    refresh(projector, log, path, save=state is None)
+    projector = Projector(state, trust)
+    _opened(projector, log, path, state is not None)
     return projector
 
 
-def open_embeddings(log: EventLog, path: Path) -> EmbeddingProjector:
+def open_embeddings(log: EventLog, path: Path, trust: Trust | None = None) -> EmbeddingProjector:
     """The same for the embeddings, which only a search needs."""
     state = load(path, EmbeddingState)
-    projector = EmbeddingProjector(state)
-    refresh(projector, log, path, save=state is None)
+    projector = EmbeddingProjector(state, trust)
+    _opened(projector, log, path, state is not None)
     return projector
 
 
-def replay(log: EventLog, path: Path | None = None) -> Projector:
+def replay(log: EventLog, path: Path | None = None, trust: Trust | None = None) -> Projector:
     """Rebuild the metrics from position 0 (and replace the snapshot)."""
-    projector = Projector()
+    projector = Projector(trust=trust)
     projector.catch_up(log)
     if path is not None:
         projector.state.marks = log.marks(projector.state.position)
@@ -497,9 +579,10 @@ def replay(log: EventLog, path: Path | None = None) -> Projector:
     return projector
 
 
-def replay_all(log: EventLog, path: Path, embeddings_path: Path) -> tuple[Projector, EmbeddingProjector]:
+def replay_all(log: EventLog, path: Path, embeddings_path: Path,
+               trust: Trust | None = None) -> tuple[Projector, EmbeddingProjector]:
     """Rebuild both projections from position 0 in one pass over the log (and replace their snapshots)."""
-    metrics, embeddings = Projector(), EmbeddingProjector()
+    metrics, embeddings = Projector(trust=trust), EmbeddingProjector(trust=trust)
     for writer, end, events in log.chunks({}):
         metrics.apply(writer, end, events)
         embeddings.apply(writer, end, events)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -114,11 +116,28 @@ class Featurizer:
         self._semantic: dict[str, np.ndarray] = _read_vectors(store) if store is not None else {}
         self._new: dict[str, np.ndarray] = {}
         self.remembered: object = None  # the caller's note of what it last prefilled from
+        self._dim: int | None = None
 
     def prefill(self, semantic: dict[str, np.ndarray], by_key: bool = False) -> None:
-        """Use semantic vectors computed earlier (e.g. from Embedded events), by text or by `task_key`."""
-        for text, vec in semantic.items():
-            self._semantic.setdefault(text if by_key else task_key(text), np.asarray(vec, np.float32))
+        """Use semantic vectors computed earlier (e.g. from Embedded events), by text or by `task_key`; one that
+        is not of the embedder's dimension, or not finite, is passed over (embedded again when needed)."""
+        vectors = {k: np.asarray(v, np.float32) for k, v in semantic.items()}
+        dim = self.dim(vectors.values())
+        for text, v in vectors.items():
+            if v.ndim == 1 and v.shape[0] == dim and np.isfinite(v).all():
+                self._semantic.setdefault(text if by_key else task_key(text), v)
+
+    def dim(self, others: Iterable[np.ndarray] = ()) -> int | None:
+        """The embedder's dimension: one it has made here, else the commonest among `others` (vectors from the
+        log: a forged one of another length is outvoted by the honest ones it would break)."""
+        if self._dim is None:
+            known = next(iter(self._semantic.values()), None)
+            if known is not None:
+                self._dim = int(known.shape[0])
+            else:
+                lengths = Counter(int(v.shape[0]) for v in others if v.ndim == 1)
+                return lengths.most_common(1)[0][0] if lengths else None
+        return self._dim
 
     def semantic(self, texts: list[str]) -> np.ndarray:
         """The semantic vectors alone (embedding only what is not known yet)."""

@@ -31,19 +31,20 @@ import shutil
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import msgspec
 import pygit2
 from pygit2.enums import FileMode
 
-from . import proc
+from . import proc, signing
 from .atomic import write_atomic
 from .errors import EvogitError, InvalidInput, InvalidName
 from .log import MARK_BYTES, LogCorrupted, _decode_chunks, _scan, readable, warn
 from .manifest import check_name
+from .projections import Claims
 from .repo import BRANCH_PREFIX, TAG_PREFIX, SkillsRepo
-from .verify import Rebuild, Verdict, check, trust_policy
+from .verify import Rebuild, Verdict, check, trust_policy, weakening
 
 LOGS = "refs/evogit/logs/"
 REMOTE_LOGS = "refs/evogit/remotes/"
@@ -109,7 +110,8 @@ def _publish(repo: SkillsRepo, path: Path, ref: str, mark: Path, writer: str) ->
     tree.insert(f"{start:016d}-{start + whole:016d}.log", git.create_blob(data[:whole]), FileMode.BLOB)
     sig = pygit2.Signature("evogit", "evogit@evogit.invalid")
     message = f"Log of {writer}: bytes {start}..{start + whole}\n"
-    oid = git.create_commit(None, sig, sig, message, tree.write(), [current.target] if current else [])
+    oid = signing.create_commit(git, signing.signing_key(git.config), sig, sig, message, tree.write(),
+                                [current.target] if current else [])
     if current is None:
         git.references.create(ref, oid, force=False)
     else:
@@ -290,6 +292,59 @@ def import_logs(repo: SkillsRepo, log_dir: Path, writer: str) -> tuple[dict[str,
     return added, problems
 
 
+def signed_writers(repo: SkillsRepo, writer: str) -> frozenset[str]:
+    """The other writers whose logs are signed, every commit of every ref of theirs, by a key the allowed-signers
+    file (`gpg.ssh.allowedSignersFile`) lists for the principal named like the writer: their evidence counts here
+    (projections.Trust). Empty without an allowed-signers file. Only commits not checked before are verified
+    (`signed.json` remembers each ref's tip and verdict, for one allowed-signers file's content): with no ref
+    moved it costs no ssh-keygen run."""
+    allowed = signing.allowed_signers(repo.git.config)
+    if allowed is None:
+        return frozenset()
+    try:
+        who = hashlib.sha256(allowed.read_bytes()).hexdigest()
+    except OSError:
+        return frozenset()
+    cache_file = repo.state_dir / "signed.json"
+    try:
+        cache = json.loads(cache_file.read_bytes())
+        if not isinstance(cache, dict) or cache.get("allowed") != who or not isinstance(cache.get("refs"), dict):
+            raise ValueError("another allowed-signers file")
+    except (OSError, ValueError):
+        cache = {"allowed": who, "refs": {}}
+    refs: dict[str, list[Any]] = cache["refs"]
+    verdicts: dict[str, bool] = {}
+    changed = False
+    for name in repo.git.references:
+        if not _LOG_REF.match(name):
+            continue
+        other = name.rsplit("/", 1)[1]
+        ref = repo.git.references.get(name)
+        if other == writer or not _WRITER.match(other) or ref is None:
+            continue
+        tip = str(ref.target)
+        known = refs.get(name)
+        if not (isinstance(known, list) and len(known) == 2 and known[0] == tip):
+            since = known[0] if isinstance(known, list) and len(known) == 2 and known[1] is True else None
+            refs[name], changed = [tip, _all_signed(repo.git, tip, since, other, allowed)], True
+        verdicts[other] = verdicts.get(other, True) and refs[name][1] is True
+    if changed:
+        write_atomic(cache_file, json.dumps(cache, indent=1, sort_keys=True).encode())
+    return frozenset(w for w, ok in verdicts.items() if ok)
+
+
+def _all_signed(git: pygit2.Repository, tip: str, since: str | None, principal: str, allowed: Path) -> bool:
+    """Whether every commit from `tip` back (to `since`, a tip already found signed, if it is an ancestor) is
+    signed by `principal`'s key."""
+    try:
+        walker = git.walk(tip)
+        if since is not None and since in git and git.descendant_of(tip, since):
+            walker.hide(since)
+        return all(principal in signing.commit_signers(git, c, allowed) for c in walker)
+    except (KeyError, ValueError, pygit2.GitError):
+        return False
+
+
 def _append_segments(git: pygit2.Repository, path: Path, segments: list[_Segment]) -> int:
     if not segments:
         return 0
@@ -337,6 +392,9 @@ class PullReport:
     refused: dict[str, str] = field(default_factory=dict)  # log refs not imported, branches not taken, and why
     accepted_tags: list[str] = field(default_factory=list)  # version tags (tools/<name>/<fp>) new here
     refused_tags: dict[str, str] = field(default_factory=dict)  # version tags refused by this pull, and why
+    trusted: list[str] = field(default_factory=list)  # writers whose events arrived and count here (evogit.trustWriter)
+    claims: dict[str, Claims] = field(default_factory=dict)  # writers whose events arrived, not trusted: all they claim
+    invalid: dict[str, int] = field(default_factory=dict)  # writer -> its events skipped as invalid, all told
 
 
 def _git(repo: SkillsRepo, *args: str) -> str:
@@ -383,6 +441,13 @@ def push(repo: SkillsRepo, log_dir: Path, writer: str, remote: str) -> list[str]
     try:
         out = _git(repo, "push", "--porcelain", remote, *specs)
     except EvogitError as e:
+        if any(_BEHIND.search(part) and f"{LOGS}{writer}" in part for part in str(e).split("; ")):  # not ours
+            raise EvogitError(
+                f"{remote} refused this machine's log {LOGS}{writer}: it already holds a log under the writer id "
+                f"{writer!r} that this repository did not write (another machine with the same id, or someone "
+                f"squatting it). Choose another id (git config evogit.writer NEW-ID) and push again; sign your log "
+                "(git config gpg.format ssh, user.signingkey) so that pullers can tell yours from a squatter's"
+            ) from None
         if _BEHIND.search(str(e)):  # only then is pulling the remedy; any other refusal is shown as git says it
             raise EvogitError(f"{e} (the remote has commits this repository lacks: `evogit pull {remote}`, "
                               f"merge any diverged tool with git, then push again)") from None
@@ -421,6 +486,10 @@ def pull(repo: SkillsRepo, log_dir: Path, writer: str, remote: str, rebuild: Reb
             report.refused[ref_name] = "does not point at a commit; left alone"
             continue
         local = git.references.get(BRANCH_PREFIX + tool)
+        base = local.target if local is not None and git.descendant_of(theirs, local.target) else None
+        if (local is None or base is not None) and (why := weakening(git, theirs, base)) is not None:
+            report.refused[ref_name] = f"{why}; not taken (its cases are its contract)"
+            continue
         if local is None:
             git.references.create(BRANCH_PREFIX + tool, theirs, force=False)
             report.created.append(tool)

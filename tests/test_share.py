@@ -42,6 +42,12 @@ def test_tools_runs_and_feedback_travel_between_machines(small_rt: Runtime, serv
     assert all(o.ok for o in builds) and {o.version.fingerprint for o in builds if o.version} == {
         v.fingerprint for v in a.repo.versions()}  # the fetched tags were reused, nothing was rebuilt
     assert a.writer() in report.logs
+    # a is nobody to b yet: its evidence is kept and said, never counted
+    assert report.claims[a.writer()].runs == 1 and report.claims[a.writer()].feedback == 1 and not report.trusted
+    assert sum(m["runs"] for m in b.stats("word-count").values()) == 0 and not b.projections().state.served
+    _git(b.repo.path, "config", "--add", "evogit.trustWriter", a.writer())
+    _git(a.repo.path, "config", "--add", "evogit.trustWriter", b.writer())
+    b = Runtime(b.repo.path)
     stats = b.stats("word-count")
     assert sum(m["runs"] for m in stats.values()) == 1
     assert b.projections().state.served  # a's task history arrived: retrieval on b learns from it

@@ -28,7 +28,7 @@ from .. import hooks, lineage
 from ..build import Builder
 from ..contract import RunOutcome
 from ..log import EventLog
-from ..projections import EmbeddingProjector, Projector
+from ..projections import Claims, EmbeddingProjector, Projector
 from ..repo import SkillsRepo
 from ..resources import resource
 from ..sandbox import DEFAULT_LIMITS, Limits, shutdown
@@ -182,6 +182,12 @@ class Runtime:
 
     def cost(self) -> dict[str, Any]:
         return self.library.cost()
+
+    def untrusted(self) -> tuple[dict[str, Claims], dict[str, int]]:
+        """What the logs of writers this repository does not trust claim (counted, never applied), and how
+        many events each writer had that were invalid (skipped)."""
+        state = self.state.projections().state
+        return dict(sorted(state.claims.items())), dict(sorted(state.invalid.items()))
 
     # -- search and learning ---------------------------------------------------------------------------------------
     def search(self, query: str, k: int = 5, explain: bool = False) -> tuple[list[Hit], Embedder]:

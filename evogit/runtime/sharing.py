@@ -8,6 +8,7 @@ import pygit2
 from .. import hooks
 from ..errors import EvogitError, InvalidInput
 from ..manifest import check_name
+from ..projections import Claims
 from ..repo import BRANCH_PREFIX, SkillsRepo
 from ..share import PUSHED, PullReport, accept_tags, quarantine_pushed
 from ..share import pull as git_pull
@@ -36,6 +37,11 @@ class Sharing:
         """Fetch tools, versions and logs; fast-forward tool branches; build heads that arrived unbuilt."""
         log = self.state.file_log()
         report = git_pull(self.repo, log.dir, log.writer, remote, self._rebuilt)
+        if report.logs:  # what the logs that arrived claim, and whose count here
+            trust, state = self.state.trust(), self.state.projections().state
+            report.trusted = sorted(w for w in report.logs if w in trust)
+            report.claims = {w: state.claims.get(w, Claims()) for w in sorted(report.logs) if w not in trust}
+            report.invalid = {w: n for w, n in sorted(state.invalid.items()) if w in report.logs}
         moved = report.created + report.fast_forwarded
         return report, (self.building.build(moved) if moved else [])
 

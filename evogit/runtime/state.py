@@ -11,18 +11,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from ..errors import EvogitError
+from ..errors import EvogitError, InvalidInput
 from ..log import EventLog, FileLog, default_writer, warn
 from ..projections import (
     EmbeddingProjector,
     Projector,
+    Trust,
     open_embeddings,
     open_projections,
     refresh,
     replay_all,
 )
 from ..repo import SkillsRepo
-from ..share import import_logs, repair_logs
+from ..share import import_logs, repair_logs, signed_writers
 
 P = TypeVar("P", Projector, EmbeddingProjector)
 
@@ -58,15 +59,27 @@ class LocalState:
         """This repository's writer id: $EVOGIT_WRITER, else `evogit.writer` from git config, else a new
         `<host>-<random>` stored there, so that two clones on one machine never share a log."""
         if env := os.environ.get("EVOGIT_WRITER"):
-            return env
+            return _checked_writer(env, "EVOGIT_WRITER")
         config = self.repo.git.config
         if "evogit.writer" in config:
-            return str(config["evogit.writer"])
+            return _checked_writer(str(config["evogit.writer"]), "git config evogit.writer")
         host = re.sub(r"[^A-Za-z0-9_-]+", "-", default_writer()).strip("-")[:40] or "local"
         existing = self.repo.state_dir / "log" / f"{host}.log"  # a log made before writer ids were stored
         writer = host if existing.exists() else f"{host}-{secrets.token_hex(3)}"
         config["evogit.writer"] = writer
         return writer
+
+    def trust(self) -> Trust:
+        """Whose events count: this repository's writer's; each writer whose log is signed by the key the
+        allowed-signers file lists for it (share.signed_writers); and each named by `git config --add evogit.trustWriter
+        WRITER` (trusted by name alone: for a hub where nobody else can push to that writer's log ref). Every
+        other writer's events are imported and kept, and counted as claims only."""
+        try:
+            named = frozenset(str(w).strip() for w in self.repo.git.config.get_multivar("evogit.trustWriter"))
+        except (KeyError, ValueError):
+            named = frozenset()
+        writer = self.writer()
+        return Trust(writer, named | signed_writers(self.repo, writer))
 
     def projections(self) -> Projector:
         """The projections, loaded from their snapshot and caught up with the log (and with logs of other
@@ -79,11 +92,12 @@ class LocalState:
         self._embeddings = self._caught_up(self._embeddings, "embeddings.msgpack", open_embeddings)
         return self._embeddings
 
-    def _caught_up(self, projector: P | None, name: str, open_: Callable[[EventLog, Path], P]) -> P:
+    def _caught_up(self, projector: P | None, name: str, open_: Callable[[EventLog, Path, Trust], P]) -> P:
         self.import_logs()
         path = self.repo.state_dir / name
-        if projector is None:
-            return open_(self.log, path)
+        trust = self.trust()
+        if projector is None or projector.trust != trust:
+            return open_(self.log, path, trust)
         refresh(projector, self.log, path)
         return projector
 
@@ -96,9 +110,20 @@ class LocalState:
                 warn(line)
         self.import_logs()
         self._metrics, self._embeddings = replay_all(self.log, self.repo.state_dir / "projections.msgpack",
-                                                     self.repo.state_dir / "embeddings.msgpack")
+                                                     self.repo.state_dir / "embeddings.msgpack", self.trust())
         return self._metrics
 
     def import_logs(self) -> None:
         if isinstance(self.log, FileLog):
             import_logs(self.repo, self.log.dir, self.log.writer)  # refused logs are reported by `pull`
+
+
+_WRITER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
+
+
+def _checked_writer(writer: str, where: str) -> str:
+    """A writer id is a file name and a ref's last component: letters, digits, '.', '_', '-', at most 100."""
+    if not _WRITER.match(writer) or ".." in writer or writer.endswith((".lock", ".")):
+        raise InvalidInput(f"{where} = {writer[:60]!r} is not a valid writer id (letters, digits, '.', '_', '-'; "
+                           "at most 100, starting with a letter or digit)")
+    return writer

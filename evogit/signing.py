@@ -1,0 +1,124 @@
+"""Signing with git's own SSH signing: evogit signs what it publishes with the key git signs with, and checks
+signatures against the allowed-signers file git checks them against. No scheme of its own.
+
+Configured as git is (`git config`):
+
+    gpg.format ssh
+    user.signingkey ~/.ssh/id_ed25519          # the private key file (or its .pub, with the key in ssh-agent)
+    gpg.ssh.allowedSignersFile ~/.config/git/allowed_signers   # "<principal> <key type> <public key>" lines
+
+A signature is made and checked by `ssh-keygen -Y sign|find-principals|verify -n git`, exactly what git runs, so
+`git verify-commit` accepts every commit evogit signs. libgit2 verifies nothing itself.
+
+**Writers are principals.** A log ref `refs/evogit/logs/<writer>` is trusted when every commit of it is signed by
+a key the allowed-signers file lists for the principal `<writer>`: a writer id is bound to its key, so nobody
+else can write under it (`share.signed_writers`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pygit2
+
+from . import proc
+from .errors import EvogitError
+
+NAMESPACE = "git"  # the namespace git signs commits and tags in
+TIMEOUT = 30.0
+
+
+class SigningFailed(EvogitError):
+    """The configured key could not sign (ssh-keygen's reason)."""
+
+
+def _config(config: pygit2.Config, key: str) -> str | None:
+    try:
+        value = config[key]
+    except KeyError:
+        return None
+    return str(value).strip() or None
+
+
+def _ssh_keygen() -> str:
+    exe = shutil.which("ssh-keygen")
+    if exe is None:
+        raise EvogitError("ssh-keygen is not installed (Debian: openssh-client): it makes and checks signatures")
+    return exe
+
+
+def signing_key(config: pygit2.Config) -> Path | None:
+    """The key file git would sign with (`gpg.format ssh` and `user.signingkey`), or None if none is set up."""
+    if (_config(config, "gpg.format") or "openpgp").lower() != "ssh":
+        return None
+    key = _config(config, "user.signingkey")
+    if key is None:
+        return None
+    if key.startswith("key::"):
+        raise SigningFailed("user.signingkey holds a literal key; evogit signs with a key file: set it to the path")
+    return Path(os.path.expanduser(key))
+
+
+def allowed_signers(config: pygit2.Config) -> Path | None:
+    """git's allowed-signers file (`gpg.ssh.allowedSignersFile`), or None."""
+    path = _config(config, "gpg.ssh.allowedsignersfile")
+    return Path(os.path.expanduser(path)) if path else None
+
+
+def sign(data: bytes, key: Path) -> str:
+    """An SSH signature of `data` in git's namespace, armored as git writes it."""
+    try:
+        done = proc.run([_ssh_keygen(), "-Y", "sign", "-n", NAMESPACE, "-f", str(key)], input=data,
+                        timeout=TIMEOUT, max_output=1 << 20, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                                                                   **_agent()})
+    except OSError as e:
+        raise SigningFailed(f"cannot run ssh-keygen: {e.strerror or e}") from None
+    if done.returncode != 0 or b"BEGIN SSH SIGNATURE" not in done.stdout:
+        said = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise SigningFailed(f"signing with {key} failed: {said[-1] if said else 'no signature'}")
+    return done.stdout.decode()
+
+
+def _agent() -> dict[str, str]:
+    sock = os.environ.get("SSH_AUTH_SOCK")
+    return {"SSH_AUTH_SOCK": sock} if sock else {}
+
+
+def signers(data: bytes, signature: str, allowed: Path) -> list[str]:
+    """The principals of `allowed` whose key made `signature` over `data` (empty: none, or no valid signature)."""
+    exe = _ssh_keygen()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    with tempfile.NamedTemporaryFile("w", suffix=".sig") as f:
+        f.write(signature)
+        f.flush()
+        found = proc.run([exe, "-Y", "find-principals", "-s", f.name, "-f", str(allowed)], timeout=TIMEOUT,
+                         max_output=1 << 20, env=env)
+        if found.returncode != 0:
+            return []
+        out = []
+        for principal in found.stdout.decode("utf-8", "replace").split():
+            ok = proc.run([exe, "-Y", "verify", "-f", str(allowed), "-I", principal, "-n", NAMESPACE, "-s", f.name],
+                          input=data, timeout=TIMEOUT, max_output=1 << 20, env=env)
+            if ok.returncode == 0:
+                out.append(principal)
+        return out
+
+
+def commit_signers(git: pygit2.Repository, commit: pygit2.Commit, allowed: Path) -> list[str]:
+    """The allowed principals who signed a commit (empty if it is unsigned or signed by no allowed key)."""
+    signature, payload = commit.gpg_signature
+    if not signature:
+        return []
+    return signers(payload, signature.decode("utf-8", "replace"), allowed)
+
+
+def create_commit(git: pygit2.Repository, key: Path | None, author: pygit2.Signature, committer: pygit2.Signature,
+                  message: str, tree: pygit2.Oid, parents: list[pygit2.Oid | str]) -> pygit2.Oid:
+    """A commit, signed with `key` if given (as `git commit -S` signs), unsigned otherwise. No ref is moved."""
+    if key is None:
+        return git.create_commit(None, author, committer, message, tree, parents)
+    content = str(git.create_commit_string(author, committer, message, tree, parents))  # a str (pygit2's stub: Oid)
+    return git.create_commit_with_signature(content, sign(content.encode(), key))
