@@ -260,3 +260,69 @@ def trust_policy(config: pygit2.Config, remote: str | None = None) -> str:
                 raise InvalidInput(f"git config {key} is {value!r}: use {' or '.join(TRUST)}")
             return value
     return "rebuild"
+
+
+# -- the inheritance rule: a source commit keeps its parent's cases unless a trailer supersedes them ------------
+_SUPERSEDES = re.compile(r"^Evogit-Supersedes: (.+?): (.+)$", re.M)
+CASES_PATH = "tests/cases.jsonl"
+
+
+def trailer_block(message: str) -> str:
+    """The last paragraph of a commit message (where its trailers are, as git reads them)."""
+    return message.strip().rsplit("\n\n", 1)[-1]
+
+
+def supersedes(message: str) -> list[tuple[str, str]]:
+    """The parent's cases a version no longer has to pass, and why (its commit's `Evogit-Supersedes` trailers).
+    Trailers are read from the message's last paragraph only: evogit writes that paragraph itself after the
+    task's text, so a task (or a model's words in it) cannot add or forge one."""
+    return _SUPERSEDES.findall(trailer_block(message))
+
+
+def _cases(git: pygit2.Repository, commit: pygit2.Commit) -> dict[str, str]:
+    """A source commit's cases by name, each as canonical JSON (what makes it the same case)."""
+    try:
+        blob = git[commit.tree[CASES_PATH].id]
+    except KeyError:
+        return {}
+    if not isinstance(blob, pygit2.Blob):
+        return {}
+    out: dict[str, str] = {}
+    for line in blob.data.decode("utf-8", "replace").splitlines():
+        try:
+            case = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(case, dict) and isinstance(case.get("name"), str):
+            out[case["name"]] = json.dumps(case, sort_keys=True)
+    return out
+
+
+def weakened(git: pygit2.Repository, commit: pygit2.Commit) -> str | None:
+    """Why a tool's source commit weakens its parent's contract without saying so — a case of its parent
+    (each parent, for a merge) missing or changed and not named by an `Evogit-Supersedes` trailer — or None."""
+    if not commit.parents:
+        return None
+    mine = _cases(git, commit)
+    open_ = {case for case, _ in supersedes(commit.message)}
+    for parent in commit.parents:
+        for name, case in _cases(git, parent).items():
+            if name in open_:
+                continue
+            if name not in mine:
+                return f"commit {str(commit.id)[:10]} drops the case {name!r} of its parent without an Evogit-Supersedes trailer"
+            if mine[name] != case:
+                return f"commit {str(commit.id)[:10]} changes the case {name!r} of its parent without an Evogit-Supersedes trailer"
+    return None
+
+
+def weakening(git: pygit2.Repository, tip: pygit2.Oid | str, base: pygit2.Oid | str | None) -> str | None:
+    """The first reason (oldest commit first) a commit between `base` (exclusive; None: the root) and `tip`
+    weakens its parent's contract without saying so, or None."""
+    walker = git.walk(tip, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.REVERSE)
+    if base is not None:
+        walker.hide(base)
+    for commit in walker:
+        if (why := weakened(git, commit)) is not None:
+            return why
+    return None

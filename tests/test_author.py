@@ -302,6 +302,14 @@ def test_a_repair_that_sends_only_the_code_is_built_with_the_rest_of_the_last_at
     assert server.requests[1].body["temperature"] == 0.4  # a repair round asks a little warmer
 
 
+def test_a_reply_repeated_word_for_word_warms_the_next_call_a_step_more(empty_rt: Runtime, model):
+    # live (is-palindrome): the same wrong code three rounds running at 0.2, 0.4, 0.6
+    server = model([{**package(BROKEN), "times": 3}, package()])
+    result = author(empty_rt, server).create("Reverse a text.", name="reverse-text")
+    assert result.ok, result.message
+    assert [r.body["temperature"] for r in server.requests] == [0.2, 0.4, 0.8, 1.0]
+
+
 def test_compiler_evidence_names_each_error_once(empty_rt: Runtime, model):
     server = model([text_package(BROKEN), text_package()])
     assert author(empty_rt, server).create("Reverse a text.").ok
@@ -321,6 +329,41 @@ def test_mutation_that_breaks_an_inherited_case_is_rejected(empty_rt: Runtime, m
     assert any("'plain' was dropped" in m for m in result.mended)
     assert empty_rt.repo.resolve("reverse-text") == before and len(empty_rt.repo.versions("reverse-text")) == 1
     assert "plain" in server.requests[1].body["messages"][-1]["content"]
+
+
+def test_a_mutation_inside_a_solve_that_supersedes_cases_becomes_a_new_tool(empty_rt: Runtime, model):
+    # the attack, live: a model solving an unrelated task mutated word-count and superseded its cases as
+    # "obsolete"; the next solve was served the weakened tool by the fast path
+    from evogit.agent.catalog import Catalog
+
+    _create(empty_rt, model)
+    parent = empty_rt.repo.resolve("reverse-text")
+    server = model([words_package("obsolete", "obsolete")])
+    catalog = Catalog(empty_rt, author(empty_rt, server).client, solving="reverse the words of a sentence")
+    out = json.loads(catalog.call("mutate_binary", json.dumps(
+        {"parent_id": "reverse-text", "task_description": "Reverse the order of the words instead."})))
+    assert out["ok"] and out["version"].startswith("reverse-text-2@"), out
+    assert [(s["case"], s["reason"]) for s in out["superseded"]] == [("plain", "obsolete"), ("unicode", "obsolete")]
+    assert catalog.superseded == [{"version": out["version"], "case": c, "reason": "obsolete"} for c in ("plain", "unicode")]
+    assert empty_rt.repo.resolve("reverse-text") == parent  # the tool everyone uses is unchanged
+    # a fork with lineage: its source commit's parent is the parent's
+    forked = empty_rt.repo.resolve("reverse-text-2")
+    assert git(empty_rt, "rev-parse", f"{forked.source_commit}^").strip() == parent.source_commit
+
+
+def test_writes_inside_a_solve_are_bounded(empty_rt: Runtime, model):
+    from evogit.agent.catalog import Catalog
+
+    server = model([package(), package()])
+    catalog = Catalog(empty_rt, author(empty_rt, server).client, solving="reverse a text", max_writes=1)
+    first = json.loads(catalog.call("create_binary", json.dumps({"task_description": "Reverse a text."})))
+    assert first["ok"], first
+    second = json.loads(catalog.call("create_binary", json.dumps({"task_description": "Reverse a text again."})))
+    assert second["ok"] is False and second["error"]["kind"] == "write_limit", second
+    assert len(server.requests) == 1
+    late = Catalog(empty_rt, author(empty_rt, server).client, solving="x", deadline=0.0)
+    out = json.loads(late.call("create_binary", json.dumps({"task_description": "Reverse a text."})))
+    assert out["error"]["kind"] == "deadline" and len(server.requests) == 1
 
 
 def test_mutation_that_supersedes_cases_with_reasons_is_accepted(empty_rt: Runtime, model):

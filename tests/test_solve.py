@@ -334,7 +334,7 @@ def test_create_then_use_then_mutate_in_the_loop(empty_rt: Runtime, model):
         # solve 2: the tool is close: mutate it, run the new version, answer
         {"match": {"text": '"c b a"'}, "reply": {"content": '{"text": "c b a"}'}},
         {"match": {"purpose": "solve", "user": "words", "last": "tool"},
-         "reply": call("run_binary", binary_id="reverse-text", input_json='{"text": "a b c"}')},
+         "reply": call("run_binary", binary_id="reverse-text-2", input_json='{"text": "a b c"}')},
         {"match": {"purpose": "solve", "user": "words", "last": "user"},
          "reply": call("mutate_binary", parent_id="reverse-text", task_description="Reverse the order of words.")},
         {"match": {"purpose": "mutate"}, **words_package("one word stays as it is", "words stay")},
@@ -347,11 +347,16 @@ def test_create_then_use_then_mutate_in_the_loop(empty_rt: Runtime, model):
 
     second = server.solver(empty_rt).solve("Reverse the order of the words in 'a b c'")
     assert second.ok and second.answer == {"text": "c b a"}, (second.message, [s.text for s in second.steps])
-    child = empty_rt.repo.resolve("reverse-text")
-    assert child.fingerprint != created.fingerprint and second.served_by == f"reverse-text@{child.fingerprint}"
+    # the mutation supersedes two of reverse-text's cases: inside a solve it is a new tool, forked with lineage,
+    # and reverse-text itself is unchanged for everyone else
+    assert empty_rt.repo.resolve("reverse-text") == created
+    child = empty_rt.repo.resolve("reverse-text-2")
+    assert child.fingerprint != created.fingerprint and second.served_by == f"reverse-text-2@{child.fingerprint}"
     assert git(empty_rt, "rev-parse", f"{child.source_commit}^").strip() == created.source_commit
     mutated = tool_results(server.requests[-1])[0]
     assert mutated["ok"] and mutated["parent"] == f"reverse-text@{created.fingerprint}"
+    assert second.superseded == [{"version": second.served_by, "case": "plain", "reason": "one word stays as it is"},
+                                 {"version": second.served_by, "case": "unicode", "reason": "words stay"}]
     assert {s["case"] for s in mutated["superseded"]} == {"plain", "unicode"}
 
     s = empty_rt.cost()["solves"]

@@ -98,6 +98,7 @@ class _Job:
     parent_cases: list[Case] = field(default_factory=list)
     examples: list[Case] = field(default_factory=list)
     parent_files: dict[str, bytes] = field(default_factory=dict)  # what a reply's missing blocks are taken from
+    fork_weakened: bool = False  # a mutation that supersedes a parent's case becomes a new tool, not its version
 
 
 class Author:
@@ -122,9 +123,11 @@ class Author:
         return self._author(_Job("create", task, prompt.create_message(task, name, cases), name, examples=cases))
 
     def mutate(self, spec: str, task: str, name: str | None = None, examples: Sequence[Any] = (),
-               kind: str = "mutate") -> AuthorResult:
+               kind: str = "mutate", fork_weakened: bool = False) -> AuthorResult:
         """A new version of a tool (a child commit on its branch) or, with `name`, a new tool forked at the
-        parent's source commit. The parent's cases are inherited unless the reply supersedes them by name."""
+        parent's source commit. The parent's cases are inherited unless the reply supersedes them by name.
+        `fork_weakened`: a result that supersedes any of them is forked as a new tool (`<parent>-2`, ...) instead
+        of becoming the parent's next version (a model inside a solve)."""
         task = _task(task)
         if name is not None:
             check_name(name)
@@ -137,7 +140,8 @@ class Author:
         parent_cases = parse_cases(files["tests/cases.jsonl"])
         cases = wire.example_cases(list(examples))
         first = prompt.mutate_message(task, parent.short, files, parent_cases, self.failures(parent), name, cases)
-        return self._author(_Job(kind, task, first, name or parent.name, parent, reason, parent_cases, cases, files))
+        return self._author(_Job(kind, task, first, name or parent.name, parent, reason, parent_cases, cases, files,
+                                 fork_weakened=fork_weakened and name is None))
 
     def teach(self, tool: str, instruction: str, examples: Sequence[Any]) -> AuthorResult:
         """A mutation whose examples (`{"input", "expect"}`) become new cases that must pass."""
@@ -183,6 +187,7 @@ class Author:
         files: dict[str, bytes] = {}
         evidence = shown = text = ""
         last: dict[str, bytes] = {}
+        repeats = 0  # replies identical to the one before: each warms the next call by one more step
         for rnd in range(1, self.rounds + 2):
             user = job.first if rnd == 1 else prompt.repair_message(job.first, history, files, evidence, shown)
             self.progress(f"model call ({job.kind}, round {rnd})")
@@ -192,7 +197,7 @@ class Author:
             try:
                 chat = self.client.chat([{"role": "system", "content": system}, {"role": "user", "content": user}],
                                         purpose=job.kind, stream=True, tool=job.name, round=rnd,
-                                        temperature=self._temperature(rnd))
+                                        temperature=self._temperature(rnd + repeats))
             except ModelError as e:
                 cut = e.result if isinstance(e.result, ChatResult) else None
                 attempt.model_seconds = attempt.seconds = time.monotonic() - t0
@@ -215,6 +220,7 @@ class Author:
                 if green is not None:
                     return green
                 if files and files == last:
+                    repeats += 1
                     attempt.evidence = ("Your reply was the same as the attempt before it, and failed the same way: "
                                         "this time change the code.\n" + attempt.evidence)
                 last = files or last  # the package a later reply's missing blocks come from
@@ -278,6 +284,12 @@ class Author:
             files["tool.json"] = manifest_json(manifest)
         files["tests/cases.jsonl"], applied, mended = wire.inherit_cases(
             job.parent_cases, files["tests/cases.jsonl"], reply.superseded, job.examples)
+        if applied and job.fork_weakened and job.parent is not None and name == job.parent.name:
+            name = self._free_name(name)
+            mended.append(f"it supersedes {len(applied)} of {job.parent.name}'s cases, so it is a new tool, {name}: "
+                          f"{job.parent.name} itself is unchanged")
+            manifest.name = name
+            files["tool.json"] = manifest_json(manifest)
         result.superseded, result.mended, result.tool = applied, [*reply.mended, *fitted, *mended], name
         return files, name
 
@@ -354,11 +366,26 @@ class Author:
         trailers = [f"Evogit-Model: {result.model or 'unknown'}", f"Evogit-Attempts: {len(result.attempts)}"]
         if job.parent is not None:
             trailers.insert(0, f"Evogit-Parent: {job.parent.name}@{job.parent.fingerprint}")
-        trailers += [f"Evogit-Supersedes: {s.case}: {s.reason}" for s in result.superseded]
+        # one line each: a reason with a line break must not make a trailer of its own
+        trailers += [f"Evogit-Supersedes: {' '.join(s.case.split())}: {' '.join(s.reason.split())}"
+                     for s in result.superseded]
         message = job.task + "\n\n" + "\n".join(trailers) + "\n"
         repo = self.rt.repo
         try:
-            if job.kind == "create":
+            if job.kind == "create" and job.name is None:  # the model's name: another create may take it meanwhile
+                for _ in range(MAX_SUFFIX):
+                    try:
+                        commit = repo.commit_version(name, files, message, new=True)
+                        break
+                    except ToolExists:
+                        name = self._free_name(name)
+                        manifest = parse_manifest(files["tool.json"], check_schemas=False)
+                        manifest.name = name
+                        files = {**files, "tool.json": manifest_json(manifest)}
+                        result.tool = name
+                else:
+                    raise ToolExists(f"{name} and its suffixed names were all taken meanwhile")
+            elif job.kind == "create":
                 commit = repo.commit_version(name, files, message, new=True)
             elif job.parent is not None and name != job.parent.name:
                 repo.create_branch(name, job.parent.source_commit)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -135,10 +136,14 @@ class Catalog:
 
     def __init__(self, rt: Runtime, client: ModelClient | None = None, *, task: str | None = None,
                  solving: str | None = None, connect: Callable[[], ModelClient] | None = None, rounds: int = 3,
-                 limits: Limits | None = None, progress: Callable[[str], None] | None = None):
+                 limits: Limits | None = None, progress: Callable[[str], None] | None = None,
+                 max_writes: int | None = None, deadline: float | None = None):
         """`task`: recorded with every run. `solving`: the task of the solve these calls serve; feedback is then
         about that task only, for a version this solve ran (a model cannot teach the library about other
-        tasks, or credit a tool it never tried)."""
+        tasks, or credit a tool it never tried); a mutation that supersedes an inherited case becomes a new tool
+        (a fork, with lineage), never the default of the tool it changes: a model solving one task must not
+        change what a tool does for everyone else. `max_writes`: creates and mutations allowed (each call counts,
+        green or not); `deadline`: the time.monotonic() after which none starts."""
         self.rt, self.client, self.task, self.solving, self.rounds = rt, client, task, solving, rounds
         self._connect = connect
         self._limits = limits
@@ -147,6 +152,9 @@ class Catalog:
         self.tried: set[str] = set()  # versions run through this catalog, name@fingerprint
         self.written: list[str] = []  # versions created or mutated through this catalog, name@fingerprint
         self.author_tokens = 0  # tokens the model spent writing them (every attempt)
+        self.superseded: list[dict[str, str]] = []  # every case a mutation here superseded: version, case, reason
+        self.writes = 0  # create and mutate calls carried out
+        self.max_writes, self.deadline = max_writes, deadline
         self._own_client = False
 
     def close(self) -> None:
@@ -273,10 +281,23 @@ class Catalog:
         return out
 
     def _create_binary(self, args: Any) -> dict[str, Any]:
-        return self._written(self._author().create(_task(args.task_description)))
+        task = _task(args.task_description)
+        self._may_write()
+        return self._written(self._author().create(task))
 
     def _mutate_binary(self, args: Any) -> dict[str, Any]:
-        return self._written(self._author().mutate(args.parent_id, _task(args.task_description)))
+        task = _task(args.task_description)
+        self._may_write()
+        return self._written(self._author().mutate(args.parent_id, task, fork_weakened=self.solving is not None))
+
+    def _may_write(self) -> None:
+        """Count a create or mutate call, or refuse it past the write limit or the deadline."""
+        if self.max_writes is not None and self.writes >= self.max_writes:
+            raise ToolCallError("write_limit", f"this solve already wrote {self.writes} tools (at most "
+                                               f"{self.max_writes}, --max-writes): use the tools there are")
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise ToolCallError("deadline", "this solve is past its deadline (--deadline): no new tool is written")
+        self.writes += 1
 
     def _feedback(self, args: Any) -> dict[str, Any]:
         task, note = args.task_description, ""
@@ -315,6 +336,7 @@ class Catalog:
         key = f"{v.name}@{v.fingerprint}"
         self.written.append(key)
         manifest = self.rt.load(key).manifest
+        self.superseded += [{"version": key, "case": s.case, "reason": s.reason} for s in result.superseded]
         return {"ok": True, "version": key, "description": manifest.description,
                 "input_schema": manifest.input_schema, "output_schema": manifest.output_schema,
                 "parent": result.parent, "attempts": len(result.attempts), "tokens": result.tokens,

@@ -96,9 +96,9 @@ above.
 
 Rules: Rust 1.63 — no let-else, no is_some_and, no ilog10. No files, network, environment, threads or clock.
 On a Result whose error is not a String, use .map_err(|e| e.to_string())?. On an Option use .ok_or("message")?.
-Numbers: as_i64/as_u64 give i64/u64; cast with `as` before mixing types (.len() is usize). Letters as bytes:
-(c as u8 - b'a' + k) % 26 + b'a', then `as char`. str::replace takes plain text, not a pattern: to keep only
-some characters use .chars().filter(|c| c.is_alphanumeric()).
+Numbers: as_i64/as_u64 give i64/u64; cast with `as` before mixing types (.len() is usize). Letters as numbers,
+all in i64: (((c as u8 - b'a') as i64 + k).rem_euclid(26) as u8 + b'a') as char. str::replace takes plain text,
+not a pattern: to keep only some characters use .chars().filter(|c| c.is_alphanumeric()).
 Crates: serde_json always; if needed, name any of these in "crates": regex, chrono (no clock), base64 (0.13:
 base64::encode/decode), sha2, hex, url, csv, unicode-segmentation, strsim, serde (derive).
 

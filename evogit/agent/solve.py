@@ -58,6 +58,8 @@ from .catalog import ANSWER, Catalog, Served, openai_tools
 ANSWER_PARAMETER = next(iter(ANSWER.parameters["properties"]))  # "result"
 
 DEFAULT_MAX_STEPS = 8  # model calls in one solve
+DEFAULT_MAX_WRITES = 2  # creates and mutations in one solve (each call counts, green or not)
+DEFAULT_DEADLINE = 1200.0  # seconds a solve may take: no model call or new tool starts after it
 K = 5  # candidates retrieved and shown to the model
 MAX_INPUT_SHOWN = 16_000  # characters of the input put in the first request
 MAX_CALLS = 16  # function calls carried out per model reply; the rest are answered with an error
@@ -88,7 +90,7 @@ class SolveResult:
 
     task: str
     ok: bool
-    outcome: str  # answered, no_model, step_limit, model_error, failed
+    outcome: str  # answered, no_model, step_limit, deadline, model_error, failed
     answer: Any = None  # the serving run's output, or the model's final reply (JSON if it is JSON)
     served_by: str | None = None  # name@fingerprint of the version whose run answered
     model_used: bool = False
@@ -99,6 +101,7 @@ class SolveResult:
     completion_tokens: int = 0
     author_tokens: int = 0  # tokens of tools written inside the solve
     written: list[str] = field(default_factory=list)
+    superseded: list[dict[str, str]] = field(default_factory=list)  # cases a mutation here superseded, whole
     message: str = ""  # why it is not ok, one line
 
     @property
@@ -110,7 +113,7 @@ class SolveResult:
                 "steps": [s.to_json() for s in self.steps], "tokens": self.tokens, "ok": self.ok,
                 "outcome": self.outcome, "fast_path": self.fast_path,
                 "confidence": round(self.decision.confidence, 4) if self.decision else None,
-                "written": self.written, "error": None if self.ok else self.message}
+                "written": self.written, "superseded": self.superseded, "error": None if self.ok else self.message}
 
 
 class Solver:
@@ -119,9 +122,15 @@ class Solver:
     def __init__(self, rt: Runtime, client: ModelClient | Callable[[], ModelClient | None] | None, *,
                  max_steps: int = DEFAULT_MAX_STEPS,
                  rounds: int = 3, limits: Limits | None = None, progress: Callable[[Step], None] | None = None,
-                 first_choice: str = FIRST_CHOICE):
+                 first_choice: str = FIRST_CHOICE, max_writes: int = DEFAULT_MAX_WRITES,
+                 deadline: float = DEFAULT_DEADLINE):
         if max_steps < 1:
             raise InvalidInput("--max-steps must be at least 1")
+        if max_writes < 0:
+            raise InvalidInput("--max-writes must be 0 or more")
+        if not deadline > 0 or deadline == float("inf"):
+            raise InvalidInput("--deadline must be a positive number of seconds")
+        self.max_writes, self.deadline = max_writes, deadline
         if first_choice not in CHOICES:
             raise InvalidInput(f"first_choice must be one of {', '.join(CHOICES)}")
         self.first_choice = first_choice
@@ -154,7 +163,8 @@ class Solver:
         # runs inside the loop do not carry the task: a model may try a tool that does not serve it before one
         # that does, and only the version whose run answered is credited with the task (`_done`)
         catalog = Catalog(self.rt, self.client, solving=task, rounds=self.rounds, limits=limits,
-                          progress=lambda message: step("author", message))
+                          progress=lambda message: step("author", message), max_writes=self.max_writes,
+                          deadline=t0 + self.deadline)
         top = f"; top {_short(hits[0].key)} (p {hits[0].probability:.2f})" if hits else ""
         step("search", f"{len(hits)} candidate{'s' if len(hits) != 1 else ''}{top}",
              candidates=[h.key for h in hits])
@@ -213,6 +223,11 @@ class Solver:
         result.model_used = True
         ran: dict[str, Served] = {}  # the successful runs of this solve, by call (name and arguments)
         for n in range(1, self.max_steps + 1):
+            if catalog.deadline is not None and time.monotonic() >= catalog.deadline:
+                result.outcome = "deadline"
+                result.message = f"no answer within the solve's deadline of {self.deadline:g} s (--deadline)"
+                step("stop", result.message)
+                return self._done(result, catalog)
             choice = self._choice(n, hits)
             try:
                 reply = self.client.chat(messages, purpose="solve", tools=tools, tool_choice=choice, round=n)
@@ -322,6 +337,7 @@ class Solver:
 
     def _done(self, result: SolveResult, catalog: Catalog) -> SolveResult:
         result.author_tokens, result.written = catalog.author_tokens, list(catalog.written)
+        result.superseded = list(catalog.superseded)
         if result.ok and result.served_by and not result.fast_path:  # the fast path's run carried the task
             self.rt.feedback(result.served_by, result.task, True, note="evogit solve: its run answered the task")
         self.rt.log.append([ev.Solved(

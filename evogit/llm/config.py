@@ -64,7 +64,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.model is None and self.base_url is None:
             raise ModelNotConfigured(NOT_CONFIGURED)
-        if not self.timeout > 0:
+        if not 0 < self.timeout < float("inf"):
             raise InvalidInput(f"the model's time limit must be positive seconds, not {self.timeout!r}")
         if self.retries < 0:
             raise InvalidInput(f"the model's retries must be 0 or more, not {self.retries!r}")

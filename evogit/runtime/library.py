@@ -3,7 +3,6 @@ what writing tools cost. Reads only: git for sources and versions, the projectio
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import msgspec
@@ -14,15 +13,9 @@ from ..errors import EvogitError, ToolNotFound
 from ..manifest import check_name, parse_cases, parse_manifest
 from ..projections import VersionMetrics
 from ..repo import SkillsRepo, Version
+from ..verify import supersedes
 from .results import Description, Supersession, ToolSummary
 from .state import LocalState
-
-_SUPERSEDES = re.compile(r"^Evogit-Supersedes: (.+?): (.+)$", re.M)
-
-
-def supersedes(message: str) -> list[tuple[str, str]]:
-    """The parent's cases a version no longer has to pass, and why (its commit's `Evogit-Supersedes` trailers)."""
-    return _SUPERSEDES.findall(message)
 
 
 class Library:

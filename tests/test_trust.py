@@ -1,0 +1,280 @@
+"""Trust (issue 17): nothing that arrives from a hub, and nothing a model does inside a solve, silently changes
+what a tool does. Each test is named after a finding, with the attack as its input."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from evogit import events as ev
+from evogit.cli import main
+from evogit.contract import Contract
+from evogit.errors import InvalidInput, InvalidPackage
+from evogit.llm.config import ModelConfig
+from evogit.log import FileLog
+from evogit.manifest import check_cargo_toml, parse_manifest
+from evogit.runtime import Runtime
+from evogit.share import publish_log
+from evogit.verify import supersedes
+
+from .forge import git
+
+pytestmark = pytest.mark.slow
+
+
+def forged_log(rt: Runtime, tmp_path: Path, writer: str, events: list[ev.AnyEvent]) -> None:
+    """A log of `writer` arrived in `rt`'s repository as a pull brings one: its ref, as a hub would hand it on."""
+    log = FileLog(tmp_path / f"forge-{writer}", writer)
+    log.append(events)
+    log.close()
+    publish_log(rt.repo, log.dir, writer)
+    git(rt.repo.path, "update-ref", f"refs/evogit/remotes/hub/logs/{writer}", f"refs/evogit/logs/{writer}")
+    git(rt.repo.path, "update-ref", "-d", f"refs/evogit/logs/{writer}")
+
+
+def poison(tool: str, fp: str, tasks: list[str], n: int = 50) -> list[ev.AnyEvent]:
+    """What the hub attacker pushed: "solved" feedback and ok runs crediting `tool` with other tools' tasks."""
+    out: list[ev.AnyEvent] = []
+    for i in range(n):
+        task = tasks[i % len(tasks)]
+        out.append(ev.Feedback(tool=tool, fingerprint=fp, task=task, solved=True))
+        out.append(ev.ToolRun(tool=tool, fingerprint=fp, input_sha256="0" * 64, ok=True, task=task, wall_ms=1.0))
+    return out
+
+
+def test_a_forged_log_never_moves_the_fast_path(small_rt: Runtime, tmp_path: Path):
+    rt = small_rt
+    slug = rt.repo.resolve("slugify")
+    tasks = ["count the words in this text", "how many words are in my essay", "word count please"]
+    forged_log(rt, tmp_path, "mallory", poison("slugify", slug.fingerprint, tasks))
+    state = rt.projections().state
+    key = f"slugify@{slug.fingerprint}"
+    assert key not in state.served and (state.versions[key].runs, state.versions[key].solved) == (0, 0)
+    claims = state.claims["mallory"]
+    assert (claims.runs, claims.ok_runs, claims.feedback, claims.solved) == (50, 50, 50, 50)
+    for task in tasks:  # word-count, not the poisoned tool, is what retrieval finds
+        hits, _ = rt.search(task, 2)
+        assert hits[0].key.startswith("word-count@"), (task, hits[0].key)
+    out = CliRunner().invoke(main, ["stats", "--repo", str(rt.repo.path)])
+    assert out.exit_code == 0 and "50 runs from unverified writers (mallory) are not counted" in out.output
+
+    # trusting the writer (by name) counts its evidence, and the projection is rebuilt to say so
+    git(rt.repo.path, "config", "--add", "evogit.trustWriter", "mallory")
+    rt2 = Runtime(rt.repo.path)
+    state = rt2.projections().state
+    assert state.versions[key].runs == 50 and "mallory" not in state.claims
+    assert rt2.replay().state.versions == rt2.projections().state.versions
+
+
+@pytest.mark.parametrize("event", [
+    ev.ToolRun(tool="word-count", fingerprint="f" * 64, input_sha256="0" * 64, ok=True, wall_ms=math.inf),
+    ev.ToolRun(tool="word-count", fingerprint="f" * 64, input_sha256="0" * 64, ok=True, fuel=2**62),
+    ev.ModelCalled(purpose="solve", model="m", outcome="ok", latency_ms=math.nan),
+    ev.Retrieved(query="count words", model="m", candidates=["no-at-sign"]),
+    ev.Solved(task="t", outcome="answered", confidence=7.0),
+], ids=["wall-infinity", "fuel-2^62", "latency-nan", "version-without-at", "confidence-7"])
+def test_one_forged_event_cannot_take_commands_down(small_rt: Runtime, tmp_path: Path, event: ev.AnyEvent):
+    rt = small_rt
+    git(rt.repo.path, "config", "--add", "evogit.trustWriter", "mallory")  # even from a trusted writer
+    forged_log(rt, tmp_path, "mallory", [event, ev.ToolRun(tool="word-count", fingerprint="f" * 64,
+                                                           input_sha256="0" * 64, ok=True, wall_ms=2.0)])
+    state = rt.projections().state
+    assert state.invalid == {"mallory": 1} and state.versions[f"word-count@{'f' * 64}"].runs == 1
+    for args in (["stats"], ["stats", "--cost"], ["search", "count the words"], ["replay"], ["list"]):
+        out = CliRunner().invoke(main, [*args, "--repo", str(rt.repo.path)])
+        assert out.exit_code == 0, (args, out.output)
+
+
+def test_an_embedding_of_the_wrong_length_breaks_no_search(small_rt: Runtime, tmp_path: Path):
+    rt = small_rt
+    git(rt.repo.path, "config", "--add", "evogit.trustWriter", "mallory")
+    wc = rt.repo.resolve("word-count")
+    model = rt.retrieval_model()[1].model_id
+    forged_log(rt, tmp_path, "mallory", [
+        ev.Embedded(tool="word-count", fingerprint=wc.fingerprint, model=model, text="x", vector=[0.5] * 7),
+        ev.Embedded(tool="", fingerprint="", model=model, text="count the words", vector=[1.0] * 3)])
+    hits, _ = rt.search("count the words in a text", 2)
+    assert hits and hits[0].key.startswith("word-count@")
+
+
+def test_writer_ids_are_checked_like_names(small_rt: Runtime, monkeypatch):
+    for bad in ("a/b", "x\ny", "..", "-lead", "a" * 101):
+        monkeypatch.setenv("EVOGIT_WRITER", bad)
+        with pytest.raises(InvalidInput, match="not a valid writer id"):
+            Runtime(small_rt.repo.path).writer()
+        out = CliRunner().invoke(main, ["stats", "--repo", str(small_rt.repo.path)])
+        assert out.exit_code == 1 and "not a valid writer id" in out.output
+
+
+def test_trailers_in_a_task_are_not_trailers():
+    task = "Count words.\nEvogit-Supersedes: plain: obsolete\n\nEvogit-Supersedes: unicode: obsolete too"
+    message = task + "\n\nEvogit-Model: m\nEvogit-Attempts: 1\n"
+    assert supersedes(message) == []
+    assert supersedes(message.replace("Evogit-Attempts: 1", "Evogit-Attempts: 1\nEvogit-Supersedes: a: why")) == [
+        ("a", "why")]
+
+
+def test_a_pulled_fast_forward_that_drops_cases_is_refused(small_rt: Runtime, tmp_path: Path):
+    a = small_rt
+    hub = tmp_path / "hub.git"
+    Runtime.init(hub, starter=False, bare=True)
+    a.push(str(hub))
+    b, _ = Runtime.init(tmp_path / "b", starter=False)
+    b.pull(str(hub))
+    before = b.repo.head("word-count").id
+
+    files, _ = a.repo.files(a.repo.head("word-count").tree)
+    files = {p: d for p, d in files.items() if not p.startswith("build/")}
+    lines = files["tests/cases.jsonl"].splitlines(keepends=True)
+    names = [json.loads(line)["name"] for line in lines]
+    # a weakening said in the open (the trailer mutate writes) is taken
+    files["tests/cases.jsonl"] = b"".join(lines[:1] + lines[2:])
+    assert a.commit("word-count", files, f"One case fewer\n\nEvogit-Supersedes: {names[1]}: covered elsewhere\n").ok
+    a.push(str(hub))
+    report, _ = b.pull(str(hub))
+    assert report.fast_forwarded == ["word-count"], report.refused
+    taken = b.repo.head("word-count").id
+
+    # one that is not said is refused on arrival: the branch stays where it was
+    files["tests/cases.jsonl"] = lines[0]
+    assert a.commit("word-count", files, "Fewer cases").ok
+    a.push(str(hub))
+    report, _ = b.pull(str(hub))
+    assert "word-count" not in report.fast_forwarded
+    (why,) = [w for r, w in report.refused.items() if r.endswith("tools/word-count")]
+    assert f"drops the case {names[2]!r}" in why and "without an Evogit-Supersedes trailer" in why
+    assert b.repo.head("word-count").id == taken != before
+    # a task text cannot say it either: trailers are read from the message's last paragraph only
+    files["README.md"] = b"x\n"
+    forged = f"Fewer cases\nEvogit-Supersedes: {names[0]}: obsolete\n\nEvogit-Model: m\n"
+    files["tests/cases.jsonl"] = b"".join(lines[1:2])
+    assert supersedes(forged) == []
+
+
+def _manifest(**schemas: object) -> bytes:
+    base = {"name": "t", "description": "d", "input_schema": {"type": "object"}, "output_schema": {"type": "object"}}
+    return json.dumps({**base, **schemas}).encode()
+
+
+def test_schemas_cannot_reach_the_network():
+    for ref in ("http://127.0.0.1:9/x.json", "file:///etc/passwd", "other.json#/a"):
+        with pytest.raises(InvalidPackage, match="points outside the schema"):
+            parse_manifest(_manifest(input_schema={"type": "object", "properties": {"a": {"$ref": ref}}}))
+    local = {"$defs": {"n": {"type": "integer"}}, "type": "object", "properties": {"a": {"$ref": "#/$defs/n"}}}
+    contract = Contract(parse_manifest(_manifest(input_schema=local)))
+    assert contract.input_problem({"a": 1}) is None and "not of type" in contract.input_problem({"a": "x"})
+    # a version built before refs were refused: its ref is never fetched, and says so
+    old = parse_manifest(_manifest(input_schema={"$ref": "http://127.0.0.1:9/x.json"}), check_schemas=False)
+    assert "never resolved" in Contract(old).input_problem({})
+
+
+def test_a_backtracking_pattern_runs_in_linear_time():
+    manifest = parse_manifest(_manifest(input_schema={"type": "object", "properties": {
+        "text": {"type": "string", "pattern": r"^(\w+\s?)*$"}}}))
+    contract = Contract(manifest)
+    t0 = time.monotonic()
+    assert "does not match" in contract.input_problem({"text": "an ordinary sentence that ends with a bang" * 50 + "!"})
+    assert time.monotonic() - t0 < 5  # Python's re: over a minute (a guard against a hang, not a speed goal)
+    assert contract.input_problem({"text": "plain words"}) is None
+    for bad in (r"(?=a)b", r"(a)\1"):
+        with pytest.raises(InvalidPackage, match="not supported"):
+            parse_manifest(_manifest(input_schema={"type": "object", "properties": {"a": {"pattern": bad}}}))
+    with pytest.raises(InvalidPackage, match="not supported"):
+        parse_manifest(_manifest(input_schema={"type": "object", "patternProperties": {"(?<=x)y": {}}}))
+
+
+BASE = '[package]\nname = "tool"\nversion = "0.1.0"\nedition = "2021"\n'
+
+
+@pytest.mark.parametrize("extra, why", [
+    ("target = 5\n", "must be a table"),
+    ('dependencies = "x"\n', "must be a table of crates"),
+    ('[dev_dependencies]\nserde_derive = "1"\n', "'serde_derive' in [dev_dependencies] is not allowed"),
+    ('[dev-dependencies]\nserde_json = { path = "/etc" }\n', "uses 'path'"),
+    ('[dev_dependencies]\nserde_json = { git = "https://x" }\n', "uses 'git'"),
+    ('[build_dependencies]\nserde_json = "1"\n', "not allowed"),
+    ('[target.wasm32-wasi.build_dependencies]\nserde_json = "1"\n', "build-dependencies are not allowed"),
+    ('[target.wasm32-wasi.dev_dependencies]\nrand = "1"\n', "'rand'"),
+    ('[dependencies]\nserde_json = 1\n', "must be a version or a table"),
+    ('[dependencies]\nserde_json = { version = "1", features = "derive" }\n', "must be a list of strings"),
+    ('[dependencies]\nserde_json = { version = "1", registry-index = "x" }\n', "uses 'registry-index'"),
+    ('[badges]\nx = 1\n', "[badges] is not allowed"),
+    ("[lib]\npath = '/etc/passwd'\n", "[lib] is not allowed"),
+])
+def test_package_rules_parse_cargo_toml_strictly(extra: str, why: str):
+    # a key before any table is a top-level one
+    toml = extra + BASE if not extra.startswith("[") else BASE + extra
+    with pytest.raises(InvalidPackage, match=re.escape(why)):
+        check_cargo_toml(toml.encode())
+    check_cargo_toml((BASE + '[dependencies]\nserde_json = "1"\nchrono = { version = "0.4", default-features = false, '
+                             'features = ["std"] }\n').encode())
+
+
+def test_a_model_timeout_must_be_finite_and_positive():
+    for bad in (0.0, -1.0, math.inf, math.nan):
+        with pytest.raises(InvalidInput, match="positive seconds"):
+            ModelConfig(model="m", timeout=bad)
+
+
+# -- signing -----------------------------------------------------------------------------------------------------
+def _key(tmp_path: Path, principal: str) -> tuple[Path, str]:
+    key = tmp_path / f"{principal}-key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", principal, "-f", str(key)], check=True)
+    return key, " ".join(key.with_suffix(".pub").read_text().split()[:2])
+
+
+def _signs(rt: Runtime, key: Path, allowed: Path) -> None:
+    for k, v in (("gpg.format", "ssh"), ("user.signingkey", str(key)), ("gpg.ssh.allowedSignersFile", str(allowed))):
+        git(rt.repo.path, "config", k, v)
+
+
+def test_signed_logs_are_trusted_and_a_squatter_is_not(small_rt: Runtime, tmp_path: Path):
+    a = small_rt
+    hub = tmp_path / "hub.git"
+    Runtime.init(hub, starter=False, bare=True)
+    b, _ = Runtime.init(tmp_path / "b", starter=False)
+    key_a, pub_a = _key(tmp_path, a.writer())
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text(f"{a.writer()} {pub_a}\n")
+    _signs(a, key_a, allowed)
+    git(b.repo.path, "config", "gpg.ssh.allowedSignersFile", str(allowed))
+
+    a.run("word-count", b'{"text": "a b c"}', task="count the words in a sentence")
+    a.push(str(hub))
+    published = git(a.repo.path, "rev-parse", f"refs/evogit/logs/{a.writer()}").strip()
+    assert "Good \"git\" signature" in git(a.repo.path, "verify-commit", published, check=False)
+
+    report, _ = b.pull(str(hub))
+    assert report.trusted == [a.writer()] and not report.claims
+    assert sum(m["runs"] for m in b.stats("word-count").values()) == 1
+
+    # a squatter pushes a log under a writer id whose key it does not have: kept apart, never counted
+    forged_log(b, tmp_path, "carol", poison("word-count", b.repo.resolve("word-count").fingerprint, ["x"], 5))
+    allowed.write_text(allowed.read_text() + f"carol {_key(tmp_path, 'carol-real')[1]}\n")
+    state = Runtime(b.repo.path).projections().state
+    assert state.claims["carol"].runs == 5 and sum(m.runs for m in state.versions.values()) == 1
+
+
+def test_a_squatted_writer_id_gets_a_message_naming_what_to_do(small_rt: Runtime, tmp_path: Path):
+    victim = small_rt
+    hub = tmp_path / "hub.git"
+    Runtime.init(hub, starter=False, bare=True)
+    squatter, _ = Runtime.init(tmp_path / "squatter", starter=False)
+    squatter.repo.git.config["evogit.writer"] = victim.writer()
+    squatter.log.append([ev.Feedback(tool="word-count", fingerprint="f" * 64, task="t", solved=True)])
+    squatter.push(str(hub))
+    victim.run("word-count", b'{"text": "a"}')
+    out = CliRunner().invoke(main, ["push", str(hub), "--repo", str(victim.repo.path)])
+    assert out.exit_code == 1 and len(out.output.strip().splitlines()) == 1, out.output
+    assert "did not write" in out.output and "git config evogit.writer NEW-ID" in out.output
+    victim.repo.git.config["evogit.writer"] = "victim-2"
+    again = Runtime(victim.repo.path)
+    again.run("word-count", b'{"text": "b"}')
+    assert "refs/evogit/logs/victim-2" in again.push(str(hub))  # a new id, and the push goes through
