@@ -308,6 +308,9 @@ def test_a_reply_repeated_word_for_word_warms_the_next_call_a_step_more(empty_rt
     result = author(empty_rt, server).create("Reverse a text.", name="reverse-text")
     assert result.ok, result.message
     assert [r.body["temperature"] for r in server.requests] == [0.2, 0.4, 0.8, 1.0]
+    # and after a repeat the model is asked afresh: the first request again, not its code a third time
+    first = server.requests[0].body["messages"][-1]["content"]
+    assert [r.body["messages"][-1]["content"] == first for r in server.requests] == [True, False, True, True]
 
 
 def test_compiler_evidence_names_each_error_once(empty_rt: Runtime, model):

@@ -188,8 +188,13 @@ class Author:
         evidence = shown = text = ""
         last: dict[str, bytes] = {}
         repeats = 0  # replies identical to the one before: each warms the next call by one more step
+        repeated = False  # the last reply was the one before it again, word for word
         for rnd in range(1, self.rounds + 2):
-            user = job.first if rnd == 1 else prompt.repair_message(job.first, history, files, evidence, shown)
+            # a model that answered its own code and its errors with the same code again is asked afresh (the first
+            # request, warmer) rather than shown that code a third time: small models copy what they are shown
+            user = job.first if rnd == 1 or repeated else prompt.repair_message(job.first, history, files, evidence,
+                                                                                shown)
+            repeated = False
             self.progress(f"model call ({job.kind}, round {rnd})")
             t0 = time.monotonic()
             attempt = Attempt(rnd, "model")
@@ -220,7 +225,7 @@ class Author:
                 if green is not None:
                     return green
                 if files and files == last:
-                    repeats += 1
+                    repeats, repeated = repeats + 1, True
                     attempt.evidence = ("Your reply was the same as the attempt before it, and failed the same way: "
                                         "this time change the code.\n" + attempt.evidence)
                 last = files or last  # the package a later reply's missing blocks come from
