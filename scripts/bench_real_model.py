@@ -552,7 +552,8 @@ def create_spec(spec: dict, repo: Path, args: argparse.Namespace) -> dict:
     out["model_seconds"] = round(sum(_num(a.get("model_seconds")) for a in attempts), 2)
     out["build_seconds"] = round(sum(max(_num(a.get("seconds")) - _num(a.get("model_seconds")), 0.0)
                                      for a in attempts), 2)
-    out["rounds"] = [{"round": a.get("round"), "stage": a.get("stage"), "error": a.get("error"),
+    out["rounds"] = [{"round": a.get("round"), "request": a.get("request"), "stage": a.get("stage"),
+                      "error": a.get("error"),
                       "seconds": a.get("seconds"), "model_seconds": a.get("model_seconds"),
                       "prompt_tokens": a.get("prompt_tokens"), "completion_tokens": a.get("completion_tokens"),
                       "evidence": str(a.get("evidence") or "")[:1500],

@@ -173,6 +173,14 @@ def test_text_reply_without_fence_labels_or_without_fences_for_the_code():
     assert json.loads(wire.read_reply(no_header_fence, prompt.SKELETON).files["tool.json"])["name"] == "shout"
 
 
+def test_fences_after_list_markers_are_fences():
+    """Seen live (primes-up-to, luhn-check): the model numbered its blocks as the prompt does, "1. ```json"."""
+    numbered = text_reply().replace("```json\n", "1. ```json\n").replace("```rust\n", "2. ```rust\n")
+    reply = wire.read_reply(numbered.replace("```jsonl\n", "- ```jsonl\n"), prompt.SKELETON)
+    assert logic_of(reply) == SHOUT and json.loads(reply.files["tool.json"])["name"] == "shout"
+    assert [c.name for c in parse_cases(reply.files["tests/cases.jsonl"])] == ["plain", "bad"]
+
+
 def test_text_reply_with_a_whole_main_rs_keeps_only_its_part():
     whole = prompt.SKELETON.replace(wire.BEGIN + "\n", "").replace(wire.END + "\n", "")
     reply = wire.read_reply(text_reply(code=whole), prompt.SKELETON)

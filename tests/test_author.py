@@ -313,6 +313,23 @@ def test_a_reply_repeated_word_for_word_warms_the_next_call_a_step_more(empty_rt
     assert [r.body["messages"][-1]["content"] == first for r in server.requests] == [True, False, True, True]
 
 
+def test_a_repair_that_gets_no_further_is_followed_by_a_fresh_warm_request(empty_rt: Runtime, model):
+    # live: 4 of 18 red first attempts repaired in 3 rounds; the model answers its errors with the same mistake
+    server = model([text_package(UPPER), text_package(BROKEN), text_package()])  # cases, then back to compile
+    result = author(empty_rt, server).create("Reverse a text.")
+    assert result.ok and [a.request for a in result.attempts] == ["first", "repair", "fresh"], result.message
+    assert [r.body["temperature"] for r in server.requests] == [0.2, 0.4, 0.8]
+    first = server.requests[0].body["messages"][-1]["content"]
+    assert server.requests[2].body["messages"][-1]["content"] == first
+
+
+def test_a_repair_that_gets_further_is_repaired_again(empty_rt: Runtime, model):
+    server = model([text_package(BROKEN), text_package(UPPER), text_package()])  # compile, then cases: further
+    result = author(empty_rt, server).create("Reverse a text.")
+    assert result.ok and [a.request for a in result.attempts] == ["first", "repair", "repair"], result.message
+    assert [a["request"] for a in result.to_json()["attempts"]] == ["first", "repair", "repair"]
+
+
 def test_compiler_evidence_names_each_error_once(empty_rt: Runtime, model):
     server = model([text_package(BROKEN), text_package()])
     assert author(empty_rt, server).create("Reverse a text.").ok

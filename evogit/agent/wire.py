@@ -144,7 +144,8 @@ def fill_skeleton(skeleton: str, logic: str) -> str:
 MAX_REPLY = 1024 * 1024  # characters of one reply
 #: Header fields that go into tool.json as they are.
 MANIFEST_FIELDS = ("name", "description", "input_schema", "output_schema", "tags", "examples")
-_OPEN = re.compile(r"^[ \t]*```+[ \t]*([\w+#.-]*)[^\n]*\n", re.M)
+# a fence may follow a list marker: small models number the three blocks as the prompt does ("1. ```json")
+_OPEN = re.compile(r"^[ \t]*(?:(?:\d{1,2}[.)]|[-*])[ \t]*)?```+[ \t]*([\w+#.-]*)[^\n]*\n", re.M)
 _CLOSE = re.compile(r"^[ \t]*```+[ \t]*$", re.M)
 _MAIN = re.compile(r"^\s*fn\s+main\s*\(", re.M)
 _RUN = re.compile(r"^\s*(?:pub\s+)?fn\s+run\s*\(", re.M)
