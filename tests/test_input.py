@@ -479,6 +479,13 @@ def test_input_that_is_a_directory_or_missing_is_a_usage_error(tmp_path: Path):
         _one_error_line(invoke("run", "word-count", "-i", str(path), "--repo", str(tmp_path / "nowhere")), 2)
 
 
+def test_run_wasm_dev_zero_reads_at_most_the_input_limit():
+    """Found (issue 17): `run --wasm /dev/zero` reached 9.2 GB RSS."""
+    result = invoke("run", "--wasm", "/dev/zero", "{}")
+    _one_error_line(result, 1)
+    assert "the module is larger than 67,108,864 bytes" in result.output
+
+
 def test_run_wasm_with_dash_and_empty_stdin_is_one_line(cat_wasm: Path):
     result = invoke("run", "--wasm", str(cat_wasm), "-", input=b"")
     _one_error_line(result, 1)

@@ -128,9 +128,16 @@ class Running:
         interpret(outcome, result, tool.contract)
         return outcome, result
 
+MAX_MODULE = 64 * 1024 * 1024  # bytes of a module `run --wasm` reads (a built tool is 0.1-3 MB)
+
+
 def run_wasm(path: Path, stdin: bytes, limits: Limits = DEFAULT_LIMITS) -> RunOutcome:
     """Run any WASI command module under the same sandbox and limits, without schemas or a repository."""
-    wasm = Path(path).read_bytes()
+    with open(path, "rb") as f:  # bounded: `--wasm /dev/zero` must not fill the memory (it reached 9.2 GB)
+        wasm = f.read(MAX_MODULE + 1)
+    if len(wasm) > MAX_MODULE:
+        return RunOutcome(Path(path).name, "", ok=False, error="invalid_input",
+                          detail=f"the module is larger than {MAX_MODULE:,} bytes")
     sandbox = Sandbox()
     try:
         loaded = sandbox.load(wasm, cache=False)  # only modules evogit compiled itself are ever deserialized
