@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 import evogit
 from evogit import events as ev
-from evogit.agent.catalog import FUNCTIONS, Catalog
+from evogit.agent.catalog import FUNCTIONS, Catalog, answer_fields
 from evogit.agent.solve import Solver
 from evogit.cli import main
 from evogit.errors import InvalidInput
@@ -720,3 +720,54 @@ def test_replays_of_the_real_small_model(starter_rt: Runtime, scripted_model, cl
         assert seen.body["tool_choice"] == step["request"]["tool_choice"]
         assert [m["role"] for m in seen.messages] == [m["role"] for m in step["request"]["messages"]]
     assert result.prompt_tokens == sum(s["usage"]["prompt_tokens"] for s in script["steps"])
+
+
+# -- an answer is held to the fields its task names ----------------------------------------------------------------
+@pytest.mark.parametrize("task, fields", [
+    ('Count the words in "text" that start with a capital letter and answer {"count": n}.', ["count"]),
+    ('Split "minutes" into whole hours and the minutes left over, answering {"hours": h, "minutes": m}.',
+     ["hours", "minutes"]),
+    ('Add up the digits of "number" and give me {"sum": n}.', ["sum"]),
+    ('Given {"text": "..."}, count its words', []),  # the input's shape, not the answer's
+    ("how many words are in this text", []),
+])
+def test_the_fields_a_task_names_for_its_answer(task, fields):
+    assert answer_fields(task) == fields
+
+
+CAPITALS = 'Count the words in "text" that start with a capital letter and answer {"count": n}.'
+
+
+def test_a_run_without_the_tasks_fields_does_not_serve_and_the_model_is_told(three_rt: Runtime, model):
+    # live (run 3): "split 135 minutes into hours and minutes" answered with a list-splitting tool's output
+    server = model([{"reply": call("run_binary", binary_id="word-count", input_json='{"text": "Alice met Bob"}')},
+                    {"reply": {"content": '{"chars": 13, "lines": 1, "words": 3}'}},
+                    {"reply": {"content": '{"count": 2}'}}])
+    result = server.solver(three_rt).solve(CAPITALS, b'{"text": "Alice met Bob"}', fast_path=False)
+    assert result.ok and result.answer == {"count": 2} and result.served_by is None, result.message
+    (ran,) = tool_results(server.requests[1])
+    assert ran["answers_task"] is False and "no count" in ran["note"] and "words" in ran["note"]
+    told = server.requests[2].messages[-1]
+    assert told["role"] == "user" and "not the task's answer" in told["content"] and "count" in told["content"]
+    assert [s.kind for s in result.steps].count("unfit") == 1
+    assert not [e for _, _, e in three_rt.log.read() if isinstance(e, ev.Feedback) and e.solved]
+
+
+def test_answers_without_the_tasks_fields_end_the_solve_failed(three_rt: Runtime, model):
+    server = model([{"reply": {"content": '{"words": 3}'}, "times": 3}])
+    result = server.solver(three_rt).solve(CAPITALS, b'{"text": "Alice met Bob"}', fast_path=False)
+    assert not result.ok and result.outcome == "failed" and len(server.requests) == 3
+    assert result.message.startswith("no answer with the fields the task names") and "no count" in result.message
+    assert solved(three_rt)[-1].outcome == "failed"
+
+
+def test_a_fast_path_output_without_the_tasks_fields_is_failed_feedback_and_goes_to_the_model(
+        three_rt: Runtime, model):
+    task = 'how many words are in this text; answer {"count": n}'
+    server = model([{"reply": {"content": '{"count": 3}'}}])
+    result = server.solver(three_rt).solve(task, b'{"text": "Alice met Bob"}')
+    assert [s.kind for s in result.steps][:3] == ["search", "fast_path", "run"], result.steps
+    assert result.ok and not result.fast_path and result.answer == {"count": 3}
+    assert "and ran (" in server.requests[0].messages[1]["content"]
+    (fb,) = [e for _, _, e in three_rt.log.read() if isinstance(e, ev.Feedback)]
+    assert fb.tool == "word-count" and not fb.solved and "no count" in fb.note

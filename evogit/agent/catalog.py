@@ -122,6 +122,30 @@ class ToolCallError(EvogitError):
         self.kind = kind
 
 
+#: Where a task says what its answer looks like: '... and return {"count": n}', 'answering {"hours": h, ...}'.
+_ANSWER_SHAPE = re.compile(r"\b(?:answer(?:ing|s)?|return(?:ing|s)?|output(?:ting|s)?|respond(?:ing|s)?|"
+                           r"reply(?:ing)?|print(?:ing|s)?|giv(?:e|es|ing)|as)(?:\s+me)?\s*:?\s*(\{[^{}]*\})", re.I)
+_FIELD = re.compile(r'"([^"\\]{1,64})"\s*:')
+
+
+def answer_fields(task: str | None) -> list[str]:
+    """The fields a task names for its answer ('... and answer {"count": n}': count), or [] when it names none."""
+    m = _ANSWER_SHAPE.search(task or "")
+    return _FIELD.findall(m.group(1)) if m else []
+
+
+def misfit(task: str | None, output: Any) -> str | None:
+    """Why `output` does not answer `task` by the task's own words (an answer field the task names is missing),
+    or None. Seen live: a 1.5B model ran a tool that did something else and gave its output as the answer."""
+    fields = answer_fields(task)
+    missing = [f for f in fields if not (isinstance(output, dict) and f in output)]
+    if not missing:
+        return None
+    has = f"its fields are {', '.join(list(output)[:8])}" if isinstance(output, dict) and output else \
+        "it is not a JSON object with fields"
+    return f"the task asks for an answer with {', '.join(fields)}; this one has no {', '.join(missing)} ({has})"
+
+
 @dataclass
 class Served:
     """A run that succeeded through the catalog: the version and its whole output."""
@@ -270,8 +294,13 @@ class Catalog:
         version = f"{outcome.tool}@{outcome.fingerprint}"
         self.tried.add(version)
         if outcome.ok:
+            out = {"ok": True, "version": version, "output": outcome.output, "wall_ms": round(outcome.wall_ms, 2)}
+            if self.solving is not None and (why := misfit(self.solving, outcome.output)) is not None:
+                # it ran, but it does not do the task: not remembered as serving it, and the model is told so
+                return {**out, "answers_task": False,
+                        "note": f"{why}: this tool does not do the task; find, mutate or create one that does"}
             self.last = Served(version, outcome.output)
-            return {"ok": True, "version": version, "output": outcome.output, "wall_ms": round(outcome.wall_ms, 2)}
+            return out
         out = _error(outcome.error or "failed", outcome.detail or outcome.error or "the run failed")
         out["version"] = version
         if outcome.output is not None:

@@ -256,3 +256,9 @@ def solve_unread(problem: str) -> str:
     return (f"Your reply was not carried out and is not an answer: {problem}. To call a function, make a real "
             "tool call with one of the request's tools (arguments as a JSON object); to answer, reply with the "
             "answer alone.")
+
+
+def solve_unfit(why: str) -> str:
+    """What a model is told when its answer lacks the fields the task itself names for its answer."""
+    return (f"That is not the task's answer: {why}. A tool whose output has those fields answers it: run one, or "
+            "mutate or create one that does, then answer with its output.")

@@ -28,7 +28,11 @@ after an assistant message of call-like text would teach it to go on writing cal
 like a call but cannot be read is neither carried out nor an answer: the model is told (a user message) and
 the loop goes on. The final reply is an answer only if it is non-empty, not cut off, and not a call; the
 serving run's output echoed as the answer is the answer, whatever its keys (and its whole result echoed, the
-`{"ok": true, "version", "output", …}` a run returns, is that output). A reply that only repeats runs
+`{"ok": true, "version", "output", …}` a run returns, is that output) — except that a task which names its
+answer's fields ('… and answer {"count": n}') is held to them: a run whose output lacks one is shown to the model
+as not doing the task and does not serve it (on the fast path it is also failed feedback, and the model is asked),
+and a JSON answer that lacks one is sent back, at most MAX_UNFIT times before the solve fails (seen live: a 1.5B
+model answered "split 135 minutes into hours and minutes" with the output of a list-splitting tool). A reply that only repeats runs
 already made in the solve (the same function, the same arguments: small models do, after seeing the result)
 is not carried out again: the repeated run's output is the answer. An answer given when no run in
 the solve succeeded is the model's own (`served_by` None, and its step says so): it is kept as an answer
@@ -53,7 +57,7 @@ from ..runtime import Runtime
 from ..runtime.running import check_task
 from ..sandbox import Limits
 from . import prompt
-from .catalog import ANSWER, Catalog, Served, openai_tools
+from .catalog import ANSWER, Catalog, Served, misfit, openai_tools
 
 ANSWER_PARAMETER = next(iter(ANSWER.parameters["properties"]))  # "result"
 
@@ -63,6 +67,7 @@ DEFAULT_DEADLINE = 1200.0  # seconds a solve may take: no model call or new tool
 K = 5  # candidates retrieved and shown to the model
 MAX_INPUT_SHOWN = 16_000  # characters of the input put in the first request
 MAX_CALLS = 16  # function calls carried out per model reply; the rest are answered with an error
+MAX_UNFIT = 2  # answers without the fields the task names that are sent back before the solve fails
 #: The `tool_choice` of a solve's first model call: "auto"; "required" (with the `answer` function offered, so
 #: that every reply of a server that honours it is a call); "named" (run_binary named, when there are candidates)
 CHOICES = ("auto", "required", "named")
@@ -183,12 +188,16 @@ class Solver:
             outcome = self.rt.run(decision.tool, input_json, limits, task=task)
             ran = catalog.ran(outcome)
             step("run", f"{_short(decision.tool)}: {_outcome_line(ran)}", result=ran)
-            if outcome.ok:
+            if outcome.ok and "answers_task" not in ran:
                 result.ok, result.outcome, result.fast_path = True, "answered", True
                 result.answer, result.served_by = outcome.output, ran["version"]
                 return self._done(result, catalog)
             ran_line = _outcome_line(ran)
-            failed_fast = f"The fast path ran {decision.tool} on the input and it failed: {ran_line}"
+            if outcome.ok:  # it ran, but its output is not what the task asks for: evidence against it, here
+                self.rt.feedback(decision.tool, task, False, note=f"evogit solve, fast path: {ran['note']}")
+                failed_fast = f"The fast path ran {decision.tool} on the input, and {ran_line}"
+            else:
+                failed_fast = f"The fast path ran {decision.tool} on the input and it failed: {ran_line}"
         else:
             step("fast_path", f"no: {decision.reason}", tool=decision.tool, confidence=round(decision.confidence, 4))
 
@@ -222,6 +231,7 @@ class Solver:
         names = [t["function"]["name"] for t in tools]
         result.model_used = True
         ran: dict[str, Served] = {}  # the successful runs of this solve, by call (name and arguments)
+        unfit = 0  # answers sent back for lacking the fields the task names
         for n in range(1, self.max_steps + 1):
             if catalog.deadline is not None and time.monotonic() >= catalog.deadline:
                 result.outcome = "deadline"
@@ -263,15 +273,27 @@ class Solver:
                 answer = _answer(text)
                 if self.first_choice != "auto" and isinstance(answer, dict) and set(answer) == {ANSWER_PARAMETER}:
                     answer = _answer_call(text)[0]  # the answer function's arguments, written without its name
-                return self._answered(result, catalog, answer, step)
+                if (why := _unfit(result.task, _unwrapped(answer, catalog))) is None:
+                    return self._answered(result, catalog, answer, step)
+                unfit += 1
+                if unfit > MAX_UNFIT:
+                    return self._stop_unfit(result, catalog, why, step)
+                step("unfit", f"not the task's answer: {_clip(why, 160)}", problem=why)
+                messages.append({"role": "user", "content": prompt.solve_unfit(why)})
+                continue
             answers = [c for c in calls if c.name == ANSWER.name]
             if answers and len(answers) == len(calls):
                 answer, problem = _answer_call(answers[0].arguments)
-                if problem is None:
+                if problem is None and (problem := _unfit(result.task, _unwrapped(answer, catalog))) is None:
                     return self._answered(result, catalog, answer, step)
-                step("unread", f"not an answer: {_clip(problem, 160)}", problem=problem)
+                unfit_answer = answer is not None and problem is not None
+                if unfit_answer and (unfit := unfit + 1) > MAX_UNFIT:
+                    return self._stop_unfit(result, catalog, problem or "", step)
+                step("unfit" if unfit_answer else "unread", f"not an answer: {_clip(problem or '', 160)}",
+                     problem=problem)
                 for c in answers:  # every call is answered (OpenAI refuses a next request that leaves one out)
                     messages.append({"role": "tool", "tool_call_id": c.id, "content": _refusal(
+                        "not_the_answer", prompt.solve_unfit(problem or "")) if unfit_answer else _refusal(
                         "bad_arguments", f"{problem}: call answer again with the result as a JSON string")})
                 continue
             if all(_call_key(c) in ran for c in calls):  # the same runs again: the model has what it wanted
@@ -324,15 +346,19 @@ class Solver:
         """The model's final reply is the answer. It is served by the last version whose run succeeded in this
         solve; when none did, it is the model's own answer (served_by None, and the step says so)."""
         last = catalog.last
-        if (last is not None and isinstance(answer, dict) and answer.get("ok") is True
-                and answer.get("version") == last.version and "output" in answer):
-            answer = last.output  # the run's whole result echoed (as small models do): its output is the answer
-        result.answer = answer
+        result.answer = _unwrapped(answer, catalog)
         if last is not None:
             result.served_by = last.version
         result.ok, result.outcome = True, "answered"
         step("answer", f"served by {_short(result.served_by)}" if result.served_by else
              "the model's own answer: no tool's run served it", served_by=result.served_by)
+        return self._done(result, catalog)
+
+    def _stop_unfit(self, result: SolveResult, catalog: Catalog, why: str, step: Callable[..., None]) -> SolveResult:
+        """The model kept answering with something the task's own words say is not its answer."""
+        result.outcome = "failed"
+        result.message = f"no answer with the fields the task names: {why}"
+        step("stop", result.message)
         return self._done(result, catalog)
 
     def _done(self, result: SolveResult, catalog: Catalog) -> SolveResult:
@@ -415,7 +441,25 @@ def _refusal(kind: str, message: str) -> str:
     return jsonio.encode({"ok": False, "error": {"kind": kind, "message": message}})
 
 
+def _unwrapped(answer: Any, catalog: Catalog) -> Any:
+    """The answer, or the last serving run's output when the answer is that run's whole result echoed (as small
+    models do: `{"ok": true, "version": …, "output": …}`)."""
+    last = catalog.last
+    if (last is not None and isinstance(answer, dict) and answer.get("ok") is True and "output" in answer
+            and answer["output"] == last.output):  # not by its version: small models garble long hex digits
+        return last.output
+    return answer
+
+
+def _unfit(task: str, answer: Any) -> str | None:
+    """Why an answer is not the task's by its own words (see catalog.misfit): only a JSON answer is checked; a
+    line of text is the model saying why the task cannot be done."""
+    return misfit(task, answer) if isinstance(answer, (dict, list)) else None
+
+
 def _outcome_line(ran: dict[str, Any]) -> str:
+    if ran.get("answers_task") is False:
+        return f"ran ({ran.get('wall_ms', 0):.1f} ms), but {ran.get('note')}"
     if ran.get("ok"):
         return f"ok ({ran.get('wall_ms', 0):.1f} ms)"
     error = ran.get("error") or {}
