@@ -3,6 +3,8 @@ write the build commit and tag. A failed build tags nothing and keeps a record o
 
 Green results are cached by (toolchain, source tree): an identical tree is never compiled twice on this machine.
 
+A green build's .wasm carries the package's interface (artifact.py), so its fingerprint covers it.
+
 Compiling runs in the build sandbox (toolchain.py). Where bubblewrap cannot run, only the starter library
 evogit ships is built without it (recognised by its tree ids), unless the user opts out for everything with
 `git config evogit.unsandboxedBuilds true` or `EVOGIT_UNSANDBOXED_BUILDS=1`; results built unsandboxed are
@@ -25,6 +27,7 @@ from typing import Any
 import msgspec
 import pygit2
 
+from .artifact import ARTIFACT_FORMAT, with_interface
 from .atomic import write_atomic
 from .contract import Contract, RunOutcome, interpret
 from .errors import (
@@ -191,15 +194,15 @@ class Builder:
             self._cache(tree, record, wasm, sandboxed=problem is None)
         return record, wasm
 
-    def _cache_paths(self, tree: str, sandboxed: bool) -> tuple[Path, Path]:
-        key = self.compiler.toolchain.key
+    def cache_paths(self, tree: str, sandboxed: bool) -> tuple[Path, Path]:
+        key = f"{self.compiler.toolchain.key}-{ARTIFACT_FORMAT}"
         cache = self.compiler.cache / "builds" / (key if sandboxed else f"{key}-unsandboxed")
         return cache / f"{tree}.json", cache / f"{tree}.wasm"
 
     def _cached(self, tree: str, sandboxed: bool = True) -> tuple[BuildRecord, bytes] | None:
         """The green build of an identical source tree on this machine, if one is cached and intact (results
         built without the sandbox are kept apart, never served to a sandboxed build)."""
-        cached_record, cached_wasm = self._cache_paths(tree, sandboxed)
+        cached_record, cached_wasm = self.cache_paths(tree, sandboxed)
         if not (cached_record.exists() and cached_wasm.exists()):
             return None
         record = _read_record(cached_record)
@@ -212,7 +215,7 @@ class Builder:
         return None
 
     def _cache(self, tree: str, record: BuildRecord, wasm: bytes, *, sandboxed: bool = True) -> None:
-        cached_record, cached_wasm = self._cache_paths(tree, sandboxed)
+        cached_record, cached_wasm = self.cache_paths(tree, sandboxed)
         write_atomic(cached_wasm, wasm)
         write_atomic(cached_record, msgspec.json.encode(record))
 
@@ -245,7 +248,8 @@ class Builder:
                 return record, None
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        record.fingerprint, record.wasm_bytes = fingerprint(artifacts.wasm), len(artifacts.wasm)
+        wasm = with_interface(artifacts.wasm, files)
+        record.fingerprint, record.wasm_bytes = fingerprint(wasm), len(wasm)
         passed = failed = 0
         for test_wasm in artifacts.test_wasms:
             p, f, problem = self._unit_tests(test_wasm)
@@ -254,11 +258,11 @@ class Builder:
                 record.unit_tests = {"passed": passed, "failed": max(failed, 1)}
                 record.stage, record.message = "unit_tests", problem
                 # the cases too, for the evidence: a failing case says in JSON what a panic says in Debug form
-                record.cases = self.run_cases(artifacts.wasm, manifest, cases)
+                record.cases = self.run_cases(wasm, manifest, cases)
                 record.first_failure = next((v for v in record.cases if not v.ok), None)
                 return record, None
         record.unit_tests = {"passed": passed, "failed": failed}
-        verdicts = self.run_cases(artifacts.wasm, manifest, cases)
+        verdicts = self.run_cases(wasm, manifest, cases)
         record.cases = verdicts
         bad = [v for v in verdicts if not v.ok]
         if bad:
@@ -270,7 +274,7 @@ class Builder:
             )
             return record, None
         record.ok = True
-        return record, artifacts.wasm
+        return record, wasm
 
     def _unit_tests(self, test_wasm: bytes) -> tuple[int, int, str | None]:
         """Run one libtest harness in the sandbox. Returns (passed, failed, problem or None)."""

@@ -8,6 +8,8 @@ A version tag `refs/tags/tools/<name>/<fingerprint>` is good only if, stage by s
     tree        that build commit's tree is its parent's (the source commit's) tree plus build/, which holds
                 exactly tool.wasm and build.json as regular files
     wasm        tool.wasm hashes (sha256) to <fingerprint>
+    interface   the interface section tool.wasm carries (artifact.py), if any, names the source tree's tool.json
+                and tests/cases.jsonl
     build.json  parses and names the same tool and fingerprint, ok, and the wasm's size
     identity    author and committer are the builder at the source commit's time; the message names the fingerprint
     lineage     the source commit is on the history of tools/<name> (here, or a remote-tracking branch)
@@ -29,6 +31,7 @@ import msgspec
 import pygit2
 from pygit2.enums import FileMode
 
+from .artifact import INTERFACE_FILES, interface_of
 from .errors import EvogitError, InvalidInput, InvalidPackage, InvalidVersion
 from .manifest import MAX_NAME, NAME_RE
 
@@ -164,6 +167,15 @@ def _contents(git: pygit2.Repository, name: str, fp: str, commit: pygit2.Commit)
     actual = hashlib.sha256(wasm).hexdigest()
     if actual != fp:
         raise InvalidVersion("wasm", f"tool.wasm hashes to {actual[:12]}, not {fp[:12]}")
+    carried = interface_of(wasm)
+    if carried is not None:
+        for path in INTERFACE_FILES:
+            try:
+                data = source.tree[path].peel(pygit2.Blob).data
+            except (KeyError, ValueError, pygit2.GitError):
+                data = b""
+            if carried.get(path) != hashlib.sha256(data).hexdigest():
+                raise InvalidVersion("interface", f"tool.wasm was built for another {path} than its source commit's")
     record = _json(git, files["build.json"].id)
     if not record:
         raise InvalidVersion("build.json", "build/build.json is not a JSON object")

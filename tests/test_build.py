@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 
+import pygit2
 import pytest
 
+from evogit.artifact import interface_digests, interface_of
+from evogit.errors import InvalidVersion
 from evogit.runtime import Runtime
 
 from .conftest import tool_files
@@ -75,6 +78,59 @@ def test_identical_rebuild_gives_identical_build_commit(empty_rt: Runtime):
     empty_rt.repo.git.references.delete(f"refs/tags/tools/echo-tool/{first.version.fingerprint}")
     rebuilt = empty_rt.builder.build(head, "echo-tool", force=True)
     assert rebuilt.build_commit == first.version.build_commit
+
+
+def test_a_change_to_tool_json_alone_is_a_new_version_that_takes_effect(empty_rt: Runtime):
+    """Found (issue 17): a mutation changing only the schema or description printed ok, but the binary was
+    identical, so the old tag and the old schema stayed in force, and list and describe disagreed."""
+    first = empty_rt.commit("echo-tool", tool_files(), "Echo")
+    files = tool_files()
+    manifest = json.loads(files["tool.json"])
+    manifest["description"] = "Echo a short 'text' field back, optionally upper-cased."
+    manifest["input_schema"]["properties"]["text"]["maxLength"] = 5
+    files["tool.json"] = json.dumps(manifest, indent=2).encode()
+    second = empty_rt.commit("echo-tool", files, "At most 5 characters")
+    assert first.ok and second.ok, second.error
+    assert second.version.fingerprint != first.version.fingerprint  # the interface is in the fingerprint
+    wasm = empty_rt.repo.read(empty_rt.repo.commit(second.version.build_commit), "build/tool.wasm")
+    assert interface_of(wasm) == interface_digests(files)
+    assert empty_rt.describe("echo-tool").fingerprint == second.version.fingerprint
+    assert empty_rt.describe("echo-tool").description.startswith("Echo a short")
+    (summary,) = [t for t in empty_rt.list_tools() if t.name == "echo-tool"]
+    assert summary.latest == second.version and summary.head_status == "green"
+    refused = empty_rt.run("echo-tool", b'{"text": "too long"}')
+    assert not refused.ok and refused.error == "invalid_input"  # the new schema is in force
+    assert empty_rt.run(f"echo-tool@{first.version.fingerprint}", b'{"text": "too long"}').ok  # the old version
+    assert [v.ok for v in empty_rt.verify("echo-tool")] == [True, True]
+    # changing the cases alone is a new version too
+    files["tests/cases.jsonl"] += b'{"name": "five", "input": {"text": "abcde"}, "expect": {"text": "abcde"}}\n'
+    third = empty_rt.commit("echo-tool", files, "One more case")
+    assert third.ok and third.version.fingerprint not in (first.version.fingerprint, second.version.fingerprint)
+
+
+def test_a_forged_build_pairing_a_wasm_with_another_tool_json_is_refused(empty_rt: Runtime):
+    from evogit.verify import contents
+
+    a = empty_rt.commit("echo-tool", tool_files(), "Echo").version
+    files = tool_files()
+    files["tool.json"] = files["tool.json"].replace(b"optionally", b"maybe")
+    b = empty_rt.commit("echo-tool", files, "Reword").version
+    git = empty_rt.repo.git
+    build_b = git[b.build_commit]
+    wasm_a = git[git[a.build_commit].tree["build/tool.wasm"].id].data
+    # b's source tree with a's wasm: an honest hash, a dishonest interface
+    tb = git.TreeBuilder(build_b.tree)
+    bb = git.TreeBuilder(build_b.tree["build"].peel(pygit2.Tree))
+    bb.insert("tool.wasm", git.create_blob(wasm_a), pygit2.enums.FileMode.BLOB)
+    record = json.loads(git[build_b.tree["build/build.json"].id].data)
+    record.update(fingerprint=a.fingerprint, wasm_bytes=len(wasm_a))
+    bb.insert("build.json", git.create_blob(json.dumps(record).encode()), pygit2.enums.FileMode.BLOB)
+    tb.insert("build", bb.write(), pygit2.enums.FileMode.TREE)
+    forged = git.create_commit(None, build_b.author, build_b.committer,
+                               build_b.message.replace(b.fingerprint, a.fingerprint), tb.write(), [build_b.parent_ids[0]])
+    with pytest.raises(InvalidVersion, match="tool.wasm was built for another tool.json") as e:
+        contents(git, "echo-tool", a.fingerprint, git[forged])
+    assert e.value.stage == "interface"
 
 
 def test_identical_tree_is_not_recompiled(empty_rt: Runtime, monkeypatch):

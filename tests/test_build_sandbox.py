@@ -356,13 +356,11 @@ def test_without_bubblewrap_code_evogit_did_not_write_is_not_built(no_bwrap, tmp
     assert "bubblewrap cannot run here" in message and "evogit.unsandboxedBuilds" in message
     assert "\n" not in message
     tree = str(rt.repo.head("echo-tool").tree_id)
-    key = rt.builder.compiler.toolchain.key
     # Opting out builds it, unsandboxed, and keeps the result apart from sandboxed results.
     rt.repo.git.config["evogit.unsandboxedBuilds"] = "true"
     assert rt.build(["echo-tool"])[0].ok
-    builds = rt.builder.compiler.cache / "builds"
-    assert (builds / f"{key}-unsandboxed" / f"{tree}.wasm").exists()
-    assert not (builds / key / f"{tree}.wasm").exists()
+    assert rt.builder.cache_paths(tree, sandboxed=False)[1].exists()
+    assert not rt.builder.cache_paths(tree, sandboxed=True)[1].exists()
 
 
 @pytest.mark.slow

@@ -367,8 +367,7 @@ def test_a_damaged_build_result_cache_is_rebuilt_not_read(tmp_path: Path, damage
     first = a.commit("cache-victim", files, "Build it once")
     assert first.ok, first.error
     tree = str(a.repo.head("cache-victim").tree_id)
-    cache = a.builder.compiler.cache / "builds" / a.builder.compiler.toolchain.key
-    record, wasm = cache / f"{tree}.json", cache / f"{tree}.wasm"
+    record, wasm = a.builder.cache_paths(tree, sandboxed=True)
     if damage == "record":
         record.write_bytes(record.read_bytes()[:40])  # truncated
     else:

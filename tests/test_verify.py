@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from evogit.artifact import interface_of, interface_section
 from evogit.cli import main
 from evogit.runtime import Runtime
 
@@ -27,6 +28,11 @@ def _wasm(rt: Runtime, name: str) -> bytes:
     return rt.repo.read(rt.repo.commit(v.build_commit), "build/tool.wasm")
 
 
+def _posing(rt: Runtime, code_of: str, as_tool: str) -> bytes:
+    """One tool's wasm carrying another's interface section: only a rebuild tells it from the real one."""
+    return _wasm(rt, code_of) + interface_section(interface_of(_wasm(rt, as_tool)) or {})
+
+
 def _tag(path: Path, tag: str, target: str) -> None:
     git(path, "update-ref", f"refs/tags/{tag}", target)
 
@@ -39,14 +45,20 @@ def _forgeries(a: Runtime, another_module: bool = True) -> dict[str, tuple[str, 
     other = _wasm(a, "slugify")
     out: dict[str, tuple[str, str]] = {}
 
+    # slugify's code carrying word-count's interface section: past the interface check, to the one each tests
+    posing = _posing(a, "slugify", "word-count")
+
     def forged(payload: bytes) -> tuple[bytes, str]:
-        wasm = with_custom_section(other, payload)
+        wasm = with_custom_section(posing, payload)
         return wasm, hashlib.sha256(wasm).hexdigest()
 
     if another_module:  # tagged by its real sha256, on the real source commit: only a rebuild tells
-        evil = above(other, wc.fingerprint)
+        evil = above(posing, wc.fingerprint)
         fp = hashlib.sha256(evil).hexdigest()
         out[f"tools/word-count/{fp}"] = (forge_build(path, wc.source_commit, "word-count", evil), "builds here to")
+    # slugify's wasm as it is, under word-count's source: its interface section names slugify's tool.json
+    out[f"tools/word-count/{sl.fingerprint}"] = (forge_build(path, wc.source_commit, "word-count", other),
+                                                 "tool.wasm was built for another tool.json")
     # a tool.wasm that does not hash to the tag's name (sorting after the good version)
     out["tools/word-count/" + "f" * 64] = (
         forge_build(path, wc.source_commit, "word-count", other, fingerprint="f" * 64), "tool.wasm hashes to")
@@ -153,7 +165,7 @@ def test_verify_checks_one_tool_or_version_and_rebuild_catches_another_module(sm
     a = small_rt
     repo = str(a.repo.path)
     wc = a.repo.resolve("word-count")
-    evil = above(_wasm(a, "slugify"), wc.fingerprint)
+    evil = above(_posing(a, "slugify", "word-count"), wc.fingerprint)
     fp = hashlib.sha256(evil).hexdigest()
     _tag(a.repo.path, f"tools/word-count/{fp}", forge_build(a.repo.path, wc.source_commit, "word-count", evil))
 
@@ -191,7 +203,7 @@ def test_forged_version_tags_pushed_to_an_evogit_hub_are_refused_by_the_hub(smal
 def test_hash_trust_takes_a_hash_valid_tag_that_a_rebuild_refuses(small_rt: Runtime, plain_hub: Path, tmp_path: Path):
     a = small_rt
     wc = a.repo.resolve("word-count")
-    evil = above(_wasm(a, "slugify"), wc.fingerprint)
+    evil = above(_posing(a, "slugify", "word-count"), wc.fingerprint)
     fp = hashlib.sha256(evil).hexdigest()
     _tag(a.repo.path, f"tools/word-count/{fp}", forge_build(a.repo.path, wc.source_commit, "word-count", evil))
     _tag(a.repo.path, "tools/word-count/" + "d" * 64, git(a.repo.path, "hash-object", "-w", "--stdin", input=b"x").strip())
