@@ -330,6 +330,15 @@ def test_a_repair_that_gets_further_is_repaired_again(empty_rt: Runtime, model):
     assert [a["request"] for a in result.to_json()["attempts"]] == ["first", "repair", "repair"]
 
 
+def test_value_methods_a_small_model_invents_are_renamed_before_a_model_round(empty_rt: Runtime, model):
+    # live (chunk-list, run 4): `as_integer` twice running; rustc suggests nothing for it
+    invented = REVERSE.replace("    Ok(json!(", "    let _times = input.get(\"times\").and_then(|v| v.as_integer()).unwrap_or(1);\n    Ok(json!(")
+    server = model([text_package(invented)])
+    result = author(empty_rt, server).create("Reverse a text.")
+    assert result.ok and len(result.attempts) == 1, result.message
+    assert any("has no as_integer; its method is: `as_i64`" in m for m in result.mended), result.mended
+
+
 def test_compiler_evidence_names_each_error_once(empty_rt: Runtime, model):
     server = model([text_package(BROKEN), text_package()])
     assert author(empty_rt, server).create("Reverse a text.").ok
@@ -514,6 +523,17 @@ def test_the_replys_own_wrong_cases_do_not_hold_a_tool_that_passes_the_users_exa
     assert any("own cases copied were left out" in m for m in result.mended)
     names = {c["name"] for c in empty_rt.describe("reverse-text").cases}
     assert "copied" not in names and {"plain", "unicode"} <= names
+
+
+def test_a_schema_that_is_no_json_schema_is_read_off_the_users_examples(empty_rt: Runtime, model):
+    # live (merge-intervals, run 4): the tuple form of an old draft, `"items": [{...}, {...}]`, twice running
+    header = {**TEXT_HEADER, "input_schema": {"type": "object", "properties": {
+        "text": {"type": "string", "items": [{"type": "number"}, {"type": "number"}]}}}}
+    server = model([text_package(header=header)])
+    result = author(empty_rt, server).create("Reverse a text.", examples=[{"input": {"text": "ab"}, "expect": {"text": "ba"}}])
+    assert result.ok and len(result.attempts) == 1, result.message
+    assert "input_schema was not a valid JSON Schema; read off the user's examples instead" in result.mended
+    assert empty_rt.describe("reverse-text").input_schema["properties"] == {"text": {"type": "string"}}
 
 
 def test_the_replys_own_cases_count_when_no_case_was_given(empty_rt: Runtime, model):
