@@ -171,15 +171,19 @@ def _progress(as_json: bool):
 @click.argument("path", required=False, type=_Dir())
 @click.option("--no-starter", is_flag=True, help="Create an empty library (no starter tools).")
 @click.option("--bare", is_flag=True, help="A bare repository to push to; it builds what it receives.")
+@click.option("--require-signed", is_flag=True,
+              help="Take only version tags and event logs signed by an allowed key (a hub; needs git config "
+                   "gpg.ssh.allowedSignersFile).")
 @json_option
-def init(path: Path | None, no_starter: bool, bare: bool, as_json: bool) -> None:
+def init(path: Path | None, no_starter: bool, bare: bool, require_signed: bool, as_json: bool) -> None:
     """Create a skills repository at PATH, install its hooks, and build the starter library."""
     path = path or click.get_current_context().find_root().params.get("repo") or default_repo_path()
     shown = click.format_filename(path)  # a path's bytes need not be UTF-8; what is printed must be
     if not as_json:
         click.echo(f"Initialising skills repository in {shown}", err=True)
     t0 = time.monotonic()
-    _, outcomes = Runtime.init(path, starter=not no_starter, bare=bare, progress=_progress(as_json))
+    _, outcomes = Runtime.init(path, starter=not no_starter, bare=bare, progress=_progress(as_json),
+                               require_signed=require_signed)
     failed = [o for o in outcomes if not o.ok]
     if as_json:
         _out({"repo": shown, "tools": [o.to_json() for o in outcomes]})
@@ -623,10 +627,13 @@ def _event_line(e: Any) -> str:
 @repo_option
 def push(remote: str, repo: Path | None) -> None:
     """Push tool branches, version tags and this machine's event log to REMOTE (a git remote or URL)."""
-    fresh = Runtime(repo).push(remote)
+    report = Runtime(repo).push(remote)
+    fresh = report.updated
     kinds = {"tool branches": "refs/heads/", "version tags": "refs/tags/", "event logs": "refs/evogit/"}
     counts = [f"{sum(r.startswith(prefix) for r in fresh)} {kind}" for kind, prefix in kinds.items()]
     click.echo(f"Pushed to {remote}: {', '.join(counts)} updated" if fresh else f"{remote} is up to date")
+    for ref, why in report.skipped.items():
+        click.echo(f"  skipped {ref}: {why}", err=True)
 
 
 @main.command()
@@ -668,13 +675,15 @@ def pull(remote: str, repo: Path | None, as_json: bool) -> None:
 @main.command()
 @click.argument("tool", required=False, metavar="[TOOL[@FP]]")
 @click.option("--rebuild", is_flag=True, help="Also rebuild each version here and compare the build commits.")
+@click.option("--signed", is_flag=True,
+              help="Also require each tag signed by a key of the allowed-signers file (gpg.ssh.allowedSignersFile).")
 @repo_option
 @json_option
-def verify(tool: str | None, rebuild: bool, repo: Path | None, as_json: bool) -> None:
+def verify(tool: str | None, rebuild: bool, signed: bool, repo: Path | None, as_json: bool) -> None:
     """Check version tags as a pull checks them (name, build commit, tree, tool.wasm hash, build.json, branch)."""
     import msgspec
 
-    verdicts = Runtime(repo).verify(tool, rebuild)
+    verdicts = Runtime(repo).verify(tool, rebuild, signed)
     failed = sum(not v.ok for v in verdicts)
     if as_json:
         _out([msgspec.to_builtins(v) for v in verdicts])
@@ -682,7 +691,8 @@ def verify(tool: str | None, rebuild: bool, repo: Path | None, as_json: bool) ->
     if not verdicts:
         click.echo("No versions yet.")
     for v in verdicts:
-        click.echo(f"ok    {v.tool}@{v.fingerprint[:7]}" if v.ok else f"FAIL  {v.tag}: {v.reason}")
+        signed_by = f"  signed by {', '.join(v.signed_by)}" if v.signed_by else ""
+        click.echo(f"ok    {v.tool}@{v.fingerprint[:7]}{signed_by}" if v.ok else f"FAIL  {v.tag}: {v.reason}")
     if failed:
         raise EvogitError(f"{failed} of {len(verdicts)} versions failed verification")
 
@@ -991,7 +1001,7 @@ def model_stop() -> None:
 def hook(name: str, args: tuple[str, ...]) -> None:
     """Internal: called by the git hooks that `evogit init` installs."""
     # ref names are bytes to git: whatever is not UTF-8 stays as surrogates, for on_hook to refuse
-    stdin = sys.stdin.buffer.read().decode("utf-8", "surrogateescape") if name == "post-receive" else ""
+    stdin = sys.stdin.buffer.read().decode("utf-8", "surrogateescape") if name.endswith("-receive") else ""
     rt = Runtime(Path(os.environ.get("GIT_DIR") or "."))
     for outcome in rt.on_hook(name, stdin):
         click.echo(f"evogit: {_show_build(outcome)}", err=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 from .resources import resource
 
 MARKER = "# evogit-hook"
-HOOKS = ("post-commit", "post-merge", "post-receive")
+HOOKS = ("post-commit", "post-merge", "pre-receive", "post-receive")
 
 
 def evogit_command() -> str:

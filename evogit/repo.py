@@ -19,6 +19,7 @@ from pathlib import Path
 import pygit2
 from pygit2.enums import FileMode
 
+from . import signing
 from .errors import AmbiguousVersion, ConcurrentUpdate, InvalidVersion, RepoNotFound, ToolExists, ToolNotFound
 from .manifest import MAX_NAME, NAME_RE, check_name
 from .verify import BUILDER, TAG_PREFIX, PathCheck, Rebuild, Verdict, build_commit, check, check_paths, contents
@@ -216,9 +217,11 @@ class SkillsRepo:
                 pass
         return self._intact[key]
 
-    def verify(self, spec: str | None = None, rebuild: Rebuild | None = None) -> list[Verdict]:
+    def verify(self, spec: str | None = None, rebuild: Rebuild | None = None,
+               signers: Path | None = None) -> list[Verdict]:
         """Check this repository's version tags as a pulled tag is checked: all of them, one tool's (`name`) or
-        one version (`name@<fp prefix>`), malformed ones included; with `rebuild`, rebuilding each here."""
+        one version (`name@<fp prefix>`), malformed ones included; with `rebuild`, rebuilding each here; with
+        `signers` (an allowed-signers file), requiring a tag signed by one of its keys."""
         name, prefix = parse_spec(spec) if spec else (None, None)
         refs = sorted(r for r in self.git.references if r.startswith(TAG_PREFIX + (f"{name}/" if name else "")))
         if name is not None:
@@ -233,7 +236,8 @@ class SkillsRepo:
         for ref_name in refs:
             ref = self.git.references.get(ref_name)
             if ref is not None:
-                verdicts.append(check(self.git, ref_name[len("refs/tags/"):], ref.target, tips=self.tips, rebuild=rebuild))
+                verdicts.append(check(self.git, ref_name[len("refs/tags/"):], ref.target, tips=self.tips, rebuild=rebuild,
+                                      signers=signers))
         return verdicts
 
     def resolve(self, spec: str, known: list[Version] | None = None) -> Version:
@@ -339,16 +343,27 @@ class SkillsRepo:
         existing = self.git.references.get(ref)
         if existing is None:
             try:
-                self.git.references.create(ref, oid, force=False)
+                self.git.references.create(ref, self._tag_target(ref, oid, source, message), force=False)
             except pygit2.AlreadyExistsError:
                 existing = self.git.references.get(ref)
         if existing is not None and existing.target != oid and not self._tag_intact(ref, existing.target):
-            self.git.references.create(ref, oid, force=True)
+            self.git.references.create(ref, self._tag_target(ref, oid, source, message), force=True)
             existing = None
         if existing is not None and not mine:  # tags never move: an identical binary keeps its first build commit
             build = self.git[existing.target].peel(pygit2.Commit)
             return Version(name, fingerprint, str(build.id), str(build.parent_ids[0]))
         return Version(name, fingerprint, str(oid), str(source.id))
+
+    def _tag_target(self, ref: str, build: pygit2.Oid, source: pygit2.Commit, message: str) -> pygit2.Oid:
+        """What a new version tag points at: the build commit, or with a signing key set up (git config
+        gpg.format ssh, user.signingkey) a signed tag object on it, tagged by the user at the source commit's
+        time (signing.py)."""
+        key = signing.signing_key(self.git.config)
+        if key is None:
+            return build
+        me = self.signature()
+        tagger = pygit2.Signature(me.name, me.email, time=source.committer.time, offset=0)
+        return signing.signed_tag(self.git, key, build, ref[len("refs/tags/"):], tagger, message)
 
     def _tag_intact(self, ref: str, target: pygit2.Oid | str) -> bool:
         try:

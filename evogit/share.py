@@ -39,12 +39,12 @@ from pygit2.enums import FileMode
 
 from . import proc, signing
 from .atomic import write_atomic
-from .errors import EvogitError, InvalidInput, InvalidName
+from .errors import EvogitError, InvalidInput, InvalidName, InvalidVersion
 from .log import MARK_BYTES, LogCorrupted, _decode_chunks, _scan, readable, warn
 from .manifest import check_name
 from .projections import Claims
 from .repo import BRANCH_PREFIX, TAG_PREFIX, SkillsRepo
-from .verify import Rebuild, Verdict, check, trust_policy, weakening
+from .verify import Rebuild, Verdict, check, name_problem, signed_by_allowed, trust_policy, weakening
 
 LOGS = "refs/evogit/logs/"
 REMOTE_LOGS = "refs/evogit/remotes/"
@@ -431,33 +431,119 @@ def _remote_name(repo: SkillsRepo, remote: str) -> str:
     return f"{base.strip('-.')[:40] or 'remote'}-{hashlib.sha1(remote.encode()).hexdigest()[:6]}"
 
 
-def push(repo: SkillsRepo, log_dir: Path, writer: str, remote: str) -> list[str]:
-    """Publish the log, push tool branches, version tags and the log ref; returns the remote refs updated."""
+@dataclass
+class PushReport:
+    updated: list[str] = field(default_factory=list)  # remote refs this push updated
+    skipped: dict[str, str] = field(default_factory=dict)  # local refs not pushed: they fail the local checks, why
+    refused: dict[str, str] = field(default_factory=dict)  # refs the remote refused, and git's reason
+
+
+def push(repo: SkillsRepo, log_dir: Path, writer: str, remote: str) -> PushReport:
+    """Publish the log; push every tool branch and version tag that passes the local checks (each other one is
+    skipped with its reason: one bad branch must not block all sharing) and the log ref. Raises, once the rest
+    is pushed, if the remote refused any ref, naming each and git's reason."""
     remote = _where(repo, remote)
     publish_log(repo, log_dir, writer)
-    specs = [f"{BRANCH_PREFIX}*:{BRANCH_PREFIX}*", "refs/tags/tools/*:refs/tags/tools/*"]
-    if repo.git.references.get(LOGS + writer) is not None:
-        specs.append(f"{LOGS}{writer}:{LOGS}{writer}")
+    report = PushReport(skipped=unsound_refs(repo))
+    git = repo.git
+    refs = [r for r in sorted(git.references) if (r.startswith(BRANCH_PREFIX) or r.startswith(TAG_PREFIX))
+            and r not in report.skipped]
+    if git.references.get(LOGS + writer) is not None:
+        refs.append(LOGS + writer)
+    if not refs:
+        return report
+    exe = shutil.which("git")
+    if exe is None:
+        raise EvogitError("git is not installed (push and pull use the git command line)")
     try:
-        out = _git(repo, "push", "--porcelain", remote, *specs)
-    except EvogitError as e:
-        if any(_BEHIND.search(part) and f"{LOGS}{writer}" in part for part in str(e).split("; ")):  # not ours
-            raise EvogitError(
-                f"{remote} refused this machine's log {LOGS}{writer}: it already holds a log under the writer id "
-                f"{writer!r} that this repository did not write (another machine with the same id, or someone "
-                f"squatting it). Choose another id (git config evogit.writer NEW-ID) and push again; sign your log "
-                "(git config gpg.format ssh, user.signingkey) so that pullers can tell yours from a squatter's"
-            ) from None
-        if _BEHIND.search(str(e)):  # only then is pulling the remedy; any other refusal is shown as git says it
-            raise EvogitError(f"{e} (the remote has commits this repository lacks: `evogit pull {remote}`, "
-                              f"merge any diverged tool with git, then push again)") from None
-        if _LOCKED.search(str(e)):
-            raise EvogitError(f"{e} (another push to {remote} is updating the same refs, or one that was "
-                              f"killed there left a lock file: try again once it has finished)") from None
-        raise
+        done = proc.run([exe, "-C", str(repo.path), "push", "--porcelain", remote, *(f"{r}:{r}" for r in refs)])
+    except OSError as e:
+        raise EvogitError(f"git push could not start: {e}") from None
+    out = done.stdout.decode("utf-8", "replace")
     # porcelain: "<flag>\t<from>:<to>\t<summary>"; "=" is up to date, "!" rejected
-    return [line.split("\t")[1].split(":")[1] for line in out.splitlines()
-            if len(line) > 1 and line[0] in "*+ -" and line[1] == "\t"]
+    for line in out.splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 3 and len(parts[0]) == 1 and ":" in parts[1]:
+            to = parts[1].split(":", 1)[1]
+            if parts[0] in "*+ -":
+                report.updated.append(to)
+            elif parts[0] == "!":
+                report.refused[to] = parts[2].strip()
+    if done.returncode != 0 and not report.refused:  # nothing said per ref: the push as a whole failed
+        text = (done.stderr + done.stdout).decode("utf-8", "replace")
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        reasons = [line for line in lines if line.startswith(("fatal:", "error:", "remote: Error"))] or lines
+        message = "git push failed: " + "; ".join(dict.fromkeys(reasons[:3] or ["(no output)"]))
+        if _LOCKED.search(text):
+            message += (f" (another push to {remote} is updating the same refs, or one that was killed there "
+                        "left a lock file: try again once it has finished)")
+        raise EvogitError(message)
+    if report.refused:
+        said = [line[len("remote:"):].strip() for line in done.stderr.decode("utf-8", "replace").splitlines()
+                if line.startswith("remote:") and ("Error" in line or "refused" in line)]
+        raise EvogitError(_refusals(remote, writer, report) + (f"; the remote said: {' '.join(said[:3])}"
+                                                              if said else ""))
+    return report
+
+
+def _refusals(remote: str, writer: str, report: PushReport) -> str:
+    """One line for the refs a remote refused (the rest were pushed), with what to do where it is known."""
+    said = []
+    for ref, why in report.refused.items():
+        if ref == LOGS + writer and _BEHIND.search(f"[rejected] {why}"):
+            said.append(f"{ref}: {remote} already holds a log under the writer id {writer!r} that this repository "
+                        "did not write (another machine with the same id, or someone squatting it). Choose another "
+                        "id (git config evogit.writer NEW-ID) and push again; sign your log (git config gpg.format "
+                        "ssh, user.signingkey) so that pullers can tell yours from a squatter's")
+        elif _BEHIND.search(f"[rejected] {why}"):
+            said.append(f"{ref}: {why} (the remote has commits this repository lacks: `evogit pull {remote}`, merge "
+                        "any diverged tool with git, then push again)")
+        else:
+            said.append(f"{ref}: {why}")
+    pushed = f"{len(report.updated)} refs pushed; " if report.updated else ""
+    return f"{remote} refused {len(report.refused)} ref{'s' * (len(report.refused) != 1)} ({pushed}the rest is " \
+           f"up to date): " + "; ".join(said)
+
+
+def unsound_refs(repo: SkillsRepo) -> dict[str, str]:
+    """The tool branches and version tags a push would publish that fail the checks a receiving evogit (and
+    git's own fsck) applies: a branch not named like a tool or with a tree entry that must not reach a disk
+    anywhere in its history, a tag that fails verification. ref -> one-line reason."""
+    git, out = repo.git, {}
+    trees: dict[pygit2.Oid, str | None] = {}
+    for ref_name in sorted(r for r in git.references if r.startswith(BRANCH_PREFIX)):
+        try:
+            check_name(ref_name[len(BRANCH_PREFIX):])
+            tip = git.references[ref_name].peel(pygit2.Commit)
+        except (InvalidName, ValueError, KeyError, pygit2.GitError) as e:
+            out[ref_name] = f"not a tool branch ({str(e)[:200]})"
+            continue
+        for commit in git.walk(tip.id):
+            if (problem := _tree_problem(git, commit.tree, trees)) is not None:
+                out[ref_name] = f"commit {str(commit.id)[:10]} has a tree entry that {problem}"
+                break
+    for ref_name in sorted(r for r in git.references if r.startswith(TAG_PREFIX)):
+        verdict = check(git, ref_name[len("refs/tags/"):], git.references[ref_name].target, tips=repo.tips)
+        if not verdict.ok:
+            out[ref_name] = verdict.reason
+    return out
+
+
+def _tree_problem(git: pygit2.Repository, tree: pygit2.Tree, seen: dict[pygit2.Oid, str | None]) -> str | None:
+    """Why a tree (with its subtrees) must not be published, or None; `seen` remembers trees checked."""
+    if tree.id in seen:
+        return seen[tree.id]
+    problem = None
+    for entry in tree:
+        raw = entry.raw_name or b""
+        if (why := name_problem(raw)) is not None:
+            problem = f"{why}: {raw.decode('utf-8', 'replace')[:60]!r}"
+        elif entry.filemode == FileMode.TREE:
+            problem = _tree_problem(git, git[entry.id].peel(pygit2.Tree), seen)
+        if problem is not None:
+            break
+    seen[tree.id] = problem
+    return problem
 
 
 def pull(repo: SkillsRepo, log_dir: Path, writer: str, remote: str, rebuild: Rebuild) -> PullReport:
@@ -474,6 +560,13 @@ def pull(repo: SkillsRepo, log_dir: Path, writer: str, remote: str, rebuild: Reb
          f"+{LOGS}*:{REMOTE_LOGS}{name}/logs/*")
     report = PullReport()
     git = repo.git
+    memory_file = repo.state_dir / "refused-branches.json"  # weakening tips refused before: not walked again
+    try:
+        memory = json.loads(memory_file.read_text())
+    except (OSError, ValueError):
+        memory = {}
+    memory = memory if isinstance(memory, dict) else {}
+    remembered = dict(memory)
     for ref_name in sorted(r for r in git.references if r.startswith(tracking)):
         tool = ref_name[len(tracking):]
         theirs = git.references[ref_name].target
@@ -487,9 +580,15 @@ def pull(repo: SkillsRepo, log_dir: Path, writer: str, remote: str, rebuild: Reb
             continue
         local = git.references.get(BRANCH_PREFIX + tool)
         base = local.target if local is not None and git.descendant_of(theirs, local.target) else None
+        seen, at = memory.get(ref_name), {"target": str(theirs), "base": str(base)}
+        if isinstance(seen, dict) and {k: seen.get(k) for k in at} == at and isinstance(seen.get("reason"), str):
+            report.refused[ref_name] = seen["reason"]  # the same tip on the same base: the same verdict
+            continue
         if (local is None or base is not None) and (why := weakening(git, theirs, base)) is not None:
             report.refused[ref_name] = f"{why}; not taken (its cases are its contract)"
+            memory[ref_name] = {**at, "reason": report.refused[ref_name]}
             continue
+        memory.pop(ref_name, None)
         if local is None:
             git.references.create(BRANCH_PREFIX + tool, theirs, force=False)
             report.created.append(tool)
@@ -504,10 +603,50 @@ def pull(repo: SkillsRepo, log_dir: Path, writer: str, remote: str, rebuild: Reb
             report.fast_forwarded.append(tool)
         else:
             report.diverged.append(tool)
+    if memory != remembered:
+        write_atomic(memory_file, json.dumps(memory, indent=1, sort_keys=True).encode())
     report.accepted_tags, report.refused_tags, _ = accept_tags(repo, quarantine, trust, rebuild)
     report.logs, refused_logs = import_logs(repo, log_dir, writer)
     report.refused.update(refused_logs)
     return report
+
+
+# -- a hub that requires signing ------------------------------------------------------------------------------
+def require_signed(config: pygit2.Config) -> bool:
+    """Whether this repository (a hub) takes only signed version tags and event logs (evogit.requireSigned)."""
+    try:
+        return "evogit.requiresigned" in config and config.get_bool("evogit.requiresigned")
+    except (ValueError, pygit2.GitError) as e:
+        raise InvalidInput(f"bad evogit.requireSigned in git config: {e}") from None
+
+
+def unsigned_updates(repo: SkillsRepo, updates: list[tuple[str, str, str]]) -> list[str]:
+    """On a hub that requires signing (pre-receive: `(old, new, ref)` lines, the pushed objects still in git's
+    quarantine), why each update must be refused: a version tag that is not a tag signed by an allowed key, a
+    log commit not signed by its writer's own key (so nobody can write under another's id), or the deletion of
+    either. Empty: the push may go in."""
+    git, zero = repo.git, "0" * 40
+    allowed = signing.allowed_signers(git.config)
+    if allowed is None:
+        return ["this hub requires signing (evogit.requireSigned) but has no allowed-signers file: "
+                "git config gpg.ssh.allowedSignersFile PATH"]
+    if (quarantine := os.environ.get("GIT_QUARANTINE_PATH")):
+        git.odb.add_disk_alternate(quarantine)  # where receive-pack keeps the pushed objects until we say yes
+    out = []
+    for old, new, ref in updates:
+        if not (ref.startswith(TAG_PREFIX) or ref.startswith(LOGS)):
+            continue
+        if new == zero:
+            out.append(f"{ref}: a hub that requires signing keeps every version tag and log")
+        elif ref.startswith(TAG_PREFIX):
+            try:
+                signed_by_allowed(git, pygit2.Oid(hex=new), allowed)
+            except InvalidVersion as e:
+                out.append(f"{ref}: {e}")
+        elif not _all_signed(git, new, None if old == zero else old, ref[len(LOGS):], allowed):
+            out.append(f"{ref}: not every commit is signed by the key allowed for the writer "
+                       f"{ref[len(LOGS):][:60]!r} (gpg.ssh.allowedSignersFile)")
+    return out
 
 
 # -- version tags: quarantine, checks, acceptance ------------------------------------------------------------
@@ -522,6 +661,18 @@ def quarantine_pushed(repo: SkillsRepo, updates: list[tuple[str, str]]) -> None:
             ref.delete()
 
 
+def _same_build(git: pygit2.Repository, a: pygit2.Oid | str, b: pygit2.Oid | str) -> bool:
+    """Whether two version tag targets are (or are tags of) the same build commit."""
+    try:
+        return git[a].peel(pygit2.Commit).id == git[b].peel(pygit2.Commit).id
+    except (KeyError, ValueError, TypeError, pygit2.GitError):
+        return False
+
+
+def _signed(git: pygit2.Repository, target: pygit2.Oid | str) -> bool:
+    return isinstance(target, pygit2.Oid) and signing.tag_signature(git, target) is not None
+
+
 def accept_tags(repo: SkillsRepo, quarantine: str, trust: str,
                 rebuild: Rebuild) -> tuple[list[str], dict[str, str], dict[str, str]]:
     """Move each version tag out of `<quarantine>tags/tools/` into refs/tags if it passes every check (and,
@@ -534,6 +685,12 @@ def accept_tags(repo: SkillsRepo, quarantine: str, trust: str,
     except (OSError, ValueError):
         memory = {}
     memory = memory if isinstance(memory, dict) else {}
+    signers = None
+    if trust == "signed":
+        signers = signing.allowed_signers(git.config)
+        if signers is None:
+            raise InvalidInput("the trust policy signed needs an allowed-signers file: git config "
+                               "gpg.ssh.allowedSignersFile PATH (lines of `<principal> <key type> <public key>`)")
     accepted: list[str] = []
     refused: dict[str, str] = {}
     known: dict[str, str] = {}
@@ -548,15 +705,22 @@ def accept_tags(repo: SkillsRepo, quarantine: str, trust: str,
         seen = memory.get(tag)
         if here is not None and here.target == target:
             pass  # already ours
+        elif here is not None and _same_build(git, here.target, target) and not _signed(git, here.target):
+            # the same build commit, and theirs is a signed tag where ours is not: theirs, once it passes
+            verdict = check(git, tag, target, tips=repo.tips, signers=signers)
+            if verdict.ok and _signed(git, target):
+                git.references.create("refs/tags/" + tag, target, force=True)
+                accepted.append(tag)
         elif (isinstance(seen, dict) and seen.get("target") == str(target)
-                and (seen.get("stage") != "rebuild" or trust == "rebuild")):
+                and (seen.get("stage") != "rebuild" or trust == "rebuild") and seen.get("stage") != "signature"):
             known[tag] = str(seen.get("reason", ""))
         else:
             if here is not None and check(git, tag, here.target).ok:
                 verdict = Verdict(tag, stage="exists", reason=f"this repository's tag points at {str(here.target)[:10]}, "
                                                               f"this one at {str(target)[:10]}: tags never move")
             else:
-                verdict = check(git, tag, target, tips=repo.tips, rebuild=rebuild if trust == "rebuild" else None)
+                verdict = check(git, tag, target, tips=repo.tips, rebuild=rebuild if trust == "rebuild" else None,
+                                signers=signers)
             if verdict.ok:
                 git.references.create("refs/tags/" + tag, target, force=True)  # a rebuild made it, or a broken one was here
                 accepted.append(tag)

@@ -10,6 +10,13 @@ Configured as git is (`git config`):
 A signature is made and checked by `ssh-keygen -Y sign|find-principals|verify -n git`, exactly what git runs, so
 `git verify-commit` accepts every commit evogit signs. libgit2 verifies nothing itself.
 
+**Version tags are signed tag objects** when a key is set up: `object`, `type commit`, `tag tools/<name>/<fp>`,
+`tagger` (the user, at the source commit's time), the message, then the SSH signature appended — what `git tag -s`
+writes, so `git verify-tag` accepts it (`signed_tag`, `tag_signers`). The build commit it points at stays
+unsigned and deterministic, so that a rebuild anywhere writes the very same commit; the tag's signature covers
+it by its id. Under the trust policy `signed` (verify.py) a version is taken from a remote only with a tag an
+allowed signer signed.
+
 **Writers are principals.** A log ref `refs/evogit/logs/<writer>` is trusted when every commit of it is signed by
 a key the allowed-signers file lists for the principal `<writer>`: a writer id is bound to its key, so nobody
 else can write under it (`share.signed_writers`).
@@ -122,3 +129,35 @@ def create_commit(git: pygit2.Repository, key: Path | None, author: pygit2.Signa
         return git.create_commit(None, author, committer, message, tree, parents)
     content = str(git.create_commit_string(author, committer, message, tree, parents))  # a str (pygit2's stub: Oid)
     return git.create_commit_with_signature(content, sign(content.encode(), key))
+
+
+SIGNATURE_BEGIN = b"-----BEGIN SSH SIGNATURE-----"
+
+
+def signed_tag(git: pygit2.Repository, key: Path, target: pygit2.Oid, tag: str, tagger: pygit2.Signature,
+               message: str) -> pygit2.Oid:
+    """A tag object named `tag` (no refs/tags/) on the commit `target`, signed with `key` as `git tag -s` signs;
+    written to the object database, no ref moved."""
+    offset = tagger.offset
+    zone = f"{'-' if offset < 0 else '+'}{abs(offset) // 60:02d}{abs(offset) % 60:02d}"
+    name, email = (" ".join(x.replace("<", "").replace(">", "").split()) for x in (tagger.name, tagger.email))
+    head = (f"object {target}\ntype commit\ntag {tag}\n"
+            f"tagger {name} <{email}> {tagger.time} {zone}\n\n{message.rstrip()}\n").encode()
+    return git.odb.write(pygit2.enums.ObjectType.TAG, head + sign(head, key).encode())
+
+
+def tag_signature(git: pygit2.Repository, oid: pygit2.Oid) -> tuple[bytes, str] | None:
+    """A tag object's (signed payload, SSH signature), or None if it carries no SSH signature."""
+    kind, data = git.odb.read(oid)
+    if kind != pygit2.enums.ObjectType.TAG:
+        return None
+    at = data.rfind(b"\n" + SIGNATURE_BEGIN)
+    if at < 0:
+        return None
+    return data[:at + 1], data[at + 1:].decode("utf-8", "replace")
+
+
+def tag_signers(git: pygit2.Repository, oid: pygit2.Oid, allowed: Path) -> list[str]:
+    """The allowed principals who signed a tag object (empty if unsigned or signed by no allowed key)."""
+    found = tag_signature(git, oid)
+    return signers(*found, allowed) if found is not None else []

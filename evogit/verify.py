@@ -4,7 +4,10 @@ tags before they are trusted. Reading, building, `pull`, a hub's post-receive an
 A version tag `refs/tags/tools/<name>/<fingerprint>` is good only if, stage by stage:
 
     name        <name> is a tool name and <fingerprint> 64 lowercase hex digits
-    object      it points straight at a commit (not a tag object, tree or blob) with exactly one parent
+    object      it points at a commit with exactly one parent: straight, or through a tag object of the same
+                name that carries an SSH signature (a signed version tag, signing.py); never an unsigned tag
+                object, a tree or a blob
+    signature   (trust policy `signed`) the tag object is signed by a key of gpg.ssh.allowedSignersFile
     tree        that build commit's tree is its parent's (the source commit's) tree plus build/, which holds
                 exactly tool.wasm and build.json as regular files
     wasm        tool.wasm hashes (sha256) to <fingerprint>
@@ -26,18 +29,20 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 import msgspec
 import pygit2
 from pygit2.enums import FileMode
 
+from . import signing
 from .artifact import INTERFACE_FILES, interface_of
 from .errors import EvogitError, InvalidInput, InvalidPackage, InvalidVersion
 from .manifest import MAX_NAME, NAME_RE
 
 TAG_PREFIX = "refs/tags/tools/"
 BUILDER = ("evogit-builder", "builder@evogit.invalid")
-TRUST = ("rebuild", "hash")
+TRUST = ("rebuild", "signed", "hash")
 _FP = re.compile(r"^[0-9a-f]{64}\Z")
 #: Code points HFS+ ignores in names, so that ".g\u200cit" is ".git" there (as git's is_hfs_dotgit knows).
 _HFS_IGNORED = dict.fromkeys([0x200C, 0x200D, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x206A, 0x2070), 0xFEFF])
@@ -106,6 +111,7 @@ class Verdict(msgspec.Struct):
     source_commit: str = ""
     stage: str = ""
     reason: str = ""
+    signed_by: list[str] = []  # with the allowed-signers file given: the principals who signed its tag
 
 
 def split_tag(tag: str) -> tuple[str, str]:
@@ -130,6 +136,12 @@ def build_commit(git: pygit2.Repository, tag: str, target: pygit2.Oid | str) -> 
     obj = git.get(target)
     if obj is None:
         raise InvalidVersion("object", f"points at {str(target)[:10]}, which is not in this repository")
+    if isinstance(obj, pygit2.Tag) and signing.tag_signature(git, obj.id) is not None:  # a signed version tag
+        if obj.name != tag:
+            raise InvalidVersion("object", f"points at a signed tag object named {obj.name[:80]!r}, not {tag!r}")
+        obj = git.get(obj.target)
+        if obj is None:
+            raise InvalidVersion("object", "points at a signed tag of a commit that is not in this repository")
     if not isinstance(obj, pygit2.Commit):
         raise InvalidVersion("object", f"points at a {obj.type_str}, not a commit")
     if len(obj.parent_ids) != 1:
@@ -242,9 +254,11 @@ def difference(git: pygit2.Repository, ours: pygit2.Object, theirs: pygit2.Commi
 
 
 def check(git: pygit2.Repository, tag: str, target: pygit2.Oid | str, *,
-          tips: Callable[[str], Sequence[pygit2.Oid]] | None = None, rebuild: Rebuild | None = None) -> Verdict:
+          tips: Callable[[str], Sequence[pygit2.Oid]] | None = None, rebuild: Rebuild | None = None,
+          signers: Path | None = None) -> Verdict:
     """Every check on one version tag (`tools/<name>/<fp>` pointing at `target`): lineage only with `tips`
-    (tool name → branch tips), the rebuild only with `rebuild`."""
+    (tool name → branch tips), the rebuild only with `rebuild`, the signature only with `signers` (the
+    allowed-signers file: trust policy `signed`)."""
     verdict = Verdict(tag)
     try:
         name, fp, commit = build_commit(git, tag, target)
@@ -253,6 +267,8 @@ def check(git: pygit2.Repository, tag: str, target: pygit2.Oid | str, *,
         contents(git, name, fp, commit)
         if tips is not None:
             on_branch(git, name, commit, tips(name))
+        if signers is not None:
+            verdict.signed_by = signed_by_allowed(git, target, signers)
         if rebuild is not None:
             rebuilt(git, name, fp, commit, rebuild)
     except InvalidVersion as e:
@@ -262,9 +278,23 @@ def check(git: pygit2.Repository, tag: str, target: pygit2.Oid | str, *,
     return verdict
 
 
+def signed_by_allowed(git: pygit2.Repository, target: pygit2.Oid | str, allowed: Path) -> list[str]:
+    """The allowed principals who signed the version tag object `target`; InvalidVersion if none did."""
+    if not isinstance(target, pygit2.Oid) or signing.tag_signature(git, target) is None:
+        raise InvalidVersion("signature", "is not a signed tag (trust policy signed)")
+    try:
+        who = signing.tag_signers(git, target, allowed)
+    except EvogitError as e:
+        raise InvalidVersion("signature", f"its signature cannot be checked: {e}") from None
+    if not who:
+        raise InvalidVersion("signature", f"is signed by no key of the allowed-signers file {allowed}")
+    return who
+
+
 def trust_policy(config: pygit2.Config, remote: str | None = None) -> str:
     """How far version tags from `remote` are checked: `remote.<name>.evogitTrust`, else `evogit.trust`, else
-    `rebuild` (every check and a rebuild here); `hash` is every check but the rebuild, for a hub you control."""
+    `rebuild` (every check and a rebuild here); `signed` is every check but the rebuild, and a tag signed by an
+    allowed signer (gpg.ssh.allowedSignersFile); `hash` is every check but the rebuild, for a hub you control."""
     for key in ([f"remote.{remote}.evogitTrust"] if remote else []) + ["evogit.trust"]:
         if key in config:
             value = str(config[key]).strip().lower()

@@ -185,9 +185,9 @@ def test_a_bad_foreign_log_is_refused_and_the_repository_keeps_working(small_rt:
 
 
 def test_push_returns_what_it_updated(small_rt: Runtime, server: Path):
-    first = small_rt.push(str(server))
+    first = small_rt.push(str(server)).updated
     assert sorted(r.split("/")[1] for r in first) == ["evogit", "heads", "heads", "tags", "tags"]
-    assert small_rt.push(str(server)) == []
+    assert small_rt.push(str(server)).updated == []
 
 
 def _dotdot_commit(path: Path, marker: str) -> str:
@@ -232,3 +232,34 @@ def test_a_hub_without_fsck_still_never_builds_a_pushed_tree_with_dotdot(server:
     assert push.returncode == 0, push.stderr
     assert "build failed at package: tree entry '..' is a relative path component" in push.stderr
     assert Runtime(server).repo.versions() == []
+
+
+def test_one_bad_branch_does_not_block_sharing_the_rest(small_rt: Runtime, server: Path):
+    """Found (issue 17): a local branch whose tree the hub refuses (a `..` entry) made `evogit push` fail whole
+    (remote unpack failed), and nothing good was published."""
+    commit = _dotdot_commit(small_rt.repo.path, "escaped")
+    _git(small_rt.repo.path, "update-ref", "refs/heads/tools/dotdot-tool", commit)
+    small_rt.run("word-count", b'{"text": "a b"}')
+    result = CliRunner().invoke(main, ["push", str(server), "--repo", str(small_rt.repo.path)])
+    assert result.exit_code == 0, result.output
+    assert "skipped refs/heads/tools/dotdot-tool: commit" in result.stderr and "relative path component" in result.stderr
+    heads = _git(server, "for-each-ref", "--format=%(refname)", "refs/heads/tools", "refs/evogit").split()
+    assert "refs/heads/tools/word-count" in heads and "refs/heads/tools/dotdot-tool" not in heads
+    assert any(h.startswith("refs/evogit/logs/") for h in heads)
+
+
+def test_a_ref_the_remote_refuses_is_named_and_the_rest_is_pushed(small_rt: Runtime, server: Path, tmp_path: Path):
+    from .conftest import tool_files
+
+    small_rt.push(str(server))
+    other, _ = Runtime.init(tmp_path / "other", starter=False)
+    other.pull(str(server))
+    other.repo.commit_version("word-count", tool_files("word-count"), "Moved on elsewhere")
+    other.push(str(server))  # the hub's word-count is now ahead of this machine's
+    small_rt.repo.commit_version("word-count", tool_files("word-count", cases=[]), "Diverged here")
+    small_rt.repo.commit_version("slugify", tool_files("slugify"), "A new slugify")
+    with pytest.raises(EvogitError) as e:
+        small_rt.push(str(server))
+    said = str(e.value)
+    assert "refused 1 ref" in said and "refs/heads/tools/word-count" in said and "evogit pull" in said, said
+    assert _git(server, "rev-parse", "refs/heads/tools/slugify").strip() == str(small_rt.repo.head("slugify").id)

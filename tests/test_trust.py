@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from evogit import events as ev
 from evogit.cli import main
 from evogit.contract import Contract
-from evogit.errors import InvalidInput, InvalidPackage
+from evogit.errors import EvogitError, InvalidInput, InvalidPackage
 from evogit.llm.config import ModelConfig
 from evogit.log import FileLog
 from evogit.manifest import check_cargo_toml, parse_manifest
@@ -24,6 +24,7 @@ from evogit.runtime import Runtime
 from evogit.share import publish_log
 from evogit.verify import supersedes
 
+from .conftest import tool_files
 from .forge import git
 
 pytestmark = pytest.mark.slow
@@ -121,7 +122,7 @@ def test_trailers_in_a_task_are_not_trailers():
         ("a", "why")]
 
 
-def test_a_pulled_fast_forward_that_drops_cases_is_refused(small_rt: Runtime, tmp_path: Path):
+def test_a_pulled_fast_forward_that_drops_cases_is_refused(small_rt: Runtime, tmp_path: Path, monkeypatch):
     a = small_rt
     hub = tmp_path / "hub.git"
     Runtime.init(hub, starter=False, bare=True)
@@ -151,6 +152,16 @@ def test_a_pulled_fast_forward_that_drops_cases_is_refused(small_rt: Runtime, tm
     (why,) = [w for r, w in report.refused.items() if r.endswith("tools/word-count")]
     assert f"drops the case {names[2]!r}" in why and "without an Evogit-Supersedes trailer" in why
     assert b.repo.head("word-count").id == taken != before
+    # remembered like a refused tag: the next pull says the same without walking the history again
+    import evogit.share as share
+
+    def no_walk(*args, **kwargs):
+        raise AssertionError("a refused tip was checked again")
+
+    monkeypatch.setattr(share, "weakening", no_walk)
+    again, _ = b.pull(str(hub))
+    monkeypatch.undo()
+    assert [w for r, w in again.refused.items() if r.endswith("tools/word-count")] == [why]
     # a task text cannot say it either: trailers are read from the message's last paragraph only
     files["README.md"] = b"x\n"
     forged = f"Fewer cases\nEvogit-Supersedes: {names[0]}: obsolete\n\nEvogit-Model: m\n"
@@ -277,4 +288,93 @@ def test_a_squatted_writer_id_gets_a_message_naming_what_to_do(small_rt: Runtime
     victim.repo.git.config["evogit.writer"] = "victim-2"
     again = Runtime(victim.repo.path)
     again.run("word-count", b'{"text": "b"}')
-    assert "refs/evogit/logs/victim-2" in again.push(str(hub))  # a new id, and the push goes through
+    assert "refs/evogit/logs/victim-2" in again.push(str(hub)).updated  # a new id, and the push goes through
+
+
+# -- signed version tags, the `signed` trust policy, a hub that requires signing ----------------------------------
+def _signing_machine(tmp_path: Path, name: str, allowed: Path) -> tuple[Runtime, str]:
+    """A machine with a signing key set up before it builds anything; its writer id is its principal."""
+    rt, _ = Runtime.init(tmp_path / name, starter=False)
+    key, pub = _key(tmp_path, name)
+    _signs(rt, key, allowed)
+    rt.repo.git.config["evogit.writer"] = name
+    with allowed.open("a") as f:
+        f.write(f"{name} {pub}\n")
+    return Runtime(rt.repo.path), pub
+
+
+def test_signed_version_tags_are_what_git_verify_tag_accepts(tmp_path: Path):
+    allowed = tmp_path / "allowed_signers"
+    a, _ = _signing_machine(tmp_path, "alice", allowed)
+    v = a.commit("echo-tool", tool_files(), "Echo").version
+    ref = f"tools/echo-tool/{v.fingerprint}"
+    assert git(a.repo.path, "cat-file", "-t", ref).strip() == "tag"
+    assert git(a.repo.path, "rev-parse", f"{ref}^{{commit}}").strip() == v.build_commit  # on the build commit
+    said = subprocess.run(["git", "-C", str(a.repo.path), "verify-tag", ref], capture_output=True, text=True)
+    assert said.returncode == 0 and 'Good "git" signature for alice' in said.stderr, said.stderr
+    assert a.run("echo-tool", b'{"text": "hi"}').ok and a.describe("echo-tool").fingerprint == v.fingerprint
+    (verdict,) = a.verify("echo-tool", signed=True)
+    assert verdict.ok and verdict.signed_by == ["alice"]
+    out = CliRunner().invoke(main, ["verify", "--signed", "--repo", str(a.repo.path)])
+    assert out.exit_code == 0 and "signed by alice" in out.output
+    git(a.repo.path, "fsck", "--strict")
+    # the build commit itself is as deterministic as an unsigned one: a rebuild writes the very same commit
+    assert a.verify("echo-tool", rebuild=True)[0].ok
+
+
+def test_the_signed_policy_takes_signed_tags_without_a_rebuild_and_refuses_the_rest(tmp_path: Path, monkeypatch):
+    allowed = tmp_path / "allowed_signers"
+    alice, _ = _signing_machine(tmp_path, "alice", allowed)
+    mallory, _ = _signing_machine(tmp_path, "mallory", tmp_path / "mallory_allowed")  # a key nobody allowed
+    plain, _ = Runtime.init(tmp_path / "plain", starter=False)  # no key: unsigned tags
+    hub = tmp_path / "hub.git"
+    git(tmp_path, "init", "-q", "--bare", str(hub))
+    signed = alice.commit("echo-tool", tool_files(), "Echo").version
+    alice.push(str(hub))
+    for rt, tool in ((mallory, "shout-tool"), (plain, "plain-tool")):
+        assert rt.commit(tool, tool_files(tool), "A tool").ok
+        rt.push(str(hub))
+
+    bob, _ = Runtime.init(tmp_path / "bob", starter=False)
+    git(bob.repo.path, "config", "gpg.ssh.allowedSignersFile", str(allowed))
+    bob.repo.git.config["evogit.trust"] = "signed"
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("the signed policy rebuilt a version")
+
+    monkeypatch.setattr(bob.sharing, "_rebuilt", no_rebuild)
+    report, _ = bob.pull(str(hub))
+    assert report.accepted_tags == [f"tools/echo-tool/{signed.fingerprint}"]
+    reasons = {tag.split("/")[1]: why for tag, why in report.refused_tags.items()}
+    assert "signed by no key of the allowed-signers file" in reasons["shout-tool"]
+    assert "is not a signed tag" in reasons["plain-tool"]
+    assert bob.run("echo-tool", b'{"text": "hi"}').ok
+
+
+def test_a_hub_that_requires_signing_refuses_unsigned_tags_and_squatted_logs(tmp_path: Path):
+    allowed = tmp_path / "allowed_signers"
+    alice, _ = _signing_machine(tmp_path, "alice", allowed)
+    mallory, pub = _signing_machine(tmp_path, "mallory", allowed)  # allowed, but only as mallory
+    hub = tmp_path / "hub.git"
+    out = CliRunner().invoke(main, ["init", str(hub), "--bare", "--no-starter", "--require-signed"])
+    assert out.exit_code == 0, out.output
+    git(hub, "config", "gpg.ssh.allowedSignersFile", str(allowed))
+    alice.commit("echo-tool", tool_files(), "Echo")
+    alice.run("echo-tool", b'{"text": "hi"}')
+    assert "refs/evogit/logs/alice" in alice.push(str(hub)).updated
+
+    # mallory writes under alice's id with its own key: refused, and alice's log on the hub is untouched
+    mallory.repo.git.config["evogit.writer"] = "alice"
+    squat = Runtime(mallory.repo.path)
+    squat.log.append([ev.Feedback(tool="echo-tool", fingerprint="f" * 64, task="t", solved=True)])
+    before = git(hub, "rev-parse", "refs/evogit/logs/alice").strip()
+    said = CliRunner().invoke(main, ["push", str(hub), "--repo", str(squat.repo.path)])
+    assert said.exit_code == 1 and "Traceback" not in said.output
+    assert git(hub, "rev-parse", "refs/evogit/logs/alice").strip() == before
+
+    # a machine with no key: its unsigned version tag is refused
+    plain, _ = Runtime.init(tmp_path / "plain", starter=False)
+    plain.commit("plain-tool", tool_files("plain-tool"), "A tool")
+    with pytest.raises(EvogitError, match="is not a signed tag"):
+        plain.push(str(hub))
+    assert "plain-tool" not in git(hub, "tag", "-l")

@@ -32,7 +32,7 @@ from ..projections import Claims, EmbeddingProjector, Projector
 from ..repo import SkillsRepo
 from ..resources import resource
 from ..sandbox import DEFAULT_LIMITS, Limits, shutdown
-from ..share import PullReport
+from ..share import PullReport, PushReport
 from ..verify import Verdict
 from .building import Building, Progress
 from .library import Library, supersedes
@@ -97,10 +97,15 @@ class Runtime:
 
     @classmethod
     def init(cls, path: str | Path, *, starter: Path | None | bool = True, bare: bool = False,
-             progress: Progress | None = None) -> tuple[Runtime, list[BuildOutcome]]:
-        """Create a skills repository, install its hooks and import + build the starter library."""
+             progress: Progress | None = None, require_signed: bool = False) -> tuple[Runtime, list[BuildOutcome]]:
+        """Create a skills repository, install its hooks and import + build the starter library. A hub made
+        with `require_signed` takes only version tags signed by an allowed key and logs signed by their
+        writer's key (evogit.requireSigned, and trust policy signed for what it checks itself)."""
         repo = SkillsRepo.init(path, bare=bare)
         hooks.install(Path(repo.git.path))
+        if require_signed:
+            repo.git.config["evogit.requireSigned"] = True
+            repo.git.config["evogit.trust"] = "signed"
         rt = cls(path)
         rt.writer()  # fixed now, before two processes could pick different ids
         outcomes: list[BuildOutcome] = []
@@ -200,14 +205,14 @@ class Runtime:
         return self.searching.feedback(spec, task, solved, note)
 
     # -- sharing -------------------------------------------------------------------------------------------------
-    def push(self, remote: str) -> list[str]:
+    def push(self, remote: str) -> PushReport:
         return self.sharing.push(remote)
 
     def pull(self, remote: str) -> tuple[PullReport, list[BuildOutcome]]:
         return self.sharing.pull(remote)
 
-    def verify(self, spec: str | None = None, rebuild: bool = False) -> list[Verdict]:
-        return self.sharing.verify(spec, rebuild)
+    def verify(self, spec: str | None = None, rebuild: bool = False, signed: bool = False) -> list[Verdict]:
+        return self.sharing.verify(spec, rebuild, signed)
 
     def on_hook(self, name: str, stdin: str = "") -> list[BuildOutcome]:
         return self.sharing.on_hook(name, stdin)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pygit2
 
-from .. import hooks
+from .. import hooks, signing
 from ..errors import EvogitError, InvalidInput
 from ..manifest import check_name
 from ..projections import Claims
 from ..repo import BRANCH_PREFIX, SkillsRepo
-from ..share import PUSHED, PullReport, accept_tags, quarantine_pushed
+from ..share import PUSHED, PullReport, PushReport, accept_tags, quarantine_pushed, require_signed, unsigned_updates
 from ..share import pull as git_pull
 from ..share import push as git_push
 from ..verify import Verdict, trust_policy
@@ -26,9 +26,9 @@ class Sharing:
         self.repo, self.state, self.building = repo, state, building
         self.builder = building.builder
 
-    def push(self, remote: str) -> list[str]:
-        """Publish this machine's log into git and push tool branches, version tags and the log; returns the
-        remote refs that were updated."""
+    def push(self, remote: str) -> PushReport:
+        """Publish this machine's log into git and push tool branches, version tags and the log: what was
+        updated, and what was skipped as unsound here (see share.push)."""
         log = self.state.file_log()
         log.sync()
         return git_push(self.repo, log.dir, log.writer, remote)
@@ -45,10 +45,17 @@ class Sharing:
         moved = report.created + report.fast_forwarded
         return report, (self.building.build(moved) if moved else [])
 
-    def verify(self, spec: str | None = None, rebuild: bool = False) -> list[Verdict]:
+    def verify(self, spec: str | None = None, rebuild: bool = False, signed: bool = False) -> list[Verdict]:
         """Check local version tags (all, one tool's, or one version) as a pulled tag is checked (verify.py);
-        `rebuild` also rebuilds each here and compares the build commits."""
-        return self.repo.verify(spec, self._rebuilt if rebuild else None)
+        `rebuild` also rebuilds each here and compares the build commits; `signed` requires each tag signed by
+        a key of the allowed-signers file (gpg.ssh.allowedSignersFile)."""
+        signers = None
+        if signed:
+            signers = signing.allowed_signers(self.repo.git.config)
+            if signers is None:
+                raise InvalidInput("checking signatures needs an allowed-signers file: git config "
+                                   "gpg.ssh.allowedSignersFile PATH")
+        return self.repo.verify(spec, self._rebuilt if rebuild else None, signers)
 
     def _rebuilt(self, source: pygit2.Commit, name: str) -> tuple[str, str]:
         """Build a version's source commit here whatever tags say (verify.Rebuild): (fingerprint, build commit)."""
@@ -65,6 +72,11 @@ class Sharing:
                 return []
             tool = ref[len(BRANCH_PREFIX):]
             return [self.building.build_one(self.repo.head(tool), tool)]
+        if name == "pre-receive":  # the hook runs this only on a hub that requires signing
+            pushed = [(p[0], p[1], p[2]) for p in (line.split() for line in stdin.splitlines()) if len(p) == 3]
+            if require_signed(self.repo.git.config) and (unsigned := unsigned_updates(self.repo, pushed)):
+                raise EvogitError("push refused (this hub requires signing): " + "; ".join(unsigned))
+            return []
         if name == "post-receive":
             updates = [parts for parts in (line.split() for line in stdin.splitlines()) if len(parts) == 3]
             quarantine_pushed(self.repo, [(new, ref) for _, new, ref in updates])  # pushed tags are checked below
