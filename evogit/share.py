@@ -397,16 +397,21 @@ class PullReport:
     invalid: dict[str, int] = field(default_factory=dict)  # writer -> its events skipped as invalid, all told
 
 
-def _git(repo: SkillsRepo, *args: str) -> str:
+def _run_git(repo: SkillsRepo, *args: str) -> proc.Completed:
     """Run the git command line in the repository (through proc.run: it dies with evogit, in its own process
-    group); a failure becomes one line: git's own reason."""
+    group), whatever its exit status."""
     exe = shutil.which("git")
     if exe is None:
         raise EvogitError("git is not installed (push and pull use the git command line)")
     try:
-        done = proc.run([exe, "-C", str(repo.path), *args])
+        return proc.run([exe, "-C", str(repo.path), *args])
     except OSError as e:
         raise EvogitError(f"git {args[0]} could not start: {e}") from None
+
+
+def _git(repo: SkillsRepo, *args: str) -> str:
+    """Run the git command line in the repository; a failure becomes one line: git's own reason."""
+    done = _run_git(repo, *args)
     out = (done.stdout + done.stderr).decode("utf-8", "replace")
     if done.returncode != 0:
         text = (done.stderr + done.stdout).decode("utf-8", "replace")
@@ -452,13 +457,7 @@ def push(repo: SkillsRepo, log_dir: Path, writer: str, remote: str) -> PushRepor
         refs.append(LOGS + writer)
     if not refs:
         return report
-    exe = shutil.which("git")
-    if exe is None:
-        raise EvogitError("git is not installed (push and pull use the git command line)")
-    try:
-        done = proc.run([exe, "-C", str(repo.path), "push", "--porcelain", remote, *(f"{r}:{r}" for r in refs)])
-    except OSError as e:
-        raise EvogitError(f"git push could not start: {e}") from None
+    done = _run_git(repo, "push", "--porcelain", remote, *(f"{r}:{r}" for r in refs))
     out = done.stdout.decode("utf-8", "replace")
     # porcelain: "<flag>\t<from>:<to>\t<summary>"; "=" is up to date, "!" rejected
     for line in out.splitlines():
