@@ -28,8 +28,8 @@ def with_interface(wasm: bytes, files: dict[str, bytes]) -> bytes:
 def interface_section(digests: dict[str, str]) -> bytes:
     """The custom section itself, for these digests ({path: sha256})."""
     payload = "".join(f"{path} sha256:{digest}\n" for path, digest in digests.items()).encode()
-    body = _leb128(len(INTERFACE_SECTION)) + INTERFACE_SECTION + payload
-    return b"\x00" + _leb128(len(body)) + body
+    body = leb128(len(INTERFACE_SECTION)) + INTERFACE_SECTION + payload
+    return b"\x00" + leb128(len(body)) + body
 
 
 def interface_of(wasm: bytes) -> dict[str, str] | None:
@@ -74,7 +74,8 @@ def _read_leb128(data: bytes, at: int) -> tuple[int, int]:
             return value, at
 
 
-def _leb128(n: int) -> bytes:
+def leb128(n: int) -> bytes:
+    """`n` as WebAssembly writes sizes: unsigned LEB128."""
     out = bytearray()
     while True:
         byte, n = n & 0x7F, n >> 7

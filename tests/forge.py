@@ -10,6 +10,8 @@ import os
 import subprocess
 from pathlib import Path
 
+from evogit.artifact import leb128
+
 BUILDER = ("evogit-builder", "builder@evogit.invalid")
 
 
@@ -65,15 +67,8 @@ def commit_tree(path: Path | str, tree: str, parents: list[str], message: str,
 
 def with_custom_section(wasm: bytes, payload: bytes) -> bytes:
     """The same module with a custom section appended: still valid wasm, another sha256."""
-    def leb(n: int) -> bytes:
-        out = bytearray()
-        while True:
-            byte, n = n & 0x7F, n >> 7
-            out.append(byte | (0x80 if n else 0))
-            if not n:
-                return bytes(out)
-    body = leb(len(b"forged")) + b"forged" + payload
-    return wasm + b"\x00" + leb(len(body)) + body
+    body = leb128(len(b"forged")) + b"forged" + payload
+    return wasm + b"\x00" + leb128(len(body)) + body
 
 
 def above(wasm: bytes, fingerprint: str) -> bytes:
