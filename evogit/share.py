@@ -517,10 +517,15 @@ def unsound_refs(repo: SkillsRepo) -> dict[str, str]:
         except (InvalidName, ValueError, KeyError, pygit2.GitError) as e:
             out[ref_name] = f"not a tool branch ({str(e)[:200]})"
             continue
-        for commit in git.walk(tip.id):
-            if (problem := _tree_problem(git, commit.tree, trees)) is not None:
-                out[ref_name] = f"commit {str(commit.id)[:10]} has a tree entry that {problem}"
-                break
+        try:
+            for commit in git.walk(tip.id):
+                if (problem := _tree_problem(git, commit.tree, trees)) is not None:
+                    out[ref_name] = f"commit {str(commit.id)[:10]} has a tree entry that {problem}"
+                    break
+        except RecursionError:  # a tree nested thousands deep: no tool package is
+            out[ref_name] = "its history holds a tree nested too deeply to check"
+        except (KeyError, ValueError, pygit2.GitError) as e:  # objects missing or of the wrong type
+            out[ref_name] = f"its history cannot be read ({str(e)[:200]})"
     for ref_name in sorted(r for r in git.references if r.startswith(TAG_PREFIX)):
         verdict = check(git, ref_name[len("refs/tags/"):], git.references[ref_name].target, tips=repo.tips)
         if not verdict.ok:

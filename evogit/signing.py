@@ -24,6 +24,7 @@ else can write under it (`share.signed_writers`).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -32,7 +33,9 @@ from pathlib import Path
 import pygit2
 
 from . import proc
+from .atomic import write_atomic
 from .errors import EvogitError
+from .userstate import cache_root
 
 NAMESPACE = "git"  # the namespace git signs commits and tags in
 TIMEOUT = 30.0
@@ -64,8 +67,14 @@ def signing_key(config: pygit2.Config) -> Path | None:
     key = _config(config, "user.signingkey")
     if key is None:
         return None
-    if key.startswith("key::"):
-        raise SigningFailed("user.signingkey holds a literal key; evogit signs with a key file: set it to the path")
+    if key.startswith("key::"):  # a public key given literally, as git allows: its private half is in ssh-agent
+        literal = key[len("key::"):].strip()
+        if "\n" in literal or not literal:
+            raise SigningFailed("user.signingkey key:: holds no single public key")
+        path = cache_root() / "signing-keys" / f"{hashlib.sha256(literal.encode()).hexdigest()[:16]}.pub"
+        if not path.exists():
+            write_atomic(path, (literal + "\n").encode())
+        return path
     return Path(os.path.expanduser(key))
 
 

@@ -378,3 +378,34 @@ def test_a_hub_that_requires_signing_refuses_unsigned_tags_and_squatted_logs(tmp
     with pytest.raises(EvogitError, match="is not a signed tag"):
         plain.push(str(hub))
     assert "plain-tool" not in git(hub, "tag", "-l")
+
+
+def test_a_literal_signing_key_is_taken_as_git_takes_it(tmp_path: Path):
+    """git allows `user.signingkey key::<public key>` (the private half in ssh-agent): builds must not fail."""
+    from evogit.signing import signing_key
+
+    _, pub = _key(tmp_path, "lit")
+    rt, _ = Runtime.init(tmp_path / "r", starter=False)
+    git(rt.repo.path, "config", "gpg.format", "ssh")
+    git(rt.repo.path, "config", "user.signingkey", f"key::{pub}")
+    path = signing_key(Runtime(rt.repo.path).repo.git.config)
+    assert path is not None and path.read_text().strip() == pub
+
+
+def test_push_skips_a_branch_whose_tree_is_nested_too_deeply(small_rt: Runtime):
+    import pygit2
+
+    from evogit.share import unsound_refs
+
+    git_repo = small_rt.repo.git
+    tree = git_repo.TreeBuilder().write()
+    for _ in range(1200):
+        tb = git_repo.TreeBuilder()
+        tb.insert("d", tree, pygit2.enums.FileMode.TREE)
+        tree = tb.write()
+    sig = pygit2.Signature("a", "a@a")
+    commit = git_repo.create_commit(None, sig, sig, "deep", tree, [])
+    git_repo.references.create("refs/heads/tools/deep-tool", commit)
+    found = unsound_refs(small_rt.repo)
+    assert found["refs/heads/tools/deep-tool"] == "its history holds a tree nested too deeply to check"
+    assert "refs/heads/tools/word-count" not in found
