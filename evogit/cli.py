@@ -646,7 +646,7 @@ def pull(remote: str, repo: Path | None, as_json: bool) -> None:
     if as_json:
         _out({"created": report.created, "fast_forwarded": report.fast_forwarded, "diverged": report.diverged,
               "log_bytes": report.logs, "refused_logs": report.refused, "accepted_tags": report.accepted_tags,
-              "refused_tags": report.refused_tags, "builds": [o.to_json() for o in outcomes],
+              "refused_tags": report.refused_tags, "unbuilt": report.unbuilt, "builds": [o.to_json() for o in outcomes],
               "trusted_writers": report.trusted, "untrusted_claims": msgspec.to_builtins(report.claims),
               "invalid_events": report.invalid})
     else:
@@ -666,6 +666,8 @@ def pull(remote: str, repo: Path | None, as_json: bool) -> None:
             click.echo(f"  {ref} refused: {why}")
         for tag, why in report.refused_tags.items():
             click.echo(f"  tag {tag} refused: {why}")
+        for tool, why in report.unbuilt.items():
+            click.echo(f"  tools/{tool} not built: {why}")
         for tool in report.diverged:
             click.echo(f"  tools/{tool} diverged from {remote}; merge it with git (the hook builds the merge)")
     if any(not o.ok for o in outcomes):

@@ -392,6 +392,7 @@ class PullReport:
     refused: dict[str, str] = field(default_factory=dict)  # log refs not imported, branches not taken, and why
     accepted_tags: list[str] = field(default_factory=list)  # version tags (tools/<name>/<fp>) new here
     refused_tags: dict[str, str] = field(default_factory=dict)  # version tags refused by this pull, and why
+    unbuilt: dict[str, str] = field(default_factory=dict)  # tool -> why its head that arrived was not built here
     trusted: list[str] = field(default_factory=list)  # writers whose events arrived and count here (evogit.trustWriter)
     claims: dict[str, Claims] = field(default_factory=dict)  # writers whose events arrived, not trusted: all they claim
     invalid: dict[str, int] = field(default_factory=dict)  # writer -> its events skipped as invalid, all told
@@ -451,8 +452,9 @@ def push(repo: SkillsRepo, log_dir: Path, writer: str, remote: str) -> PushRepor
     publish_log(repo, log_dir, writer)
     report = PushReport(skipped=unsound_refs(repo))
     git = repo.git
+    tracking = f"refs/remotes/{_remote_name(repo, remote)}/tools/"
     refs = [r for r in sorted(git.references) if (r.startswith(BRANCH_PREFIX) or r.startswith(TAG_PREFIX))
-            and r not in report.skipped]
+            and r not in report.skipped and not _behind(git, r, tracking)]
     if git.references.get(LOGS + writer) is not None:
         refs.append(LOGS + writer)
     if not refs:
@@ -483,6 +485,15 @@ def push(repo: SkillsRepo, log_dir: Path, writer: str, remote: str) -> PushRepor
         raise EvogitError(_refusals(remote, writer, report) + (f"; the remote said: {' '.join(said[:3])}"
                                                               if said else ""))
     return report
+
+
+def _behind(git: pygit2.Repository, ref: str, tracking: str) -> bool:
+    """Whether tool branch `ref` is strictly behind the remote's as last fetched: nothing to send (the remote's
+    newer commits may be ones a pull refused here, which pushing the older tip would only see rejected)."""
+    if not ref.startswith(BRANCH_PREFIX) or (theirs := git.references.get(tracking + ref[len(BRANCH_PREFIX):])) is None:
+        return False
+    ours = git.references[ref].target
+    return theirs.target != ours and git.descendant_of(theirs.target, ours)
 
 
 def _refusals(remote: str, writer: str, report: PushReport) -> str:
@@ -588,11 +599,16 @@ def pull(repo: SkillsRepo, log_dir: Path, writer: str, remote: str, rebuild: Reb
         if isinstance(seen, dict) and {k: seen.get(k) for k in at} == at and isinstance(seen.get("reason"), str):
             report.refused[ref_name] = seen["reason"]  # the same tip on the same base: the same verdict
             continue
-        if (local is None or base is not None) and (why := weakening(git, theirs, base)) is not None:
-            report.refused[ref_name] = f"{why}; not taken (its cases are its contract)"
+        if (local is None or base is not None) and (weak := weakening(git, theirs, base)) is not None:
+            why, sound = weak
+            taken = f"; taken up to {str(sound)[:10]}, the commits before it" if sound is not None else ""
+            report.refused[ref_name] = f"{why}; not taken (its cases are its contract){taken}"
             memory[ref_name] = {**at, "reason": report.refused[ref_name]}
-            continue
-        memory.pop(ref_name, None)
+            if sound is None:
+                continue
+            theirs = sound  # the commits before the weakening one still arrive
+        else:
+            memory.pop(ref_name, None)
         if local is None:
             git.references.create(BRANCH_PREFIX + tool, theirs, force=False)
             report.created.append(tool)

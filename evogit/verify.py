@@ -358,13 +358,21 @@ def weakened(git: pygit2.Repository, commit: pygit2.Commit) -> str | None:
     return None
 
 
-def weakening(git: pygit2.Repository, tip: pygit2.Oid | str, base: pygit2.Oid | str | None) -> str | None:
-    """The first reason (oldest commit first) a commit between `base` (exclusive; None: the root) and `tip`
-    weakens its parent's contract without saying so, or None."""
+def weakening(git: pygit2.Repository, tip: pygit2.Oid | str, base: pygit2.Oid | str | None) -> tuple[str, pygit2.Oid | None] | None:
+    """None if no commit between `base` (exclusive; None: the root) and `tip` weakens its parent's contract
+    without saying so; else the first reason (oldest commit first) and the newest commit on `tip`'s first-parent
+    chain that holds no such commit (`base` or older: None), the sound part a pull may still take."""
     walker = git.walk(tip, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.REVERSE)
     if base is not None:
         walker.hide(base)
-    for commit in walker:
-        if (why := weakened(git, commit)) is not None:
-            return why
-    return None
+    bad = [(c.id, why) for c in walker if (why := weakened(git, c)) is not None]
+    if not bad:
+        return None
+    at: pygit2.Oid | None = pygit2.Oid(hex=str(tip))
+    stop = pygit2.Oid(hex=str(base)) if base is not None else None
+    while at is not None and at != stop:
+        if all(at != b and not git.descendant_of(at, b) for b, _ in bad):
+            return bad[0][1], at
+        parents = git[at].peel(pygit2.Commit).parent_ids
+        at = parents[0] if parents else None
+    return bad[0][1], None

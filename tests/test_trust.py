@@ -409,3 +409,105 @@ def test_push_skips_a_branch_whose_tree_is_nested_too_deeply(small_rt: Runtime):
     found = unsound_refs(small_rt.repo)
     assert found["refs/heads/tools/deep-tool"] == "its history holds a tree nested too deeply to check"
     assert "refs/heads/tools/word-count" not in found
+
+
+# -- end to end: a hostile hub between two honest machines that sign ------------------------------------------------
+def _starter_files(name: str) -> dict[str, bytes]:
+    from .conftest import STARTER
+
+    root = STARTER / name
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_hostile_hub_between_two_honest_machines_that_sign(tmp_path: Path):
+    """Alice and Bob sign and allow each other; whoever controls the hub writes to it at will: a forged log, a log
+    under an allowed writer's id signed with another key, a fast-forward that drops cases, an unsigned and a wrongly
+    signed tag. Honest evidence crosses and is used; forged evidence never fires the fast path; nothing breaks."""
+    from evogit.agent.solve import Solver
+
+    allowed = tmp_path / "allowed_signers"
+    alice, _ = _signing_machine(tmp_path, "alice", allowed)
+    bob, _ = _signing_machine(tmp_path, "bob", allowed)
+    _, carol_pub = _key(tmp_path, "carol")  # carol is allowed; her key stays with her
+    with allowed.open("a") as f:
+        f.write(f"carol {carol_pub}\n")
+    hub = tmp_path / "hub.git"
+    git(tmp_path, "init", "-q", "--bare", str(hub))  # a plain hub: it checks nothing, its owner writes anything
+
+    for name in ("word-count", "slugify"):
+        assert alice.commit(name, _starter_files(name), f"Import {name}").ok
+    wc, slug = alice.repo.resolve("word-count"), alice.repo.resolve("slugify")
+    tasks = ["count the words in this text", "how many words are in my essay", "word count please"]
+    for task in tasks:
+        assert alice.run("word-count", b'{"text": "one two three"}', task=task).ok
+        alice.feedback("word-count", task, True)
+    alice.push(str(hub))
+
+    # the attacks, each pushed to the hub by a machine the attacker runs
+    mallory, _ = _signing_machine(tmp_path, "mallory", tmp_path / "mallory_allowed")  # a key nobody allowed
+    mallory.pull(str(hub))
+    forged = poison("slugify", slug.fingerprint, tasks, 40)
+    forged += [ev.ToolRun(tool="word-count", fingerprint=wc.fingerprint, input_sha256="0" * 64, ok=False, task=t)
+               for t in tasks * 30]
+    mallory.log.append(forged)
+    files, _ = mallory.repo.files(mallory.repo.head("word-count").tree)
+    files = {p: d for p, d in files.items() if not p.startswith("build/")}
+    files["tests/cases.jsonl"] = files["tests/cases.jsonl"].splitlines(keepends=True)[0]  # 1 case, no supersession
+    assert mallory.commit("word-count", files, "Simpler").ok
+    assert mallory.commit("shout-tool", tool_files("shout-tool"), "A tool").ok  # a tag signed by mallory's key
+    mallory.push(str(hub))
+    squat, _ = _signing_machine(tmp_path, "squat", tmp_path / "squat_allowed")
+    squat.repo.git.config["evogit.writer"] = "carol"  # an allowed writer's id, signed with another key
+    Runtime(squat.repo.path).log.append(poison("slugify", slug.fingerprint, tasks, 40))
+    Runtime(squat.repo.path).push(str(hub))
+    plain, _ = Runtime.init(tmp_path / "plain", starter=False)  # no key at all: an unsigned tag
+    plain.repo.git.config["evogit.writer"] = "plain"
+    plain = Runtime(plain.repo.path)
+    assert plain.commit("plain-tool", tool_files("plain-tool"), "A tool").ok
+    plain.push(str(hub))
+
+    for rt in (alice, bob):
+        rt.repo.git.config["evogit.trust"] = "signed"
+    bob = Runtime(bob.repo.path)
+    report, _ = bob.pull(str(hub))
+    assert sorted(report.accepted_tags) == sorted(f"tools/{v.name}/{v.fingerprint}" for v in (wc, slug))
+    refused = {tag.split("/")[1]: why for tag, why in report.refused_tags.items()}
+    assert "signed by no key of the allowed-signers file" in refused["shout-tool"]
+    assert "is not a signed tag" in refused["plain-tool"]
+    assert sorted(report.unbuilt) == ["plain-tool", "shout-tool"]  # their code is not made a version here
+    assert not bob.repo.versions("shout-tool") and not bob.repo.versions("plain-tool")
+    # the case-dropping commit is refused; alice's commits under it still arrive
+    (why,) = [w for r, w in report.refused.items() if r.endswith("tools/word-count")]
+    assert "without an Evogit-Supersedes trailer" in why and "taken up to" in why
+    assert "word-count" in report.created and bob.repo.head("word-count").id == alice.repo.head("word-count").id
+    assert report.trusted == ["alice"] and sorted(report.claims) == ["carol", "mallory", "plain"]
+
+    state = bob.projections().state
+    assert state.versions[f"word-count@{wc.fingerprint}"].runs == 3  # alice's runs, not mallory's 90 failures
+    assert f"slugify@{slug.fingerprint}" not in state.served
+    assert state.claims["mallory"].runs == 130 and state.claims["carol"].runs == 40
+    solver = Solver(bob, None)
+    for task in tasks:
+        result = solver.solve(task, b'{"text": "a b c d e"}')
+        assert result.decision is not None and result.decision.tool is not None, result
+        assert result.decision.tool.startswith("word-count@"), (task, result.decision)
+        if result.fast_path:
+            assert isinstance(result.answer, dict) and result.answer["words"] == 5
+    for args in (["list"], ["stats"], ["stats", "--cost"], ["search", "count the words"], ["describe", "word-count"],
+                 ["replay"], ["verify", "--signed"], ["lineage", "word-count"]):
+        out = CliRunner().invoke(main, [*args, "--repo", str(bob.repo.path)])
+        assert out.exit_code == 0 and "Traceback" not in out.output, (args, out.output)
+    assert bob.run("word-count", b'{"text": "a b"}').output["words"] == 2  # the 7-case head, not mallory's
+
+    # bob's own evidence goes back through the same hub and alice uses it
+    assert bob.run("slugify", b'{"text": "Hello World"}', task="make a url slug").ok
+    bob_sees = Runtime(bob.repo.path).projections().state.versions
+    bob.push(str(hub))
+    report, _ = Runtime(alice.repo.path).pull(str(hub))
+    assert report.trusted == ["bob"] and sorted(report.claims) == ["carol", "mallory", "plain"]
+    state = Runtime(alice.repo.path).projections().state
+    assert state.versions[f"slugify@{slug.fingerprint}"].runs == 1
+    key = f"word-count@{wc.fingerprint}"
+    assert state.versions[key].runs == bob_sees[key].runs > 3  # alice's 3 and bob's own, on both machines
+    for path in (alice.repo.path, bob.repo.path, hub):
+        git(path, "fsck", "--strict")

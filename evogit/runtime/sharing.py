@@ -43,6 +43,15 @@ class Sharing:
             report.claims = {w: state.claims.get(w, Claims()) for w in sorted(report.logs) if w not in trust}
             report.invalid = {w: n for w, n in sorted(state.invalid.items()) if w in report.logs}
         moved = report.created + report.fast_forwarded
+        if moved and trust_policy(self.repo.git.config, remote) == "signed":
+            # under `signed`, code arrives as a version an allowed key vouched for or is not built: a head whose
+            # signed tag was refused (or never came) would otherwise become a version of this machine's own
+            for tool in list(moved):
+                head = str(self.repo.head(tool).id)
+                if not any(v.source_commit == head for v in self.repo.versions(tool)):
+                    moved.remove(tool)
+                    report.unbuilt[tool] = ("no version of its head signed by an allowed key arrived (trust policy "
+                                            f"signed); `evogit build {tool}` builds it here")
         return report, (self.building.build(moved) if moved else [])
 
     def verify(self, spec: str | None = None, rebuild: bool = False, signed: bool = False) -> list[Verdict]:
