@@ -137,6 +137,18 @@ class MemoryLog:
         return {w: f"has {n} events, not {p}" for w, p in position.items() if w != self.writer or p > n}
 
 
+OWN = "own-writers"  # in a log directory: the writer ids this repository appended under, one per line
+
+
+def own_writers(directory: Path) -> frozenset[str]:
+    """The writer ids that appended to the log in `directory` (a FileLog records its writer on opening): its
+    own events, under the id of today and of before (`evogit.writer` changed), never another machine's."""
+    try:
+        return frozenset((directory / OWN).read_text("utf-8", "replace").split())
+    except OSError:
+        return frozenset()
+
+
 class FileLog:
     """The log in `directory`, appending to `<writer>.log` and reading every `*.log` there.
 
@@ -148,6 +160,9 @@ class FileLog:
         self.writer = writer or default_writer()
         self.path = self.dir / f"{self.writer}.log"
         self._mark = self.dir / f"{self.writer}.ok"
+        if self.writer not in own_writers(self.dir):
+            own = sorted(own_writers(self.dir) | {self.writer})
+            write_atomic(self.dir / OWN, ("\n".join(own) + "\n").encode())
         self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         self._lock = threading.Lock()
         self._unsynced = 0

@@ -40,7 +40,7 @@ from pygit2.enums import FileMode
 from . import proc, signing
 from .atomic import write_atomic
 from .errors import EvogitError, InvalidInput, InvalidName, InvalidVersion
-from .log import MARK_BYTES, LogCorrupted, _decode_chunks, _scan, readable, warn
+from .log import MARK_BYTES, LogCorrupted, _decode_chunks, _scan, own_writers, readable, warn
 from .manifest import check_name
 from .projections import Claims
 from .repo import BRANCH_PREFIX, TAG_PREFIX, SkillsRepo
@@ -251,7 +251,7 @@ def repair_logs(repo: SkillsRepo, log_dir: Path, writer: str) -> list[str]:
 
 def import_logs(repo: SkillsRepo, log_dir: Path, writer: str) -> tuple[dict[str, int], dict[str, str]]:
     """Copy the segments of every other writer's log found in git (`refs/evogit/**/logs/<writer>`) that are
-    not yet in `<writer>.log`; returns bytes added per writer, and the refs refused (a segment that is not
+    not yet in `<writer>.log` (never into this repository's own logs, under any id it wrote: log.own_writers); returns bytes added per writer, and the refs refused (a segment that is not
     whole, decodable events, or a gap) with why: nothing of those is copied. A ref that has not moved since
     the last import, with its copy the size that import left, is skipped without reading anything."""
     seen_file = repo.state_dir / "imported.json"
@@ -268,12 +268,13 @@ def import_logs(repo: SkillsRepo, log_dir: Path, writer: str) -> tuple[dict[str,
         seen, changed = {}, True
     added: dict[str, int] = {}
     problems: dict[str, str] = {}
+    own = own_writers(log_dir) | {writer}  # this repository's own logs, today's and any earlier id's, are its own
     for name in repo.git.references:
         if not _LOG_REF.match(name):
             continue
         other = name.rsplit("/", 1)[1]
         ref = repo.git.references.get(name)
-        if other == writer or not _WRITER.match(other) or ref is None:
+        if other in own or not _WRITER.match(other) or ref is None:
             continue
         path = log_dir / f"{other}.log"
         size = path.stat().st_size if path.exists() else -1

@@ -291,6 +291,35 @@ def test_a_squatted_writer_id_gets_a_message_naming_what_to_do(small_rt: Runtime
     assert "refs/evogit/logs/victim-2" in again.push(str(hub)).updated  # a new id, and the push goes through
 
 
+def test_a_new_writer_id_keeps_this_machines_own_evidence_and_never_adopts_a_squatters(small_rt: Runtime,
+                                                                                        tmp_path: Path):
+    victim = small_rt
+    hub = tmp_path / "hub.git"
+    Runtime.init(hub, starter=False, bare=True)
+    old_id = victim.writer()
+    for _ in range(3):
+        assert victim.run("word-count", b'{"text": "a b"}', task="count the words").ok
+    # a squatter took the old id on the hub first, with "evidence" that extends the victim's log
+    squatter, _ = Runtime.init(tmp_path / "squatter", starter=False)
+    squatter.repo.git.config["evogit.writer"] = old_id
+    squatter = Runtime(squatter.repo.path)
+    wc = victim.repo.resolve("word-count")
+    squatter.log.append([ev.ToolRun(tool="word-count", fingerprint=wc.fingerprint, input_sha256="0" * 64, ok=False)
+                         for _ in range(40)])
+    squatter.push(str(hub))
+    with pytest.raises(EvogitError, match="did not write"):
+        victim.push(str(hub))
+
+    victim.repo.git.config["evogit.writer"] = "victim-2"  # what the message says to do
+    again = Runtime(victim.repo.path)
+    assert again.run("word-count", b'{"text": "c"}').ok
+    assert "refs/evogit/logs/victim-2" in again.push(str(hub)).updated
+    again.pull(str(hub))
+    m = Runtime(victim.repo.path).projections().state.versions[f"word-count@{wc.fingerprint}"]
+    assert (m.runs, m.ok) == (4, 4)  # its own 3 under the old id and 1 under the new; none of the squatter's 40
+    assert Runtime(victim.repo.path).replay().state.versions[f"word-count@{wc.fingerprint}"].runs == 4
+
+
 # -- signed version tags, the `signed` trust policy, a hub that requires signing ----------------------------------
 def _signing_machine(tmp_path: Path, name: str, allowed: Path) -> tuple[Runtime, str]:
     """A machine with a signing key set up before it builds anything; its writer id is its principal."""

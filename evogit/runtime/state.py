@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..errors import EvogitError, InvalidInput
-from ..log import EventLog, FileLog, default_writer, warn
+from ..log import EventLog, FileLog, default_writer, own_writers, warn
 from ..projections import (
     EmbeddingProjector,
     Projector,
@@ -70,7 +70,7 @@ class LocalState:
         return writer
 
     def trust(self) -> Trust:
-        """Whose events count: this repository's writer's; each writer whose log is signed by the key the
+        """Whose events count: this repository's writer's (under today's id and any it wrote under before); each writer whose log is signed by the key the
         allowed-signers file lists for it (share.signed_writers); and each named by `git config --add evogit.trustWriter
         WRITER` (trusted by name alone: for a hub where nobody else can push to that writer's log ref). Every
         other writer's events are imported and kept, and counted as claims only."""
@@ -79,7 +79,8 @@ class LocalState:
         except (KeyError, ValueError):
             named = frozenset()
         writer = self.writer()
-        return Trust(writer, named | signed_writers(self.repo, writer))
+        earlier = own_writers(self.repo.state_dir / "log") - {writer}  # this repository's own, under an old id
+        return Trust(writer, named | earlier | signed_writers(self.repo, writer))
 
     def projections(self) -> Projector:
         """The projections, loaded from their snapshot and caught up with the log (and with logs of other
