@@ -36,10 +36,9 @@ def openai_tools() -> list[dict[str, Any]]:
 def call_tool(name: str, arguments_json: str, *, repo: str | Path | None = None) -> str:
     """Execute one tool call on a repository; returns compact JSON (`{"ok": ...}`), never raises for the
     model's mistakes. The runtime and, once needed, the model client are kept per repository."""
+    from .agent import model_client
     from .agent.catalog import Catalog, error_result
     from .errors import EvogitError
-    from .llm.client import ModelClient
-    from .llm.config import load_config
     from .runtime import Runtime, default_repo_path
 
     try:
@@ -49,7 +48,7 @@ def call_tool(name: str, arguments_json: str, *, repo: str | Path | None = None)
             if entry is None:
                 rt = Runtime(path)
                 entry = _catalogs[path] = (Catalog(
-                    rt, connect=lambda: ModelClient(load_config(rt.repo.git.config), sink=rt.log.append)),
+                    rt, connect=lambda: model_client(rt)),
                     threading.Lock())
     except (EvogitError, OSError, ValueError) as e:  # no repository there, a path with NUL, ...: one JSON line
         return error_result(e if isinstance(e, EvogitError) else EvogitError(f"bad repository path: {e}"))

@@ -21,13 +21,15 @@ from . import lineage as lineage_mod
 from .errors import EvogitError
 from .manifest import first_sentence
 from .runtime import BuildOutcome, Runtime, default_repo_path, run_wasm
+from .runtime.results import RunReport, SolveReport
 from .sandbox import Limits
 from .userstate import cache_root
 from .worker import WorkerPool
 
 
 def _out(data: Any) -> None:
-    click.echo(jsonio.encode(data, indent=2, default=str))
+    """One JSON document on stdout: typed results (runtime/results.py) through msgspec, as every server sends them."""
+    click.echo(jsonio.encode(msgspec.to_builtins(data), indent=2, default=str))
 
 
 class _Command(click.Command):
@@ -345,7 +347,7 @@ def run(tool: str | None, input_json: str | None, input_file: Any, batch_file: A
         with WorkerPool(rt.repo.path) as pool:
             for outcome in pool.run_many(tool, lines, limits):
                 failed += not outcome.ok
-                click.echo(jsonio.encode(outcome.envelope()))
+                click.echo(jsonio.encode(msgspec.to_builtins(RunReport.of(outcome))))
         sys.exit(1 if failed else 0)
     if input_json is not None and input_file is not None:
         raise click.UsageError("give the input as an argument or with -i, not both")
@@ -364,7 +366,7 @@ def run(tool: str | None, input_json: str | None, input_file: Any, batch_file: A
         assert tool is not None and rt is not None
         outcome = rt.run(tool, data, limits, task=task)
     if as_json:
-        _out(outcome.envelope())
+        _out(RunReport.of(outcome))
         sys.exit(0 if outcome.ok else 1)
     if outcome.ok:
         click.echo(jsonio.encode(outcome.output))
@@ -554,7 +556,6 @@ def replay(repair: bool, repo: Path | None, as_json: bool) -> None:
 @json_option
 def log_(follow: bool, last: int | None, repo: Path | None, as_json: bool) -> None:
     """Print the event stream, one event a line (oldest first)."""
-    import msgspec
 
     rt = Runtime(repo)
     position: dict[str, int] = {}
@@ -683,7 +684,6 @@ def pull(remote: str, repo: Path | None, as_json: bool) -> None:
 @json_option
 def verify(tool: str | None, rebuild: bool, signed: bool, repo: Path | None, as_json: bool) -> None:
     """Check version tags as a pull checks them (name, build commit, tree, tool.wasm hash, build.json, branch)."""
-    import msgspec
 
     verdicts = Runtime(repo).verify(tool, rebuild, signed)
     failed = sum(not v.ok for v in verdicts)
@@ -740,11 +740,10 @@ def _authored(result: Any, as_json: bool) -> None:
 @contextlib.contextmanager
 def _author(rt: Runtime, rounds: int) -> Iterator[Any]:
     """An Author over this repository's model (configured by env or git config); its client closed after."""
+    from .agent import model_client
     from .agent.author import Author
-    from .llm.client import ModelClient
-    from .llm.config import load_config
 
-    with ModelClient(load_config(rt.repo.git.config), sink=rt.log.append) as client:
+    with model_client(rt) as client:
         yield Author(rt, client, rounds=rounds, progress=_stages())
 
 
@@ -846,10 +845,10 @@ def solve(task: str, input_json: str | None, input_file: Any, max_steps: int, no
 
     With --json: {"answer", "served_by", "model_used", "steps", "tokens", ...}. Exit 1 if not answered.
     """
+    from .agent import model_client
     from .agent.solve import Solver
     from .errors import ModelNotConfigured
     from .llm.client import ModelClient
-    from .llm.config import load_config
 
     if not task.strip():
         raise click.BadParameter("must not be blank", param_hint="TASK")
@@ -864,7 +863,7 @@ def solve(task: str, input_json: str | None, input_file: Any, max_steps: int, no
 
         def connect() -> ModelClient | None:  # only when the fast path does not serve (it may start a server)
             try:
-                made.append(ModelClient(load_config(rt.repo.git.config), sink=rt.log.append))
+                made.append(model_client(rt))
             except ModelNotConfigured:
                 return None
             return made[-1]
@@ -877,8 +876,7 @@ def solve(task: str, input_json: str | None, input_file: Any, max_steps: int, no
                 client.close()
     except EvogitError as e:
         if as_json:  # one JSON document on stdout for every outcome, as `run --json` does
-            _out({"answer": None, "served_by": None, "model_used": False, "steps": [], "tokens": 0, "ok": False,
-                  "outcome": "error", "error": str(e)})
+            _out(SolveReport(None, None, False, [], 0, False, "error", False, None, [], [], str(e)))
         raise
     if as_json:
         _out(result.to_json())

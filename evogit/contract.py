@@ -36,11 +36,6 @@ class RunOutcome:
     fuel: int = 0
     stderr: str = ""
 
-    def envelope(self) -> dict[str, Any]:
-        return {"ok": self.ok, "output": self.output,
-                "error": None if self.ok else {"kind": self.error, "message": self.detail},
-                "tool": self.tool, "fingerprint": self.fingerprint, "wall_ms": round(self.wall_ms, 3),
-                "fuel": self.fuel}
 
 
 #: Keywords that mean the same in draft 2020-12 (jsonschema) and draft-07 (fastjsonschema). A schema that uses

@@ -54,6 +54,7 @@ from ..errors import InvalidInput, InvalidJSON, ModelError
 from ..llm.client import ModelClient, ToolCall
 from ..llm.reply import text_tool_calls
 from ..runtime import Runtime
+from ..runtime.results import SolveReport
 from ..runtime.running import check_task
 from ..sandbox import Limits
 from . import prompt
@@ -113,12 +114,11 @@ class SolveResult:
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens + self.author_tokens
 
-    def to_json(self) -> dict[str, Any]:
-        return {"answer": self.answer, "served_by": self.served_by, "model_used": self.model_used,
-                "steps": [s.to_json() for s in self.steps], "tokens": self.tokens, "ok": self.ok,
-                "outcome": self.outcome, "fast_path": self.fast_path,
-                "confidence": round(self.decision.confidence, 4) if self.decision else None,
-                "written": self.written, "superseded": self.superseded, "error": None if self.ok else self.message}
+    def to_json(self) -> SolveReport:
+        return SolveReport(self.answer, self.served_by, self.model_used, [s.to_json() for s in self.steps],
+                           self.tokens, self.ok, self.outcome, self.fast_path,
+                           round(self.decision.confidence, 4) if self.decision else None, self.written,
+                           self.superseded, None if self.ok else self.message)
 
 
 class Solver:

@@ -1,5 +1,6 @@
-"""What the runtime's operations return: typed values that the CLI formats and a model or MCP client reads as
-JSON (`msgspec.to_builtins`), so their shape is defined here once."""
+"""What the runtime's operations return, and their JSON forms: msgspec Structs whose fields are exactly what
+`--json`, the MCP server and the HTTP API send (`msgspec.json.schema(T)` is each one's output schema), so their
+shape is defined here once."""
 
 from __future__ import annotations
 
@@ -9,7 +10,62 @@ from typing import Any
 import msgspec
 
 from ..build import BuildRecord
+from ..contract import RunOutcome
 from ..repo import Version
+
+
+class RunError(msgspec.Struct):
+    """Why a run failed: its kind (invalid_input, timeout, fuel, memory, trap, exit, invalid_output, …)."""
+
+    kind: str
+    message: str
+
+
+class RunReport(msgspec.Struct):
+    """One run, as `run --json`, MCP and `POST /v1/tools/{name}/run` give it: the output, or the error, and the
+    usage (wall milliseconds, fuel)."""
+
+    ok: bool
+    output: Any
+    error: RunError | None
+    tool: str
+    fingerprint: str
+    wall_ms: float
+    fuel: int
+
+    @classmethod
+    def of(cls, o: RunOutcome) -> RunReport:
+        return cls(o.ok, o.output, None if o.ok else RunError(o.error or "error", o.detail), o.tool, o.fingerprint,
+                   round(o.wall_ms, 3), o.fuel)
+
+
+class ToolEntry(msgspec.Struct):
+    """One tool as `list --json` and `GET /v1/tools` give it: its newest green version and its branch head."""
+
+    name: str
+    version: str | None  # name@7 hex of the newest green version
+    fingerprint: str | None
+    versions: int
+    head: str
+    head_status: str  # green, failed or unbuilt
+    description: str
+
+
+class SolveReport(msgspec.Struct):
+    """A solve, as `solve --json`, MCP's `solve` and `POST /v1/solve` give it, whatever its outcome."""
+
+    answer: Any
+    served_by: str | None  # name@fingerprint of the version whose run answered
+    model_used: bool
+    steps: list[dict[str, Any]]
+    tokens: int
+    ok: bool
+    outcome: str  # answered, no_model, step_limit, deadline, model_error, failed, error
+    fast_path: bool
+    confidence: float | None
+    written: list[str]
+    superseded: list[dict[str, str]]
+    error: str | None
 
 
 @dataclass
@@ -44,10 +100,10 @@ class ToolSummary:
     head: str
     head_status: str  # green, failed or unbuilt
 
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.latest.short if self.latest else None,
-                "fingerprint": self.latest.fingerprint if self.latest else None, "versions": self.versions,
-                "head": self.head, "head_status": self.head_status, "description": self.description}
+    def to_json(self) -> ToolEntry:
+        return ToolEntry(self.name, self.latest.short if self.latest else None,
+                         self.latest.fingerprint if self.latest else None, self.versions, self.head, self.head_status,
+                         self.description)
 
 
 class Supersession(msgspec.Struct):
