@@ -894,6 +894,66 @@ def solve(task: str, input_json: str | None, input_file: Any, max_steps: int, no
     raise EvogitError(result.message)
 
 
+@main.command()
+@click.option("--mcp", "stdio", is_flag=True, help="MCP over stdin and stdout (what a client starts as a command).")
+@click.option("--http", is_flag=True, help="MCP at /mcp (streamable HTTP) and the plain API at /v1.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; beyond loopback a bearer token is required.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port (0: any free one).")
+@click.option("--token", envvar="EVOGIT_TOKEN", default=None,
+              help="Bearer token every HTTP request must carry (default: $EVOGIT_TOKEN).")
+@click.option("--allow-host", multiple=True, help="Another Host header to accept (host or host:port; repeatable).")
+@click.option("--allow-origin", multiple=True, help="Another Origin to accept (repeatable).")
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="Worker processes that run tools (each run in its sandbox, with its limits).")
+@repo_option
+def serve(stdio: bool, http: bool, host: str, port: int, token: str | None, allow_host: tuple[str, ...],
+          allow_origin: tuple[str, ...], workers: int, repo: Path | None) -> None:
+    """Serve the live library to agents: MCP over stdio (--mcp) or HTTP (--http: MCP at /mcp, plain HTTP at /v1)."""
+    import anyio
+
+    from . import serve as serving
+
+    if stdio == http:
+        raise click.UsageError("choose one transport: --mcp (stdio) or --http")
+    if http:
+        serving.check_bind(host, token)
+    library = serving.Library(repo, workers=workers)
+    try:
+        if stdio:
+            configs = serving.client_configs(library.path, None, False)
+            click.echo(f"evogit: serving {library.path} over MCP on stdio; a client starts it as:\n"
+                       f"{jsonio.encode(configs['stdio'], indent=2)}", err=True)
+            anyio.run(serving.serve_stdio, library)
+            return
+        import socket
+
+        import uvicorn
+
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as e:
+            raise EvogitError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+        port = sock.getsockname()[1]
+        shown = f"[{host}]" if ":" in host else host
+        url = f"http://{shown}:{port}"
+        app = serving.http_app(library, host=host, port=port, token=token, allow_hosts=allow_host,
+                               allow_origins=allow_origin)
+        configs = serving.client_configs(library.path, url, bool(token))
+        click.echo(f"evogit: serving {library.path}\n  MCP:  {url}/mcp\n  HTTP: {url}/v1/tools "
+                   f"(OpenAPI: {url}/v1/openapi.json)\nMCP client configuration (HTTP):\n"
+                   f"{jsonio.encode(configs['http'], indent=2)}\n(stdio: {jsonio.encode(configs['stdio'])})")
+        sys.stdout.flush()
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5))
+        server.run(sockets=[sock])
+    finally:
+        library.close()
+    click.echo("evogit: stopped", err=True)
+
+
 @main.group()
 def model() -> None:
     """The embedded local model (Qwen2.5-Coder-1.5B-Instruct on llama.cpp): install, status, serve, stop."""

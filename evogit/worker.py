@@ -41,6 +41,7 @@ class _Request(msgspec.Struct, array_like=True):
     max_output: int
     max_stderr: int
     max_input: int = DEFAULT_LIMITS.max_input
+    task: str | None = None  # recorded with the run, as `evogit run --task` does
 
 
 class _Response(msgspec.Struct, array_like=True):
@@ -75,7 +76,7 @@ def serve(repo: str) -> None:
             req = decode(frame)
             limits = Limits(req.timeout, req.fuel, req.memory, req.max_output, req.max_stderr, req.max_input)
             try:
-                outcome = rt.run(req.spec, req.stdin, limits)
+                outcome = rt.run(req.spec, req.stdin, limits, task=req.task)
             except EvogitError as e:
                 kind = "not_found" if isinstance(e, ToolNotFound) else "error"
                 outcome = RunOutcome(req.spec, "", ok=False, error=kind, detail=str(e))
@@ -186,15 +187,19 @@ class WorkerPool:
         self._next = itertools.cycle(range(n))
         self.workers = [_Worker(self) for _ in range(n)]
 
-    def submit(self, spec: str, stdin: bytes, limits: Limits = DEFAULT_LIMITS) -> Future[RunOutcome]:
+    def submit(self, spec: str, stdin: bytes, limits: Limits = DEFAULT_LIMITS,
+               task: str | None = None) -> Future[RunOutcome]:
+        """Queue one run (recorded with `task`, if given) on the live worker with the fewest runs in flight, so
+        a slow or hostile tool holds up only the worker it runs on."""
         if self.closed:
             raise RuntimeError("worker pool is closed")
         req = _Request(next(self._ids), spec, stdin, limits.timeout, limits.fuel, limits.memory, limits.max_output,
-                       limits.max_stderr, limits.max_input)
+                       limits.max_stderr, limits.max_input, task)
         first = next(self._next)
         n = len(self.workers)
-        live = [self.workers[(first + i) % n] for i in range(n) if not self.workers[(first + i) % n].dead]
-        return (live[0] if live else self.workers[first]).submit(req)  # skip a worker that is restarting
+        order = [self.workers[(first + i) % n] for i in range(n)]  # ties go round-robin
+        live = [w for w in order if not w.dead]
+        return (min(live, key=lambda w: len(w.pending)) if live else order[0]).submit(req)
 
     def run(self, spec: str, stdin: bytes, limits: Limits = DEFAULT_LIMITS) -> RunOutcome:
         """Run once in a worker and wait for the outcome."""

@@ -189,6 +189,11 @@ class Catalog:
     def call(self, name: str, arguments_json: str) -> str:
         """Execute one call; returns compact JSON, an error result included, never raises for the model's mistakes
         or the library's refusals."""
+        return _fit(self.result(name, arguments_json))
+
+    def result(self, name: str, arguments_json: str) -> dict[str, Any]:
+        """Execute one call; returns its whole result (`{"ok": true, ...}` or `{"ok": false, "error": {"kind",
+        "message"}}`), never raises for the caller's mistakes or the library's refusals."""
         try:
             result = self.dispatch(name, arguments_json)
         except ToolCallError as e:
@@ -200,7 +205,7 @@ class Catalog:
         except Exception as e:  # a bug of ours: the model gets one line, the log the traceback
             _log.debug("tool function %s failed", name, exc_info=True)
             result = _error("internal_error", f"{type(e).__name__}: {e}")
-        return _fit(result)
+        return result
 
     def dispatch(self, name: str, arguments_json: str) -> dict[str, Any]:
         """Decode the arguments against the function's schema and execute it; raises ToolCallError or the
