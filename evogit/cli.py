@@ -917,7 +917,10 @@ def serve(stdio: bool, http: bool, host: str, port: int, token: str | None, allo
     if stdio == http:
         raise click.UsageError("choose one transport: --mcp (stdio) or --http")
     if http:
-        serving.check_bind(host, token)
+        try:
+            serving.check_bind(host, token)
+        except EvogitError as e:
+            raise click.UsageError(str(e)) from None
     library = serving.Library(repo, workers=workers)
     try:
         if stdio:
@@ -926,20 +929,9 @@ def serve(stdio: bool, http: bool, host: str, port: int, token: str | None, allo
                        f"{jsonio.encode(configs['stdio'], indent=2)}", err=True)
             anyio.run(serving.serve_stdio, library)
             return
-        import socket
-
-        import uvicorn
-
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as e:
-            raise EvogitError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+        sock = serving.listen(host, port)
         port = sock.getsockname()[1]
-        shown = f"[{host}]" if ":" in host else host
-        url = f"http://{shown}:{port}"
+        url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
         app = serving.http_app(library, host=host, port=port, token=token, allow_hosts=allow_host,
                                allow_origins=allow_origin)
         configs = serving.client_configs(library.path, url, bool(token))
@@ -947,8 +939,7 @@ def serve(stdio: bool, http: bool, host: str, port: int, token: str | None, allo
                    f"(OpenAPI: {url}/v1/openapi.json)\nMCP client configuration (HTTP):\n"
                    f"{jsonio.encode(configs['http'], indent=2)}\n(stdio: {jsonio.encode(configs['stdio'])})")
         sys.stdout.flush()
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5))
-        server.run(sockets=[sock])
+        serving.run_http(app, sock)
     finally:
         library.close()
     click.echo("evogit: stopped", err=True)

@@ -26,13 +26,16 @@ costs nothing) and tells connected clients — `ToolsListChanged` on `subscripti
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
+import signal
+import socket
 import threading
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -302,7 +305,7 @@ def build_server(library: Library) -> Any:
     if not CONTROL_TOOLS:
         CONTROL_TOOLS.extend(_control_tools())
     bus = InMemorySubscriptionBus()
-    sessions: weakref.WeakSet[Any] = weakref.WeakSet()  # handshake-era sessions, told on their own channel
+    sessions: weakref.WeakSet[Any] = weakref.WeakSet()  # handshake-era connections, told on their own channel
 
     async def list_tools(ctx: Any, params: Any) -> Any:
         return t.ListToolsResult(tools=library.mcp_tools())
@@ -351,17 +354,20 @@ def build_server(library: Library) -> Any:
         return t.CallToolResult(content=[_text(report.output)], structured_content=structured, meta=meta)
 
     async def remember_session(ctx: Any, call_next: Any) -> Any:
-        if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS and ctx.session is not None:
-            sessions.add(ctx.session)
+        # a ServerSession lives for one request; the connection under it for the whole handshake session (the SDK
+        # has no public handle on it, and notices outside a request go through it)
+        connection = getattr(ctx.session, "_connection", None)
+        if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS and connection is not None:
+            sessions.add(connection)
         return await call_next(ctx)
 
     async def announce() -> None:
         await bus.publish(ToolsListChanged())
-        for session in list(sessions):
+        for connection in list(sessions):
             try:
-                await session.send_tool_list_changed()
+                await connection.outbound.notify("notifications/tools/list_changed", None)
             except Exception:  # a session that has gone
-                sessions.discard(session)
+                sessions.discard(connection)
 
     from . import __version__
 
@@ -565,6 +571,37 @@ def openapi_document() -> bytes:
 
 
 OPENAPI = openapi_document()
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (port 0: a free one); a one-line error if it cannot be had."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)  # connections wait in the backlog until the app has started: the printed URL works at once
+    except OSError as e:
+        sock.close()
+        raise EvogitError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    return sock
+
+
+def run_http(app: Any, sock: socket.socket) -> None:
+    """Serve `app` on `sock` until SIGINT or SIGTERM, then shut down cleanly: requests in flight finish (5 s at
+    most), the watcher stops; the caller closes the library (workers sync their logs)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:  # uvicorn's re-raises the signal after shutdown: not ours
+            old = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in old.items():
+                    signal.signal(sig, handler)
+
+    Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)).run(sockets=[sock])
 
 
 def client_configs(repo: Path, url: str | None, token: bool) -> dict[str, Any]:

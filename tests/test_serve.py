@@ -1,0 +1,328 @@
+"""`evogit serve`, driven as agents drive it: the MCP SDK's own client over streamable HTTP (both protocol eras)
+and over stdio, and the plain /v1 API over real HTTP. The server is a real `evogit serve` process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import jsonschema
+import msgspec
+import pytest
+from click.testing import CliRunner
+
+from evogit import events as ev
+from evogit.cli import main
+from evogit.runtime import Runtime
+from evogit.runtime.results import RunReport, SolveReport, ToolEntry
+
+from .conftest import tool_files
+
+pytestmark = pytest.mark.slow
+
+mcp = pytest.importorskip("mcp")
+from mcp import Client, StdioServerParameters  # noqa: E402
+from mcp.shared.exceptions import MCPError  # noqa: E402
+
+
+@contextmanager
+def serving(repo: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A real `evogit serve --http` on a free loopback port: (base URL, process); SIGTERM at the end."""
+    proc = subprocess.Popen([sys.executable, "-m", "evogit", "serve", "--http", "--port", "0", "--repo", str(repo),
+                             *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
+    assert proc.stdout is not None
+    url = ""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if line.strip().startswith("MCP:"):
+            url = line.split()[-1].removesuffix("/mcp")
+            break
+    assert url, proc.stderr.read() if proc.poll() is not None else "no URL printed"
+    try:
+        yield url, proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+
+
+def http(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    req = urllib.request.Request(url, data=body, method=method,
+                                 headers={"content-type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        data = e.read()
+        try:
+            return e.code, json.loads(data)
+        except ValueError:
+            return e.code, data.decode(errors="replace")
+
+
+def too_large(url: str, path: str) -> int:
+    """The status of a POST that declares a body over the cap (the server answers before reading it)."""
+    import http.client
+
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.putrequest("POST", path)
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Content-Length", str(17 * 1024 * 1024))
+    conn.endheaders()
+    conn.send(b"x" * 65536)
+    status = conn.getresponse().status
+    conn.close()
+    return status
+
+
+def runs(rt: Runtime) -> list[ev.ToolRun]:
+    return [e for _, _, e in Runtime(rt.repo.path).log.read() if isinstance(e, ev.ToolRun)]
+
+
+# -- MCP over HTTP ----------------------------------------------------------------------------------------------------
+def test_mcp_over_http_in_both_protocol_eras(small_rt: Runtime):
+    before = len(runs(small_rt))
+    with serving(small_rt.repo.path) as (url, proc):
+        async def session(mode: str) -> str:
+            async with Client(f"{url}/mcp", mode=mode) as c:
+                tools = {t.name: t for t in (await c.list_tools()).tools}
+                assert {"list_tools", "search_tools", "describe_binary", "run_binary", "create_binary",
+                        "mutate_binary", "feedback", "solve", "word-count", "slugify"} <= set(tools)
+                wc = tools["word-count"]
+                fp = small_rt.repo.resolve("word-count").fingerprint
+                assert wc.meta is not None and wc.meta["evogit/version"] == f"word-count@{fp}"
+                assert wc.input_schema["type"] == "object" and wc.output_schema is not None
+
+                # a library tool, called directly: structured content, usage, recorded with the caller's task
+                r = await c.call_tool("word-count", {"text": "one two three"}, meta={"evogit/task": "count words"})
+                assert not r.is_error and r.structured_content == {"words": 3, "lines": 1, "chars": 13}
+                assert r.meta is not None and r.meta["evogit/usage"]["fuel"] > 0
+                # input that breaks its schema: a tool error with the kind, not a crash
+                r = await c.call_tool("word-count", {"text": 7})
+                assert r.is_error and r.meta is not None and r.meta["evogit/error"] == "invalid_input"
+                # an unknown tool: JSON-RPC invalid params
+                with pytest.raises(MCPError) as e:
+                    await c.call_tool("no-such-tool", {})
+                assert e.value.code == -32602
+
+                # the control functions
+                r = await c.call_tool("list_tools", {})
+                assert not r.is_error and r.structured_content is not None
+                assert {t["version"].split("@")[0] for t in r.structured_content["tools"]} >= {"word-count"}
+                r = await c.call_tool("search_tools", {"query": "count the words in a text"})
+                assert r.structured_content is not None and r.structured_content["tools"][0]["version"].startswith(
+                    "word-count@")
+                r = await c.call_tool("describe_binary", {"binary_id": "slugify"})
+                assert not r.is_error and "input_schema" in json.dumps(r.structured_content)
+                r = await c.call_tool("run_binary", {"binary_id": "slugify", "input_json": '{"text": "Hello World"}'})
+                assert not r.is_error and r.structured_content is not None
+                assert r.structured_content["output"] == {"slug": "hello-world"}
+                r = await c.call_tool("search_tools", {"query": 3})  # arguments that break the schema
+                assert r.is_error and r.meta is not None and r.meta["evogit/error"] == "bad_arguments"
+                r = await c.call_tool("feedback", {"binary_id": "word-count", "task_description": "count words",
+                                                   "solved": True})
+                assert not r.is_error
+                # solve: the fast path answers with no model
+                r = await c.call_tool("solve", {"task": "count the words in this text",
+                                                "input": {"text": "a b c d"}})
+                assert r.structured_content is not None and not r.is_error, r.content
+                assert r.structured_content["answer"]["words"] == 4 and not r.structured_content["model_used"]
+                return c.protocol_version
+
+        assert anyio.run(session, "auto") == "2026-07-28"
+        assert anyio.run(session, "legacy") == "2025-11-25"
+    assert proc.returncode == 0
+    mine = runs(small_rt)[before:]
+    # every call that ran a tool is in the log, after a SIGTERM: per era, 2 direct runs (one refused), 1 run_binary,
+    # and the solve's fast-path run
+    assert len(mine) == 2 * 4, [(r.tool, r.ok) for r in mine]
+    assert sum(r.task == "count words" for r in mine) == 2
+
+
+def test_a_new_version_from_another_process_is_listed_and_announced(small_rt: Runtime):
+    with serving(small_rt.repo.path) as (url, _):
+        async def watch() -> None:
+            told: list[str] = []
+
+            async def legacy_handler(message: Any) -> None:
+                method = getattr(getattr(message, "root", message), "method", None)
+                if method == "notifications/tools/list_changed":
+                    told.append("legacy")
+
+            async with Client(f"{url}/mcp", mode="legacy", message_handler=legacy_handler) as old, \
+                    Client(f"{url}/mcp") as new:
+                assert "echo-tool" not in {t.name for t in (await new.list_tools()).tools}
+                await old.list_tools()
+                async with new.listen(tools_list_changed=True) as sub:
+                    # another process (this test's) commits and builds a version
+                    await anyio.to_thread.run_sync(
+                        lambda: Runtime(small_rt.repo.path).commit("echo-tool", tool_files(), "Echo"))
+                    with anyio.fail_after(30):
+                        async for _event in sub:
+                            told.append("modern")
+                            break
+                    with anyio.fail_after(30):
+                        while "legacy" not in told:
+                            await anyio.sleep(0.1)
+                assert {"modern", "legacy"} <= set(told)
+                for c in (old, new):
+                    assert "echo-tool" in {t.name for t in (await c.list_tools()).tools}
+                r = await new.call_tool("echo-tool", {"text": "hi"})
+                assert not r.is_error and r.structured_content == {"text": "hi"}
+
+        anyio.run(watch)
+
+
+def test_a_hostile_tool_holds_up_only_its_own_call(hostile: Runtime, tmp_path: Path):
+    repo = tmp_path / "hostile"
+    shutil.copytree(hostile.repo.path, repo)
+    subprocess.run(["git", "-C", str(repo), "config", "evogit.timeout", "8"], check=True)
+    with serving(repo, "--workers", "2") as (url, _):
+        async def attack() -> None:
+            async with Client(f"{url}/mcp") as c:
+                slow: dict[str, Any] = {}
+
+                async def spin() -> None:
+                    slow["r"] = await c.call_tool("hostile", {"mode": "loop"})
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(spin)
+                    await anyio.sleep(0.5)
+                    for _ in range(5):
+                        r = await c.call_tool("hostile", {"mode": "ok"})
+                        assert not r.is_error and r.structured_content == {"ok": True}
+                        assert (await c.call_tool("list_tools", {})).structured_content is not None
+                    assert "r" not in slow  # all served while the loop still burns its worker
+                assert slow["r"].is_error and slow["r"].meta["evogit/error"] in ("timeout", "out_of_fuel")
+                r = await c.call_tool("hostile", {"mode": "panic"})
+                assert r.is_error and "Traceback" not in r.content[0].text
+
+        anyio.run(attack)
+
+
+def test_mcp_over_stdio(small_rt: Runtime):
+    params = StdioServerParameters(command=sys.executable,
+                                   args=["-m", "evogit", "serve", "--mcp", "--repo", str(small_rt.repo.path)])
+
+    async def session() -> None:
+        async with Client(params) as c:
+            names = {t.name for t in (await c.list_tools()).tools}
+            assert {"word-count", "solve", "run_binary"} <= names
+            r = await c.call_tool("word-count", {"text": "a b"})
+            assert not r.is_error and r.structured_content is not None and r.structured_content["words"] == 2
+
+    anyio.run(session)
+
+
+def test_create_binary_over_mcp_with_the_scripted_model(empty_rt: Runtime, scripted_model):
+    from .test_author import KEY, package
+
+    server = scripted_model({"model": "scripted-coder", "steps": [package(whole=True)]})
+    env = {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": KEY, "EVOGIT_MODEL": "scripted-coder"}
+    with serving(empty_rt.repo.path, env=env) as (url, _):
+        async def create() -> None:
+            async with Client(f"{url}/mcp") as c:
+                r = await c.call_tool("create_binary", {"task_description": "Reverse the text, character by "
+                                                                            "character."})
+                assert not r.is_error, r.content
+                assert r.structured_content is not None and r.structured_content["version"].startswith(
+                    "reverse-text@")
+                for _ in range(50):  # the watcher lists it within a second or two
+                    if "reverse-text" in {t.name for t in (await c.list_tools()).tools}:
+                        break
+                    await anyio.sleep(0.2)
+                r = await c.call_tool("reverse-text", {"text": "abc"})
+                assert not r.is_error and r.structured_content == {"text": "cba"}
+                text = json.dumps([r.model_dump() for r in [r]])
+                assert KEY not in text  # the model's key is never in a response
+
+        anyio.run(create)
+
+
+# -- the plain HTTP API -----------------------------------------------------------------------------------------------
+def test_the_v1_api_over_real_http(small_rt: Runtime):
+    before = len(runs(small_rt))
+    with serving(small_rt.repo.path) as (url, _):
+        status, tools = http("GET", f"{url}/v1/tools")
+        assert status == 200 and {t["name"] for t in tools} == {"word-count", "slugify"}
+        msgspec.convert(tools, list[ToolEntry])
+        status, d = http("GET", f"{url}/v1/tools/word-count")
+        assert status == 200 and d["tool"] == "word-count" and d["input_schema"]["type"] == "object"
+        status, r = http("POST", f"{url}/v1/tools/word-count/run?task=count%20the%20words", b'{"text": "a b"}')
+        assert status == 200 and r["ok"] and r["output"]["words"] == 2 and r["fuel"] > 0
+        msgspec.convert(r, RunReport)
+        status, r = http("POST", f"{url}/v1/tools/word-count/run", b'{"text": 5}')
+        assert status == 200 and not r["ok"] and r["error"]["kind"] == "invalid_input"
+        status, s = http("POST", f"{url}/v1/solve", json.dumps({"task": "count the words in this text",
+                                                                 "input": {"text": "x y z"}}).encode())
+        assert status == 200 and s["ok"] and s["answer"]["words"] == 3
+        msgspec.convert(s, SolveReport)
+        assert http("GET", f"{url}/v1/tools/nope")[0] == 404
+        assert http("POST", f"{url}/v1/tools/nope/run", b"{}")[0] == 404
+        status, e = http("POST", f"{url}/v1/solve", b'{"task": 1}')
+        assert status == 400 and e["error"]["kind"] == "invalid_input"
+        assert too_large(url, "/v1/tools/word-count/run") == 413
+        assert http("GET", f"{url}/v1/tools", headers={"Host": "evil.example"})[0] == 421
+        assert http("GET", f"{url}/v1/tools", headers={"Origin": "http://evil.example"})[0] == 403
+        status, doc = http("GET", f"{url}/v1/openapi.json")
+        assert status == 200 and doc["openapi"].startswith("3.1") and "/v1/tools/{name}/run" in doc["paths"]
+        for path in doc["paths"].values():
+            for op in path.values():
+                for resp in op["responses"].values():
+                    for content in resp.get("content", {}).values():
+                        jsonschema.Draft202012Validator.check_schema({**content["schema"], **doc["components"]})
+    mine = runs(small_rt)[before:]
+    assert len(mine) == 3 and mine[0].task == "count the words"
+
+
+def test_a_token_guards_both_paths(small_rt: Runtime):
+    with serving(small_rt.repo.path, "--token", "s3cret") as (url, _):
+        assert http("GET", f"{url}/v1/tools")[0] == 401
+        assert http("GET", f"{url}/v1/tools", headers={"Authorization": "Bearer nope"})[0] == 401
+        assert http("GET", f"{url}/v1/tools", headers={"Authorization": "Bearer s3cret"})[0] == 200
+        assert http("POST", f"{url}/mcp", b"{}", headers={"Accept": "application/json, text/event-stream"})[0] == 401
+
+
+def test_serving_beyond_loopback_needs_a_token(small_rt: Runtime, monkeypatch):
+    monkeypatch.delenv("EVOGIT_TOKEN", raising=False)
+    out = CliRunner().invoke(main, ["serve", "--http", "--host", "0.0.0.0", "--repo", str(small_rt.repo.path)])
+    assert out.exit_code == 2 and "bearer token" in out.output and "Traceback" not in out.output
+    out = CliRunner().invoke(main, ["serve", "--repo", str(small_rt.repo.path)])
+    assert out.exit_code == 2 and "choose one transport" in out.output
+
+
+# -- the typed boundary: --json is what the schemas say ---------------------------------------------------------------
+def test_json_outputs_match_their_msgspec_schemas(small_rt: Runtime):
+    repo = ["--repo", str(small_rt.repo.path)]
+    cases = [
+        (["run", "word-count", '{"text": "a b"}', "--json"], RunReport),
+        (["run", "word-count", '{"text": 1}', "--json"], RunReport),
+        (["list", "--json"], list[ToolEntry]),
+        (["solve", "count the words in this text", "--input", '{"text": "a"}', "--json"], SolveReport),
+        (["solve", "   x", "--input", "{not json", "--json"], SolveReport),
+    ]
+    for args, kind in cases:
+        out = CliRunner().invoke(main, [*args, *repo])
+        value = json.loads(out.stdout)
+        jsonschema.validate(value, msgspec.json.schema(kind))
+        msgspec.convert(value, kind)
