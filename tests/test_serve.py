@@ -22,6 +22,8 @@ import jsonschema
 import msgspec
 import pytest
 from click.testing import CliRunner
+from mcp import Client, StdioServerParameters
+from mcp.shared.exceptions import MCPError
 
 from evogit import events as ev
 from evogit.cli import main
@@ -31,10 +33,6 @@ from evogit.runtime.results import RunReport, SolveReport, ToolEntry
 from .conftest import tool_files
 
 pytestmark = pytest.mark.slow
-
-mcp = pytest.importorskip("mcp")
-from mcp import Client, StdioServerParameters  # noqa: E402
-from mcp.shared.exceptions import MCPError  # noqa: E402
 
 
 @contextmanager
