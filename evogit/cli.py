@@ -946,6 +946,23 @@ def serve(stdio: bool, http: bool, host: str, port: int, token: str | None, allo
 
 
 @main.group()
+def export() -> None:
+    """Export the library in other formats."""
+
+
+@export.command("skills")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("tools", nargs=-1)
+@repo_option
+def export_skills(directory: Path, tools: tuple[str, ...], repo: Path | None) -> None:
+    """Write one Agent Skills directory (SKILL.md) per tool into DIRECTORY (e.g. .agents/skills); again: in place."""
+    from .export import export_skills as export_
+
+    written = export_(Runtime(repo), directory, list(tools) or None)
+    click.echo(f"exported {len(written)} skill{'s' * (len(written) != 1)} to {directory}")
+
+
+@main.group()
 def model() -> None:
     """The embedded local model (Qwen2.5-Coder-1.5B-Instruct on llama.cpp): install, status, serve, stop."""
 

@@ -324,3 +324,37 @@ def test_json_outputs_match_their_msgspec_schemas(small_rt: Runtime):
         value = json.loads(out.stdout)
         jsonschema.validate(value, msgspec.json.schema(kind))
         msgspec.convert(value, kind)
+
+
+# -- Agent Skills export ------------------------------------------------------------------------------------------------
+def test_export_agent_skills_writes_one_valid_skill_per_tool_and_updates_in_place(small_rt: Runtime, tmp_path: Path):
+    import re
+
+    import yaml
+
+    out_dir = tmp_path / ".agents" / "skills"
+    args = ["export", "skills", str(out_dir), "--repo", str(small_rt.repo.path)]
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == 0 and "exported 2 skills" in out.output, out.output
+    for name in ("word-count", "slugify"):
+        text = (out_dir / name / "SKILL.md").read_text()
+        _, front, body = text.split("---\n", 2)
+        meta = yaml.safe_load(front)
+        assert meta["name"] == name and re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", meta["name"]) and len(name) <= 64
+        assert 0 < len(meta["description"]) <= 1024
+        assert f"evogit run {name}" in body and "## Input schema" in body and "## Examples" in body
+        # each example in the body is a command that prints what it says
+        examples = body.split("## Examples", 1)[1]
+        shown = re.findall(r"evogit run \S+ '(.*?)' --repo .*?\n\s*```\n\n\s*prints: `(.*?)`", examples, re.S)
+        assert shown
+        for given, said in shown:
+            assert small_rt.run(name, given.encode()).output == json.loads(said)
+    # again: in place (a stale edit is overwritten, nothing else in the directory is touched)
+    (out_dir / "word-count" / "SKILL.md").write_text("stale")
+    (out_dir / "mine.txt").write_text("keep")
+    assert CliRunner().invoke(main, args + ["word-count"]).exit_code == 0
+    assert (out_dir / "word-count" / "SKILL.md").read_text().startswith("---\nname: word-count\n")
+    assert (out_dir / "mine.txt").read_text() == "keep"
+    out = CliRunner().invoke(main, ["export", "skills", str(tmp_path / "new"), "no-such-tool",
+                                    "--repo", str(small_rt.repo.path)])
+    assert out.exit_code == 1 and "no tool named" in out.output and not (tmp_path / "new").exists()
