@@ -18,6 +18,7 @@ from zero and that is reported once (a warning on the `evogit` logger; the rebui
 from __future__ import annotations
 
 import hashlib
+import time
 from abc import ABC, abstractmethod
 from array import array
 from bisect import bisect_right
@@ -256,6 +257,8 @@ class _Projection(ABC, Generic[S]):
     trust: Trust | None = None  # None: every writer's events are applied (still checked)
     _apply: dict[type, Callable[[Any], None]]
     skipped = 0  # events passed over as irrelevant since the snapshot was loaded
+    unsaved = 0  # events applied since the snapshot was last saved
+    saved_at = -1e9  # time.monotonic() of the last save by this process
     applied = 0  # events applied since it was loaded: while unchanged, so is the state
 
     def catch_up(self, log: EventLog) -> int:
@@ -519,6 +522,10 @@ def _format_of(data: bytes) -> int | None:
     return value if isinstance(value, int) else None
 
 
+#: A process that keeps applying events (a server's workers, one run after another) saves its snapshot at most this
+#: often (the first time at once); what is applied in between is saved by the next due save or by LocalState.close.
+#: The log is the truth: a snapshot saved late only means more events to read on the next open.
+SAVE_INTERVAL = 1.0
 SKIPPED_BEFORE_SAVE = 10_000  # irrelevant events re-read at most (~20 ms) rather than rewriting a big snapshot
 
 
@@ -538,9 +545,16 @@ def refresh(projector: _Projection[Any], log: EventLog, path: Path, save: bool =
     moved = {w: p for w, p in state.position.items() if before.get(w) != p}
     if moved:
         state.marks = {**state.marks, **log.marks(moved)}
-    if applied or projector.skipped >= SKIPPED_BEFORE_SAVE or save:
-        write_atomic(path, snapshot(state))
-        projector.skipped = 0
+    projector.unsaved += applied
+    due = projector.unsaved and time.monotonic() - projector.saved_at >= SAVE_INTERVAL
+    if due or projector.skipped >= SKIPPED_BEFORE_SAVE or save:
+        save_snapshot(projector, path)
+
+
+def save_snapshot(projector: _Projection[Any], path: Path) -> None:
+    write_atomic(path, snapshot(projector.state))
+    projector.skipped = projector.unsaved = 0
+    projector.saved_at = time.monotonic()
 
 
 def _opened(projector: _Projection[Any], log: EventLog, path: Path, loaded: bool) -> None:

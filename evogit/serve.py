@@ -26,6 +26,7 @@ costs nothing) and tells connected clients — `ToolsListChanged` on `subscripti
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -106,6 +107,7 @@ class Library:
         self._refs_key = ""
         self._entries: dict[str, _Entry] = {}
         self._summaries: list[ToolEntry] = []
+        self.limits = self.rt.default_limits()  # the repository's run limits, read again with the listing
         self.changed: list[Callable[[], Awaitable[None]]] = []  # told when the listing changed
         self.refresh()
 
@@ -126,6 +128,7 @@ class Library:
     def refresh(self) -> bool:
         """Rebuild the listing if the tool refs moved; whether they had."""
         with self.lock:
+            self.limits = self.rt.default_limits()
             key = self.refs_key()
             if key == self._refs_key:
                 return False
@@ -172,8 +175,7 @@ class Library:
     # -- operations ------------------------------------------------------------------------------------------------
     async def run(self, spec: str, data: bytes, task: str | None = None) -> RunReport:
         """Run a version in a worker process with the repository's limits; recorded with `task`."""
-        limits = self.rt.default_limits()
-        outcome = await anyio.to_thread.run_sync(lambda: self.pool.submit(spec, data, limits, task).result())
+        outcome = await asyncio.wrap_future(self.pool.submit(spec, data, self.limits, task))
         if outcome.error == "not_found":
             raise ToolNotFound(outcome.detail)
         return RunReport.of(outcome)
@@ -575,7 +577,9 @@ OPENAPI = openapi_document()
 
 def listen(host: str, port: int) -> socket.socket:
     """A listening socket on host:port (port 0: a free one); a one-line error if it cannot be had."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say TCP, and without it every response
+    # (headers and body are two writes) waited 40 ms for the client's delayed ACK
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

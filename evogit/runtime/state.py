@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..errors import EvogitError, InvalidInput
-from ..log import EventLog, FileLog, default_writer, own_writers, warn
+from ..log import OWN, EventLog, FileLog, default_writer, own_writers, warn
 from ..projections import (
     EmbeddingProjector,
     Projector,
@@ -21,9 +21,11 @@ from ..projections import (
     open_projections,
     refresh,
     replay_all,
+    save_snapshot,
 )
 from ..repo import SkillsRepo
 from ..share import import_logs, repair_logs, signed_writers
+from ..signing import allowed_signers
 
 P = TypeVar("P", Projector, EmbeddingProjector)
 
@@ -37,6 +39,9 @@ class LocalState:
         self._own_log = log is None
         self._metrics: Projector | None = None
         self._embeddings: EmbeddingProjector | None = None
+        self._imported: tuple[object, ...] | None = None  # _refs_stamp() at the last import
+        self._trust: tuple[tuple[object, ...], Trust] | None = None  # trust() and the _trust_key() it was made at
+        self._signers: Path | None = None
 
     @property
     def log(self) -> EventLog:
@@ -51,6 +56,13 @@ class LocalState:
         return self.log
 
     def close(self) -> None:
+        """Save projection snapshots with events applied since their last save, and close the log."""
+        for projector, name in ((self._metrics, "projections.msgpack"), (self._embeddings, "embeddings.msgpack")):
+            if projector is not None and projector.unsaved:
+                try:
+                    save_snapshot(projector, self.repo.state_dir / name)
+                except OSError as e:  # a snapshot is a cache: the next open reads the log further instead
+                    warn(f"could not save {name}: {e}")
         if self._own_log and isinstance(self._log, FileLog):
             self._log.close()
             self._log = None
@@ -74,13 +86,59 @@ class LocalState:
         allowed-signers file lists for it (share.signed_writers); and each named by `git config --add evogit.trustWriter
         WRITER` (trusted by name alone: for a hub where nobody else can push to that writer's log ref). Every
         other writer's events are imported and kept, and counted as claims only."""
+        key = self._trust_key()
+        if self._trust is not None and self._trust[0] == key:
+            return self._trust[1]
         try:
             named = frozenset(str(w).strip() for w in self.repo.git.config.get_multivar("evogit.trustWriter"))
         except (KeyError, ValueError):
             named = frozenset()
         writer = self.writer()
         earlier = own_writers(self.repo.state_dir / "log") - {writer}  # this repository's own, under an old id
-        return Trust(writer, named | earlier | signed_writers(self.repo, writer))
+        trust = Trust(writer, named | earlier | signed_writers(self.repo, writer))
+        signers = allowed_signers(self.repo.git.config)
+        self._signers = signers
+        self._trust = (self._trust_key(), trust)
+        return trust
+
+    def _refs_stamp(self) -> tuple[object, ...]:
+        """Changes whenever a log ref may have moved: the stat of packed-refs and of everything under refs/evogit/
+        (a few stat calls, where listing the refs through libgit2 cost a millisecond for every run recorded with a
+        task)."""
+        git_dir = Path(self.repo.git.path)
+        items: list[object] = [_stamp(git_dir / "packed-refs")]
+        stack = [str(git_dir / "refs" / "evogit")]
+        while stack:
+            try:
+                with os.scandir(stack.pop()) as found:
+                    for e in found:
+                        st = e.stat(follow_symlinks=False)
+                        items.append((e.path, st.st_mtime_ns, st.st_size))
+                        if e.is_dir(follow_symlinks=False):
+                            stack.append(e.path)
+            except OSError:
+                continue
+        return tuple(items)
+
+    def _import_stamp(self, own: str) -> tuple[object, ...]:
+        """_refs_stamp() and the other writers' log copies (a copy cut short or deleted is imported again)."""
+        try:
+            with os.scandir(self.repo.state_dir / "log") as found:
+                copies = sorted((e.name, e.stat().st_size) for e in found if not e.name.startswith(f"{own}."))
+        except OSError:
+            copies = []
+        return self._refs_stamp(), tuple(copies)
+
+    def _trust_key(self) -> tuple[object, ...]:
+        """What trust() depends on: the log refs, git config files, the allowed-signers file, EVOGIT_WRITER."""
+        home = Path(os.path.expanduser("~"))
+        xdg = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+        files = [Path(self.repo.git.path) / "config", home / ".gitconfig", xdg / "git" / "config"]
+        if self._signers is not None:
+            files.append(self._signers)
+        files.append(self.repo.state_dir / "log" / OWN)
+        return (self._refs_stamp(), _stamp(*files), os.environ.get("EVOGIT_WRITER"),
+                os.environ.get("GIT_CONFIG_GLOBAL"))
 
     def projections(self) -> Projector:
         """The projections, loaded from their snapshot and caught up with the log (and with logs of other
@@ -115,8 +173,24 @@ class LocalState:
         return self._metrics
 
     def import_logs(self) -> None:
+        """Copy what arrived in other writers' log refs into the log (share.import_logs), unless nothing there
+        has moved since the last import by this process."""
         if isinstance(self.log, FileLog):
-            import_logs(self.repo, self.log.dir, self.log.writer)  # refused logs are reported by `pull`
+            stamp = self._import_stamp(self.log.writer)
+            if stamp != self._imported:
+                import_logs(self.repo, self.log.dir, self.log.writer)  # refused logs are reported by `pull`
+                self._imported = self._import_stamp(self.log.writer)
+
+
+def _stamp(*paths: Path) -> tuple[object, ...]:
+    out: list[object] = []
+    for p in paths:
+        try:
+            st = p.stat()
+            out.append((st.st_mtime_ns, st.st_size, st.st_ino))
+        except OSError:
+            out.append(None)
+    return tuple(out)
 
 
 _WRITER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
