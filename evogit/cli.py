@@ -904,8 +904,9 @@ def solve(task: str, input_json: str | None, input_file: Any, max_steps: int, no
               help="Bearer token every HTTP request must carry (default: $EVOGIT_TOKEN).")
 @click.option("--allow-host", multiple=True, help="Another Host header to accept (host or host:port; repeatable).")
 @click.option("--allow-origin", multiple=True, help="Another Origin to accept (repeatable).")
-@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True,
-              help="Worker processes that run tools (each run in its sandbox, with its limits).")
+@click.option("--workers", type=click.IntRange(1, 64), default=(os.cpu_count() or 1) + 2, show_default="cores + 2",
+              help="Worker processes that run tools, each run in its sandbox with its limits: more than the cores, "
+                   "so that slow tools leave some free for the rest.")
 @repo_option
 def serve(stdio: bool, http: bool, host: str, port: int, token: str | None, allow_host: tuple[str, ...],
           allow_origin: tuple[str, ...], workers: int, repo: Path | None) -> None:

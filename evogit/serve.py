@@ -59,8 +59,8 @@ _log = logging.getLogger("evogit.serve")
 
 WATCH_SECONDS = 1.0  # how often the tool refs are compared (a stat-cheap read of the refs)
 MAX_BODY = 16 * 1024 * 1024 + 65536  # bytes of a /v1 request body: the largest input limit and some room
-MAX_SESSIONS = 64
-SESSION_IDLE_SECONDS = 1800.0
+MAX_SESSIONS = 256  # handshake sessions at once; an idle one is closed after SESSION_IDLE_SECONDS
+SESSION_IDLE_SECONDS = 600.0
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 META = "evogit/"  # the prefix of evogit's keys in `_meta`
 

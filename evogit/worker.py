@@ -195,11 +195,10 @@ class WorkerPool:
             raise RuntimeError("worker pool is closed")
         req = _Request(next(self._ids), spec, stdin, limits.timeout, limits.fuel, limits.memory, limits.max_output,
                        limits.max_stderr, limits.max_input, task)
-        first = next(self._next)
-        n = len(self.workers)
-        order = [self.workers[(first + i) % n] for i in range(n)]  # ties go round-robin
-        live = [w for w in order if not w.dead]
-        return (min(live, key=lambda w: len(w.pending)) if live else order[0]).submit(req)
+        # ties go to the first worker in order, so that light load stays on few processes (fewer context switches
+        # on a small machine) and the others take what the busy ones cannot
+        live = [w for w in self.workers if not w.dead]
+        return (min(live, key=lambda w: len(w.pending)) if live else self.workers[next(self._next)]).submit(req)
 
     def run(self, spec: str, stdin: bytes, limits: Limits = DEFAULT_LIMITS) -> RunOutcome:
         """Run once in a worker and wait for the outcome."""
