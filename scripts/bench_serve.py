@@ -64,7 +64,7 @@ async def _mcp_client(url: str, tool: str, body: bytes, task: str, end: float, o
         await c.list_tools()
         while time.monotonic() < end:
             t0 = time.perf_counter()
-            r = await c.call_tool(tool, args, meta={"evogit/task": task})
+            r = await c.call_tool(tool, args, meta={"evogit/task": task})  # type: ignore[arg-type]
             out["lat"].append(time.perf_counter() - t0)
             if r.is_error:
                 out["errors"].append(str(r.content)[:200])
@@ -123,7 +123,8 @@ class Sampler(threading.Thread):
 
     def __init__(self, pid: int):
         super().__init__(daemon=True)
-        self.pid, self.samples, self.stop = pid, [], threading.Event()
+        self.pid, self.stop = pid, threading.Event()
+        self.samples: list[tuple[float, int, int]] = []
 
     def run(self) -> None:
         while not self.stop.wait(1.0):
