@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -83,6 +84,15 @@ def serve(repo: str) -> None:
             _write_frame(stdout, encode(_Response(req.id, outcome)))
 
 
+_SECRET = re.compile(r"(API_KEY|TOKEN|SECRET|PASSWORD)", re.I)
+
+
+def _worker_env() -> dict[str, str]:
+    """The environment a worker starts with: this one without secrets (a model's key, a server's token). A worker
+    only runs tools; a run's sandbox sees no environment at all, and the worker process needs none of them."""
+    return {k: v for k, v in os.environ.items() if not _SECRET.search(k)}
+
+
 def _crash(detail: str) -> RunOutcome:
     return RunOutcome("", "", ok=False, error="worker_crash", detail=detail)
 
@@ -102,7 +112,7 @@ class _Worker:
     def _start(self) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "evogit.worker", str(self.pool.repo)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_worker_env(),
         )
         self.started = time.monotonic()
         self.dead = False

@@ -237,7 +237,10 @@ def test_create_binary_over_mcp_with_the_scripted_model(empty_rt: Runtime, scrip
 
     server = scripted_model({"model": "scripted-coder", "steps": [package(whole=True)]})
     env = {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": KEY, "EVOGIT_MODEL": "scripted-coder"}
-    with serving(empty_rt.repo.path, env=env) as (url, _):
+    with serving(empty_rt.repo.path, env=env) as (url, proc):
+        workers = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert workers and all(KEY.encode() not in Path(f"/proc/{w}/environ").read_bytes() for w in workers)
+
         async def create() -> None:
             async with Client(f"{url}/mcp") as c:
                 r = await c.call_tool("create_binary", {"task_description": "Reverse the text, character by "
