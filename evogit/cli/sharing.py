@@ -1,0 +1,104 @@
+"""Sharing between machines: push, pull, verify, and the hidden hook the git hooks call."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+import msgspec
+
+from ..errors import EvogitError
+from ..runtime import Runtime
+from . import main
+from .params import _nonblank, json_option, repo_option
+from .render import _out, _show_build
+
+
+@main.command()
+@click.argument("remote", default="origin", callback=_nonblank)
+@repo_option
+def push(remote: str, repo: Path | None) -> None:
+    """Push tool branches, version tags and this machine's event log to REMOTE (a git remote or URL)."""
+    report = Runtime(repo).push(remote)
+    fresh = report.updated
+    kinds = {"tool branches": "refs/heads/", "version tags": "refs/tags/", "event logs": "refs/evogit/"}
+    counts = [f"{sum(r.startswith(prefix) for r in fresh)} {kind}" for kind, prefix in kinds.items()]
+    click.echo(f"Pushed to {remote}: {', '.join(counts)} updated" if fresh else f"{remote} is up to date")
+    for ref, why in report.skipped.items():
+        click.echo(f"  skipped {ref}: {why}", err=True)
+
+
+@main.command()
+@click.argument("remote", default="origin", callback=_nonblank)
+@repo_option
+@json_option
+def pull(remote: str, repo: Path | None, as_json: bool) -> None:
+    """Fetch tools, versions and event logs from REMOTE; fast-forward tool branches and build what arrived."""
+    report, outcomes = Runtime(repo).pull(remote)
+    if as_json:
+        _out({"created": report.created, "fast_forwarded": report.fast_forwarded, "diverged": report.diverged,
+              "log_bytes": report.logs, "refused_logs": report.refused, "accepted_tags": report.accepted_tags,
+              "refused_tags": report.refused_tags, "unbuilt": report.unbuilt, "builds": [o.to_json() for o in outcomes],
+              "trusted_writers": report.trusted, "untrusted_claims": msgspec.to_builtins(report.claims),
+              "invalid_events": report.invalid})
+    else:
+        click.echo(f"Pulled from {remote}: {len(report.created)} new tools, {len(report.fast_forwarded)} updated, "
+                   f"log events from {len(report.logs)} other machine{'s' if len(report.logs) != 1 else ''}")
+        if report.trusted:
+            click.echo(f"  trusted writers (their evidence counts here): {', '.join(report.trusted)}")
+        for writer, c in report.claims.items():
+            click.echo(f"  {writer} is not trusted: its log claims {c.runs} runs ({c.ok_runs} ok) and {c.feedback} "
+                       f"feedback ({c.solved} solved); kept and counted apart, never used to choose a tool "
+                       f"(git config --add evogit.trustWriter {writer} trusts it)")
+        for writer, n in report.invalid.items():
+            click.echo(f"  {writer}: {n} invalid events skipped (numbers out of range, malformed versions)")
+        for o in outcomes:
+            click.echo(f"  {_show_build(o)}")
+        for ref, why in report.refused.items():
+            click.echo(f"  {ref} refused: {why}")
+        for tag, why in report.refused_tags.items():
+            click.echo(f"  tag {tag} refused: {why}")
+        for tool, why in report.unbuilt.items():
+            click.echo(f"  tools/{tool} not built: {why}")
+        for tool in report.diverged:
+            click.echo(f"  tools/{tool} diverged from {remote}; merge it with git (the hook builds the merge)")
+    if any(not o.ok for o in outcomes):
+        raise EvogitError(f"{sum(not o.ok for o in outcomes)} pulled tool heads failed to build")
+
+
+@main.command()
+@click.argument("tool", required=False, metavar="[TOOL[@FP]]")
+@click.option("--rebuild", is_flag=True, help="Also rebuild each version here and compare the build commits.")
+@click.option("--signed", is_flag=True,
+              help="Also require each tag signed by a key of the allowed-signers file (gpg.ssh.allowedSignersFile).")
+@repo_option
+@json_option
+def verify(tool: str | None, rebuild: bool, signed: bool, repo: Path | None, as_json: bool) -> None:
+    """Check version tags as a pull checks them (name, build commit, tree, tool.wasm hash, build.json, branch)."""
+
+    verdicts = Runtime(repo).verify(tool, rebuild, signed)
+    failed = sum(not v.ok for v in verdicts)
+    if as_json:
+        _out([msgspec.to_builtins(v) for v in verdicts])
+        sys.exit(1 if failed else 0)
+    if not verdicts:
+        click.echo("No versions yet.")
+    for v in verdicts:
+        signed_by = f"  signed by {', '.join(v.signed_by)}" if v.signed_by else ""
+        click.echo(f"ok    {v.tool}@{v.fingerprint[:7]}{signed_by}" if v.ok else f"FAIL  {v.tag}: {v.reason}")
+    if failed:
+        raise EvogitError(f"{failed} of {len(verdicts)} versions failed verification")
+
+
+@main.command(hidden=True)
+@click.argument("name")
+@click.argument("args", nargs=-1)
+def hook(name: str, args: tuple[str, ...]) -> None:
+    """Internal: called by the git hooks that `evogit init` installs."""
+    # ref names are bytes to git: whatever is not UTF-8 stays as surrogates, for on_hook to refuse
+    stdin = sys.stdin.buffer.read().decode("utf-8", "surrogateescape") if name.endswith("-receive") else ""
+    rt = Runtime(Path(os.environ.get("GIT_DIR") or "."))
+    for outcome in rt.on_hook(name, stdin):
+        click.echo(f"evogit: {_show_build(outcome)}", err=True)
