@@ -32,6 +32,7 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import signal
 import socket
 import threading
@@ -59,6 +60,7 @@ _log = logging.getLogger("evogit.serve")
 
 WATCH_SECONDS = 1.0  # how often the tool refs are compared (a stat-cheap read of the refs)
 MAX_BODY = 16 * 1024 * 1024 + 65536  # bytes of a /v1 request body: the largest input limit and some room
+GRACE_SECONDS = 2.0  # after SIGINT or SIGTERM on stdio, for the calls in flight
 MAX_SESSIONS = 256  # handshake sessions at once; an idle one is closed after SESSION_IDLE_SECONDS
 SESSION_IDLE_SECONDS = 600.0
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -108,6 +110,7 @@ class Library:
         self._entries: dict[str, _Entry] = {}
         self._summaries: list[ToolEntry] = []
         self.limits = self.rt.default_limits()  # the repository's run limits, read again with the listing
+        self._limits_problem = ""
         self.changed: list[Callable[[], Awaitable[None]]] = []  # told when the listing changed
         self.refresh()
 
@@ -128,7 +131,12 @@ class Library:
     def refresh(self) -> bool:
         """Rebuild the listing if the tool refs moved; whether they had."""
         with self.lock:
-            self.limits = self.rt.default_limits()
+            try:
+                self.limits, self._limits_problem = self.rt.default_limits(), ""
+            except EvogitError as e:  # a limit set wrong while serving: the last good ones stay, and it is said
+                if str(e) != self._limits_problem:
+                    _log.warning("evogit serve: %s (the limits in force are kept)", e)
+                self._limits_problem = str(e)
             key = self.refs_key()
             if key == self._refs_key:
                 return False
@@ -388,16 +396,35 @@ def init_options(server: Any) -> Any:
     return server.create_initialization_options(NotificationOptions(tools_changed=True))
 
 
-async def serve_stdio(library: Library) -> None:
-    """MCP over this process's stdin and stdout until stdin closes."""
+async def serve_stdio(library: Library, ready: Callable[[], None] = lambda: None) -> None:
+    """MCP over this process's stdin and stdout until stdin closes or SIGINT/SIGTERM; `ready()` once signals are
+    handled (it may say so on stderr)."""
     from mcp.server.stdio import stdio_server
 
     server = build_server(library)
+
+    async def stop_on_signal(scope: anyio.CancelScope, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
+            async for _ in signals:
+                scope.cancel()
+                # the SDK reads stdin in a thread that no cancellation reaches: once the calls in flight have had
+                # a moment, close the library (the workers sync their logs) and leave
+                threading.Timer(GRACE_SECONDS, _leave, (library,)).start()
+                return
+
     async with anyio.create_task_group() as tg:
+        await tg.start(stop_on_signal, tg.cancel_scope)
         tg.start_soon(library.watch)
+        ready()
         async with stdio_server() as (read, write):
             await server.run(read, write, init_options(server))
         tg.cancel_scope.cancel()
+
+
+def _leave(library: Library) -> None:
+    library.close()
+    os._exit(0)
 
 
 # -- HTTP: MCP at /mcp and the plain API at /v1 ----------------------------------------------------------------------

@@ -16,6 +16,22 @@ STARTER = resource("skills-repo")
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _own_user_directory():
+    """Tests keep their own per-user evogit state (build cache, compiled modules and their key, signing keys, the
+    traceback log), never the real ~/.cache/evogit: $EVOGIT_TEST_CACHE, default ~/.cache/evogit-tests. It persists
+    between runs, so the crates are compiled once per machine rather than once per run."""
+    before = os.environ.get("EVOGIT_CACHE_DIR")
+    root = os.environ.get("EVOGIT_TEST_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "evogit-tests")
+    os.environ["EVOGIT_CACHE_DIR"] = root
+    yield
+    if before is None:
+        os.environ.pop("EVOGIT_CACHE_DIR", None)
+    else:
+        os.environ["EVOGIT_CACHE_DIR"] = before
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _no_local_model(tmp_path_factory):
     """No test starts the embedded local model by accident: its directory is a fresh, empty one (not installed),
     so "no model configured" stays that even on a machine where `evogit model install` was run."""

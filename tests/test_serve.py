@@ -361,3 +361,36 @@ def test_export_agent_skills_writes_one_valid_skill_per_tool_and_updates_in_plac
     out = CliRunner().invoke(main, ["export", "skills", str(tmp_path / "new"), "no-such-tool",
                                     "--repo", str(small_rt.repo.path)])
     assert out.exit_code == 1 and "no tool named" in out.output and not (tmp_path / "new").exists()
+
+
+def test_solve_over_mcp_hands_the_task_to_the_configured_model(small_rt: Runtime, scripted_model):
+    """An agent with no model of its own hands a vague task over: evogit's configured model (the scripted server)
+    runs a library tool and answers with its output."""
+    from .test_author import KEY
+
+    server = scripted_model({"model": "scripted-coder", "steps": [
+        {"match": {"last": "tool"}, "reply": {"content": '{"words": 5}'}},
+        {"match": {"purpose": "solve", "last": "user"}, "reply": {"tool_calls": [{"name": "run_binary", "arguments": {
+            "binary_id": "word-count", "input_json": '{"text": "the quick brown fox jumps"}'}}]}},
+    ]})
+    env = {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": KEY, "EVOGIT_MODEL": "scripted-coder"}
+    with serving(small_rt.repo.path, env=env) as (url, _):
+        async def solve() -> None:
+            async with Client(f"{url}/mcp", mode="legacy") as c:
+                r = await c.call_tool("solve", {"task": "How many words are in: the quick brown fox jumps"})
+                assert not r.is_error and r.structured_content is not None, r.content
+                s = r.structured_content
+                assert s["model_used"] and s["answer"] == {"words": 5} and s["served_by"].startswith("word-count@")
+                assert s["tokens"] > 0 and KEY not in json.dumps(s)
+
+        anyio.run(solve)
+    assert len(server.requests) == 2
+
+
+def test_stdio_server_stops_cleanly_on_sigterm(small_rt: Runtime):
+    proc = subprocess.Popen([sys.executable, "-m", "evogit", "serve", "--mcp", "--repo", str(small_rt.repo.path)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    proc.stderr.readline()  # "evogit: serving … over MCP on stdio": it is up
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0

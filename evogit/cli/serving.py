@@ -49,9 +49,9 @@ def serve(stdio: bool, http: bool, host: str, port: int, token: str | None, allo
     try:
         if stdio:
             configs = serving.client_configs(library.path, None, False)
-            click.echo(f"evogit: serving {library.path} over MCP on stdio; a client starts it as:\n"
-                       f"{jsonio.encode(configs['stdio'], indent=2)}", err=True)
-            anyio.run(serving.serve_stdio, library)
+            banner = (f"evogit: serving {library.path} over MCP on stdio; a client starts it as:\n"
+                      f"{jsonio.encode(configs['stdio'], indent=2)}")
+            anyio.run(serving.serve_stdio, library, lambda: click.echo(banner, err=True))
             return
         sock = serving.listen(host, port)
         port = sock.getsockname()[1]
