@@ -11,6 +11,7 @@ skipped (the checks themselves are in verify.py).
 from __future__ import annotations
 
 import random
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -58,12 +59,17 @@ class Version:
         return f"{self.name}@{self.fingerprint[:7]}"
 
 
+# Ref names are interned: pygit2 1.21 keeps a reference to the name string of every lookup (`references.get`,
+# `name in references`, `lookup_reference`) and never releases it, so a fresh string per lookup is memory a
+# long-running process (a server, its workers) never gets back: ~76 bytes per run, measured. Interned, the leaked
+# references pile up on one object per name instead. Where a name comes from iterating the refs, iterate the
+# Reference objects themselves (references.iterator()), which leaks nothing.
 def tag_ref(name: str, fp: str) -> str:
-    return f"{TAG_PREFIX}{name}/{fp}"
+    return sys.intern(f"{TAG_PREFIX}{name}/{fp}")
 
 
 def branch_ref(name: str) -> str:
-    return f"{BRANCH_PREFIX}{name}"
+    return sys.intern(f"{BRANCH_PREFIX}{name}")
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
@@ -182,9 +188,9 @@ class SkillsRepo:
         name; not pointing straight at a commit with one parent) is skipped: `verify` reports it."""
         prefix = TAG_PREFIX + (f"{name}/" if name else "")
         found = []
-        for ref_name in self.git.references:
-            ref = self.git.references.get(ref_name) if ref_name.startswith(prefix) else None
-            if ref is None:
+        for ref in self.git.references.iterator():
+            ref_name = ref.name
+            if not ref_name.startswith(prefix):
                 continue
             try:
                 tool, fp, build = build_commit(self.git, ref_name[len("refs/tags/"):], ref.target)

@@ -122,10 +122,10 @@ class Library:
     def refs_key(self) -> str:
         """A digest of every tool branch and version tag: it changes when a version appears or a branch moves."""
         h = hashlib.sha256()
-        for ref in sorted(r for r in self.rt.repo.git.references
-                          if r.startswith(("refs/tags/tools/", "refs/heads/tools/"))):
-            target = self.rt.repo.git.references.get(ref)
-            h.update(f"{ref} {target.target if target is not None else ''}\n".encode())
+        found = sorted((ref.name, str(ref.target)) for ref in self.rt.repo.git.references.iterator()
+                       if ref.name.startswith(("refs/tags/tools/", "refs/heads/tools/")))  # no lookups: repo.py
+        for name, target in found:
+            h.update(f"{name} {target}\n".encode())
         return h.hexdigest()
 
     def refresh(self) -> bool:

@@ -9,6 +9,7 @@ CPU-heavy tools use every core.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -178,7 +179,8 @@ class _Worker:
     def close(self) -> None:
         with self.send_lock:
             if self.process.stdin is not None:
-                self.process.stdin.close()
+                with contextlib.suppress(OSError):  # closing flushes: a worker that died leaves a broken pipe
+                    self.process.stdin.close()
         try:
             self.process.wait(5)
         except subprocess.TimeoutExpired:

@@ -221,14 +221,14 @@ def main() -> None:
         sampler.stop.set()
 
     recorded = runs_by_task(repo)
-    print(f"\n{'phase':<13}{'kind':<9}{'calls/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'recorded':>10}"
-          f"{'vs baseline':>13}")
+    print(f"\n{'phase':<13}{'kind':<9}{'calls/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}  {'recorded/calls':<15}"
+          f"{'vs baseline':>8}")
     for phase, kinds in results.items():
         for kind, r in kinds.items():
             rec = recorded.get(f"bench-{phase}-{kind}", 0)
             ratio = f"{r['per_s'] / base:.2f}x" if kind == "trivial" else ""
             print(f"{phase:<13}{kind:<9}{r['per_s']:>9,.0f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['errors']:>8}"
-                  f"{rec:>6}/{r['calls']:<6}{ratio:>10}")
+                  f"  {rec:>7}/{r['calls']:<7}{ratio:>8}")
             if r["first_error"]:
                 print(f"   first error: {r['first_error']}")
     lost = sum(r["calls"] - recorded.get(f"bench-{ph}-{k}", 0) for ph, ks in results.items() for k, r in ks.items())
@@ -240,8 +240,12 @@ def main() -> None:
         print(f"RSS, server: {s[0][1] / 1024:.0f} MB at start, {s[-1][1] / 1024:.0f} MB at the end, "
               f"{max(x[1] for x in s) / 1024:.0f} MB at most; workers (all): {s[0][2] / 1024:.0f} → "
               f"{s[-1][2] / 1024:.0f} MB (max {max(x[2] for x in s) / 1024:.0f}); "
-              f"server median first third {statistics.median(x[1] for x in s[:third]) / 1024:.0f} MB, "
-              f"last third {statistics.median(x[1] for x in s[-third:]) / 1024:.0f} MB")
+              f"median over the first and the last third of the run: server "
+              f"{statistics.median(x[1] for x in s[:third]) / 1024:.0f} → "
+              f"{statistics.median(x[1] for x in s[-third:]) / 1024:.0f} MB, workers "
+              f"{statistics.median(x[2] for x in s[:third]) / 1024:.0f} → "
+              f"{statistics.median(x[2] for x in s[-third:]) / 1024:.0f} MB")
+        (work / "rss.json").write_text(json.dumps(s))
     print(f"(data in {work})")
 
 
