@@ -11,8 +11,12 @@ import pytest
 
 from evogit.resources import resource
 from evogit.runtime import Runtime
+from evogit.userstate import cache_root
 
 STARTER = resource("skills-repo")
+
+
+USER_CACHE: Path | None = None
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -21,6 +25,8 @@ def _own_user_directory():
     traceback log), never the real ~/.cache/evogit: $EVOGIT_TEST_CACHE, default ~/.cache/evogit-tests. It persists
     between runs, so the crates are compiled once per machine rather than once per run."""
     before = os.environ.get("EVOGIT_CACHE_DIR")
+    global USER_CACHE
+    USER_CACHE = cache_root()  # the user's own, for the one test that uses an installed model read-only
     root = os.environ.get("EVOGIT_TEST_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "evogit-tests")
     os.environ["EVOGIT_CACHE_DIR"] = root

@@ -283,7 +283,9 @@ def test_the_real_model_serves_and_stops_when_idle(tmp_path, monkeypatch):
     """With the model installed at the default location: a server of its own (a model directory in tmp_path
     using the installed environment and weights) answers /v1/models through the openai client, sees none of
     the caller's environment, and ends itself after 4 idle seconds."""
-    real = local.Home((cache_root() / "model").absolute())
+    from . import conftest
+
+    real = local.Home(((conftest.USER_CACHE or cache_root()) / "model").absolute())  # the user's, read only
     what = local.installed(real)
     if what is None:
         pytest.skip("the local model is not installed at the default location (evogit model install)")
