@@ -313,17 +313,34 @@ def test_serving_beyond_loopback_needs_a_token(small_rt: Runtime, monkeypatch):
 
 
 # -- the typed boundary: --json is what the schemas say ---------------------------------------------------------------
-def test_json_outputs_match_their_msgspec_schemas(small_rt: Runtime):
+def test_json_outputs_match_their_msgspec_schemas(small_rt: Runtime, tmp_path: Path):
+    from evogit.runtime import Description
+    from evogit.runtime.results import BuildReport, InitReport, PullSummary, ReplayReport, SearchReport
+    from evogit.verify import Verdict
+
+    hub = tmp_path / "hub.git"
     repo = ["--repo", str(small_rt.repo.path)]
     cases = [
         (["run", "word-count", '{"text": "a b"}', "--json"], RunReport),
         (["run", "word-count", '{"text": 1}', "--json"], RunReport),
         (["list", "--json"], list[ToolEntry]),
+        (["describe", "word-count", "--json"], Description),
+        (["build", "word-count", "--json"], list[BuildReport]),
+        (["search", "count the words", "--json"], SearchReport),
+        (["search", "count the words", "--explain", "--json"], SearchReport),
+        (["verify", "--json"], list[Verdict]),
+        (["replay", "--json"], ReplayReport),
         (["solve", "count the words in this text", "--input", '{"text": "a"}', "--json"], SolveReport),
         (["solve", "   x", "--input", "{not json", "--json"], SolveReport),
+        (["init", str(hub), "--bare", "--no-starter", "--json"], InitReport),
+        (["push", str(hub)], None),
+        (["pull", str(hub), "--json"], PullSummary),
     ]
     for args, kind in cases:
-        out = CliRunner().invoke(main, [*args, *repo])
+        out = CliRunner().invoke(main, [*args, *([] if args[0] == "init" else repo)])
+        assert out.exit_code in (0, 1) and "Traceback" not in out.output, (args, out.output)
+        if kind is None:
+            continue
         value = json.loads(out.stdout)
         jsonschema.validate(value, msgspec.json.schema(kind))
         msgspec.convert(value, kind)

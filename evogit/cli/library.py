@@ -13,6 +13,7 @@ from .. import lineage as lineage_mod
 from ..errors import EvogitError
 from ..manifest import first_sentence
 from ..runtime import Runtime, default_repo_path
+from ..runtime.results import InitReport
 from . import main
 from .params import _Dir, _nonblank, json_option, repo_option
 from .render import _ms, _out, _progress, _show_build
@@ -37,7 +38,7 @@ def init(path: Path | None, no_starter: bool, bare: bool, require_signed: bool, 
                                require_signed=require_signed)
     failed = [o for o in outcomes if not o.ok]
     if as_json:
-        _out({"repo": shown, "tools": [o.to_json() for o in outcomes]})
+        _out(InitReport(shown, [o.to_json() for o in outcomes]))
     else:
         click.echo(f"{len(outcomes) - len(failed)} of {len(outcomes)} tools built in {time.monotonic() - t0:.0f}s; "
                    f"repository: {shown}")

@@ -15,7 +15,7 @@ from .. import limits as limits_mod
 from ..errors import EvogitError
 from ..manifest import first_sentence
 from ..runtime import Runtime, run_wasm
-from ..runtime.results import RunReport
+from ..runtime.results import IndexReport, ReplayReport, RunReport, SearchHit, SearchReport
 from ..sandbox import Limits
 from ..worker import WorkerPool
 from . import main
@@ -118,9 +118,9 @@ def search(query: str, k: int, explain: bool, repo: Path | None, as_json: bool) 
     """Find the tools for a task, ranked by description and by the tasks they solved before."""
     hits, embedder = Runtime(repo).search(query, k, explain)
     if as_json:
-        _out({"model": embedder.model_id, "semantic": embedder.semantic,
-              "hits": [{"tool": h.tool, "version": h.key, "score": h.score, "description": h.description,
-                        **({"why": h.why} if explain else {})} for h in hits]})
+        _out(SearchReport(embedder.model_id, embedder.semantic,
+                          [SearchHit(h.tool, h.key, h.score, h.description, h.why if explain else None)
+                           for h in hits]))
         return
     if not embedder.semantic:
         click.echo("(lexical fallback: no semantic embedding model is installed; matches are by words only)")
@@ -208,15 +208,14 @@ def replay(repair: bool, repo: Path | None, as_json: bool) -> None:
     replayed = time.monotonic() - t0
     model, embedder = rt.retrieval_model()
     runs = sum(m.runs for m in state.versions.values())
-    index: dict[str, Any] = {"tools": len(model.candidates) if model else 0, "dimensions": model.index.d if model else 0,
-                             "model": embedder.model_id, "seconds": round(time.monotonic() - t0 - replayed, 3)}
+    index = IndexReport(len(model.candidates) if model else 0, model.index.d if model else 0, embedder.model_id,
+                        round(time.monotonic() - t0 - replayed, 3))
     if as_json:
-        _out({"versions": len(state.versions), "runs": runs, "position": state.position,
-              "seconds": round(replayed, 3), "index": index})
+        _out(ReplayReport(len(state.versions), runs, state.position, round(replayed, 3), index))
     else:
         click.echo(f"Replayed the log: {len(state.versions)} versions, {runs} runs, in {replayed:.3f} s")
-        click.echo(f"Rebuilt the retrieval index: {index['tools']} tools, {index['dimensions']} dimensions "
-                   f"({index['model']}), in {index['seconds']} s")
+        click.echo(f"Rebuilt the retrieval index: {index.tools} tools, {index.dimensions} dimensions "
+                   f"({index.model}), in {index.seconds} s")
 
 
 @main.command("log")

@@ -11,6 +11,7 @@ import msgspec
 
 from ..errors import EvogitError
 from ..runtime import Runtime
+from ..runtime.results import PullSummary
 from . import main
 from .params import _nonblank, json_option, repo_option
 from .render import _out, _show_build
@@ -38,11 +39,7 @@ def pull(remote: str, repo: Path | None, as_json: bool) -> None:
     """Fetch tools, versions and event logs from REMOTE; fast-forward tool branches and build what arrived."""
     report, outcomes = Runtime(repo).pull(remote)
     if as_json:
-        _out({"created": report.created, "fast_forwarded": report.fast_forwarded, "diverged": report.diverged,
-              "log_bytes": report.logs, "refused_logs": report.refused, "accepted_tags": report.accepted_tags,
-              "refused_tags": report.refused_tags, "unbuilt": report.unbuilt, "builds": [o.to_json() for o in outcomes],
-              "trusted_writers": report.trusted, "untrusted_claims": msgspec.to_builtins(report.claims),
-              "invalid_events": report.invalid})
+        _out(PullSummary.of(report, outcomes))
     else:
         click.echo(f"Pulled from {remote}: {len(report.created)} new tools, {len(report.fast_forwarded)} updated, "
                    f"log events from {len(report.logs)} other machine{'s' if len(report.logs) != 1 else ''}")

@@ -11,7 +11,9 @@ import msgspec
 
 from ..build import BuildRecord
 from ..contract import RunOutcome
+from ..projections import Claims
 from ..repo import Version
+from ..share import PullReport
 
 
 class RunError(msgspec.Struct):
@@ -37,6 +39,81 @@ class RunReport(msgspec.Struct):
     def of(cls, o: RunOutcome) -> RunReport:
         return cls(o.ok, o.output, None if o.ok else RunError(o.error or "error", o.detail), o.tool, o.fingerprint,
                    round(o.wall_ms, 3), o.fuel)
+
+
+class BuildReport(msgspec.Struct):
+    """One build, as `build --json`, `fork --json`, `init --json` and `pull --json` give it."""
+
+    tool: str
+    commit: str  # the source commit built
+    ok: bool
+    version: str | None  # name@7 hex
+    fingerprint: str | None
+    error: str | None  # why not green: the failing stage and its message
+
+
+class InitReport(msgspec.Struct):
+    """`init --json`: the repository and the starter tools built into it."""
+
+    repo: str
+    tools: list[BuildReport]
+
+
+class PullSummary(msgspec.Struct):
+    """`pull --json`: what moved, what was refused and why, and whose evidence arrived (share.PullReport)."""
+
+    created: list[str]
+    fast_forwarded: list[str]
+    diverged: list[str]
+    log_bytes: dict[str, int]  # writer -> bytes of its log imported
+    refused_logs: dict[str, str]  # log refs not imported and branches not taken -> why
+    accepted_tags: list[str]
+    refused_tags: dict[str, str]
+    unbuilt: dict[str, str]  # tool -> why its head that arrived was not built (trust policy `signed`)
+    builds: list[BuildReport]
+    trusted_writers: list[str]
+    untrusted_claims: dict[str, Claims]
+    invalid_events: dict[str, int]
+
+    @classmethod
+    def of(cls, r: PullReport, builds: list[BuildOutcome]) -> PullSummary:
+        return cls(r.created, r.fast_forwarded, r.diverged, r.logs, r.refused, r.accepted_tags, r.refused_tags,
+                   r.unbuilt, [b.to_json() for b in builds], r.trusted, r.claims, r.invalid)
+
+
+class SearchHit(msgspec.Struct, omit_defaults=True):
+    """One ranked tool of `search --json`."""
+
+    tool: str
+    version: str  # name@fingerprint
+    score: float
+    description: str
+    why: dict[str, Any] | None = None  # with --explain: what the score is made of
+
+
+class SearchReport(msgspec.Struct):
+    """`search --json`: the embedder used and the ranked tools."""
+
+    model: str
+    semantic: bool
+    hits: list[SearchHit]
+
+
+class IndexReport(msgspec.Struct):
+    tools: int
+    dimensions: int
+    model: str
+    seconds: float
+
+
+class ReplayReport(msgspec.Struct):
+    """`replay --json`: the projections rebuilt from the whole log, and the retrieval index refitted."""
+
+    versions: int
+    runs: int
+    position: dict[str, int]  # writer -> bytes of its log reflected
+    seconds: float
+    index: IndexReport
 
 
 class ToolEntry(msgspec.Struct):
@@ -82,11 +159,10 @@ class BuildOutcome:
     def ok(self) -> bool:
         return self.version is not None
 
-    def to_json(self) -> dict[str, Any]:
-        return {"tool": self.tool, "commit": self.commit, "ok": self.ok,
-                "version": self.version.short if self.version else None,
-                "fingerprint": self.version.fingerprint if self.version else None,
-                "error": None if self.ok else (self.record.summary() if self.record else self.error)}
+    def to_json(self) -> BuildReport:
+        return BuildReport(self.tool, self.commit, self.ok, self.version.short if self.version else None,
+                           self.version.fingerprint if self.version else None,
+                           None if self.ok else (self.record.summary() if self.record else self.error))
 
 
 @dataclass
