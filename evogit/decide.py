@@ -39,6 +39,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from .events import short_key
+
 # Fitted by `scripts/bench_decide --fit` (ToolE, calibration split; see the module docstring):
 # P(right) = sigmoid(NEAR[0] + NEAR[1] * nearest)
 #          * sigmoid(WHICH[0] + WHICH[1] * log-odds of the probability + WHICH[2] * likeness to the runner-up)
@@ -125,6 +127,4 @@ def decide(hits: Sequence[Scored], input_ok: bool | Callable[[str], bool] | None
     return Decision(True, top.key, sure, f"confident ({sure:.2f} >= {threshold:.2f}) and the input validates")
 
 
-def _short(key: str) -> str:
-    name, _, fingerprint = key.rpartition("@")
-    return f"{name}@{fingerprint[:7]}" if name else key
+_short = short_key

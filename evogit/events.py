@@ -21,6 +21,23 @@ from typing import Any, ClassVar
 import msgspec
 
 
+def version_key(tool: str, fingerprint: str) -> str:
+    """A version's one name, in events and results alike: `tool@fingerprint` (the whole sha256)."""
+    return f"{tool}@{fingerprint}"
+
+
+def short_key(key: str) -> str:
+    """`tool@<7 hex>`, how people read a version key (a key without "@" as it is)."""
+    tool, fingerprint = split_key(key)
+    return f"{tool}@{fingerprint[:7]}" if fingerprint else key
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """`tool@fingerprint` → (tool, fingerprint); a key without "@" is all tool."""
+    tool, _, fingerprint = key.rpartition("@")
+    return (tool, fingerprint) if tool else (key, "")
+
+
 class Event(msgspec.Struct, tag_field="type", kw_only=True, omit_defaults=True, gc=False):
     #: This type's current schema version. Bump it together with an upcaster from the previous version; the
     #: default of `v` stays 1 for ever (records of version 1 omit it), so `encode` stamps newer versions.

@@ -42,6 +42,8 @@ from .events import (
     ToolRun,
     VersionCommitted,
     problem,
+    split_key,
+    version_key,
 )
 from .log import EventLog, Position, warn
 
@@ -236,8 +238,7 @@ def task_key(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-def _key(tool: str, fingerprint: str) -> str:
-    return f"{tool}@{fingerprint}"
+_key = version_key
 
 
 S = TypeVar("S", State, EmbeddingState)
@@ -400,13 +401,13 @@ class Projector(_Projection[State]):
         if e.candidates:
             self.state.retrievals += 1
             for rank, version in enumerate(e.candidates):
-                m = self._metrics(*version.rsplit("@", 1))
+                m = self._metrics(*split_key(version))
                 m.retrieved += 1
                 m.retrieved_first += rank == 0
             search.order = max(search.order, order)
             search.text = e.query
         if e.choice:
-            self._metrics(*e.choice.rsplit("@", 1)).chosen += 1
+            self._metrics(*split_key(e.choice)).chosen += 1
             search.chosen = max(search.chosen, order)
 
     def _committed(self, e: VersionCommitted) -> None:
@@ -452,7 +453,7 @@ class Projector(_Projection[State]):
             s.fast_path += e.fast_path
             s.model_run += not e.fast_path
             s.reuse_tokens += e.prompt_tokens + e.completion_tokens
-            tool = e.served_by.rpartition("@")[0]
+            tool = split_key(e.served_by)[0]
             s.reused[tool] = s.reused.get(tool, 0) + 1
 
 

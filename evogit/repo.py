@@ -22,6 +22,7 @@ from pygit2.enums import FileMode
 
 from . import signing
 from .errors import AmbiguousVersion, ConcurrentUpdate, InvalidVersion, RepoNotFound, ToolExists, ToolNotFound
+from .events import version_key
 from .manifest import MAX_NAME, NAME_RE, check_name
 from .verify import BUILDER, TAG_PREFIX, PathCheck, Rebuild, Verdict, build_commit, check, check_paths, contents
 
@@ -55,8 +56,14 @@ class Version:
     source_commit: str
 
     @property
+    def key(self) -> str:
+        """`name@fingerprint`, whole: how events, metrics and every result name a version (events.version_key)."""
+        return version_key(self.name, self.fingerprint)
+
+    @property
     def short(self) -> str:
-        return f"{self.name}@{self.fingerprint[:7]}"
+        """`name@<7 hex>`: how people read it."""
+        return version_key(self.name, self.fingerprint[:7])
 
 
 # Ref names are interned: pygit2 1.21 keeps a reference to the name string of every lookup (`references.get`,

@@ -51,6 +51,7 @@ from . import jsonio
 from .agent import model_client
 from .agent.catalog import FUNCTIONS, Catalog
 from .errors import EvogitError, InvalidInput, ModelNotConfigured, ToolNotFound
+from .events import version_key
 from .llm.client import ModelClient
 from .runtime import Description, Runtime
 from .runtime.results import RunError, RunReport, SolveReport, ToolEntry
@@ -276,7 +277,7 @@ def _tool_entry(name: str, d: Description) -> _Entry:
     t = _mcp_types()
     metrics = d.metrics or {}
     runs, ok = int(metrics.get("runs", 0) or 0), int(metrics.get("ok", 0) or 0)
-    meta = {f"{META}version": f"{d.tool}@{d.fingerprint}", f"{META}parent": d.parents[0] if d.parents else None,
+    meta = {f"{META}version": version_key(d.tool, d.fingerprint), f"{META}parent": d.parents[0] if d.parents else None,
             f"{META}success_rate": round(ok / runs, 4) if runs else None, f"{META}runs": runs}
     input_schema = d.input_schema if d.input_schema.get("type") == "object" else {
         "type": "object", "description": "This tool's input is not an object: call it through run_binary."}
@@ -355,7 +356,7 @@ def build_server(library: Library) -> Any:
             report = await library.run(entry.tool, jsonio.encode(args).encode(), task)
         except ToolNotFound as e:  # removed since the listing was made
             raise MCPError(t.INVALID_PARAMS, str(e)) from None
-        meta = {f"{META}version": f"{report.tool}@{report.fingerprint}",
+        meta = {f"{META}version": version_key(report.tool, report.fingerprint),
                 f"{META}usage": {"wall_ms": report.wall_ms, "fuel": report.fuel}}
         if not report.ok:
             assert report.error is not None

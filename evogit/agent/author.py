@@ -173,7 +173,7 @@ class Author:
     def failures(self, v: Version, limit: int = 8) -> list[str]:
         """Where a version failed: its runs' error kinds with counts, and failed feedback with the notes."""
         out: list[str] = []
-        m = self.rt.projections().state.versions.get(f"{v.name}@{v.fingerprint}")
+        m = self.rt.projections().state.versions.get(v.key)
         if m is not None:
             out += [f"{n} runs ended in {kind}" for kind, n in sorted(m.errors.items(), key=lambda kv: -kv[1])]
         notes: list[str] = []
@@ -184,7 +184,7 @@ class Author:
 
     # -- the loop ------------------------------------------------------------------------------------------------
     def _author(self, job: _Job) -> AuthorResult:
-        parent = f"{job.parent.name}@{job.parent.fingerprint}" if job.parent is not None else None
+        parent = job.parent.key if job.parent is not None else None
         result = AuthorResult(job.kind, job.name or "", False, parent=parent, parent_reason=job.parent_reason)
         system = prompt.system_prompt()
         history: list[str] = []
@@ -451,7 +451,7 @@ def parent_records(rt: Runtime, name: str, task: str) -> list[tuple[Version, int
     words = _words(task)
     out = []
     for v in versions:
-        key = f"{v.name}@{v.fingerprint}"
+        key = v.key
         similar = sum(n for t, n in state.served.get(key, {}).items() if len(_words(t) & words) * 2 >= len(words))
         m = state.versions.get(key)
         out.append((v, similar, (m.success_rate or 0.0) if m else 0.0, v == newest))

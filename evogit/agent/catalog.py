@@ -39,6 +39,7 @@ import msgspec
 from .. import jsonio
 from ..contract import RunOutcome
 from ..errors import EvogitError, InvalidJSON, ModelError, ModelNotConfigured, SandboxError
+from ..events import version_key
 from ..llm.client import ModelClient
 from ..manifest import first_sentence
 from ..runtime import Runtime
@@ -243,7 +244,7 @@ class Catalog:
                 v = self.rt.repo.resolve(spec)
             except (EvogitError, ValueError):
                 continue
-            return f"{v.name}@{v.fingerprint}"
+            return v.key
         return None
 
     # -- the functions -----------------------------------------------------------------------------------------
@@ -253,7 +254,7 @@ class Catalog:
         for t in self.rt.list_tools():
             if t.latest is None:
                 continue
-            key = f"{t.name}@{t.latest.fingerprint}"
+            key = t.latest.key
             m = metrics.get(key)
             rate = m.success_rate if m is not None else None
             tools.append({"version": key, "description": first_sentence(t.description),
@@ -278,7 +279,7 @@ class Catalog:
     def _describe_binary(self, args: Any) -> dict[str, Any]:
         d = self.rt.describe(args.binary_id)
         m = d.metrics
-        return {"ok": True, "version": f"{d.tool}@{d.fingerprint}", "description": d.description, "tags": d.tags,
+        return {"ok": True, "version": version_key(d.tool, d.fingerprint), "description": d.description, "tags": d.tags,
                 "input_schema": d.input_schema, "output_schema": d.output_schema,
                 "examples": [{k: c[k] for k in ("input", "expect", "exit") if k in c} for c in d.cases[:MAX_CASES]],
                 "cases": len(d.cases),
@@ -296,7 +297,7 @@ class Catalog:
 
     def ran(self, outcome: RunOutcome) -> dict[str, Any]:
         """A run's result for the model (and a successful one remembered as served)."""
-        version = f"{outcome.tool}@{outcome.fingerprint}"
+        version = version_key(outcome.tool, outcome.fingerprint)
         self.tried.add(version)
         if outcome.ok:
             out = {"ok": True, "version": version, "output": outcome.output, "wall_ms": round(outcome.wall_ms, 2)}
@@ -337,14 +338,14 @@ class Catalog:
         task, note = args.task_description, ""
         if self.solving is not None:
             v = self.rt.repo.resolve(args.binary_id)
-            key = f"{v.name}@{v.fingerprint}"
+            key = v.key
             if key not in self.tried:
                 raise ToolCallError("feedback_refused", f"feedback inside a solve is for a version this solve ran; "
                                                         f"{v.short} did not run (ran: "
                                                         f"{', '.join(sorted(self.tried)) or 'none'})")
             task, note = self.solving, f"the model, solving: {_clip(' '.join(task.split()), 200)}"
         e = self.rt.feedback(args.binary_id, task, args.solved, note)
-        return {"ok": True, "version": f"{e.tool}@{e.fingerprint}", "task": e.task,
+        return {"ok": True, "version": version_key(e.tool, e.fingerprint), "task": e.task,
                 "recorded": "solved" if e.solved else "failed"}
 
     # -- writing tools -------------------------------------------------------------------------------------------
@@ -367,7 +368,7 @@ class Catalog:
             out.update(attempts=len(result.attempts), tokens=result.tokens)
             return out
         v = result.version
-        key = f"{v.name}@{v.fingerprint}"
+        key = v.key
         self.written.append(key)
         manifest = self.rt.load(key).manifest
         self.superseded += [{"version": key, "case": s.case, "reason": s.reason} for s in result.superseded]

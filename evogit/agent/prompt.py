@@ -18,6 +18,7 @@ import json
 from collections.abc import Sequence
 from functools import cache
 
+from ..events import split_key
 from ..manifest import Case
 from .wire import BEGIN, END, show_package
 
@@ -239,7 +240,7 @@ def solve_message(task: str, input_text: str | None, candidates: Sequence[dict[s
             rate = c.get("success_rate")
             record = (f"ok in {float(rate) * 100:.0f}% of {c.get('runs')} runs" if isinstance(rate, (int, float))
                       else "not run yet")
-            name, _, fingerprint = str(c["version"]).rpartition("@")
+            name, fingerprint = split_key(str(c["version"]))
             lines.append(f"{i}. {name}@{fingerprint[:SHOWN_FINGERPRINT]}: {c['description']}. Input schema: "
                          f"{json.dumps(_brief(c['input_schema']), separators=(',', ':'), ensure_ascii=False)}. "
                          f"{record}.")

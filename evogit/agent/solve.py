@@ -51,6 +51,7 @@ from .. import events as ev
 from .. import jsonio
 from ..decide import Decision, decide
 from ..errors import InvalidInput, InvalidJSON, ModelError
+from ..events import short_key
 from ..llm.client import ModelClient, ToolCall
 from ..llm.reply import text_tool_calls
 from ..runtime import Runtime
@@ -467,10 +468,7 @@ def _outcome_line(ran: dict[str, Any]) -> str:
 
 
 def _short(key: str | None) -> str:
-    if not key:
-        return "-"
-    name, _, fp = key.rpartition("@")
-    return f"{name}@{fp[:7]}" if name else key
+    return short_key(key) if key else "-"
 
 
 def _clip(text: str, width: int) -> str:

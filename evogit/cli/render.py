@@ -9,6 +9,7 @@ import click
 import msgspec
 
 from .. import jsonio
+from ..events import short_key
 from ..runtime import BuildOutcome
 
 
@@ -23,9 +24,7 @@ def _printable(text: str) -> str:
     return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def _short(version: str) -> str:
-    name, _, fingerprint = version.rpartition("@")
-    return f"{name}@{fingerprint[:7]}"
+_short = short_key
 
 
 def _clip(text: str, width: int) -> str:

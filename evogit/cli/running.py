@@ -13,6 +13,7 @@ import msgspec
 from .. import jsonio
 from .. import limits as limits_mod
 from ..errors import EvogitError
+from ..events import split_key
 from ..manifest import first_sentence
 from ..runtime import Runtime, run_wasm
 from ..runtime.results import IndexReport, ReplayReport, RunReport, SearchHit, SearchReport
@@ -154,7 +155,7 @@ def stats(tool: str | None, cost: bool, repo: Path | None, as_json: bool) -> Non
     if not data:
         click.echo("No runs recorded yet.")
     for key, m in data.items():
-        name, _, fp = key.rpartition("@")
+        name, fp = split_key(key)
         rate = f"{m['success_rate'] * 100:.0f}%" if m["success_rate"] is not None else "-"
         p50, p95 = _ms(m["p50_ms"]), _ms(m["p95_ms"])
         errors = ", ".join(f"{k} {v}" for k, v in sorted(m["errors"].items())) or "-"

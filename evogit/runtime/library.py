@@ -10,6 +10,7 @@ import msgspec
 from .. import jsonio, lineage
 from ..build import Builder
 from ..errors import EvogitError, ToolNotFound
+from ..events import split_key
 from ..manifest import check_name, parse_cases, parse_manifest
 from ..projections import VersionMetrics
 from ..repo import SkillsRepo, Version
@@ -73,7 +74,7 @@ class Library:
             parents=node.parents if node else [], children=node.children if node else [],
             versions=[x.short for x in self.repo.versions(v.name)],
             head=str(head.id), head_is_this_version=str(head.id) == v.source_commit,
-            metrics=self.stats(f"{v.name}@{v.fingerprint}")[f"{v.name}@{v.fingerprint}"],
+            metrics=self.stats(v.key)[v.key],
         )
 
     def lineage(self, name: str) -> lineage.Lineage:
@@ -86,10 +87,10 @@ class Library:
             keys = sorted(versions)
         elif "@" in spec:
             v = self.repo.resolve(spec)
-            keys = [f"{v.name}@{v.fingerprint}"]
+            keys = [v.key]
         else:
             self.repo.head(check_name(spec))
-            keys = sorted(k for k in versions if k.rpartition("@")[0] == spec)
+            keys = sorted(k for k in versions if split_key(k)[0] == spec)
         out = {k: versions[k].summary() if k in versions else VersionMetrics().summary() for k in keys}
         self._add_lineage(out, versions)
         return out
@@ -137,7 +138,7 @@ class Library:
         """Lineage-aware summaries: children, descendants, and the best descendant by success rate (runs
         break ties; at least one run). Lineage comes from git ancestry, metrics from the log."""
         graph = lineage.graph(self.repo)
-        by_key = {f"{n.version.name}@{n.version.fingerprint}": n for n in graph.nodes.values()}
+        by_key = {n.version.key: n for n in graph.nodes.values()}
         for key, summary in out.items():
             node = by_key.get(key)
             seen: set[str] = set()
@@ -150,10 +151,10 @@ class Library:
             best: tuple[float, int, str] | None = None
             for short in seen:
                 v = graph.nodes[short].version
-                m = versions.get(f"{v.name}@{v.fingerprint}")
+                m = versions.get(v.key)
                 rate = m.success_rate if m is not None else None
                 if m is not None and rate is not None and (best is None or (rate, m.runs) > best[:2]):
-                    best = (rate, m.runs, f"{v.name}@{v.fingerprint}")
+                    best = (rate, m.runs, v.key)
             summary["children"] = len(node.children) if node else 0
             summary["descendants"] = len(seen)
             summary["best_descendant"] = ({"version": best[2], "success_rate": round(best[0], 4), "runs": best[1]}

@@ -13,6 +13,7 @@ from .. import jsonio
 from .. import limits as limits_mod
 from ..contract import Contract, RunOutcome, interpret
 from ..errors import InvalidInput, InvalidJSON, SandboxError
+from ..events import version_key
 from ..manifest import ToolManifest, parse_manifest
 from ..projections import task_key
 from ..repo import SkillsRepo, Version, branch_ref, parse_spec
@@ -97,7 +98,7 @@ class Running:
             _ = self.state.log  # a damaged log (LogCorrupted) fails the run before it starts, not after
         outcome, result = self._run(self.load(spec), stdin, limits)
         self.run_sink(_run_event(outcome, stdin, result, task))
-        if task and (choice := self.choice(task, f"{outcome.tool}@{outcome.fingerprint}")):
+        if task and (choice := self.choice(task, version_key(outcome.tool, outcome.fingerprint))):
             self.state.log.append(choice)
         return outcome
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .. import events as ev
 from ..errors import InvalidInput, ToolNotFound
+from ..events import split_key
 from ..manifest import parse_manifest
 from ..projections import EmbeddingState, State, task_key
 from ..repo import SkillsRepo
@@ -44,7 +45,7 @@ class Searching:
         check_task(task)
         v = self.repo.resolve(spec)
         event = ev.Feedback(tool=v.name, fingerprint=v.fingerprint, task=task, solved=solved, note=note)
-        self.state.log.append([event, *self.running.choice(task, f"{v.name}@{v.fingerprint}")])
+        self.state.log.append([event, *self.running.choice(task, v.key)])
         return event
 
     def search(self, query: str, k: int = 5, explain: bool = False) -> tuple[list[Hit], Embedder]:
@@ -77,13 +78,13 @@ class Searching:
                 continue
         solved: dict[str, dict[str, int]] = {}
         for key, tasks in state.served.items():
-            tool = key.rpartition("@")[0]
+            tool = split_key(key)[0]
             for task, net in tasks.items():
                 if net > 0:
                     solved.setdefault(tool, {})[task] = solved.get(tool, {}).get(task, 0) + net
         candidates = []
         for name, v in latest.items():
-            key = f"{v.name}@{v.fingerprint}"
+            key = v.key
             manifest = parse_manifest(self.repo.read(self.repo.commit(v.build_commit), "tool.json"), check_schemas=False)
             metrics = state.versions.get(key)
             failed = {t: -n for t, n in state.served.get(key, {}).items() if n < 0}
@@ -152,7 +153,7 @@ class Searching:
         fresh = [c for c in candidates if c.key not in known or known[c.key].text != c.text]
         if fresh:
             vectors = featurize.embedder.embed([c.text for c in fresh])
-            self.state.log.append([ev.Embedded(tool=c.tool, fingerprint=c.key.rpartition("@")[2],
+            self.state.log.append([ev.Embedded(tool=c.tool, fingerprint=split_key(c.key)[1],
                                          model=model, text=c.text,
                                          vector=[float(x) for x in vec]) for c, vec in zip(fresh, vectors, strict=True)])
             for c, vec in zip(fresh, vectors, strict=True):
