@@ -275,10 +275,8 @@ _VALIDATORS = {f.name: jsonschema.Draft202012Validator(f.parameters) for f in FU
 
 def _tool_entry(name: str, d: Description) -> _Entry:
     t = _mcp_types()
-    metrics = d.metrics or {}
-    runs, ok = int(metrics.get("runs", 0) or 0), int(metrics.get("ok", 0) or 0)
     meta = {f"{META}version": version_key(d.tool, d.fingerprint), f"{META}parent": d.parents[0] if d.parents else None,
-            f"{META}success_rate": round(ok / runs, 4) if runs else None, f"{META}runs": runs}
+            f"{META}success_rate": d.metrics.success_rate, f"{META}runs": d.metrics.runs}
     input_schema = d.input_schema if d.input_schema.get("type") == "object" else {
         "type": "object", "description": "This tool's input is not an object: call it through run_binary."}
     has_output = d.output_schema.get("type") == "object"

@@ -103,7 +103,7 @@ def test_replay_repair_keeps_every_readable_event_and_the_damaged_file(logged: R
     assert stats["t@ffff"]["runs"] == 58
     rt = Runtime(repo)
     rt.log.append(_runs(1, 100))  # the log works again
-    assert rt.stats()["t@ffff"]["runs"] == 59
+    assert rt.stats()["t@ffff"].runs == 59
     assert invoke("replay", "--repair", "--repo", repo).stderr.count("rewritten") == 0  # nothing left to repair
 
 
@@ -186,11 +186,11 @@ def test_a_garbage_imported_json_is_treated_as_missing_and_reported_once(logged:
                    check=True)
     subprocess.run(["git", "-C", str(logged.repo.path), "config", "--add", "evogit.trustWriter", other.writer()],
                    check=True)  # its runs count here
-    assert logged.stats()["t@ffff"]["runs"] == 63
+    assert logged.stats()["t@ffff"].runs == 63
     seen = logged.repo.state_dir / "imported.json"
     seen.write_bytes(garbage)
     rt = Runtime(logged.repo.path)
-    assert rt.stats()["t@ffff"]["runs"] == 63  # counted once, not twice
+    assert rt.stats()["t@ffff"].runs == 63  # counted once, not twice
     assert caplog.text.count("imported.json was unreadable") == 1
     assert isinstance(json.loads(seen.read_text()), dict)
     caplog.clear()
@@ -253,7 +253,7 @@ def test_a_published_log_cut_short_is_refused_at_push_and_repair_restores_it_fro
     assert result.exit_code == 0 and f"{len(published)} bytes from git" in result.stderr
     assert path.read_bytes().startswith(published)
     rt = Runtime(repo)
-    assert rt.stats()["t@ffff"]["runs"] == 64  # the 60 published and the 4 written after the cut
+    assert rt.stats()["t@ffff"].runs == 64  # the 60 published and the 4 written after the cut
     assert publish_log(rt.repo, rt.log.dir, rt.writer()) is not None
 
 
@@ -342,7 +342,7 @@ def test_four_processes_using_the_runtime_exit_without_an_abort(small_rt: Runtim
             _, err = p.communicate(timeout=120)
             assert p.returncode == 0 and b"panicked" not in err, err.decode(errors="replace")[-2000:]
     runs = small_rt.stats("word-count")
-    assert sum(m["runs"] for m in runs.values()) == 1 + 16 * 300
+    assert sum(m.runs for m in runs.values()) == 1 + 16 * 300
 
 
 @pytest.mark.slow

@@ -44,12 +44,12 @@ def test_tools_runs_and_feedback_travel_between_machines(small_rt: Runtime, serv
     assert a.writer() in report.logs
     # a is nobody to b yet: its evidence is kept and said, never counted
     assert report.claims[a.writer()].runs == 1 and report.claims[a.writer()].feedback == 1 and not report.trusted
-    assert sum(m["runs"] for m in b.stats("word-count").values()) == 0 and not b.projections().state.served
+    assert sum(m.runs for m in b.stats("word-count").values()) == 0 and not b.projections().state.served
     _git(b.repo.path, "config", "--add", "evogit.trustWriter", a.writer())
     _git(a.repo.path, "config", "--add", "evogit.trustWriter", b.writer())
     b = Runtime(b.repo.path)
     stats = b.stats("word-count")
-    assert sum(m["runs"] for m in stats.values()) == 1
+    assert sum(m.runs for m in stats.values()) == 1
     assert b.projections().state.served  # a's task history arrived: retrieval on b learns from it
 
     # b's own runs travel back; a counts both machines' runs, each once
@@ -57,7 +57,7 @@ def test_tools_runs_and_feedback_travel_between_machines(small_rt: Runtime, serv
     b.push(str(server))
     a.pull(str(server))
     a.pull(str(server))
-    assert sum(m["runs"] for m in a.stats("word-count").values()) == 2
+    assert sum(m.runs for m in a.stats("word-count").values()) == 2
     assert a.replay().state.versions == a.projections().state.versions
 
 
@@ -181,7 +181,7 @@ def test_a_bad_foreign_log_is_refused_and_the_repository_keeps_working(small_rt:
     assert added == {} and "not a valid log" in refused["refs/evogit/logs/mallory"]
     assert not (rt.log.dir / "mallory.log").exists() or (rt.log.dir / "mallory.log").stat().st_size == 0
     rt.run("word-count", b'{"text": "still works"}')
-    assert sum(m["runs"] for m in rt.stats("word-count").values()) == 1
+    assert sum(m.runs for m in rt.stats("word-count").values()) == 1
 
 
 def test_push_returns_what_it_updated(small_rt: Runtime, server: Path):

@@ -409,7 +409,7 @@ def test_a_callers_invalid_inputs_do_not_count_against_the_tool(starter_rt: Runt
         assert json.loads(catalog.call("run_binary", '{"binary_id": "word-count", "input_json": "not json"}'))[
             "error"]["kind"] == "invalid_input"
     (m,) = starter_rt.stats("word-count").values()
-    assert m["runs"] == 10 and m["refused"] == 10 and m["success_rate"] is None
+    assert m.runs == 10 and m.refused == 10 and m.success_rate is None
     result = Solver(starter_rt, None).solve("count the words in this text", b'{"text": "a b"}')
     assert result.fast_path and result.ok
 

@@ -144,10 +144,10 @@ def test_search_learns_from_feedback_and_demotes_failures(starter_repo: Runtime)
     # the retrieval history: how often each version was found, and ranked first
     found = searches()
     for key, m in starter_repo.stats().items():
-        assert m["retrieved"] == sum(key in c for c in found)
-        assert m["retrieved_first"] == sum(c[:1] == [key] for c in found)
+        assert m.retrieved == sum(key in c for c in found)
+        assert m.retrieved_first == sum(c[:1] == [key] for c in found)
     (found,) = starter_repo.stats("number-stats").values()
-    assert found["retrieved_first"] >= 1
+    assert found.retrieved_first >= 1
     again, _ = starter_repo.search(task, 5, explain=True)
     assert [(h.key, h.score) for h in again] == [(h.key, h.score) for h in demoted]
 
@@ -166,14 +166,14 @@ def test_a_search_followed_by_a_run_records_the_choice(starter_repo: Runtime):
     (choice,) = choices()[before:]
     version = choice.choice
     assert choice.query == task and choice.candidates == [] and version.startswith("word-count@")
-    assert starter_repo.stats(version)[version]["chosen"] >= 1
+    assert starter_repo.stats(version)[version].chosen >= 1
     # a run with a task nobody searched for is not a choice; feedback after a fresh search is
     starter_repo.run("word-count", b'{"text": "x"}', task="a task never searched for")
     assert len(choices()) == before + 1
     starter_repo.search(task, 3)
     starter_repo.feedback("word-count", task, solved=True)
     assert [e.choice for e in choices()[before:]] == [version, version]
-    assert sum(m["chosen"] for m in starter_repo.stats().values()) == len(choices())
+    assert sum(m.chosen for m in starter_repo.stats().values()) == len(choices())
 
 
 def test_only_newly_solved_tasks_cost_a_refit(starter_repo: Runtime):
@@ -303,7 +303,7 @@ def test_a_runtime_keeps_its_projections_and_sees_what_others_append(starter_rep
     other.feedback("word-count", "how long is this speech in words", solved=True)
     other.run("word-count", b'{"text": "one two"}')
     after = starter_repo.stats("word-count")[key]
-    assert after["feedback_solved"] == before["feedback_solved"] + 1 and after["runs"] == before["runs"] + 1
+    assert after.feedback_solved == before.feedback_solved + 1 and after.runs == before.runs + 1
     hits, _ = starter_repo.search("how long is this speech in words", 1, explain=True)
     assert hits[0].tool == "word-count" and hits[0].why["closest_solved_task"]["similarity"] > 0.99
     for _ in range(3):  # every run changes the ranking's inputs; the runtime holds on to the current model only

@@ -264,7 +264,7 @@ def test_signed_logs_are_trusted_and_a_squatter_is_not(small_rt: Runtime, tmp_pa
 
     report, _ = b.pull(str(hub))
     assert report.trusted == [a.writer()] and not report.claims
-    assert sum(m["runs"] for m in b.stats("word-count").values()) == 1
+    assert sum(m.runs for m in b.stats("word-count").values()) == 1
 
     # a squatter pushes a log under a writer id whose key it does not have: kept apart, never counted
     forged_log(b, tmp_path, "carol", poison("word-count", b.repo.resolve("word-count").fingerprint, ["x"], 5))

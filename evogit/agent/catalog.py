@@ -283,9 +283,8 @@ class Catalog:
                 "input_schema": d.input_schema, "output_schema": d.output_schema,
                 "examples": [{k: c[k] for k in ("input", "expect", "exit") if k in c} for c in d.cases[:MAX_CASES]],
                 "cases": len(d.cases),
-                "record": {"runs": m.get("runs", 0), "success_rate": m.get("success_rate"),
-                           "errors": m.get("errors", {}), "p50_ms": m.get("p50_ms"),
-                           "solved": m.get("feedback_solved", 0), "failed": m.get("feedback_failed", 0)},
+                "record": {"runs": m.runs, "success_rate": m.success_rate, "errors": m.errors, "p50_ms": m.p50_ms,
+                           "solved": m.feedback_solved, "failed": m.feedback_failed},
                 "versions": len(d.versions), "newest": d.head_is_this_version, "parents": d.parents,
                 "superseded": [{"case": s.case, "reason": s.reason} for s in d.superseded]}
 

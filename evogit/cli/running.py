@@ -156,21 +156,21 @@ def stats(tool: str | None, cost: bool, repo: Path | None, as_json: bool) -> Non
         click.echo("No runs recorded yet.")
     for key, m in data.items():
         name, fp = split_key(key)
-        rate = f"{m['success_rate'] * 100:.0f}%" if m["success_rate"] is not None else "-"
-        p50, p95 = _ms(m["p50_ms"]), _ms(m["p95_ms"])
-        errors = ", ".join(f"{k} {v}" for k, v in sorted(m["errors"].items())) or "-"
-        feedback = f"{m['feedback_solved']}/{m['feedback_solved'] + m['feedback_failed']}"
-        click.echo(f"{name}@{fp[:7] or '(failed builds)':<8} runs {m['runs']:>6}  ok {rate:>4}  p50 {p50} ms  "
-                   f"p95 {p95} ms  solved {feedback}  found {m['retrieved']} (first {m['retrieved_first']}, "
-                   f"chosen {m['chosen']})  "
+        rate = f"{m.success_rate * 100:.0f}%" if m.success_rate is not None else "-"
+        p50, p95 = _ms(m.p50_ms), _ms(m.p95_ms)
+        errors = ", ".join(f"{k} {v}" for k, v in sorted(m.errors.items())) or "-"
+        feedback = f"{m.feedback_solved}/{m.feedback_solved + m.feedback_failed}"
+        click.echo(f"{name}@{fp[:7] or '(failed builds)':<8} runs {m.runs:>6}  ok {rate:>4}  p50 {p50} ms  "
+                   f"p95 {p95} ms  solved {feedback}  found {m.retrieved} (first {m.retrieved_first}, "
+                   f"chosen {m.chosen})  "
                    f"errors: {errors}")
-        if m["descendants"]:
-            best = m["best_descendant"]
-            shown = (f"; best {_short(best['version'])} "
-                     f"ok {best['success_rate'] * 100:.0f}% of {best['runs']}") if best else ""
-            click.echo(f"    {m['children']} children, {m['descendants']} descendants{shown}")
+        if m.descendants:
+            best = m.best_descendant
+            shown = (f"; best {_short(best.version)} "
+                     f"ok {best.success_rate * 100:.0f}% of {best.runs}") if best else ""
+            click.echo(f"    {m.children} children, {m.descendants} descendants{shown}")
     if tool and "@" not in tool and len(data) > 1:
-        runs, ok = sum(m["runs"] for m in data.values()), sum(m["ok"] for m in data.values())
+        runs, ok = sum(m.runs for m in data.values()), sum(m.ok for m in data.values())
         click.echo(f"{tool} (all {len(data)} versions): runs {runs}, ok "
                    f"{f'{ok / runs * 100:.0f}%' if runs else '-'}")
     if runs_apart := sum(c.runs for c in claims.values()):

@@ -36,7 +36,7 @@ from ..share import PullReport, PushReport
 from ..verify import Verdict
 from .building import Building, Progress
 from .library import Library, supersedes
-from .results import BuildOutcome, Description, Supersession, ToolSummary
+from .results import BuildOutcome, Description, Supersession, ToolSummary, VersionStats
 from .running import Running, RunSink, _Loaded, run_wasm
 from .searching import Searching
 from .sharing import Sharing
@@ -182,7 +182,7 @@ class Runtime:
     def lineage(self, name: str) -> lineage.Lineage:
         return self.library.lineage(name)
 
-    def stats(self, spec: str | None = None) -> dict[str, dict[str, Any]]:
+    def stats(self, spec: str | None = None) -> dict[str, VersionStats]:
         return self.library.stats(spec)
 
     def cost(self) -> dict[str, Any]:

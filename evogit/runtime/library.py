@@ -15,7 +15,7 @@ from ..manifest import check_name, parse_cases, parse_manifest
 from ..projections import VersionMetrics
 from ..repo import SkillsRepo, Version
 from ..verify import supersedes
-from .results import Description, Supersession, ToolSummary
+from .results import BestDescendant, Description, Supersession, ToolSummary, VersionStats
 from .state import LocalState
 
 
@@ -80,7 +80,7 @@ class Library:
     def lineage(self, name: str) -> lineage.Lineage:
         return lineage.for_tool(self.repo, check_name(name))
 
-    def stats(self, spec: str | None = None) -> dict[str, dict[str, Any]]:
+    def stats(self, spec: str | None = None) -> dict[str, VersionStats]:
         """Metrics per version ("tool@fingerprint"), of one version, of one tool's versions, or of all."""
         versions = self.state.projections().state.versions
         if spec is None:
@@ -91,7 +91,7 @@ class Library:
         else:
             self.repo.head(check_name(spec))
             keys = sorted(k for k in versions if split_key(k)[0] == spec)
-        out = {k: versions[k].summary() if k in versions else VersionMetrics().summary() for k in keys}
+        out = {k: VersionStats(**(versions[k] if k in versions else VersionMetrics()).summary()) for k in keys}
         self._add_lineage(out, versions)
         return out
 
@@ -134,7 +134,7 @@ class Library:
                 "mean_authoring_tokens": round(mean), "tokens_saved": saved,
                 "tokens_saved_net": saved - s.reuse_tokens, "reused": per_tool}
 
-    def _add_lineage(self, out: dict[str, dict[str, Any]], versions: dict[str, VersionMetrics]) -> None:
+    def _add_lineage(self, out: dict[str, VersionStats], versions: dict[str, VersionMetrics]) -> None:
         """Lineage-aware summaries: children, descendants, and the best descendant by success rate (runs
         break ties; at least one run). Lineage comes from git ancestry, metrics from the log."""
         graph = lineage.graph(self.repo)
@@ -155,8 +155,7 @@ class Library:
                 rate = m.success_rate if m is not None else None
                 if m is not None and rate is not None and (best is None or (rate, m.runs) > best[:2]):
                     best = (rate, m.runs, v.key)
-            summary["children"] = len(node.children) if node else 0
-            summary["descendants"] = len(seen)
-            summary["best_descendant"] = ({"version": best[2], "success_rate": round(best[0], 4), "runs": best[1]}
-                                          if best else None)
+            summary.children = len(node.children) if node else 0
+            summary.descendants = len(seen)
+            summary.best_descendant = BestDescendant(best[2], round(best[0], 4), best[1]) if best else None
 

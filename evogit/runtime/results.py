@@ -182,6 +182,38 @@ class ToolSummary:
                          self.description)
 
 
+class BestDescendant(msgspec.Struct):
+    version: str  # name@fingerprint
+    success_rate: float
+    runs: int
+
+
+class VersionStats(msgspec.Struct):
+    """One version's metrics from the event log (`stats --json`, `describe`'s `metrics`), lineage-aware."""
+
+    runs: int
+    ok: int
+    refused: int  # runs whose input the schema refused: not counted in the success rate
+    success_rate: float | None
+    errors: dict[str, int]  # failed runs by error kind
+    p50_ms: float | None
+    p95_ms: float | None
+    mean_fuel: int | None
+    last_used_ns: int | None
+    builds_ok: int
+    builds_failed: int
+    unit_tests: int
+    cases: int
+    feedback_solved: int
+    feedback_failed: int
+    retrieved: int  # searches that returned it
+    retrieved_first: int  # ... ranked first
+    chosen: int  # ... after which the caller chose it
+    children: int = 0
+    descendants: int = 0
+    best_descendant: BestDescendant | None = None  # by success rate, runs breaking ties (one run at least)
+
+
 class Supersession(msgspec.Struct):
     """A parent's case this version no longer has to pass, and why (an `Evogit-Supersedes` trailer)."""
 
@@ -211,7 +243,7 @@ class Description(msgspec.Struct, kw_only=True):
     versions: list[str]
     head: str
     head_is_this_version: bool
-    metrics: dict[str, Any]
+    metrics: VersionStats
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = msgspec.to_builtins(self)
