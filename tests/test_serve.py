@@ -315,7 +315,15 @@ def test_serving_beyond_loopback_needs_a_token(small_rt: Runtime, monkeypatch):
 # -- the typed boundary: --json is what the schemas say ---------------------------------------------------------------
 def test_json_outputs_match_their_msgspec_schemas(small_rt: Runtime, tmp_path: Path):
     from evogit.runtime import Description
-    from evogit.runtime.results import BuildReport, InitReport, PullSummary, ReplayReport, SearchReport, VersionStats
+    from evogit.runtime.results import (
+        BuildReport,
+        CostReport,
+        InitReport,
+        PullSummary,
+        ReplayReport,
+        SearchReport,
+        VersionStats,
+    )
     from evogit.verify import Verdict
 
     hub = tmp_path / "hub.git"
@@ -332,6 +340,7 @@ def test_json_outputs_match_their_msgspec_schemas(small_rt: Runtime, tmp_path: P
         (["replay", "--json"], ReplayReport),
         (["stats", "--json"], dict[str, VersionStats]),
         (["stats", "word-count", "--json"], dict[str, VersionStats]),
+        (["stats", "--cost", "--json"], CostReport),
         (["solve", "count the words in this text", "--input", '{"text": "a"}', "--json"], SolveReport),
         (["solve", "   x", "--input", "{not json", "--json"], SolveReport),
         (["init", str(hub), "--bare", "--no-starter", "--json"], InitReport),

@@ -169,8 +169,8 @@ def test_fast_path_serves_with_zero_model_requests(starter_rt: Runtime, model):
     assert (e.outcome, e.served_by, e.fast_path, e.model_used) == ("answered", f"word-count@{fp}", True, False)
     runs = [x for _, _, x in starter_rt.log.read() if isinstance(x, ev.ToolRun)]
     assert runs[-1].task == "count the words in this text" and runs[-1].ok
-    cost = starter_rt.cost()["solves"]
-    assert cost["runs_without_model"] == 1 and cost["fast_path"] == 1 and cost["tokens"] == 0
+    cost = starter_rt.cost().solves
+    assert cost.runs_without_model == 1 and cost.fast_path == 1 and cost.tokens == 0
 
 
 def test_the_model_is_connected_only_when_the_fast_path_does_not_serve(starter_rt: Runtime):
@@ -204,7 +204,7 @@ def test_a_fast_path_run_that_fails_goes_to_the_model_with_its_words(starter_rt:
     (request,) = server.requests
     assert "The fast path ran date-diff@" in request.messages[1]["content"]
     assert "not a valid calendar date" in request.messages[1]["content"]
-    assert solved(starter_rt)[-1].served_by == "" and starter_rt.cost()["solves"]["unserved"] == 2
+    assert solved(starter_rt)[-1].served_by == "" and starter_rt.cost().solves.unserved == 2
 
 
 def test_no_model_configured_says_which_tool_is_likely_and_how_to_configure(three_rt: Runtime, monkeypatch):
@@ -249,8 +249,8 @@ def test_vague_task_model_runs_a_tool_and_sees_its_real_output(three_rt: Runtime
     (e,) = solved(three_rt)
     assert e.served_by == f"word-count@{fp}" and e.model_used and not e.fast_path and e.steps == 2
     assert e.prompt_tokens + e.completion_tokens == result.tokens
-    s = three_rt.cost()["solves"]
-    assert s["model_run"] == 1 and s["reused"]["word-count"]["reused"] == 1
+    s = three_rt.cost().solves
+    assert s.model_run == 1 and s.reused["word-count"].reused == 1
 
 
 def test_what_the_model_served_is_learnt_and_then_served_without_it(three_rt: Runtime, model):
@@ -359,8 +359,8 @@ def test_create_then_use_then_mutate_in_the_loop(empty_rt: Runtime, model):
                                  {"version": second.served_by, "case": "unicode", "reason": "words stay"}]
     assert {s["case"] for s in mutated["superseded"]} == {"plain", "unicode"}
 
-    s = empty_rt.cost()["solves"]
-    assert (s["solves"], s["written"], s["model_run"], s["author_tokens"]) == (2, 2, 0, 2600)
+    s = empty_rt.cost().solves
+    assert (s.solves, s.written, s.model_run, s.author_tokens) == (2, 2, 0, 2600)
     r = CliRunner().invoke(main, ["stats", "--cost", "--repo", str(empty_rt.repo.path)])
     assert r.exit_code == 0 and "solves: 2" in r.output and "tokens saved" in r.output
 

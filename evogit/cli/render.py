@@ -11,6 +11,7 @@ import msgspec
 from .. import jsonio
 from ..events import short_key
 from ..runtime import BuildOutcome
+from ..runtime.results import CostReport
 
 
 def _out(data: Any) -> None:
@@ -126,28 +127,28 @@ def _event_line(e: Any) -> str:
     return f"{when} {e.writer:<10} {kind:<16} {what:<28} {detail}"
 
 
-def _show_cost(c: dict[str, Any], as_json: bool) -> None:
+def _show_cost(c: CostReport, as_json: bool) -> None:
     if as_json:
         _out(c)
         return
-    if not c["tools"] and not c["models"] and not c["solves"]["solves"]:
+    if not c.tools and not c.models and not c.solves.solves:
         click.echo("No model calls recorded yet.")
         return
-    for name, t in c["tools"].items():
-        kinds = ", ".join(f"{k} {n}" for k, n in sorted(t["by_kind"].items()))
-        attempts = f"{t['attempts']} attempt{'s' if t['attempts'] != 1 else ''}"
-        click.echo(f"{name:<24} {t['tokens']:>9,} tokens  {attempts} ({t['green']} green; {kinds})")
-    for name, m in c["models"].items():
-        click.echo(f"model {_printable(name)}: {m['calls']} calls ({m['failed']} failed), {m['tokens']:,} tokens "
-                   f"({m['prompt_tokens']:,} prompt + {m['completion_tokens']:,} completion)")
-    click.echo(f"total: {c['tokens']:,} tokens")
-    s = c["solves"]
-    if s["solves"]:
-        click.echo(f"solves: {s['solves']} ({s['answered']} answered: {s['fast_path']} by the fast path, "
-                   f"{s['model_run']} by a tool the model chose, {s['written']} by a tool written for it; "
-                   f"{s['unserved']} not served by a tool), {s['tokens']:,} tokens "
-                   f"({s['author_tokens']:,} of them writing tools; {s['tokens'] / s['solves']:,.0f} per solve)")
-        click.echo(f"runs served without a model: {s['runs_without_model']}")
-        click.echo(f"tokens saved (estimate): {s['tokens_saved']:,} ({s['tokens_saved_net']:,} net of the model-run "
+    for name, t in c.tools.items():
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(t.by_kind.items()))
+        attempts = f"{t.attempts} attempt{'s' if t.attempts != 1 else ''}"
+        click.echo(f"{name:<24} {t.tokens:>9,} tokens  {attempts} ({t.green} green; {kinds})")
+    for name, m in c.models.items():
+        click.echo(f"model {_printable(name)}: {m.calls} calls ({m.failed} failed), {m.tokens:,} tokens "
+                   f"({m.prompt_tokens:,} prompt + {m.completion_tokens:,} completion)")
+    click.echo(f"total: {c.tokens:,} tokens")
+    s = c.solves
+    if s.solves:
+        click.echo(f"solves: {s.solves} ({s.answered} answered: {s.fast_path} by the fast path, "
+                   f"{s.model_run} by a tool the model chose, {s.written} by a tool written for it; "
+                   f"{s.unserved} not served by a tool), {s.tokens:,} tokens "
+                   f"({s.author_tokens:,} of them writing tools; {s.tokens / s.solves:,.0f} per solve)")
+        click.echo(f"runs served without a model: {s.runs_without_model}")
+        click.echo(f"tokens saved (estimate): {s.tokens_saved:,} ({s.tokens_saved_net:,} net of the model-run "
                    f"solves' own calls): each reuse counted at the tool's authoring tokens per green version, or "
-                   f"the library's mean ({s['mean_authoring_tokens']:,}) for a tool no model wrote here")
+                   f"the library's mean ({s.mean_authoring_tokens:,}) for a tool no model wrote here")

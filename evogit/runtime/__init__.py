@@ -21,7 +21,7 @@ import os
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .. import events as ev
 from .. import hooks, lineage
@@ -36,7 +36,7 @@ from ..share import PullReport, PushReport
 from ..verify import Verdict
 from .building import Building, Progress
 from .library import Library, supersedes
-from .results import BuildOutcome, Description, Supersession, ToolSummary, VersionStats
+from .results import BuildOutcome, CostReport, Description, Supersession, ToolSummary, VersionStats
 from .running import Running, RunSink, _Loaded, run_wasm
 from .searching import Searching
 from .sharing import Sharing
@@ -185,7 +185,7 @@ class Runtime:
     def stats(self, spec: str | None = None) -> dict[str, VersionStats]:
         return self.library.stats(spec)
 
-    def cost(self) -> dict[str, Any]:
+    def cost(self) -> CostReport:
         return self.library.cost()
 
     def untrusted(self) -> tuple[dict[str, Claims], dict[str, int]]:

@@ -15,7 +15,18 @@ from ..manifest import check_name, parse_cases, parse_manifest
 from ..projections import VersionMetrics
 from ..repo import SkillsRepo, Version
 from ..verify import supersedes
-from .results import BestDescendant, Description, Supersession, ToolSummary, VersionStats
+from .results import (
+    BestDescendant,
+    CostReport,
+    Description,
+    ModelTokens,
+    Reused,
+    SolveCosts,
+    Supersession,
+    ToolSummary,
+    ToolTokens,
+    VersionStats,
+)
 from .state import LocalState
 
 
@@ -95,23 +106,19 @@ class Library:
         self._add_lineage(out, versions)
         return out
 
-    def cost(self) -> dict[str, Any]:
+    def cost(self) -> CostReport:
         """Tokens spent writing tools (every attempt of creates, mutations and teaching, rejected ones too), per
         tool and per model, from the log."""
         state = self.state.projections().state
-        tools = {name or "(unnamed)": {"tokens": c.tokens, "prompt_tokens": c.prompt_tokens,
-                                      "completion_tokens": c.completion_tokens, "attempts": c.attempts,
-                                      "green": c.green, "by_kind": dict(sorted(c.by_kind.items())),
-                                      "seconds": c.ms / 1000}
+        tools = {name or "(unnamed)": ToolTokens(c.tokens, c.prompt_tokens, c.completion_tokens, c.attempts, c.green,
+                                                 dict(sorted(c.by_kind.items())), c.ms / 1000)
                  for name, c in sorted(state.costs.items())}
-        models = {name: {"calls": m.calls, "failed": m.failed, "tokens": m.prompt_tokens + m.completion_tokens,
-                         "prompt_tokens": m.prompt_tokens, "completion_tokens": m.completion_tokens,
-                         "latency_ms": m.latency_ms, "by_purpose": dict(sorted(m.by_purpose.items()))}
+        models = {name: ModelTokens(m.calls, m.failed, m.prompt_tokens + m.completion_tokens, m.prompt_tokens,
+                                    m.completion_tokens, m.latency_ms, dict(sorted(m.by_purpose.items())))
                   for name, m in sorted(state.models.items())}
-        return {"tools": tools, "models": models, "tokens": sum(m["tokens"] for m in models.values()),
-                "solves": self._solves(state)}
+        return CostReport(tools, models, sum(m.tokens for m in models.values()), self._solves(state))
 
-    def _solves(self, state: Any) -> dict[str, Any]:
+    def _solves(self, state: Any) -> SolveCosts:
         """How tasks were served and what reuse saved. Tokens saved are an estimate: each solve served by reusing
         a version (the fast path, or a run the model chose of a tool already in the library) instead of a new
         create saves what writing that tool cost — its authoring tokens (every attempt, red ones too) per green
@@ -124,15 +131,12 @@ class Library:
         for tool, n in sorted(s.reused.items()):
             c = state.costs.get(tool)
             each = c.tokens / c.green if c is not None and c.green else mean
-            per_tool[tool] = {"reused": n, "authoring_tokens": round(each), "saved": round(n * each),
-                              "estimate": "own" if c is not None and c.green else "library mean"}
-        saved = sum(t["saved"] for t in per_tool.values())
-        return {"solves": s.solves, "answered": s.answered, "fast_path": s.fast_path, "model_run": s.model_run,
-                "written": s.written, "unserved": s.unserved, "by_outcome": dict(sorted(s.by_outcome.items())),
-                "tokens": s.tokens, "prompt_tokens": s.prompt_tokens, "completion_tokens": s.completion_tokens,
-                "author_tokens": s.author_tokens, "runs_without_model": s.fast_path,
-                "mean_authoring_tokens": round(mean), "tokens_saved": saved,
-                "tokens_saved_net": saved - s.reuse_tokens, "reused": per_tool}
+            per_tool[tool] = Reused(n, round(each), round(n * each),
+                                    "own" if c is not None and c.green else "library mean")
+        saved = sum(t.saved for t in per_tool.values())
+        return SolveCosts(s.solves, s.answered, s.fast_path, s.model_run, s.written, s.unserved,
+                          dict(sorted(s.by_outcome.items())), s.tokens, s.prompt_tokens, s.completion_tokens,
+                          s.author_tokens, s.fast_path, round(mean), saved, saved - s.reuse_tokens, per_tool)
 
     def _add_lineage(self, out: dict[str, VersionStats], versions: dict[str, VersionMetrics]) -> None:
         """Lineage-aware summaries: children, descendants, and the best descendant by success rate (runs

@@ -214,6 +214,65 @@ class VersionStats(msgspec.Struct):
     best_descendant: BestDescendant | None = None  # by success rate, runs breaking ties (one run at least)
 
 
+class ToolTokens(msgspec.Struct):
+    """What writing one tool cost (every attempt of creates, mutations and teaching, red ones too)."""
+
+    tokens: int
+    prompt_tokens: int
+    completion_tokens: int
+    attempts: int
+    green: int
+    by_kind: dict[str, int]
+    seconds: float
+
+
+class ModelTokens(msgspec.Struct):
+    calls: int
+    failed: int
+    tokens: int
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: float
+    by_purpose: dict[str, int]
+
+
+class Reused(msgspec.Struct):
+    reused: int  # solves it served by reuse
+    authoring_tokens: int  # what writing it cost, per green version (or the library's mean)
+    saved: int
+    estimate: str  # own, or library mean
+
+
+class SolveCosts(msgspec.Struct):
+    """How tasks were served and what reuse saved (an estimate: see the README's What reuse saves)."""
+
+    solves: int
+    answered: int
+    fast_path: int
+    model_run: int
+    written: int
+    unserved: int
+    by_outcome: dict[str, int]
+    tokens: int
+    prompt_tokens: int
+    completion_tokens: int
+    author_tokens: int
+    runs_without_model: int
+    mean_authoring_tokens: int
+    tokens_saved: int
+    tokens_saved_net: int
+    reused: dict[str, Reused]
+
+
+class CostReport(msgspec.Struct):
+    """`stats --cost --json`: tokens per tool and per model, and the solves."""
+
+    tools: dict[str, ToolTokens]
+    models: dict[str, ModelTokens]
+    tokens: int
+    solves: SolveCosts
+
+
 class Supersession(msgspec.Struct):
     """A parent's case this version no longer has to pass, and why (an `Evogit-Supersedes` trailer)."""
 
