@@ -48,11 +48,10 @@ import jsonschema
 import msgspec
 
 from . import jsonio
-from .agent import model_client
+from .agent import lazy_model, model_client
 from .agent.catalog import FUNCTIONS, Catalog
-from .errors import EvogitError, InvalidInput, ModelNotConfigured, ToolNotFound
+from .errors import EvogitError, InvalidInput, ToolNotFound
 from .events import version_key
-from .llm.client import ModelClient
 from .runtime import Description, Runtime
 from .runtime.results import RunError, RunReport, SolveReport, ToolEntry
 from .worker import WorkerPool
@@ -214,22 +213,11 @@ class Library:
         data = None if value is msgspec.UNSET else jsonio.encode(value).encode()
 
         def solve() -> SolveReport:
-            with Runtime(self.path) as rt:
-                made: list[ModelClient] = []
-
-                def connect() -> ModelClient | None:
-                    try:
-                        made.append(model_client(rt))
-                    except ModelNotConfigured:
-                        return None
-                    return made[-1]
+            with Runtime(self.path) as rt, lazy_model(rt) as connect:
                 try:
                     return Solver(rt, connect).solve(task, data).to_json()
                 except EvogitError as e:
                     return SolveReport(None, None, False, [], 0, False, "error", False, None, [], [], str(e))
-                finally:
-                    for client in made:
-                        client.close()
         return await anyio.to_thread.run_sync(solve)
 
     async def describe(self, name: str) -> Description:

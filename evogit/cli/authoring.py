@@ -129,10 +129,8 @@ def solve(task: str, input_json: str | None, input_file: Any, max_steps: int, no
 
     With --json: {"answer", "served_by", "model_used", "steps", "tokens", ...}. Exit 1 if not answered.
     """
-    from ..agent import model_client
+    from ..agent import lazy_model
     from ..agent.solve import Solver
-    from ..errors import ModelNotConfigured
-    from ..llm.client import ModelClient
 
     if not task.strip():
         raise click.BadParameter("must not be blank", param_hint="TASK")
@@ -143,21 +141,9 @@ def solve(task: str, input_json: str | None, input_file: Any, max_steps: int, no
         limits = limits_mod.apply(rt.default_limits(), {"max_input": max_input})
         data = input_file.read(limits.max_input + 1) if input_file is not None else \
             input_json.encode("utf-8", "surrogateescape") if input_json is not None else None
-        made: list[ModelClient] = []
-
-        def connect() -> ModelClient | None:  # only when the fast path does not serve (it may start a server)
-            try:
-                made.append(model_client(rt))
-            except ModelNotConfigured:
-                return None
-            return made[-1]
-
-        try:
+        with lazy_model(rt) as connect:
             result = Solver(rt, connect, max_steps=max_steps, rounds=rounds, limits=limits, max_writes=max_writes,
                             deadline=deadline, progress=_steps(as_json)).solve(task, data, fast_path=not no_fast_path)
-        finally:
-            for client in made:
-                client.close()
     except EvogitError as e:
         if as_json:  # one JSON document on stdout for every outcome, as `run --json` does
             _out(SolveReport(None, None, False, [], 0, False, "error", False, None, [], [], str(e)))
