@@ -50,6 +50,7 @@ import msgspec
 from . import jsonio
 from .agent import lazy_model, model_client
 from .agent.catalog import FUNCTIONS, Catalog
+from .contract import RunOutcome
 from .errors import EvogitError, InvalidInput, ToolNotFound
 from .events import version_key
 from .runtime import Description, Runtime
@@ -183,13 +184,24 @@ class Library:
     # -- operations ------------------------------------------------------------------------------------------------
     async def run(self, spec: str, data: bytes, task: str | None = None) -> RunReport:
         """Run a version in a worker process with the repository's limits; recorded with `task`."""
+        return RunReport.of(await self._outcome(spec, data, task))
+
+    async def _outcome(self, spec: str, data: bytes, task: str | None) -> RunOutcome:
         outcome = await asyncio.wrap_future(self.pool.submit(spec, data, self.limits, task))
         if outcome.error == "not_found":
             raise ToolNotFound(outcome.detail)
-        return RunReport.of(outcome)
+        return outcome
 
     async def control(self, name: str, arguments: dict[str, Any], task: str | None = None) -> dict[str, Any]:
-        """One catalog function: reads on the shared runtime, create and mutate on a runtime of their own."""
+        """One catalog function: run_binary in a worker like every run, other reads on the shared runtime, create
+        and mutate on a runtime of their own."""
+        if name == "run_binary":
+            try:
+                outcome = await self._outcome(arguments["binary_id"],
+                                              arguments["input_json"].encode("utf-8", "surrogatepass"), task)
+            except ToolNotFound as e:
+                return {"ok": False, "error": {"kind": "tool_not_found", "message": str(e)}}
+            return Catalog(self.rt, task=task).ran(outcome)  # the catalog's own result shape; no runtime call
         text = jsonio.encode(arguments)
         if name in WRITES:
             def write() -> dict[str, Any]:

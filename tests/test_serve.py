@@ -195,7 +195,7 @@ def test_a_hostile_tool_holds_up_only_its_own_call(hostile: Runtime, tmp_path: P
     repo = tmp_path / "hostile"
     shutil.copytree(hostile.repo.path, repo)
     subprocess.run(["git", "-C", str(repo), "config", "evogit.timeout", "8"], check=True)
-    with serving(repo, "--workers", "2") as (url, _):
+    with serving(repo, "--workers", "3") as (url, _):
         async def attack() -> None:
             async with Client(f"{url}/mcp") as c:
                 slow: dict[str, Any] = {}
@@ -203,15 +203,21 @@ def test_a_hostile_tool_holds_up_only_its_own_call(hostile: Runtime, tmp_path: P
                 async def spin() -> None:
                     slow["r"] = await c.call_tool("hostile", {"mode": "loop"})
 
+                async def spin_binary() -> None:  # the catalog's run_binary runs in a worker too
+                    slow["b"] = await c.call_tool("run_binary", {"binary_id": "hostile",
+                                                                 "input_json": '{"mode": "loop"}'})
+
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(spin)
+                    tg.start_soon(spin_binary)
                     await anyio.sleep(0.5)
                     for _ in range(5):
                         r = await c.call_tool("hostile", {"mode": "ok"})
                         assert not r.is_error and r.structured_content == {"ok": True}
                         assert (await c.call_tool("list_tools", {})).structured_content is not None
-                    assert "r" not in slow  # all served while the loop still burns its worker
+                    assert not slow  # all served while the loops still burn their workers
                 assert slow["r"].is_error and slow["r"].meta["evogit/error"] in ("timeout", "out_of_fuel")
+                assert slow["b"].is_error and slow["b"].meta["evogit/error"] in ("timeout", "out_of_fuel")
                 r = await c.call_tool("hostile", {"mode": "panic"})
                 assert r.is_error and "Traceback" not in r.content[0].text
 
