@@ -82,8 +82,8 @@ class LocalState:
         return writer
 
     def trust(self) -> Trust:
-        """Whose events count: this repository's writer's (under today's id and any it wrote under before); each writer whose log is signed by the key the
-        allowed-signers file lists for it (share.signed_writers); and each named by `git config --add evogit.trustWriter
+        """Whose events count: this repository's writer's (under today's id and any it wrote under before); each
+        writer whose log is signed by the key the allowed-signers file lists for it (share.signed_writers); and each named by `git config --add evogit.trustWriter
         WRITER` (trusted by name alone: for a hub where nobody else can push to that writer's log ref). Every
         other writer's events are imported and kept, and counted as claims only."""
         key = self._trust_key()
@@ -97,8 +97,10 @@ class LocalState:
         earlier = own_writers(self.repo.state_dir / "log") - {writer}  # this repository's own, under an old id
         trust = Trust(writer, named | earlier | signed_writers(self.repo, writer))
         signers = allowed_signers(self.repo.git.config)
+        # cached under the key taken before reading (a change made meanwhile is seen next time); a newly known
+        # allowed-signers file changes the key, which costs one more reading
+        self._trust = (key if signers == self._signers else self._trust_key(signers), trust)
         self._signers = signers
-        self._trust = (self._trust_key(), trust)
         return trust
 
     def _refs_stamp(self) -> tuple[object, ...]:
@@ -120,22 +122,21 @@ class LocalState:
                 continue
         return tuple(items)
 
-    def _import_stamp(self, own: str) -> tuple[object, ...]:
-        """_refs_stamp() and the other writers' log copies (a copy cut short or deleted is imported again)."""
+    def _copies_stamp(self, own: str) -> tuple[object, ...]:
+        """The other writers' log copies, name and size (a copy cut short or deleted is imported again)."""
         try:
             with os.scandir(self.repo.state_dir / "log") as found:
-                copies = sorted((e.name, e.stat().st_size) for e in found if not e.name.startswith(f"{own}."))
+                return tuple(sorted((e.name, e.stat().st_size) for e in found if not e.name.startswith(f"{own}.")))
         except OSError:
-            copies = []
-        return self._refs_stamp(), tuple(copies)
+            return ()
 
-    def _trust_key(self) -> tuple[object, ...]:
+    def _trust_key(self, signers: Path | None = None) -> tuple[object, ...]:
         """What trust() depends on: the log refs, git config files, the allowed-signers file, EVOGIT_WRITER."""
         home = Path(os.path.expanduser("~"))
         xdg = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
         files = [Path(self.repo.git.path) / "config", home / ".gitconfig", xdg / "git" / "config"]
-        if self._signers is not None:
-            files.append(self._signers)
+        if (signers := signers or self._signers) is not None:
+            files.append(signers)
         files.append(self.repo.state_dir / "log" / OWN)
         return (self._refs_stamp(), _stamp(*files), os.environ.get("EVOGIT_WRITER"),
                 os.environ.get("GIT_CONFIG_GLOBAL"))
@@ -176,10 +177,12 @@ class LocalState:
         """Copy what arrived in other writers' log refs into the log (share.import_logs), unless nothing there
         has moved since the last import by this process."""
         if isinstance(self.log, FileLog):
-            stamp = self._import_stamp(self.log.writer)
-            if stamp != self._imported:
+            refs = self._refs_stamp()
+            if (refs, self._copies_stamp(self.log.writer)) != self._imported:
                 import_logs(self.repo, self.log.dir, self.log.writer)  # refused logs are reported by `pull`
-                self._imported = self._import_stamp(self.log.writer)
+                # the refs as they were before the import (one that moved meanwhile is imported next time), the
+                # copies as the import left them
+                self._imported = (refs, self._copies_stamp(self.log.writer))
 
 
 def _stamp(*paths: Path) -> tuple[object, ...]:
