@@ -54,7 +54,21 @@ from .contract import RunOutcome
 from .errors import EvogitError, InvalidInput, ToolNotFound
 from .events import version_key
 from .runtime import Description, Runtime
-from .runtime.results import RunError, RunReport, SolveReport, ToolEntry
+from .runtime.results import (
+    CallError,
+    CallFailed,
+    CallResult,
+    Candidates,
+    Described,
+    Listing,
+    Ran,
+    Recorded,
+    RunError,
+    RunReport,
+    SolveReport,
+    ToolEntry,
+    Written,
+)
 from .worker import WorkerPool
 
 _log = logging.getLogger("evogit.serve")
@@ -192,7 +206,7 @@ class Library:
             raise ToolNotFound(outcome.detail)
         return outcome
 
-    async def control(self, name: str, arguments: dict[str, Any], task: str | None = None) -> dict[str, Any]:
+    async def control(self, name: str, arguments: dict[str, Any], task: str | None = None) -> CallResult:
         """One catalog function: run_binary in a worker like every run, other reads on the shared runtime, create
         and mutate on a runtime of their own."""
         if name == "run_binary":
@@ -200,11 +214,11 @@ class Library:
                 outcome = await self._outcome(arguments["binary_id"],
                                               arguments["input_json"].encode("utf-8", "surrogatepass"), task)
             except ToolNotFound as e:
-                return {"ok": False, "error": {"kind": "tool_not_found", "message": str(e)}}
+                return CallFailed(error=CallError("tool_not_found", str(e)))
             return Catalog(self.rt, task=task).ran(outcome)  # the catalog's own result shape; no runtime call
         text = jsonio.encode(arguments)
         if name in WRITES:
-            def write() -> dict[str, Any]:
+            def write() -> CallResult:
                 with Runtime(self.path) as rt:
                     catalog = Catalog(rt, connect=lambda: model_client(rt), task=task)
                     try:
@@ -213,7 +227,7 @@ class Library:
                         catalog.close()
             return await anyio.to_thread.run_sync(write)
 
-        def read() -> dict[str, Any]:
+        def read() -> CallResult:
             with self.lock:
                 return Catalog(self.rt, task=task).result(name, text)
         return await anyio.to_thread.run_sync(read)
@@ -248,7 +262,8 @@ def _mcp_types() -> Any:
 
 def _control_tools() -> list[Any]:
     t = _mcp_types()
-    tools = [t.Tool(name=f.name, description=f.description, input_schema=f.parameters) for f in FUNCTIONS]
+    tools = [t.Tool(name=f.name, description=f.description, input_schema=f.parameters,
+                    output_schema=object_schema(CALL_RESULTS[f.name])) for f in FUNCTIONS]
     tools.append(t.Tool(name="solve", description=SOLVE_DESCRIPTION, input_schema=SOLVE_SCHEMA,
                         output_schema=object_schema(SolveReport)))
     return tools
@@ -266,6 +281,10 @@ def object_schema(kind: type) -> dict[str, Any]:
     return {**top, "$defs": defs} if defs else top
 
 
+#: The type of each catalog function's result when it succeeds: its MCP output schema.
+CALL_RESULTS: dict[str, type] = {"list_tools": Listing, "search_tools": Candidates, "describe_binary": Described,
+                                 "run_binary": Ran, "create_binary": Written, "mutate_binary": Written,
+                                 "feedback": Recorded}
 CONTROL_NAMES = frozenset([f.name for f in FUNCTIONS] + ["solve"])
 WRITES = frozenset(f.name for f in FUNCTIONS if f.writes)
 CONTROL_TOOLS: list[Any] = []  # filled on first use (mcp is imported only by a server)
@@ -343,10 +362,10 @@ def build_server(library: Library) -> Any:
                 body = msgspec.to_builtins(solved)
                 return t.CallToolResult(content=[_text(body)], structured_content=body, is_error=not solved.ok)
             result = await library.control(name, args, task)
-            if not result.get("ok", False):
-                err = result.get("error") or {}
-                return _error_result(str(err.get("kind", "error")), str(err.get("message", "")))
-            return t.CallToolResult(content=[_text(result)], structured_content=result)
+            if isinstance(result, CallFailed):
+                return _error_result(result.error.kind, result.error.message)
+            body = msgspec.to_builtins(result)
+            return t.CallToolResult(content=[_text(body)], structured_content=body)
         entry = library.entry(name)
         if entry is None:
             raise MCPError(t.INVALID_PARAMS, f"unknown tool {name[:80]!r}: tools/list names every tool")

@@ -7,6 +7,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import jsonschema
+import msgspec
 import pytest
 from click.testing import CliRunner
 
@@ -18,6 +20,7 @@ from evogit.cli import main
 from evogit.llm.client import ModelClient
 from evogit.llm.config import ModelConfig
 from evogit.runtime import Runtime, Supersession
+from evogit.runtime.results import AuthorReport
 
 pytestmark = pytest.mark.slow
 
@@ -327,7 +330,7 @@ def test_a_repair_that_gets_further_is_repaired_again(empty_rt: Runtime, model):
     server = model([text_package(BROKEN), text_package(UPPER), text_package()])  # compile, then cases: further
     result = author(empty_rt, server).create("Reverse a text.")
     assert result.ok and [a.request for a in result.attempts] == ["first", "repair", "repair"], result.message
-    assert [a["request"] for a in result.to_json()["attempts"]] == ["first", "repair", "repair"]
+    assert [a.request for a in result.to_json().attempts] == ["first", "repair", "repair"]
 
 
 def test_value_methods_a_small_model_invents_are_renamed_before_a_model_round(empty_rt: Runtime, model):
@@ -445,6 +448,8 @@ def test_teach_adds_examples_as_cases_that_must_pass(empty_rt: Runtime, model):
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["ok"] and out["kind"] == "teach"
+    jsonschema.validate(out, msgspec.json.schema(AuthorReport))  # the typed boundary: what the schema says
+    assert msgspec.convert(out, AuthorReport).attempts[-1].stage == "green"
     rt = Runtime(empty_rt.repo.path)
     d = rt.describe("reverse-text")
     assert any(c["input"] == {"text": "xy z"} and c["expect"] == {"text": "yx z"} for c in d.cases)

@@ -123,27 +123,36 @@ def test_mcp_over_http_in_both_protocol_eras(small_rt: Runtime):
                     await c.call_tool("no-such-tool", {})
                 assert e.value.code == -32602
 
-                # the control functions
+                # the control functions: each result is its tool's output schema
+                def conforms(name: str, r: Any) -> None:
+                    assert not r.is_error and r.structured_content is not None, r.content
+                    schema = tools[name].output_schema
+                    assert schema is not None and schema["type"] == "object"
+                    jsonschema.Draft202012Validator(schema).validate(r.structured_content)
+
                 r = await c.call_tool("list_tools", {})
+                conforms("list_tools", r)
                 assert not r.is_error and r.structured_content is not None
                 assert {t["version"].split("@")[0] for t in r.structured_content["tools"]} >= {"word-count"}
                 r = await c.call_tool("search_tools", {"query": "count the words in a text"})
+                conforms("search_tools", r)
                 assert r.structured_content is not None and r.structured_content["tools"][0]["version"].startswith(
                     "word-count@")
                 r = await c.call_tool("describe_binary", {"binary_id": "slugify"})
-                assert not r.is_error and "input_schema" in json.dumps(r.structured_content)
+                conforms("describe_binary", r)
+                assert r.structured_content["examples"] and "record" in r.structured_content
                 r = await c.call_tool("run_binary", {"binary_id": "slugify", "input_json": '{"text": "Hello World"}'})
-                assert not r.is_error and r.structured_content is not None
+                conforms("run_binary", r)
                 assert r.structured_content["output"] == {"slug": "hello-world"}
                 r = await c.call_tool("search_tools", {"query": 3})  # arguments that break the schema
                 assert r.is_error and r.meta is not None and r.meta["evogit/error"] == "bad_arguments"
                 r = await c.call_tool("feedback", {"binary_id": "word-count", "task_description": "count words",
                                                    "solved": True})
-                assert not r.is_error
+                conforms("feedback", r)
                 # solve: the fast path answers with no model
                 r = await c.call_tool("solve", {"task": "count the words in this text",
                                                 "input": {"text": "a b c d"}})
-                assert r.structured_content is not None and not r.is_error, r.content
+                conforms("solve", r)
                 assert r.structured_content["answer"]["words"] == 4 and not r.structured_content["model_used"]
                 return c.protocol_version
 
@@ -252,6 +261,9 @@ def test_create_binary_over_mcp_with_the_scripted_model(empty_rt: Runtime, scrip
                 r = await c.call_tool("create_binary", {"task_description": "Reverse the text, character by "
                                                                             "character."})
                 assert not r.is_error, r.content
+                schema = {t.name: t for t in (await c.list_tools()).tools}["create_binary"].output_schema
+                assert schema is not None
+                jsonschema.Draft202012Validator(schema).validate(r.structured_content)
                 assert r.structured_content is not None and r.structured_content["version"].startswith(
                     "reverse-text@")
                 for _ in range(50):  # the watcher lists it within a second or two

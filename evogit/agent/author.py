@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -28,6 +28,7 @@ from ..llm.client import ChatResult, ModelClient
 from ..manifest import Case, ToolManifest, check_name, manifest_json, parse_cases, parse_manifest
 from ..repo import Version, branch_ref
 from ..runtime import Runtime
+from ..runtime.results import Attempt, AuthorReport, Supersession
 from ..runtime.running import check_task
 from . import mend, prompt, wire
 
@@ -41,21 +42,6 @@ FRESH_TEMPERATURE = 0.8
 MAX_SUFFIX = 99
 
 Progress = Callable[[str], None]
-
-
-@dataclass
-class Attempt:
-    """One round: what the model was asked for and how far its files got."""
-
-    round: int
-    stage: str  # model, reply, package, compile, unit_tests, cases, green
-    request: str = "first"  # first; repair (of the attempt before it); fresh (the first request again, warmer)
-    error: str | None = None  # the error kind; None when green
-    evidence: str = ""  # what went back to the model
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    seconds: float = 0.0  # the whole round, model call included
-    model_seconds: float = 0.0  # of which waiting for the model
 
 
 @dataclass
@@ -80,15 +66,12 @@ class AuthorResult:
     def tokens(self) -> int:
         return sum(a.prompt_tokens + a.completion_tokens for a in self.attempts)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "ok": self.ok, "tool": self.tool,
-                "version": self.version.short if self.version else None,
-                "fingerprint": self.version.fingerprint if self.version else None,
-                "parent": self.parent, "parent_reason": self.parent_reason or None, "model": self.model,
-                "tokens": self.tokens, "attempts": [asdict(a) for a in self.attempts],
-                "superseded": [{"case": s.case, "reason": s.reason} for s in self.superseded],
-                "mended": self.mended, "notes": self.notes, "commit": self.commit,
-                "error": None if self.ok else self.message}
+    def to_json(self) -> AuthorReport:
+        return AuthorReport(self.kind, self.ok, self.tool, self.version.short if self.version else None,
+                            self.version.fingerprint if self.version else None, self.parent,
+                            self.parent_reason or None, self.model, self.tokens, self.attempts,
+                            [Supersession(s.case, s.reason) for s in self.superseded], self.mended, self.notes,
+                            self.commit, None if self.ok else self.message)
 
 
 @dataclass

@@ -43,6 +43,22 @@ from ..events import version_key
 from ..llm.client import ModelClient
 from ..manifest import first_sentence
 from ..runtime import Runtime
+from ..runtime.results import (
+    CallError,
+    CallFailed,
+    CallResult,
+    Candidate,
+    Candidates,
+    Described,
+    Example,
+    Listed,
+    Listing,
+    Ran,
+    Record,
+    Recorded,
+    Supersession,
+    Written,
+)
 from ..sandbox import Limits
 
 MAX_RESULT = 16_000  # characters of a result the model is sent; a longer tool output is cut (`truncated`)
@@ -192,9 +208,9 @@ class Catalog:
         or the library's refusals."""
         return _fit(self.result(name, arguments_json))
 
-    def result(self, name: str, arguments_json: str) -> dict[str, Any]:
-        """Execute one call; returns its whole result (`{"ok": true, ...}` or `{"ok": false, "error": {"kind",
-        "message"}}`), never raises for the caller's mistakes or the library's refusals."""
+    def result(self, name: str, arguments_json: str) -> CallResult:
+        """Execute one call; returns its whole result (one of runtime.results' call results, `ok` true, or a
+        CallFailed), never raises for the caller's mistakes or the library's refusals."""
         try:
             result = self.dispatch(name, arguments_json)
         except ToolCallError as e:
@@ -208,7 +224,7 @@ class Catalog:
             result = _error("internal_error", f"{type(e).__name__}: {e}")
         return result
 
-    def dispatch(self, name: str, arguments_json: str) -> dict[str, Any]:
+    def dispatch(self, name: str, arguments_json: str) -> CallResult:
         """Decode the arguments against the function's schema and execute it; raises ToolCallError or the
         runtime's EvogitError. Lenient on the way in, as small models write calls: run_binary's `input_json`
         given as a JSON value instead of a string is encoded, and a library tool's name used as the function's
@@ -225,7 +241,9 @@ class Catalog:
             given = value.get("input_json", value) if isinstance(value, dict) and set(value) <= {
                 "binary_id", "input_json"} and "input_json" in value else value
             out = self._run_binary(_RunArguments(tool, given if isinstance(given, str) else jsonio.encode(given)))
-            return {**out, "note": f"{_clip(name, 60)} is a tool, not a function: it was run with run_binary"}
+            if isinstance(out, Ran) and out.note is msgspec.UNSET:
+                out.note = f"{_clip(name, 60)} is a tool, not a function: it was run with run_binary"
+            return out
         value = _arguments(name, text)
         if name == "run_binary" and isinstance(value, dict) and "input_json" in value and not isinstance(
                 value["input_json"], str):
@@ -234,7 +252,7 @@ class Catalog:
             args = msgspec.convert(value, fn.arguments)
         except msgspec.ValidationError as e:
             raise ToolCallError("bad_arguments", f"{name}: arguments: {str(e).replace('`', '')}") from None
-        handler: Callable[[Any], dict[str, Any]] = getattr(self, f"_{name}")
+        handler: Callable[[Any], CallResult] = getattr(self, f"_{name}")
         return handler(args)
 
     def _tool_named(self, name: str) -> str | None:
@@ -248,7 +266,7 @@ class Catalog:
         return None
 
     # -- the functions -----------------------------------------------------------------------------------------
-    def _list_tools(self, args: Any) -> dict[str, Any]:
+    def _list_tools(self, args: Any) -> Listing:
         metrics = self.rt.projections().state.versions  # not rt.stats(): that walks every lineage too
         tools = []
         for t in self.rt.list_tools():
@@ -257,69 +275,68 @@ class Catalog:
             key = t.latest.key
             m = metrics.get(key)
             rate = m.success_rate if m is not None else None
-            tools.append({"version": key, "description": first_sentence(t.description),
-                          "runs": m.runs if m is not None else 0,
-                          "success_rate": None if rate is None else round(rate, 4)})
-        return {"ok": True, "tools": tools}
+            tools.append(Listed(key, first_sentence(t.description), m.runs if m is not None else 0,
+                                None if rate is None else round(rate, 4)))
+        return Listing(tools=tools)
 
-    def _search_tools(self, args: Any) -> dict[str, Any]:
+    def _search_tools(self, args: Any) -> Candidates:
         from ..decide import confidence
 
         hits, _ = self.rt.search(args.query, SEARCH_K)
-        return {"ok": True, "confidence": round(confidence(hits), 3),
-                "tools": [self.candidate(h) for h in hits]}
+        return Candidates(confidence=round(confidence(hits), 3), tools=[self.candidate(h) for h in hits])
 
-    def candidate(self, hit: Any) -> dict[str, Any]:
+    def candidate(self, hit: Any) -> Candidate:
         """What a model is shown of a search hit: name@fp, first sentence, input schema, record, probability."""
         loaded = self.rt.load(hit.key)
-        return {"version": hit.key, "description": first_sentence(hit.description),
-                "input_schema": loaded.manifest.input_schema, "probability": round(hit.probability, 3),
-                "runs": hit.runs, "success_rate": None if hit.success_rate is None else round(hit.success_rate, 3)}
+        return Candidate(hit.key, first_sentence(hit.description), loaded.manifest.input_schema,
+                         round(hit.probability, 3), hit.runs,
+                         None if hit.success_rate is None else round(hit.success_rate, 3))
 
-    def _describe_binary(self, args: Any) -> dict[str, Any]:
+    def _describe_binary(self, args: Any) -> Described:
         d = self.rt.describe(args.binary_id)
         m = d.metrics
-        return {"ok": True, "version": version_key(d.tool, d.fingerprint), "description": d.description, "tags": d.tags,
-                "input_schema": d.input_schema, "output_schema": d.output_schema,
-                "examples": [{k: c[k] for k in ("input", "expect", "exit") if k in c} for c in d.cases[:MAX_CASES]],
-                "cases": len(d.cases),
-                "record": {"runs": m.runs, "success_rate": m.success_rate, "errors": m.errors, "p50_ms": m.p50_ms,
-                           "solved": m.feedback_solved, "failed": m.feedback_failed},
-                "versions": len(d.versions), "newest": d.head_is_this_version, "parents": d.parents,
-                "superseded": [{"case": s.case, "reason": s.reason} for s in d.superseded]}
+        return Described(
+            version=version_key(d.tool, d.fingerprint), description=d.description, tags=d.tags,
+            input_schema=d.input_schema, output_schema=d.output_schema,
+            examples=[Example(c.get("input"), c.get("expect", msgspec.UNSET), c.get("exit", msgspec.UNSET))
+                      for c in d.cases[:MAX_CASES]],
+            cases=len(d.cases),
+            record=Record(m.runs, m.success_rate, m.errors, m.p50_ms, m.feedback_solved, m.feedback_failed),
+            versions=len(d.versions), newest=d.head_is_this_version, parents=d.parents, superseded=d.superseded)
 
-    def _run_binary(self, args: Any) -> dict[str, Any]:
+    def _run_binary(self, args: Any) -> Ran | CallFailed:
         limits = self._limits or self.rt.default_limits()
         data = args.input_json.encode("utf-8", "surrogatepass")
         outcome = self.rt.run(args.binary_id, data, limits, task=self.task)
         return self.ran(outcome)
 
-    def ran(self, outcome: RunOutcome) -> dict[str, Any]:
+    def ran(self, outcome: RunOutcome) -> Ran | CallFailed:
         """A run's result for the model (and a successful one remembered as served)."""
         version = version_key(outcome.tool, outcome.fingerprint)
         self.tried.add(version)
         if outcome.ok:
-            out = {"ok": True, "version": version, "output": outcome.output, "wall_ms": round(outcome.wall_ms, 2)}
+            out = Ran(version=version, output=outcome.output, wall_ms=round(outcome.wall_ms, 2))
             if self.solving is not None and (why := misfit(self.solving, outcome.output)) is not None:
                 # it ran, but it does not do the task: not remembered as serving it, and the model is told so
-                return {**out, "answers_task": False,
-                        "note": f"{why}: this tool does not do the task; find, mutate or create one that does"}
+                out.answers_task = False
+                out.note = f"{why}: this tool does not do the task; find, mutate or create one that does"
+                return out
             self.last = Served(version, outcome.output)
             return out
-        out = _error(outcome.error or "failed", outcome.detail or outcome.error or "the run failed")
-        out["version"] = version
+        failed = _error(outcome.error or "failed", outcome.detail or outcome.error or "the run failed")
+        failed.version = version
         if outcome.output is not None:
-            out["output"] = outcome.output
+            failed.output = outcome.output
         if outcome.stderr.strip():
-            out["stderr"] = _clip(outcome.stderr.strip(), 500)
-        return out
+            failed.stderr = _clip(outcome.stderr.strip(), 500)
+        return failed
 
-    def _create_binary(self, args: Any) -> dict[str, Any]:
+    def _create_binary(self, args: Any) -> Written | CallFailed:
         task = _task(args.task_description)
         self._may_write()
         return self._written(self._author().create(task))
 
-    def _mutate_binary(self, args: Any) -> dict[str, Any]:
+    def _mutate_binary(self, args: Any) -> Written | CallFailed:
         task = _task(args.task_description)
         self._may_write()
         return self._written(self._author().mutate(args.parent_id, task, fork_weakened=self.solving is not None))
@@ -333,7 +350,7 @@ class Catalog:
             raise ToolCallError("deadline", "this solve is past its deadline (--deadline): no new tool is written")
         self.writes += 1
 
-    def _feedback(self, args: Any) -> dict[str, Any]:
+    def _feedback(self, args: Any) -> Recorded:
         task, note = args.task_description, ""
         if self.solving is not None:
             v = self.rt.repo.resolve(args.binary_id)
@@ -344,8 +361,8 @@ class Catalog:
                                                         f"{', '.join(sorted(self.tried)) or 'none'})")
             task, note = self.solving, f"the model, solving: {_clip(' '.join(task.split()), 200)}"
         e = self.rt.feedback(args.binary_id, task, args.solved, note)
-        return {"ok": True, "version": version_key(e.tool, e.fingerprint), "task": e.task,
-                "recorded": "solved" if e.solved else "failed"}
+        return Recorded(version=version_key(e.tool, e.fingerprint), task=e.task,
+                        recorded="solved" if e.solved else "failed")
 
     # -- writing tools -------------------------------------------------------------------------------------------
     def _author(self) -> Any:
@@ -358,23 +375,22 @@ class Catalog:
             self.client, self._own_client = self._connect(), True
         return Author(self.rt, self.client, rounds=self.rounds, progress=self.progress)
 
-    def _written(self, result: Any) -> dict[str, Any]:
+    def _written(self, result: Any) -> Written | CallFailed:
         self.author_tokens += result.tokens
         if not result.ok or result.version is None:
             last = result.attempts[-1] if result.attempts else None
             kind = last.error if last is not None and last.stage == "model" and last.error else "not_green"
             out = _error(kind, result.message)  # a model that failed says how (timeout, ...); else not green
-            out.update(attempts=len(result.attempts), tokens=result.tokens)
+            out.attempts, out.tokens = len(result.attempts), result.tokens
             return out
         v = result.version
         key = v.key
         self.written.append(key)
         manifest = self.rt.load(key).manifest
         self.superseded += [{"version": key, "case": s.case, "reason": s.reason} for s in result.superseded]
-        return {"ok": True, "version": key, "description": manifest.description,
-                "input_schema": manifest.input_schema, "output_schema": manifest.output_schema,
-                "parent": result.parent, "attempts": len(result.attempts), "tokens": result.tokens,
-                "superseded": [{"case": s.case, "reason": s.reason} for s in result.superseded]}
+        return Written(version=key, description=manifest.description, input_schema=manifest.input_schema,
+                       output_schema=manifest.output_schema, parent=result.parent, attempts=len(result.attempts),
+                       tokens=result.tokens, superseded=[Supersession(s.case, s.reason) for s in result.superseded])
 
 
 def error_result(e: Exception) -> str:
@@ -382,8 +398,8 @@ def error_result(e: Exception) -> str:
     return _compact(_error(_kind(e) if isinstance(e, EvogitError) else "internal_error", str(e)))
 
 
-def _error(kind: str, message: str) -> dict[str, Any]:
-    return {"ok": False, "error": {"kind": kind, "message": _clip(" ".join(message.split()), 1000)}}
+def _error(kind: str, message: str) -> CallFailed:
+    return CallFailed(error=CallError(kind, _clip(" ".join(message.split()), 1000)))
 
 
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
@@ -395,12 +411,13 @@ def _kind(e: EvogitError) -> str:
     return kind if isinstance(kind, str) else _CAMEL.sub("_", type(e).__name__).lower()
 
 
-def _fit(result: dict[str, Any]) -> str:
+def _fit(call: CallResult) -> str:
     """Compact JSON of a result, at most MAX_RESULT characters: a longer output is cut to a string, a longer
     list of tools to its first ones (with how many there are), and says so."""
-    text = _compact(result)
+    text = _compact(call)
     if len(text) <= MAX_RESULT:
         return text
+    result = msgspec.to_builtins(call)
     if "output" in result:
         return _compact({**result, "output": _compact(result["output"])[: MAX_RESULT // 2], "truncated": True})
     if isinstance(result.get("tools"), list):

@@ -20,6 +20,7 @@ from functools import cache
 
 from ..events import split_key
 from ..manifest import Case
+from ..runtime.results import Candidate
 from .wire import BEGIN, END, show_package
 
 SKELETON = f"""\
@@ -227,7 +228,7 @@ def _brief(schema: object) -> object:
     return schema
 
 
-def solve_message(task: str, input_text: str | None, candidates: Sequence[dict[str, object]], confidence: float,
+def solve_message(task: str, input_text: str | None, candidates: Sequence[Candidate], confidence: float,
                   reason: str) -> str:
     """The first request of a solve: the task, its input, and the candidates retrieval found for it (name@fp,
     first sentence, input schema, record)."""
@@ -237,12 +238,11 @@ def solve_message(task: str, input_text: str | None, candidates: Sequence[dict[s
     if candidates:
         lines = []
         for i, c in enumerate(candidates, 1):
-            rate = c.get("success_rate")
-            record = (f"ok in {float(rate) * 100:.0f}% of {c.get('runs')} runs" if isinstance(rate, (int, float))
+            record = (f"ok in {c.success_rate * 100:.0f}% of {c.runs} runs" if c.success_rate is not None
                       else "not run yet")
-            name, fingerprint = split_key(str(c["version"]))
-            lines.append(f"{i}. {name}@{fingerprint[:SHOWN_FINGERPRINT]}: {c['description']}. Input schema: "
-                         f"{json.dumps(_brief(c['input_schema']), separators=(',', ':'), ensure_ascii=False)}. "
+            name, fingerprint = split_key(c.version)
+            lines.append(f"{i}. {name}@{fingerprint[:SHOWN_FINGERPRINT]}: {c.description}. Input schema: "
+                         f"{json.dumps(_brief(c.input_schema), separators=(',', ':'), ensure_ascii=False)}. "
                          f"{record}.")
         parts.append(f"Tools retrieved for this task, best first (confidence that the first is right: "
                      f"{confidence:.2f}; {reason}; describe_binary gives the whole schema):\n" + "\n".join(lines))

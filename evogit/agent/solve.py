@@ -47,6 +47,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from .. import events as ev
 from .. import jsonio
 from ..decide import Decision, decide
@@ -55,7 +57,7 @@ from ..events import short_key
 from ..llm.client import ModelClient, ToolCall
 from ..llm.reply import text_tool_calls
 from ..runtime import Runtime
-from ..runtime.results import SolveReport
+from ..runtime.results import CallError, CallFailed, Ran, SolveReport
 from ..runtime.running import check_task
 from ..sandbox import Limits
 from . import prompt
@@ -188,14 +190,14 @@ class Solver:
                  confidence=round(decision.confidence, 4))
             outcome = self.rt.run(decision.tool, input_json, limits, task=task)
             ran = catalog.ran(outcome)
-            step("run", f"{_short(decision.tool)}: {_outcome_line(ran)}", result=ran)
-            if outcome.ok and "answers_task" not in ran:
+            step("run", f"{_short(decision.tool)}: {_outcome_line(ran)}", result=msgspec.to_builtins(ran))
+            if isinstance(ran, Ran) and ran.answers_task is msgspec.UNSET:
                 result.ok, result.outcome, result.fast_path = True, "answered", True
-                result.answer, result.served_by = outcome.output, ran["version"]
+                result.answer, result.served_by = outcome.output, ran.version
                 return self._done(result, catalog)
             ran_line = _outcome_line(ran)
-            if outcome.ok:  # it ran, but its output is not what the task asks for: evidence against it, here
-                self.rt.feedback(decision.tool, task, False, note=f"evogit solve, fast path: {ran['note']}")
+            if isinstance(ran, Ran):  # it ran, but its output is not what the task asks for: evidence against it
+                self.rt.feedback(decision.tool, task, False, note=f"evogit solve, fast path: {ran.note}")
                 failed_fast = f"The fast path ran {decision.tool} on the input, and {ran_line}"
             else:
                 failed_fast = f"The fast path ran {decision.tool} on the input and it failed: {ran_line}"
@@ -439,7 +441,7 @@ def _call_key(call: ToolCall) -> str:
 
 
 def _refusal(kind: str, message: str) -> str:
-    return jsonio.encode({"ok": False, "error": {"kind": kind, "message": message}})
+    return msgspec.json.encode(CallFailed(error=CallError(kind, message))).decode()
 
 
 def _unwrapped(answer: Any, catalog: Catalog) -> Any:
@@ -458,13 +460,12 @@ def _unfit(task: str, answer: Any) -> str | None:
     return misfit(task, answer) if isinstance(answer, (dict, list)) else None
 
 
-def _outcome_line(ran: dict[str, Any]) -> str:
-    if ran.get("answers_task") is False:
-        return f"ran ({ran.get('wall_ms', 0):.1f} ms), but {ran.get('note')}"
-    if ran.get("ok"):
-        return f"ok ({ran.get('wall_ms', 0):.1f} ms)"
-    error = ran.get("error") or {}
-    return f"{error.get('kind')}: {_clip(str(error.get('message')), 200)}"
+def _outcome_line(ran: Ran | CallFailed) -> str:
+    if isinstance(ran, CallFailed):
+        return f"{ran.error.kind}: {_clip(ran.error.message, 200)}"
+    if ran.answers_task is False:
+        return f"ran ({ran.wall_ms:.1f} ms), but {ran.note}"
+    return f"ok ({ran.wall_ms:.1f} ms)"
 
 
 def _short(key: str | None) -> str:

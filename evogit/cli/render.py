@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import click
 import msgspec
 
+from .. import events as ev
 from .. import jsonio
 from ..events import short_key
 from ..runtime import BuildOutcome
@@ -92,39 +94,45 @@ def _phases(label_width: int = 12):  # noqa: ANN202 - a progress callback
     return report
 
 
+def _solved(e: ev.Solved) -> tuple[str, str]:
+    how = "fast path" if e.fast_path else f"model, {e.steps} calls" if e.model_used else "no model"
+    served = f" by {_short(e.served_by)}" if e.served_by else ""
+    tokens = e.prompt_tokens + e.completion_tokens + e.author_tokens
+    return _clip(repr(e.task), 28), f"{e.outcome}{served} ({how}, {tokens} tokens)"
+
+
+def _retrieved(e: ev.Retrieved) -> tuple[str, str]:
+    top = ", ".join(_short(c) for c in e.candidates[:3])
+    chose = f"chose {_short(e.choice)}" if e.choice else ""
+    return _clip(repr(e.query), 28), "; ".join(filter(None, [f"→ {top}" if top else "", chose]))
+
+
+#: What `evogit log` shows of each kind of event after its tool (or, returning a pair, instead of it too).
+_DETAILS: dict[type, Callable[[Any], str | tuple[str, str]]] = {
+    ev.ToolRun: lambda e: ("ok" if e.ok else e.error) + f" {e.wall_ms:g} ms fuel {e.fuel}"
+                          + (f" task {e.task!r}" if e.task else ""),
+    ev.Feedback: lambda e: f"{'solved' if e.solved else 'failed'} {e.task!r}",
+    ev.BuildFailed: lambda e: f"at {e.stage}: {e.message.splitlines()[0] if e.message else ''}",
+    ev.BuildSucceeded: lambda e: e.commit[:10],
+    ev.VersionCommitted: lambda e: f"{e.commit[:10]} {e.message}",
+    ev.Retrieved: _retrieved,
+    ev.Embedded: lambda e: e.model if e.tool else (_clip(repr(e.text), 28), e.model),
+    ev.ModelCalled: lambda e: f"{e.purpose} {e.outcome} {e.prompt_tokens}+{e.completion_tokens} tokens "
+                              f"{e.latency_ms:.0f} ms",
+    ev.Solved: _solved,
+    ev.AuthorAttempt: lambda e: f"{e.kind} round {e.round} {e.stage}" + (f" {e.error}" if e.error else ""),
+    ev.UnknownEvent: lambda e: f"{e.type} v{e.v} (unknown to this version)",
+}
+
+
 def _event_line(e: Any) -> str:
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.at / 1e9))
-    kind = type(e).__name__
     fp = getattr(e, "fingerprint", "")
     what = f"{getattr(e, 'tool', '')}{'@' + fp[:7] if fp else ''}"
-    if kind == "ToolRun":
-        detail = ("ok" if e.ok else e.error) + f" {e.wall_ms:g} ms fuel {e.fuel}" + (f" task {e.task!r}" if e.task else "")
-    elif kind == "Feedback":
-        detail = f"{'solved' if e.solved else 'failed'} {e.task!r}"
-    elif kind == "BuildFailed":
-        detail = f"at {e.stage}: {e.message.splitlines()[0] if e.message else ''}"
-    elif kind in ("BuildSucceeded", "VersionCommitted"):
-        detail = e.commit[:10] + (f" {e.message}" if kind == "VersionCommitted" else "")
-    elif kind == "Retrieved":
-        top = ", ".join(_short(c) for c in e.candidates[:3])
-        chose = f"chose {_short(e.choice)}" if e.choice else ""
-        what, detail = _clip(repr(e.query), 28), "; ".join(filter(None, [f"→ {top}" if top else "", chose]))
-    elif kind == "Embedded" and not e.tool:
-        what, detail = _clip(repr(e.text), 28), e.model
-    elif kind == "ModelCalled":
-        detail = f"{e.purpose} {e.outcome} {e.prompt_tokens}+{e.completion_tokens} tokens {e.latency_ms:.0f} ms"
-    elif kind == "Solved":
-        how = "fast path" if e.fast_path else f"model, {e.steps} calls" if e.model_used else "no model"
-        served = f" by {_short(e.served_by)}" if e.served_by else ""
-        what = _clip(repr(e.task), 28)
-        detail = f"{e.outcome}{served} ({how}, {e.prompt_tokens + e.completion_tokens + e.author_tokens} tokens)"
-    elif kind == "AuthorAttempt":
-        detail = f"{e.kind} round {e.round} {e.stage}" + (f" {e.error}" if e.error else "")
-    elif kind == "UnknownEvent":
-        detail = f"{e.type} v{e.v} (unknown to this version)"
-    else:
-        detail = getattr(e, "model", "")
-    return f"{when} {e.writer:<10} {kind:<16} {what:<28} {detail}"
+    detail = _DETAILS.get(type(e), lambda e: getattr(e, "model", ""))(e)
+    if isinstance(detail, tuple):
+        what, detail = detail
+    return f"{when} {e.writer:<10} {type(e).__name__:<16} {what:<28} {detail}"
 
 
 def _show_cost(c: CostReport, as_json: bool) -> None:

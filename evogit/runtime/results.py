@@ -307,3 +307,162 @@ class Description(msgspec.Struct, kw_only=True):
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = msgspec.to_builtins(self)
         return out
+
+
+# -- the catalog's results: what a model (a tool call's result) and an MCP client (structured content) are sent --
+# A field that is UNSET is left out of the JSON. Every success has `ok: true`; every failure is a CallFailed.
+class CallError(msgspec.Struct):
+    kind: str  # unknown_function, bad_arguments, tool_not_found, timeout, not_green, ...
+    message: str  # one line
+
+
+class CallFailed(msgspec.Struct, kw_only=True):
+    """A call that did not succeed: the error, and what is known besides (the version that ran and what it
+    printed; a write's attempts and tokens)."""
+
+    ok: bool = False
+    error: CallError
+    version: str | msgspec.UnsetType = msgspec.UNSET  # name@fingerprint
+    output: Any | msgspec.UnsetType = msgspec.UNSET
+    stderr: str | msgspec.UnsetType = msgspec.UNSET
+    attempts: int | msgspec.UnsetType = msgspec.UNSET
+    tokens: int | msgspec.UnsetType = msgspec.UNSET
+
+
+class Listed(msgspec.Struct):
+    version: str  # name@fingerprint of the tool's newest green version
+    description: str  # its first sentence
+    runs: int
+    success_rate: float | None
+
+
+class Listing(msgspec.Struct, kw_only=True):
+    """list_tools."""
+
+    ok: bool = True
+    tools: list[Listed]
+
+
+class Candidate(msgspec.Struct):
+    """A search hit as a model is shown it."""
+
+    version: str
+    description: str
+    input_schema: dict[str, Any]
+    probability: float
+    runs: int
+    success_rate: float | None
+
+
+class Candidates(msgspec.Struct, kw_only=True):
+    """search_tools: the hits, and how sure retrieval is of the first."""
+
+    ok: bool = True
+    confidence: float
+    tools: list[Candidate]
+
+
+class Example(msgspec.Struct):
+    input: Any
+    expect: Any | msgspec.UnsetType = msgspec.UNSET
+    exit: int | msgspec.UnsetType = msgspec.UNSET
+
+
+class Record(msgspec.Struct):
+    runs: int
+    success_rate: float | None
+    errors: dict[str, int]
+    p50_ms: float | None
+    solved: int
+    failed: int
+
+
+class Described(msgspec.Struct, kw_only=True):
+    """describe_binary."""
+
+    ok: bool = True
+    version: str
+    description: str
+    tags: list[str]
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any]
+    examples: list[Example]
+    cases: int
+    record: Record
+    versions: int
+    newest: bool
+    parents: list[str]
+    superseded: list[Supersession]
+
+
+class Ran(msgspec.Struct, kw_only=True):
+    """run_binary that succeeded. In a solve, a run whose output is not what the task asks for has
+    `answers_task: false` and a `note` saying why."""
+
+    ok: bool = True
+    version: str
+    output: Any
+    wall_ms: float
+    answers_task: bool | msgspec.UnsetType = msgspec.UNSET
+    note: str | msgspec.UnsetType = msgspec.UNSET
+
+
+class Written(msgspec.Struct, kw_only=True):
+    """create_binary and mutate_binary: the green version written."""
+
+    ok: bool = True
+    version: str
+    description: str
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any]
+    parent: str | None
+    attempts: int
+    tokens: int
+    superseded: list[Supersession]
+
+
+class Recorded(msgspec.Struct, kw_only=True):
+    """feedback."""
+
+    ok: bool = True
+    version: str
+    task: str
+    recorded: str  # solved or failed
+
+
+CallResult = Listing | Candidates | Described | Ran | Written | Recorded | CallFailed
+
+
+# -- writing tools -----------------------------------------------------------------------------------------------
+class Attempt(msgspec.Struct):
+    """One round of create / mutate / teach: what the model was asked for and how far its files got."""
+
+    round: int
+    stage: str  # model, reply, package, compile, unit_tests, cases, green
+    request: str = "first"  # first; repair (of the attempt before it); fresh (the first request again, warmer)
+    error: str | None = None  # the error kind; None when green
+    evidence: str = ""  # what went back to the model
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0  # the whole round, model call included
+    model_seconds: float = 0.0  # of which waiting for the model
+
+
+class AuthorReport(msgspec.Struct):
+    """`create`, `mutate` and `teach --json`: the green version written, or every attempt that was not."""
+
+    kind: str  # create, mutate, teach
+    ok: bool
+    tool: str
+    version: str | None  # name@7 hex
+    fingerprint: str | None
+    parent: str | None  # name@fingerprint of the version mutated
+    parent_reason: str | None
+    model: str
+    tokens: int
+    attempts: list[Attempt]
+    superseded: list[Supersession]
+    mended: list[str]  # what was put back or ignored in the reply's cases
+    notes: str
+    commit: str | None
+    error: str | None  # why it failed, one line
