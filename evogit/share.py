@@ -29,6 +29,7 @@ import os
 import re
 import shutil
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -44,7 +45,7 @@ from .log import MARK_BYTES, LogCorrupted, _decode_chunks, _scan, own_writers, r
 from .manifest import check_name
 from .projections import Claims
 from .repo import BRANCH_PREFIX, TAG_PREFIX, SkillsRepo
-from .verify import Rebuild, Verdict, check, name_problem, signed_by_allowed, trust_policy, weakening
+from .verify import TRUST, Rebuild, Verdict, check, name_problem, signed_by_allowed, trust_policy, weakening
 
 LOGS = "refs/evogit/logs/"
 REMOTE_LOGS = "refs/evogit/remotes/"
@@ -423,6 +424,84 @@ def _git(repo: SkillsRepo, *args: str) -> str:
     return out
 
 
+def default_remote(repo: SkillsRepo) -> str:
+    """The remote a push or pull without one uses, as git chooses it: the checked-out branch's upstream
+    (branch.<name>.remote), else `origin`, else the only remote there is."""
+    git, names = repo.git, [n for n in repo.git.remotes.names() if n]
+    if not git.head_is_unborn and not git.head_is_detached:
+        branch = git.head.shorthand
+        key = f"branch.{branch}.remote"
+        if key in git.config and (upstream := str(git.config[key])) and upstream != ".":
+            return upstream
+    if "origin" in names:
+        return "origin"
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise InvalidInput("no remote given and this repository has none: `evogit remote add NAME URL`, or give "
+                           "the remote (a path or URL) on the command line")
+    raise InvalidInput(f"no remote given and no upstream set: choose one of {', '.join(sorted(names))}")
+
+
+class RemoteInfo(msgspec.Struct):
+    name: str
+    url: str
+    trust: str  # the trust policy for what is pulled from it (remote.<name>.evogitTrust, else evogit.trust)
+
+
+def remotes(repo: SkillsRepo) -> list[RemoteInfo]:
+    return [RemoteInfo(r.name, r.url or "", trust_policy(repo.git.config, r.name))
+            for r in sorted(repo.git.remotes, key=lambda r: r.name or "") if r.name]
+
+
+def add_remote(repo: SkillsRepo, name: str, url: str, trust: str | None = None) -> RemoteInfo:
+    """`git remote add NAME URL` (a relative path made absolute), with its trust policy if given."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
+        raise InvalidInput(f"{name[:80]!r} is not a remote name (letters, digits, . _ -; at most 64)")
+    if name in repo.git.remotes.names():
+        raise InvalidInput(f"a remote named {name!r} already exists (`evogit remote remove {name}` first)")
+    if trust is not None and trust not in TRUST:
+        raise InvalidInput(f"trust policy {trust!r}: use {' or '.join(TRUST)}")
+    url = url if "://" in url or not Path(url).exists() else str(Path(url).resolve())
+    if not url.strip() or url.startswith("-"):
+        raise InvalidInput(f"{url[:80]!r} is not a remote URL or path")
+    repo.git.remotes.create(name, url)
+    if trust is not None:
+        repo.git.config[f"remote.{name}.evogitTrust"] = trust
+    return RemoteInfo(name, url, trust_policy(repo.git.config, name))
+
+
+def remove_remote(repo: SkillsRepo, name: str) -> None:
+    """`git remote remove NAME`, and every ref evogit kept for it (tracking branches, fetched logs, quarantine).
+    What its logs brought stays in this machine's log: events are facts, and replay keeps them."""
+    if name not in repo.git.remotes.names():
+        raise InvalidInput(f"no remote named {name[:80]!r} (`evogit remote list`)")
+    repo.git.remotes.delete(name)
+    for prefix in (f"refs/remotes/{name}/", f"{REMOTE_LOGS}{name}/", f"{QUARANTINE}remotes/{name}/"):
+        for ref in [r.name for r in repo.git.references.iterator() if r.name.startswith(prefix)]:
+            repo.git.references.delete(ref)
+
+
+def clone(url: str, path: Path) -> None:
+    """`git clone --no-tags URL PATH` with the user's git (credentials, ssh, configuration): the tool branches
+    arrive as origin's tracking refs, and no tag is taken before evogit's pull has checked it."""
+    exe = shutil.which("git")
+    if exe is None:
+        raise EvogitError("git is not installed (clone uses the git command line)")
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise InvalidInput(f"{path} already exists and is not an empty directory")
+    source = url if "://" in url or not Path(url).exists() else str(Path(url).resolve())
+    try:
+        done = proc.run([exe, "clone", "--no-tags", "--quiet", "--", source, str(path)])
+    except OSError as e:
+        raise EvogitError(f"git clone could not start: {e}") from None
+    if done.returncode != 0:
+        text = (done.stderr + done.stdout).decode("utf-8", "replace")
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        reasons = [line for line in lines if line.startswith(("fatal:", "error:"))] or lines or ["(no output)"]
+        raise EvogitError("git clone failed: " + "; ".join(dict.fromkeys(reasons[:3])))
+
+
 def _where(repo: SkillsRepo, remote: str) -> str:
     """A remote name as it is; a local path made absolute (git runs inside the repository)."""
     if remote in repo.git.remotes.names() or "://" in remote or not Path(remote).exists():
@@ -562,9 +641,11 @@ def _tree_problem(git: pygit2.Repository, tree: pygit2.Tree, seen: dict[pygit2.O
     return problem
 
 
-def pull(repo: SkillsRepo, log_dir: Path, writer: str, remote: str, rebuild: Rebuild) -> PullReport:
+def pull(repo: SkillsRepo, log_dir: Path, writer: str, remote: str, rebuild: Rebuild,
+         progress: Callable[[str], None] = lambda line: None) -> PullReport:
     """Fetch, fast-forward tool branches, accept the version tags that pass the checks of the remote's trust
-    policy (`rebuild` builds a source commit here, see verify.py), import the logs."""
+    policy (`rebuild` builds a source commit here, see verify.py), import the logs; `progress` hears one line
+    per phase."""
     remote = _where(repo, remote)
     name = _remote_name(repo, remote)
     trust = trust_policy(repo.git.config, name if name == remote else None)
@@ -574,6 +655,7 @@ def pull(repo: SkillsRepo, log_dir: Path, writer: str, remote: str, rebuild: Reb
          f"+{BRANCH_PREFIX}*:{tracking}*",
          f"+{TAG_PREFIX}*:{quarantine}tags/tools/*",
          f"+{LOGS}*:{REMOTE_LOGS}{name}/logs/*")
+    progress(f"fetched from {remote}")
     report = PullReport()
     git = repo.git
     memory_file = repo.state_dir / "refused-branches.json"  # weakening tips refused before: not walked again
@@ -626,7 +708,11 @@ def pull(repo: SkillsRepo, log_dir: Path, writer: str, remote: str, rebuild: Reb
             report.diverged.append(tool)
     if memory != remembered:
         write_atomic(memory_file, json.dumps(memory, indent=1, sort_keys=True).encode())
+    progress(f"tool branches: {len(report.created)} new, {len(report.fast_forwarded)} moved, "
+             f"{len(report.diverged)} diverged; checking version tags (trust policy {trust})")
     report.accepted_tags, report.refused_tags, _ = accept_tags(repo, quarantine, trust, rebuild)
+    progress(f"version tags: {len(report.accepted_tags)} accepted, {len(report.refused_tags)} refused; "
+             "importing event logs")
     report.logs, refused_logs = import_logs(repo, log_dir, writer)
     report.refused.update(refused_logs)
     return report

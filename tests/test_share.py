@@ -263,3 +263,77 @@ def test_a_ref_the_remote_refuses_is_named_and_the_rest_is_pushed(small_rt: Runt
     said = str(e.value)
     assert "refused 1 ref" in said and "refs/heads/tools/word-count" in said and "evogit pull" in said, said
     assert _git(server, "rev-parse", "refs/heads/tools/slugify").strip() == str(small_rt.repo.head("slugify").id)
+
+
+# -- clone, remotes, upstream (issue 19) ----------------------------------------------------------------------------
+def _fsck(*repos: Path) -> None:
+    for repo in repos:
+        done = subprocess.run(["git", "-C", str(repo), "fsck", "--strict"], capture_output=True, text=True)
+        assert done.returncode == 0, (repo, done.stdout + done.stderr)
+
+
+def test_clone_makes_a_working_library_and_push_pull_use_the_upstream(small_rt: Runtime, server: Path,
+                                                                      tmp_path: Path, monkeypatch):
+    from evogit import hooks
+
+    small_rt.run("word-count", b'{"text": "a b"}')
+    small_rt.push(str(server))
+    runner = CliRunner()
+    monkeypatch.chdir(tmp_path)
+    out = runner.invoke(main, ["clone", str(server), "--trust", "hash"])  # PATH from the URL, as git does
+    assert out.exit_code == 0, out.output
+    assert "checking version tags (trust policy hash)" in out.stderr and "version tags: 2 accepted" in out.stderr
+    b = Runtime(tmp_path / "server")
+    assert b.repo.tools() == ["slugify", "word-count"] and len(b.repo.versions()) == 2
+    assert hooks.is_installed(Path(b.repo.git.path), "post-commit")
+    assert b.run("slugify", b'{"text": "Hello World"}').output == {"slug": "hello-world"}
+    # a's log came too: kept as its claims until a's writer id is trusted here
+    assert b.projections().state.claims[small_rt.writer()].runs == 1
+    assert b.repo.git.config["remote.origin.evogitTrust"] == "hash"
+    assert not [r for r in b.repo.git.references if r.startswith("refs/tags/") and "quarantine" not in r
+                and r[len("refs/tags/"):] not in {f"tools/{v.name}/{v.fingerprint}" for v in b.repo.versions()}]
+
+    # inside the clone, commands act on it (as git finds its repository), and push/pull need no remote
+    monkeypatch.chdir(tmp_path / "server")
+    monkeypatch.delenv("EVOGIT_REPO", raising=False)
+    out = runner.invoke(main, ["list", "--json"])
+    assert out.exit_code == 0 and {t["name"] for t in __import__("json").loads(out.stdout)} == {"slugify", "word-count"}
+    assert runner.invoke(main, ["pull"]).exit_code == 0
+    assert runner.invoke(main, ["push"]).exit_code == 0
+
+    # remotes: add (with a trust policy), list, the branch's upstream wins over origin, remove drops its refs
+    other = tmp_path / "other.git"
+    Runtime.init(other, starter=False, bare=True)
+    out = runner.invoke(main, ["remote", "add", "team", str(other), "--trust", "signed"])
+    assert out.exit_code == 0, out.output
+    out = runner.invoke(main, ["remote", "list", "--json"])
+    listed = {r["name"]: r for r in __import__("json").loads(out.stdout)}
+    assert listed["team"]["trust"] == "signed" and listed["origin"]["trust"] == "hash"
+    b.repo.git.config["branch.main.remote"] = "team"
+    out = runner.invoke(main, ["push"])
+    assert out.exit_code == 0 and out.output.startswith("Pushed to team:"), out.output
+    assert Runtime(other).repo.tools() == ["slugify", "word-count"]
+    assert runner.invoke(main, ["remote", "add", "team", str(other)]).exit_code == 1  # exists: one line
+    out = runner.invoke(main, ["remote", "remove", "team"])
+    assert out.exit_code == 0 and "team" not in b.repo.git.remotes.names()
+    assert not [r for r in b.repo.git.references if "/team/" in r]
+    for name in list(b.repo.git.remotes.names()):
+        b.repo.git.remotes.delete(name)
+    out = runner.invoke(main, ["pull"])
+    assert out.exit_code == 1 and "evogit remote add" in out.output and len(out.output.splitlines()) == 1
+    out = runner.invoke(main, ["clone", str(server), str(tmp_path / "server")])  # not empty: refused, kept
+    assert out.exit_code == 1 and "not an empty directory" in out.output
+    assert Runtime(tmp_path / "server").repo.tools() == ["slugify", "word-count"]
+    _fsck(server, other, tmp_path / "server", small_rt.repo.path)
+
+
+def test_a_plain_git_clone_works_after_evogit_init(small_rt: Runtime, server: Path, tmp_path: Path):
+    small_rt.push(str(server))
+    subprocess.run(["git", "clone", "-q", str(server), str(tmp_path / "c")], check=True)
+    out = CliRunner().invoke(main, ["init", str(tmp_path / "c"), "--no-starter"])
+    assert out.exit_code == 0, out.output
+    c = Runtime(tmp_path / "c")
+    report, _ = c.pull()  # origin, as git set it up
+    assert sorted(report.created) == ["slugify", "word-count"]
+    assert c.run("word-count", b'{"text": "x y"}').output["words"] == 2
+    _fsck(tmp_path / "c")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -11,18 +13,23 @@ import msgspec
 
 from ..errors import EvogitError
 from ..runtime import Runtime
-from ..runtime.results import PullSummary
+from ..runtime.results import BuildOutcome, PullSummary
+from ..share import PullReport, add_remote, default_remote, remotes, remove_remote
+from ..verify import TRUST
 from . import main
-from .params import _nonblank, json_option, repo_option
+from .params import _Dir, _nonblank, json_option, repo_option
 from .render import _out, _show_build
 
 
 @main.command()
-@click.argument("remote", default="origin", callback=_nonblank)
+@click.argument("remote", required=False, callback=_nonblank)
 @repo_option
-def push(remote: str, repo: Path | None) -> None:
-    """Push tool branches, version tags and this machine's event log to REMOTE (a git remote or URL)."""
-    report = Runtime(repo).push(remote)
+def push(remote: str | None, repo: Path | None) -> None:
+    """Push tool branches, version tags and this machine's event log to REMOTE (a git remote, path or URL; by
+    default the upstream, as git chooses it: the branch's remote, else origin)."""
+    rt = Runtime(repo)
+    remote = remote or default_remote(rt.repo)
+    report = rt.push(remote)
     fresh = report.updated
     kinds = {"tool branches": "refs/heads/", "version tags": "refs/tags/", "event logs": "refs/evogit/"}
     counts = [f"{sum(r.startswith(prefix) for r in fresh)} {kind}" for kind, prefix in kinds.items()]
@@ -32,12 +39,26 @@ def push(remote: str, repo: Path | None) -> None:
 
 
 @main.command()
-@click.argument("remote", default="origin", callback=_nonblank)
+@click.argument("remote", required=False, callback=_nonblank)
 @repo_option
 @json_option
-def pull(remote: str, repo: Path | None, as_json: bool) -> None:
-    """Fetch tools, versions and event logs from REMOTE; fast-forward tool branches and build what arrived."""
-    report, outcomes = Runtime(repo).pull(remote)
+def pull(remote: str | None, repo: Path | None, as_json: bool) -> None:
+    """Fetch tools, versions and event logs from REMOTE (by default the upstream, as git chooses it); take tool
+    branches that moved, check every version tag under the trust policy, and build what arrived."""
+    rt = Runtime(repo)
+    remote = remote or default_remote(rt.repo)
+    report, outcomes = rt.pull(remote, _phase(as_json))
+    _show_pull(report, outcomes, remote, as_json)
+
+
+def _phase(as_json: bool) -> Callable[[str], None]:
+    def say(line: str) -> None:
+        if not as_json:
+            click.echo(f"  {line}", err=True)
+    return say
+
+
+def _show_pull(report: PullReport, outcomes: list[BuildOutcome], remote: str, as_json: bool) -> None:
     if as_json:
         _out(PullSummary.of(report, outcomes))
     else:
@@ -63,6 +84,62 @@ def pull(remote: str, repo: Path | None, as_json: bool) -> None:
             click.echo(f"  tools/{tool} diverged from {remote}; merge it with git (the hook builds the merge)")
     if any(not o.ok for o in outcomes):
         raise EvogitError(f"{sum(not o.ok for o in outcomes)} pulled tool heads failed to build")
+
+
+@main.command()
+@click.argument("url", callback=_nonblank)
+@click.argument("path", required=False, type=_Dir())
+@click.option("--trust", type=click.Choice(TRUST),
+              help="How versions from this remote are checked (remote.origin.evogitTrust; default: evogit.trust, "
+                   "else rebuild).")
+@json_option
+def clone(url: str, path: Path | None, trust: str | None, as_json: bool) -> None:
+    """Clone a skills repository or hub at URL into PATH: git clone, hooks installed, every version checked
+    under the trust policy, the event logs imported."""
+    path = path or Path(re.sub(r"\.git$", "", url.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]) or "skills")
+    _, report, outcomes = Runtime.clone(url, path, trust=trust, progress=_phase(as_json))
+    _show_pull(report, outcomes, "origin", as_json)
+    if not as_json:
+        click.echo(f"Cloned {url} into {click.format_filename(path)}: {len(report.created)} tools, "
+                   f"{len(report.accepted_tags)} versions")
+
+
+@main.group()
+def remote() -> None:
+    """The remotes this repository pushes to and pulls from (git remotes)."""
+
+
+@remote.command("add")
+@click.argument("name", callback=_nonblank)
+@click.argument("url", callback=_nonblank)
+@click.option("--trust", type=click.Choice(TRUST), help="How versions pulled from it are checked.")
+@repo_option
+def remote_add(name: str, url: str, trust: str | None, repo: Path | None) -> None:
+    """Add remote NAME at URL (a path, file://, ssh or https URL, as git takes it)."""
+    r = add_remote(Runtime(repo).repo, name, url, trust)
+    click.echo(f"{r.name}\t{r.url}\ttrust {r.trust}")
+
+
+@remote.command("remove")
+@click.argument("name", callback=_nonblank)
+@repo_option
+def remote_remove(name: str, repo: Path | None) -> None:
+    """Remove remote NAME and what evogit fetched from it (what its logs brought stays)."""
+    remove_remote(Runtime(repo).repo, name)
+    click.echo(f"Removed remote {name}")
+
+
+@remote.command("list")
+@repo_option
+@json_option
+def remote_list(repo: Path | None, as_json: bool) -> None:
+    """Every remote: name, URL, trust policy."""
+    found = remotes(Runtime(repo).repo)
+    if as_json:
+        _out(found)
+        return
+    for r in found:
+        click.echo(f"{r.name}\t{r.url}\ttrust {r.trust}")
 
 
 @main.command()

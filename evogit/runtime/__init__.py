@@ -23,17 +23,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pygit2
+
 from .. import events as ev
 from .. import hooks, lineage
 from ..build import Builder
 from ..contract import RunOutcome
+from ..errors import EvogitError, InvalidInput
 from ..log import EventLog
 from ..projections import Claims, EmbeddingProjector, Projector
 from ..repo import SkillsRepo
 from ..resources import resource
 from ..sandbox import DEFAULT_LIMITS, Limits, shutdown
 from ..share import PullReport, PushReport
-from ..verify import Verdict
+from ..verify import TRUST, Verdict
 from .building import Building, Progress
 from .library import Library, supersedes
 from .results import BuildOutcome, CostReport, Description, Supersession, ToolSummary, VersionStats
@@ -62,7 +65,17 @@ def _close_all() -> None:
 
 
 def default_repo_path() -> Path:
-    return Path(os.environ.get("EVOGIT_REPO") or Path.home() / ".evogit")
+    """$EVOGIT_REPO, else the skills repository the current directory is in (as git finds its repository: a
+    clone, a worktree), else ~/.evogit."""
+    if os.environ.get("EVOGIT_REPO"):
+        return Path(os.environ["EVOGIT_REPO"])
+    try:
+        found = pygit2.discover_repository(os.getcwd())
+        if found is not None:
+            return SkillsRepo(found).path
+    except (OSError, pygit2.GitError, EvogitError):  # not in one, or in a git repository that is not a library
+        pass
+    return Path.home() / ".evogit"
 
 
 class Runtime:
@@ -205,11 +218,32 @@ class Runtime:
         return self.searching.feedback(spec, task, solved, note)
 
     # -- sharing -------------------------------------------------------------------------------------------------
-    def push(self, remote: str) -> PushReport:
+    def push(self, remote: str | None = None) -> PushReport:
         return self.sharing.push(remote)
 
-    def pull(self, remote: str) -> tuple[PullReport, list[BuildOutcome]]:
-        return self.sharing.pull(remote)
+    def pull(self, remote: str | None = None,
+             progress: Callable[[str], None] = lambda line: None) -> tuple[PullReport, list[BuildOutcome]]:
+        return self.sharing.pull(remote, progress)
+
+    @classmethod
+    def clone(cls, url: str, path: str | Path, *, trust: str | None = None,
+              progress: Callable[[str], None] = lambda line: None) -> tuple[Runtime, PullReport, list[BuildOutcome]]:
+        """A working skills repository from a hub or another one: git clone (the user's git, credentials and
+        configuration; no tags), evogit's state and hooks, then a pull from origin, which checks every version
+        under the trust policy (`trust`: remote.origin.evogitTrust) and imports the logs."""
+        from ..share import clone
+
+        path = Path(path)
+        if trust is not None and trust not in TRUST:
+            raise InvalidInput(f"trust policy {trust!r}: use {' or '.join(TRUST)}")
+        progress(f"cloning {url} into {path} (git clone)")
+        clone(url, path)
+        rt, _ = cls.init(path, starter=False)
+        if trust is not None:
+            rt.repo.git.config["remote.origin.evogitTrust"] = trust
+        progress("hooks installed; pulling versions and logs from origin")
+        report, outcomes = rt.pull("origin", progress)
+        return rt, report, outcomes
 
     def verify(self, spec: str | None = None, rebuild: bool = False, signed: bool = False) -> list[Verdict]:
         return self.sharing.verify(spec, rebuild, signed)

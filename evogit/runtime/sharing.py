@@ -3,6 +3,8 @@ arrives (verify.py), and the git hooks that build what is committed, merged or p
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pygit2
 
 from .. import hooks, signing
@@ -10,7 +12,16 @@ from ..errors import EvogitError, InvalidInput
 from ..manifest import check_name
 from ..projections import Claims
 from ..repo import BRANCH_PREFIX, SkillsRepo
-from ..share import PUSHED, PullReport, PushReport, accept_tags, quarantine_pushed, require_signed, unsigned_updates
+from ..share import (
+    PUSHED,
+    PullReport,
+    PushReport,
+    accept_tags,
+    default_remote,
+    quarantine_pushed,
+    require_signed,
+    unsigned_updates,
+)
 from ..share import pull as git_pull
 from ..share import push as git_push
 from ..verify import Verdict, trust_policy
@@ -26,17 +37,22 @@ class Sharing:
         self.repo, self.state, self.building = repo, state, building
         self.builder = building.builder
 
-    def push(self, remote: str) -> PushReport:
-        """Publish this machine's log into git and push tool branches, version tags and the log: what was
-        updated, and what was skipped as unsound here (see share.push)."""
+    def push(self, remote: str | None = None) -> PushReport:
+        """Publish this machine's log into git and push tool branches, version tags and the log to `remote`
+        (None: the upstream, as git chooses it): what was updated, and what was skipped as unsound here (see
+        share.push)."""
+        remote = remote or default_remote(self.repo)
         log = self.state.file_log()
         log.sync()
         return git_push(self.repo, log.dir, log.writer, remote)
 
-    def pull(self, remote: str) -> tuple[PullReport, list[BuildOutcome]]:
-        """Fetch tools, versions and logs; fast-forward tool branches; build heads that arrived unbuilt."""
+    def pull(self, remote: str | None = None,
+             progress: Callable[[str], None] = lambda line: None) -> tuple[PullReport, list[BuildOutcome]]:
+        """Fetch tools, versions and logs from `remote` (None: the upstream, as git chooses it); fast-forward
+        tool branches; build heads that arrived unbuilt."""
+        remote = remote or default_remote(self.repo)
         log = self.state.file_log()
-        report = git_pull(self.repo, log.dir, log.writer, remote, self._rebuilt)
+        report = git_pull(self.repo, log.dir, log.writer, remote, self._rebuilt, progress)
         if report.logs:  # what the logs that arrived claim, and whose count here
             trust, state = self.state.trust(), self.state.projections().state
             report.trusted = sorted(w for w in report.logs if w in trust)
@@ -52,6 +68,8 @@ class Sharing:
                     moved.remove(tool)
                     report.unbuilt[tool] = ("no version of its head signed by an allowed key arrived (trust policy "
                                             f"signed); `evogit build {tool}` builds it here")
+        if moved:
+            progress(f"building {len(moved)} tool head{'s' * (len(moved) != 1)} that arrived")
         return report, (self.building.build(moved) if moved else [])
 
     def verify(self, spec: str | None = None, rebuild: bool = False, signed: bool = False) -> list[Verdict]:
