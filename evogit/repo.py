@@ -13,7 +13,6 @@ from __future__ import annotations
 import random
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -274,13 +273,18 @@ class SkillsRepo:
         by_source: dict[str, list[Version]] = {}
         for v in known if known is not None else self.versions(name):
             by_source.setdefault(v.source_commit, []).append(v)
-        for commit in self.walk(self.head(name).id):
-            for v in reversed(by_source.get(str(commit.id), [])):
-                if self.intact(v):
-                    return v
+        # the branch's own line first (first parents, as `git log --first-parent`): after a merge that chose one
+        # side (evogit resolve), that side's version; then whatever was merged in
+        walker = self.walk(self.head(name).id)
+        walker.simplify_first_parent()
+        for commits in (walker, self.walk(self.head(name).id)):
+            for commit in commits:
+                for v in reversed(by_source.get(str(commit.id), [])):
+                    if self.intact(v):
+                        return v
         raise ToolNotFound(f"{name} has no green version yet (see `evogit describe {name}`)")
 
-    def walk(self, start: pygit2.Oid | str) -> Iterator[pygit2.Commit]:
+    def walk(self, start: pygit2.Oid | str) -> pygit2.Walker:
         return self.git.walk(start, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME)
 
     # -- writing -----------------------------------------------------------------------------------------------

@@ -45,7 +45,18 @@ from .log import MARK_BYTES, LogCorrupted, _decode_chunks, _scan, own_writers, r
 from .manifest import check_name
 from .projections import Claims
 from .repo import BRANCH_PREFIX, TAG_PREFIX, SkillsRepo
-from .verify import TRUST, Rebuild, Verdict, check, name_problem, signed_by_allowed, trust_policy, weakening
+from .verify import (
+    TRUST,
+    Rebuild,
+    Verdict,
+    cases_by_name,
+    check,
+    name_problem,
+    signed_by_allowed,
+    trust_policy,
+    version_sources,
+    weakening,
+)
 
 LOGS = "refs/evogit/logs/"
 REMOTE_LOGS = "refs/evogit/remotes/"
@@ -389,7 +400,7 @@ def _append_segments(git: pygit2.Repository, path: Path, segments: list[_Segment
 class PullReport:
     created: list[str] = field(default_factory=list)
     fast_forwarded: list[str] = field(default_factory=list)
-    diverged: list[str] = field(default_factory=list)  # left alone: merge with git, the hook builds the merge
+    diverged: list[str] = field(default_factory=list)  # both sides advanced: see choose_head
     logs: dict[str, int] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)  # log refs not imported, branches not taken, and why
     accepted_tags: list[str] = field(default_factory=list)  # version tags (tools/<name>/<fp>) new here
@@ -398,6 +409,7 @@ class PullReport:
     trusted: list[str] = field(default_factory=list)  # writers whose events arrived and count here (evogit.trustWriter)
     claims: dict[str, Claims] = field(default_factory=dict)  # writers whose events arrived, not trusted: all they claim
     invalid: dict[str, int] = field(default_factory=dict)  # writer -> its events skipped as invalid, all told
+    heads: dict[str, str] = field(default_factory=dict)  # diverged tool -> the version its branch is at now (rule)
 
 
 def _run_git(repo: SkillsRepo, *args: str) -> proc.Completed:
@@ -539,7 +551,9 @@ def push(repo: SkillsRepo, log_dir: Path, writer: str, remote: str) -> PushRepor
         refs.append(LOGS + writer)
     if not refs:
         return report
-    done = _run_git(repo, "push", "--porcelain", remote, *(f"{r}:{r}" for r in refs))
+    leases = _sibling_leases(repo, refs, tracking)
+    done = _run_git(repo, "push", "--porcelain", *(f"--force-with-lease={r}:{t}" for r, t in leases.items()),
+                    remote, *(f"{'+' * (r in leases)}{r}:{r}" for r in refs))
     out = done.stdout.decode("utf-8", "replace")
     # porcelain: "<flag>\t<from>:<to>\t<summary>"; "=" is up to date, "!" rejected
     for line in out.splitlines():
@@ -565,6 +579,23 @@ def push(repo: SkillsRepo, log_dir: Path, writer: str, remote: str) -> PushRepor
         raise EvogitError(_refusals(remote, writer, report) + (f"; the remote said: {' '.join(said[:3])}"
                                                               if said else ""))
     return report
+
+
+def _sibling_leases(repo: SkillsRepo, refs: list[str], tracking: str) -> dict[str, str]:
+    """The tool branches whose tip on the remote (as last fetched) is a sibling version here, diverged from
+    ours, that choose_head kept ours over: ref -> that tip. They are pushed over it, only if the remote is still
+    there (a lease); the sibling stays on the remote as its version tag."""
+    git, out = repo.git, {}
+    for ref in refs:
+        if not ref.startswith(BRANCH_PREFIX) or (theirs := git.references.get(tracking + ref[len(BRANCH_PREFIX):])) is None:
+            continue
+        ours = git.references[ref].target
+        if theirs.target == ours or git.descendant_of(ours, theirs.target) or git.descendant_of(theirs.target, ours):
+            continue
+        tool = ref[len(BRANCH_PREFIX):]
+        if str(theirs.target) in version_sources(git, tool) and choose_head(repo, tool, theirs.target, move=False):
+            out[ref] = str(theirs.target)
+    return out
 
 
 def _behind(git: pygit2.Repository, ref: str, tracking: str) -> bool:
@@ -665,6 +696,7 @@ def pull(repo: SkillsRepo, log_dir: Path, writer: str, remote: str, rebuild: Reb
         memory = {}
     memory = memory if isinstance(memory, dict) else {}
     remembered = dict(memory)
+    siblings: list[tuple[str, pygit2.Oid | str]] = []  # diverged tools and the remote's tip
     for ref_name in sorted(r for r in git.references if r.startswith(tracking)):
         tool = ref_name[len(tracking):]
         theirs = git.references[ref_name].target
@@ -677,6 +709,15 @@ def pull(repo: SkillsRepo, log_dir: Path, writer: str, remote: str, rebuild: Reb
             report.refused[ref_name] = "does not point at a commit; left alone"
             continue
         local = git.references.get(BRANCH_PREFIX + tool)
+        if local is not None and local.target != theirs and not git.descendant_of(theirs, local.target) \
+                and not git.descendant_of(local.target, theirs):
+            met = git.merge_base(local.target, theirs)  # diverged: what theirs adds since the two met
+            if met is not None and (weak := weakening(git, theirs, met)) is not None:
+                report.refused[ref_name] = f"{weak[0]}; not taken (its cases are its contract)"
+                continue
+            report.diverged.append(tool)
+            siblings.append((tool, theirs))
+            continue
         base = local.target if local is not None and git.descendant_of(theirs, local.target) else None
         seen, at = memory.get(ref_name), {"target": str(theirs), "base": str(base)}
         if isinstance(seen, dict) and {k: seen.get(k) for k in at} == at and isinstance(seen.get("reason"), str):
@@ -704,18 +745,85 @@ def pull(repo: SkillsRepo, log_dir: Path, writer: str, remote: str, rebuild: Reb
             else:
                 local.set_target(theirs)
             report.fast_forwarded.append(tool)
-        else:
-            report.diverged.append(tool)
     if memory != remembered:
         write_atomic(memory_file, json.dumps(memory, indent=1, sort_keys=True).encode())
     progress(f"tool branches: {len(report.created)} new, {len(report.fast_forwarded)} moved, "
              f"{len(report.diverged)} diverged; checking version tags (trust policy {trust})")
     report.accepted_tags, report.refused_tags, _ = accept_tags(repo, quarantine, trust, rebuild)
+    for tool, theirs in siblings:
+        if (head := choose_head(repo, tool, theirs)) is not None:
+            report.heads[tool] = head
     progress(f"version tags: {len(report.accepted_tags)} accepted, {len(report.refused_tags)} refused; "
              "importing event logs")
     report.logs, refused_logs = import_logs(repo, log_dir, writer)
     report.refused.update(refused_logs)
     return report
+
+
+def choose_head(repo: SkillsRepo, tool: str, theirs: pygit2.Oid | str, *, move: bool = True) -> str | None:
+    """The rule for a tool both sides advanced, the same on every machine, so that all agree after a round of
+    pulls: when both tips are green versions here, the branch is at the one committed later (the larger commit
+    id on a tie); the other stays a version (its tag), runnable by fingerprint, a sibling in the lineage, and the
+    tool is listed as diverged until someone merges it or chooses (`evogit resolve`). Returns the version the
+    branch is at (name@fingerprint), or None when the rule does not apply (a tip that is not a green version
+    here; the branch checked out in the work tree): then the branch is left as it is."""
+    git = repo.git
+    local = git.references.get(BRANCH_PREFIX + tool)
+    if local is None:
+        return None
+    ours = local.target
+    by_source = {v.source_commit: v for v in repo.versions(tool)}
+    mine, other = by_source.get(str(ours)), by_source.get(str(theirs))
+    if mine is None or other is None:
+        return None
+    a, b = git[ours].peel(pygit2.Commit), git[theirs].peel(pygit2.Commit)
+    if (b.commit_time, str(b.id)) < (a.commit_time, str(a.id)):
+        return mine.key
+    if not move:
+        return None
+    if not git.is_bare and not git.head_is_detached and git.head.name == BRANCH_PREFIX + tool:
+        return None  # the work tree is on it: git merge or evogit resolve, by the person working there
+    local.set_target(theirs, f"evogit pull: diverged; {other.key} is the later version")
+    return other.key
+
+
+def resolve(repo: SkillsRepo, tool: str, fingerprint: str) -> str:
+    """End a divergence by choosing: commit on tools/<tool> a merge of its head and every version off its
+    history, whose tree is the chosen version's (its first parent, so that the branch's line is the chosen one),
+    superseding with a reason the cases of the others that the chosen version does not keep. Every machine
+    fast-forwards to it. Returns the merge commit's id."""
+    git = repo.git
+    chosen = repo.resolve(f"{tool}@{fingerprint}")
+    head = repo.head(tool)
+    off = [v for v in repo.versions(tool) if v.source_commit != str(head.id)
+           and not git.descendant_of(head.id, v.source_commit)]
+    if not off:
+        raise InvalidInput(f"tools/{tool} has not diverged: every version is on its history (to go back to an "
+                           "older one, commit its files with git)")
+    if not git.is_bare and not git.head_is_detached and git.head.name == BRANCH_PREFIX + tool:
+        raise InvalidInput(f"tools/{tool} is checked out in the work tree: resolve it there with git merge, or "
+                           "check out another branch first")
+    parents: list[str] = []
+    for oid in dict.fromkeys([chosen.source_commit, str(head.id), *(v.source_commit for v in off)]):
+        if not any(p == oid or git.descendant_of(p, oid) for p in parents):
+            parents = [p for p in parents if not git.descendant_of(oid, p) or p == chosen.source_commit] + [oid]
+    source = git[chosen.source_commit].peel(pygit2.Commit)
+    kept = cases_by_name(git, source)
+    trailers: list[str] = []
+    for other in parents[1:]:
+        for name, case in cases_by_name(git, git[other].peel(pygit2.Commit)).items():
+            if kept.get(name) != case and not any(t.startswith(f"Evogit-Supersedes: {name}: ") for t in trailers):
+                trailers.append(f"Evogit-Supersedes: {name}: evogit resolve chose {chosen.short}, which does not "
+                                f"keep it as {str(other)[:10]} had it")
+    message = f"Resolve {tool}: choose {chosen.short}\n\nThe versions off the branch are merged into its history; " \
+              f"the tree is {chosen.short}'s.\n" + ("\n" + "\n".join(trailers) + "\n" if trailers else "")
+    sig = repo.signature()
+    merge = git.create_commit(None, sig, sig, message, source.tree.id, [pygit2.Oid(hex=p) for p in parents])
+    ref = git.references[BRANCH_PREFIX + tool]
+    if ref.target != head.id:
+        raise EvogitError(f"tools/{tool} moved while resolving it; run evogit resolve again")
+    ref.set_target(merge, f"evogit resolve: choose {chosen.short}")
+    return str(merge)
 
 
 # -- a hub that requires signing ------------------------------------------------------------------------------

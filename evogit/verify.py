@@ -214,12 +214,46 @@ def _json(git: pygit2.Repository, oid: pygit2.Oid) -> dict:
 
 
 def on_branch(git: pygit2.Repository, name: str, commit: pygit2.Commit, tips: Sequence[pygit2.Oid]) -> None:
-    """Raise InvalidVersion unless the build commit's source commit is on the history of one of `tips`."""
+    """Raise InvalidVersion unless the build commit's source commit is on the history of one of `tips`, or is a
+    sibling: it forked from a version of this tool known here (where the two histories meet) and nothing on its
+    way from there weakens the contract (two machines that both advanced a tool)."""
     source = commit.parent_ids[0]
     if not tips:
         raise InvalidVersion("lineage", f"there is no branch tools/{name}")
-    if not any(tip == source or git.descendant_of(tip, source) for tip in tips):
-        raise InvalidVersion("lineage", f"its source commit {str(source)[:10]} is not on the history of tools/{name}")
+    if any(tip == source or git.descendant_of(tip, source) for tip in tips):
+        return
+    known = version_sources(git, name)
+    for tip in tips:
+        base = git.merge_base(tip, source)
+        if base is not None and str(base) in known and _names(git, base) == name:
+            if (weak := weakening(git, source, base)) is not None:
+                raise InvalidVersion("lineage", f"a sibling of tools/{name}, but {weak[0]}")
+            return
+    raise InvalidVersion("lineage", f"its source commit {str(source)[:10]} is not on the history of tools/{name}, "
+                                    "nor forked from a version of it known here")
+
+
+def _names(git: pygit2.Repository, commit: pygit2.Oid) -> str | None:
+    """The tool a source commit's tool.json names (None: it has none, e.g. the trunk's first commit)."""
+    try:
+        value = json.loads(git[git[commit].peel(pygit2.Commit).tree["tool.json"].id].peel(pygit2.Blob).data)
+    except (KeyError, ValueError, RecursionError, pygit2.GitError):
+        return None
+    return value.get("name") if isinstance(value, dict) and isinstance(value.get("name"), str) else None
+
+
+def version_sources(git: pygit2.Repository, name: str) -> set[str]:
+    """The source commits of the version tags of tool `name` here (peeled; malformed tags are skipped)."""
+    prefix, found = f"refs/tags/tools/{name}/", set()
+    for ref in git.references.iterator():
+        if ref.name.startswith(prefix):
+            try:
+                build = ref.peel(pygit2.Commit)
+            except (KeyError, ValueError, pygit2.GitError):
+                continue
+            if len(build.parent_ids) == 1:
+                found.add(str(build.parent_ids[0]))
+    return found
 
 
 def rebuilt(git: pygit2.Repository, name: str, fp: str, commit: pygit2.Commit, rebuild: Rebuild) -> None:
@@ -321,7 +355,7 @@ def supersedes(message: str) -> list[tuple[str, str]]:
     return _SUPERSEDES.findall(trailer_block(message))
 
 
-def _cases(git: pygit2.Repository, commit: pygit2.Commit) -> dict[str, str]:
+def cases_by_name(git: pygit2.Repository, commit: pygit2.Commit) -> dict[str, str]:
     """A source commit's cases by name, each as canonical JSON (what makes it the same case)."""
     try:
         blob = git[commit.tree[CASES_PATH].id]
@@ -345,10 +379,10 @@ def weakened(git: pygit2.Repository, commit: pygit2.Commit) -> str | None:
     (each parent, for a merge) missing or changed and not named by an `Evogit-Supersedes` trailer — or None."""
     if not commit.parents:
         return None
-    mine = _cases(git, commit)
+    mine = cases_by_name(git, commit)
     open_ = {case for case, _ in supersedes(commit.message)}
     for parent in commit.parents:
-        for name, case in _cases(git, parent).items():
+        for name, case in cases_by_name(git, parent).items():
             if name in open_:
                 continue
             if name not in mine:

@@ -334,6 +334,75 @@ def test_a_plain_git_clone_works_after_evogit_init(small_rt: Runtime, server: Pa
     assert out.exit_code == 0, out.output
     c = Runtime(tmp_path / "c")
     report, _ = c.pull()  # origin, as git set it up
-    assert sorted(report.created) == ["slugify", "word-count"]
+    assert c.repo.tools() == ["slugify", "word-count"] and len(report.accepted_tags) == 2
     assert c.run("word-count", b'{"text": "x y"}').output["words"] == 2
     _fsck(tmp_path / "c")
+
+
+def _variant(mark: str) -> dict[str, bytes]:
+    """echo-tool whose binary differs by `mark` (in a message no case checks): a version of its own."""
+    from .conftest import tool_files
+
+    files = tool_files()
+    files["src/main.rs"] = files["src/main.rs"].replace(
+        b'json!({"error": e.to_string()})', f'json!({{"error": format!("{mark}: {{}}", e)}})'.encode())
+    assert files != tool_files()
+    return files
+
+
+@pytest.mark.parametrize("first", ["a", "b"])
+def test_a_tool_both_machines_advanced_keeps_both_versions_and_the_heads_agree(empty_rt: Runtime, server: Path,
+                                                                               tmp_path: Path, first: str):
+    from evogit import lineage
+
+    from .conftest import tool_files
+
+    a = empty_rt
+    a.repo.git.config["evogit.trust"] = "hash"
+    assert a.commit("echo-tool", tool_files(), "Add echo-tool").ok
+    a.push(str(server))
+    b, _, _ = Runtime.clone(str(server), tmp_path / "b", trust="hash")
+    a_out = a.commit("echo-tool", _variant("a"), "a's change")
+    b_out = b.commit("echo-tool", _variant("b"), "b's change")
+    assert a_out.ok and b_out.ok and a_out.version and b_out.version
+    fa, fb = a_out.version.fingerprint, b_out.version.fingerprint
+    assert fa != fb
+    one, other = (a, b) if first == "a" else (b, a)
+    one.push(str(server))
+    with pytest.raises(EvogitError, match="rejected"):  # the hub has moved on: pull first
+        other.push(str(server))
+    report, builds = other.pull(str(server))
+    assert report.diverged == ["echo-tool"] and "echo-tool" in report.heads and not builds
+    other.push(str(server))  # its branch when the rule kept it (over the sibling, which stays as a tag)
+    report, _ = one.pull(str(server))
+    # the heads agree, on both machines and the hub, after one round of pulls
+    hub = Runtime(server)
+    assert a.repo.head("echo-tool").id == b.repo.head("echo-tool").id == hub.repo.head("echo-tool").id
+    later = max((a_out, b_out), key=lambda o: (a.repo.commit(o.commit).commit_time, o.commit))
+    assert a.repo.resolve("echo-tool").fingerprint == later.version.fingerprint
+    for rt in (a, b):
+        # both versions are on both machines, runnable by fingerprint, siblings in the lineage
+        for fp in (fa, fb):
+            assert rt.run(f"echo-tool@{fp[:12]}", b'{"text": "hi"}').output == {"text": "hi"}
+        lin = lineage.for_tool(rt.repo, "echo-tool")
+        parents = {k: n.parents for k, n in lin.nodes.items()}
+        assert parents[f"echo-tool@{fa[:7]}"] == parents[f"echo-tool@{fb[:7]}"] != []
+        [entry] = rt.list_tools()
+        loser = fb if later.version.fingerprint == fa else fa
+        assert entry.diverged == [f"echo-tool@{loser}"]
+        out = CliRunner().invoke(main, ["list", "--repo", str(rt.repo.path)])
+        assert "diverged" in out.output and "evogit resolve echo-tool" in out.output
+
+    # someone chooses: a merge that every machine fast-forwards to; the branch's version is the chosen one
+    out = CliRunner().invoke(main, ["resolve", "echo-tool", loser[:10], "--repo", str(b.repo.path)])
+    assert out.exit_code == 0, out.output
+    assert b.repo.resolve("echo-tool").fingerprint == loser and not b.list_tools()[0].diverged
+    b.push(str(server))
+    report, _ = a.pull(str(server))
+    assert report.fast_forwarded == ["echo-tool"] and not report.diverged
+    assert a.repo.head("echo-tool").id == b.repo.head("echo-tool").id
+    assert a.repo.resolve("echo-tool").fingerprint == loser and not a.list_tools()[0].diverged
+    assert a.run("echo-tool", b'{"text": "x"}').fingerprint == loser
+    out = CliRunner().invoke(main, ["resolve", "echo-tool", loser[:10], "--repo", str(a.repo.path)])
+    assert out.exit_code == 1 and "has not diverged" in out.output
+    _fsck(server, a.repo.path, b.repo.path)

@@ -11,6 +11,7 @@ import click
 from .. import jsonio
 from .. import lineage as lineage_mod
 from ..errors import EvogitError
+from ..events import short_key
 from ..manifest import first_sentence
 from ..runtime import Runtime, default_repo_path
 from ..runtime.results import InitReport
@@ -61,6 +62,9 @@ def list_(repo: Path | None, as_json: bool) -> None:
     for t in tools:
         ver = t.latest.fingerprint[:7] if t.latest else "-------"
         flag = "" if t.head_status == "green" else f" [head {t.head_status}]"
+        if t.diverged:
+            flag += f" [diverged: {', '.join(short_key(k) for k in t.diverged)} off its branch; evogit resolve " \
+                    f"{t.name} FP chooses]"
         first = first_sentence(t.description)
         click.echo(f"{t.name:<{width}}  {ver}  {t.versions:>2}v  {first}{flag}")
 

@@ -12,6 +12,7 @@ import click
 import msgspec
 
 from ..errors import EvogitError
+from ..events import short_key
 from ..runtime import Runtime
 from ..runtime.results import BuildOutcome, PullSummary
 from ..share import PullReport, add_remote, default_remote, remotes, remove_remote
@@ -81,7 +82,10 @@ def _show_pull(report: PullReport, outcomes: list[BuildOutcome], remote: str, as
         for tool, why in report.unbuilt.items():
             click.echo(f"  tools/{tool} not built: {why}")
         for tool in report.diverged:
-            click.echo(f"  tools/{tool} diverged from {remote}; merge it with git (the hook builds the merge)")
+            head = f"its branch is at {short_key(report.heads[tool])} (the later version); " if tool in report.heads \
+                else "its branch is left as it is; "
+            click.echo(f"  tools/{tool} diverged from {remote}: {head}both sides' versions stay runnable by "
+                       f"fingerprint; `evogit resolve {tool} FP` or git merge ends it")
     if any(not o.ok for o in outcomes):
         raise EvogitError(f"{sum(not o.ok for o in outcomes)} pulled tool heads failed to build")
 
@@ -102,6 +106,19 @@ def clone(url: str, path: Path | None, trust: str | None, as_json: bool) -> None
     if not as_json:
         click.echo(f"Cloned {url} into {click.format_filename(path)}: {len(report.created)} tools, "
                    f"{len(report.accepted_tags)} versions")
+
+
+@main.command()
+@click.argument("tool", callback=_nonblank)
+@click.argument("fingerprint", metavar="FP", callback=_nonblank)
+@repo_option
+def resolve(tool: str, fingerprint: str, repo: Path | None) -> None:
+    """End a divergence of TOOL by choosing its version FP: a merge of every version off the branch, with FP's
+    files, that every machine fast-forwards to (git merge on the tool branch is the other way)."""
+    outcome = Runtime(repo).resolve(tool, fingerprint)
+    click.echo(_show_build(outcome))
+    if not outcome.ok:
+        raise EvogitError(f"the merge of {tool} did not build")
 
 
 @main.group()

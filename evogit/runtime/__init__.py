@@ -167,6 +167,14 @@ class Runtime:
     def fork(self, spec: str, new_name: str, description: str | None = None) -> BuildOutcome:
         return self.building.fork(spec, new_name, description)
 
+    def resolve(self, tool: str, fingerprint: str) -> BuildOutcome:
+        """End a divergence of `tool` by choosing the version `fingerprint` (share.resolve), and build the merge
+        (the chosen version's tree: its binary, already tagged)."""
+        from ..share import resolve
+
+        resolve(self.repo, tool, fingerprint)
+        return self.building.build([tool])[0]
+
     # -- running -------------------------------------------------------------------------------------------------
     @property
     def run_sink(self) -> RunSink:

@@ -59,7 +59,10 @@ class Library:
                 description = parse_manifest(self.repo.read(head, "tool.json"), check_schemas=False).description
             except EvogitError:
                 description = "(tool.json is invalid)"
-            out.append(ToolSummary(name, description, latest, len(mine), str(head.id), status))
+            # versions whose source is not on the branch: a sibling from a machine that advanced it too
+            diverged = [v.key for v in mine if v.source_commit != str(head.id)
+                        and not self.repo.git.descendant_of(head.id, v.source_commit)]
+            out.append(ToolSummary(name, description, latest, len(mine), str(head.id), status, diverged))
         return out
 
     def describe(self, spec: str) -> Description:

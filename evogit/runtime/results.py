@@ -4,7 +4,7 @@ shape is defined here once."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -74,11 +74,12 @@ class PullSummary(msgspec.Struct):
     trusted_writers: list[str]
     untrusted_claims: dict[str, Claims]
     invalid_events: dict[str, int]
+    heads: dict[str, str]  # diverged tool -> the version (name@fingerprint) its branch is at, by the pull's rule
 
     @classmethod
     def of(cls, r: PullReport, builds: list[BuildOutcome]) -> PullSummary:
         return cls(r.created, r.fast_forwarded, r.diverged, r.logs, r.refused, r.accepted_tags, r.refused_tags,
-                   r.unbuilt, [b.to_json() for b in builds], r.trusted, r.claims, r.invalid)
+                   r.unbuilt, [b.to_json() for b in builds], r.trusted, r.claims, r.invalid, r.heads)
 
 
 class SearchHit(msgspec.Struct, omit_defaults=True):
@@ -126,6 +127,8 @@ class ToolEntry(msgspec.Struct):
     head: str
     head_status: str  # green, failed or unbuilt
     description: str
+    diverged: list[str] = msgspec.field(default_factory=list)  # versions off the branch's history: a sibling from
+    # a machine that advanced the tool too, until someone merges or chooses (evogit resolve)
 
 
 class SolveReport(msgspec.Struct):
@@ -175,11 +178,12 @@ class ToolSummary:
     versions: int
     head: str
     head_status: str  # green, failed or unbuilt
+    diverged: list[str] = field(default_factory=list)  # versions off the branch's history (name@fingerprint)
 
     def to_json(self) -> ToolEntry:
         return ToolEntry(self.name, self.latest.short if self.latest else None,
                          self.latest.fingerprint if self.latest else None, self.versions, self.head, self.head_status,
-                         self.description)
+                         self.description, self.diverged)
 
 
 class BestDescendant(msgspec.Struct):
