@@ -25,7 +25,8 @@ from .events import version_key
 from .manifest import MAX_NAME, NAME_RE, check_name
 from .verify import BUILDER, TAG_PREFIX, PathCheck, Rebuild, Verdict, build_commit, check, check_paths, contents
 
-__all__ = ["BRANCH_PREFIX", "BUILDER", "TAG_PREFIX", "SkillsRepo", "Version", "branch_ref", "parse_spec", "tag_ref"]
+__all__ = ["BRANCH_PREFIX", "BUILDER", "TAG_PREFIX", "SkillsRepo", "Version", "branch_ref", "common_dir", "parse_spec",
+           "tag_ref"]
 
 BRANCH_PREFIX = "refs/heads/tools/"
 MIN_PREFIX = 4
@@ -87,6 +88,19 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     return name, (fp or None)
 
 
+def common_dir(git: pygit2.Repository) -> Path:
+    """The git directory every worktree of a repository shares — objects, refs, config, hooks, and evogit's
+    state: `git.path` itself, or for a linked worktree (`git worktree add`, whose own git directory
+    `.git/worktrees/<name>` holds little but its HEAD and index) the directory its `commondir` file names, as
+    git reads it (gitrepository-layout(5); pygit2 1.21 does not expose libgit2's commondir)."""
+    here = Path(git.path)
+    try:
+        named = (here / "commondir").read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return here
+    return (here / named).resolve() if named else here
+
+
 class SkillsRepo:
     """A git repository of tools. Cheap to open; reads go straight to git."""
 
@@ -96,7 +110,8 @@ class SkillsRepo:
         except pygit2.GitError:
             raise RepoNotFound(f"{path} is not a skills repository (run `evogit init {path}`)") from None
         self.path = Path(self.git.workdir or self.git.path)
-        self.state_dir = Path(self.git.path) / "evogit"
+        self.common_dir = common_dir(self.git)  # objects, refs, config, hooks: shared by every worktree
+        self.state_dir = self.common_dir / "evogit"
         if not self.state_dir.is_dir():
             raise RepoNotFound(f"{path} is a git repository but not an evogit skills repository (run `evogit init {path}`)")
         self._intact: dict[str, bool] | None = None  # "<build commit> <name> <fp>" -> passes `verify.contents`
@@ -110,7 +125,7 @@ class SkillsRepo:
         except pygit2.GitError:
             path.mkdir(parents=True, exist_ok=True)
             git = pygit2.init_repository(str(path), bare=bare, initial_head="main")
-        (Path(git.path) / "evogit").mkdir(exist_ok=True)
+        (common_dir(git) / "evogit").mkdir(exist_ok=True)
         if git.is_bare:  # a shared hub: git itself refuses malformed objects (a tree entry named `..`) on push
             git.config["receive.fsckObjects"] = True
         repo = cls(path)

@@ -1,23 +1,48 @@
-"""Hooks: a plain `git commit` on a tool branch builds and tags the new version; foreign hooks survive."""
+"""Hooks: a plain `git commit` on a tool branch builds and tags the new version — in a worktree too; a plain
+`git pull` or `git merge` builds what arrived and checks the version tags git brought in; `evogit init` on a
+plain `git clone` takes its tools as a pull would; foreign hooks survive."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from evogit import hooks
+from evogit.events import BuildSucceeded
 from evogit.repo import SkillsRepo
 from evogit.runtime import Runtime
 
-GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "Ann", "GIT_AUTHOR_EMAIL": "ann@example.org",
-           "GIT_COMMITTER_NAME": "Ann", "GIT_COMMITTER_EMAIL": "ann@example.org"}
+AUTHOR = {"GIT_AUTHOR_NAME": "Ann", "GIT_AUTHOR_EMAIL": "ann@example.org",
+          "GIT_COMMITTER_NAME": "Ann", "GIT_COMMITTER_EMAIL": "ann@example.org"}
 
 
 def git(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", *args], cwd=cwd, env=GIT_ENV, capture_output=True, text=True)
+    # the environment as it is now: the session fixtures set the tests' own build cache after import
+    return subprocess.run(["git", *args], cwd=cwd, env={**os.environ, **AUTHOR}, capture_output=True, text=True)
+
+
+def evogit(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "evogit", *args], env={**os.environ, **AUTHOR},
+                          capture_output=True, text=True)
+
+
+def fsck_clean(*repos: Path) -> None:
+    for repo in repos:
+        done = git(repo, "fsck", "--strict")
+        assert done.returncode == 0 and "error" not in done.stderr and "warning" not in done.stderr, (repo, done.stderr)
+
+
+def say_json_string(work_tree: Path) -> None:
+    """word-count's error message changed, with its case: one tree, built once per machine and cached."""
+    main_rs = work_tree / "src" / "main.rs"
+    main_rs.write_text(main_rs.read_text().replace('"\\"text\\" must be a string"', '"\\"text\\" must be a JSON string"'))
+    cases = work_tree / "tests" / "cases.jsonl"
+    cases.write_text(cases.read_text().replace('must be a string', 'must be a JSON string'))
 
 
 @pytest.mark.slow
@@ -26,9 +51,7 @@ def test_plain_git_commit_builds_and_tags(small_rt: Runtime):
     before = small_rt.repo.resolve("word-count")
     assert git(repo_dir, "checkout", "-q", "tools/word-count").returncode == 0
     main_rs = repo_dir / "src" / "main.rs"
-    main_rs.write_text(main_rs.read_text().replace('"\\"text\\" must be a string"', '"\\"text\\" must be a JSON string"'))
-    cases = repo_dir / "tests" / "cases.jsonl"
-    cases.write_text(cases.read_text().replace('must be a string', 'must be a JSON string'))
+    say_json_string(repo_dir)
     done = git(repo_dir, "commit", "-qam", "Say JSON string")
     assert done.returncode == 0, done.stderr
     assert "evogit: ok    word-count@" in done.stderr
@@ -43,6 +66,7 @@ def test_plain_git_commit_builds_and_tags(small_rt: Runtime):
     assert done.returncode == 0
     assert "FAIL  word-count" in done.stderr and "cannot find value `broken`" in done.stderr
     assert SkillsRepo(repo_dir).resolve("word-count") == after
+    fsck_clean(repo_dir)
 
 
 def test_install_keeps_a_foreign_hook_and_still_runs_it(tmp_path: Path):
@@ -61,6 +85,7 @@ def test_install_keeps_a_foreign_hook_and_still_runs_it(tmp_path: Path):
     done = git(repo_dir, "commit", "-qm", "note on main")
     assert done.returncode == 0, done.stderr
     assert (repo_dir / ".git" / "legacy.log").read_text() == "legacy-ran\n"
+    fsck_clean(repo_dir)
 
 
 def test_hook_outside_tool_branch_does_nothing(empty_rt: Runtime):
@@ -82,3 +107,40 @@ def test_push_to_a_bare_server_builds_what_it_receives(small_rt: Runtime, tmp_pa
     assert (here.fingerprint, here.build_commit) == (there.fingerprint, there.build_commit)  # same object
     # Pushing the tags as well is a no-op for the build commit the server already made.
     assert git(local, "push", "server", "--tags").returncode == 0
+    fsck_clean(local, server)
+
+
+# -- git as people use it: worktrees, plain pull and merge, plain clone -----------------------------------------------
+@pytest.mark.slow
+def test_plain_git_commit_in_a_worktree_builds_and_tags(small_rt: Runtime, tmp_path: Path):
+    repo_dir = small_rt.repo.path
+    wt = tmp_path / "wt"
+    assert git(repo_dir, "worktree", "add", "-q", str(wt), "tools/word-count").returncode == 0
+    say_json_string(wt)
+    done = git(wt, "commit", "-qam", "Say JSON string")
+    assert done.returncode == 0, done.stderr
+    assert "evogit: ok    word-count@" in done.stderr, done.stderr
+    head = git(wt, "rev-parse", "HEAD").stdout.strip()
+    for where in (repo_dir, wt):  # the worktree is the same library: state, tags and log in the common git dir
+        v = SkillsRepo(where).resolve("word-count")
+        assert v.source_commit == head
+    assert SkillsRepo(wt).state_dir == small_rt.repo.state_dir
+    assert (small_rt.repo.state_dir / "builds" / f"{head}.json").exists()
+    assert not (repo_dir / ".git" / "worktrees" / "wt" / "evogit").exists()
+    with Runtime(wt) as rt:  # the build the hook logged is this library's
+        assert any(isinstance(e, BuildSucceeded) and e.commit == head for _, _, e in rt.log.read())
+    # A new tool branch made in a worktree builds as well, and so does a broken commit say why.
+    wt2 = tmp_path / "wt2"
+    assert git(repo_dir, "worktree", "add", "-q", "-b", "tools/slugify-2", str(wt2), "tools/slugify").returncode == 0
+    manifest = json.loads((wt2 / "tool.json").read_text())
+    manifest["name"] = "slugify-2"
+    (wt2 / "tool.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    done = git(wt2, "commit", "-qam", "A slugify of our own")
+    assert done.returncode == 0 and "evogit: ok    slugify-2@" in done.stderr, done.stderr
+    listed = evogit("list", "--json", "--repo", str(wt2))
+    assert listed.returncode == 0, listed.stderr
+    assert {t["name"] for t in json.loads(listed.stdout)} == {"word-count", "slugify", "slugify-2"}
+    (wt2 / "src" / "main.rs").write_text("fn main() { broken }")
+    done = git(wt2, "commit", "-qam", "Break it")
+    assert done.returncode == 0 and "FAIL  slugify-2" in done.stderr and "cannot find value `broken`" in done.stderr
+    fsck_clean(repo_dir)

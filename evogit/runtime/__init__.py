@@ -115,7 +115,7 @@ class Runtime:
         with `require_signed` takes only version tags signed by an allowed key and logs signed by their
         writer's key (evogit.requireSigned, and trust policy signed for what it checks itself)."""
         repo = SkillsRepo.init(path, bare=bare)
-        hooks.install(Path(repo.git.path))
+        hooks.install(repo.common_dir)  # git runs a worktree's hooks from there too
         if require_signed:
             repo.git.config["evogit.requireSigned"] = True
             repo.git.config["evogit.trust"] = "signed"

@@ -107,7 +107,7 @@ class LocalState:
         """Changes whenever a log ref may have moved: the stat of packed-refs and of everything under refs/evogit/
         (a few stat calls, where listing the refs through libgit2 cost a millisecond for every run recorded with a
         task)."""
-        git_dir = Path(self.repo.git.path)
+        git_dir = self.repo.common_dir  # a worktree's refs (but HEAD) and packed-refs are the common ones
         items: list[object] = [_stamp(git_dir / "packed-refs")]
         stack = [str(git_dir / "refs" / "evogit")]
         while stack:
@@ -134,7 +134,8 @@ class LocalState:
         """What trust() depends on: the log refs, git config files, the allowed-signers file, EVOGIT_WRITER."""
         home = Path(os.path.expanduser("~"))
         xdg = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
-        files = [Path(self.repo.git.path) / "config", home / ".gitconfig", xdg / "git" / "config"]
+        files = [self.repo.common_dir / "config", Path(self.repo.git.path) / "config.worktree", home / ".gitconfig",
+                 xdg / "git" / "config"]
         if (signers := signers or self._signers) is not None:
             files.append(signers)
         files.append(self.repo.state_dir / "log" / OWN)
