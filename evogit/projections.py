@@ -40,6 +40,7 @@ from .events import (
     Retrieved,
     Solved,
     ToolRun,
+    UnknownEvent,
     VersionCommitted,
     problem,
     split_key,
@@ -47,7 +48,7 @@ from .events import (
 )
 from .log import EventLog, Position, warn
 
-FORMAT = 12  # bump whenever projection logic changes: older snapshots are then rebuilt
+FORMAT = 13  # bump whenever projection logic changes: older snapshots are then rebuilt
 LAT_BUCKETS = 64
 _LAT_BASE = 0.01  # ms: bucket i holds latencies in [0.01 * 10^(i/8), 0.01 * 10^((i+1)/8))
 
@@ -212,6 +213,7 @@ class State(msgspec.Struct, omit_defaults=True):
     trusted: list[str] | None = None  # the writers whose events were applied (Trust.key); None: every writer
     claims: dict[str, Claims] = {}  # an untrusted writer -> what its events claim
     invalid: dict[str, int] = {}  # writer -> its events skipped as invalid (events.problem)
+    unknown: dict[str, int] = {}  # writer -> its events of a type this version cannot read (a newer evogit's)
     versions: dict[str, VersionMetrics] = {}  # "tool@fingerprint"
     commits: dict[str, int] = {}  # tool -> source versions committed
     facts: set[str] = set()  # ids of facts that may be recorded twice (builds): counted once
@@ -272,11 +274,16 @@ class _Projection(ABC, Generic[S]):
         trust = self.trust
         if trust is not None and writer not in trust:
             n = self._untrusted(writer, events)
+            for event in events:
+                if type(event) is UnknownEvent:
+                    self._unknown(writer)
         else:
             checked = trust is None or writer != trust.own
             for event in events:
                 handler = apply.get(type(event), _ignore)
                 if handler is _ignore:
+                    if type(event) is UnknownEvent:
+                        self._unknown(writer)
                     continue
                 if checked and problem(event) is not None:
                     self._invalid(writer)
@@ -294,6 +301,9 @@ class _Projection(ABC, Generic[S]):
 
     def _invalid(self, writer: str) -> None:
         """Count an invalid event of `writer` (not by default)."""
+
+    def _unknown(self, writer: str) -> None:
+        """Count an event of `writer` whose type this version cannot read, skipped (not by default)."""
 
     @abstractmethod
     def reset(self) -> None:
@@ -335,6 +345,9 @@ class Projector(_Projection[State]):
 
     def _invalid(self, writer: str) -> None:
         self.state.invalid[writer] = self.state.invalid.get(writer, 0) + 1
+
+    def _unknown(self, writer: str) -> None:
+        self.state.unknown[writer] = self.state.unknown.get(writer, 0) + 1
 
     def _metrics(self, tool: str, fp: str) -> VersionMetrics:
         m = self._by_pair.get((tool, fp))

@@ -409,6 +409,7 @@ class PullReport:
     trusted: list[str] = field(default_factory=list)  # writers whose events arrived and count here (evogit.trustWriter)
     claims: dict[str, Claims] = field(default_factory=dict)  # writers whose events arrived, not trusted: all they claim
     invalid: dict[str, int] = field(default_factory=dict)  # writer -> its events skipped as invalid, all told
+    unknown: dict[str, int] = field(default_factory=dict)  # writer -> its events of types unknown here, skipped
     heads: dict[str, str] = field(default_factory=dict)  # diverged tool -> the version its branch is at now (rule)
 
 

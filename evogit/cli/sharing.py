@@ -73,6 +73,9 @@ def _show_pull(report: PullReport, outcomes: list[BuildOutcome], remote: str, as
                        f"(git config --add evogit.trustWriter {writer} trusts it)")
         for writer, n in report.invalid.items():
             click.echo(f"  {writer}: {n} invalid events skipped (numbers out of range, malformed versions)")
+        for writer, n in report.unknown.items():
+            click.echo(f"  {writer}: {n} events of types this evogit cannot read skipped (written by a newer "
+                       "version; kept in the log, read once this one is upgraded)")
         for o in outcomes:
             click.echo(f"  {_show_build(o)}")
         for ref, why in report.refused.items():

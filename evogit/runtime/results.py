@@ -75,11 +75,13 @@ class PullSummary(msgspec.Struct):
     untrusted_claims: dict[str, Claims]
     invalid_events: dict[str, int]
     heads: dict[str, str]  # diverged tool -> the version (name@fingerprint) its branch is at, by the pull's rule
+    unknown_events: dict[str, int]  # writer -> its events of types this evogit cannot read (a newer one's), skipped
 
     @classmethod
     def of(cls, r: PullReport, builds: list[BuildOutcome]) -> PullSummary:
         return cls(r.created, r.fast_forwarded, r.diverged, r.logs, r.refused, r.accepted_tags, r.refused_tags,
-                   r.unbuilt, [b.to_json() for b in builds], r.trusted, r.claims, r.invalid, r.heads)
+                   r.unbuilt, [b.to_json() for b in builds], r.trusted, r.claims, r.invalid, r.heads,
+                   r.unknown)
 
 
 class SearchHit(msgspec.Struct, omit_defaults=True):

@@ -58,6 +58,7 @@ class Sharing:
             report.trusted = sorted(w for w in report.logs if w in trust)
             report.claims = {w: state.claims.get(w, Claims()) for w in sorted(report.logs) if w not in trust}
             report.invalid = {w: n for w, n in sorted(state.invalid.items()) if w in report.logs}
+            report.unknown = {w: n for w, n in sorted(state.unknown.items()) if w in report.logs}
         moved = report.created + report.fast_forwarded
         if moved and trust_policy(self.repo.git.config, remote) == "signed":
             # under `signed`, code arrives as a version an allowed key vouched for or is not built: a head whose
