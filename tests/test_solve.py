@@ -691,6 +691,21 @@ def test_a_runs_whole_result_echoed_is_its_output(three_rt: Runtime, model):
     assert result.ok and result.answer == {"chars": 3, "lines": 1, "words": 2}
 
 
+def test_a_failure_the_model_made_up_is_never_the_answer(three_rt: Runtime, model):
+    """After a run that succeeded, the real 1.5B model answered {"ok": false, "error_kind": ...}: the run's output
+    is the answer (see the replay below); with no run at all, the solve fails and says why."""
+    made_up = {"ok": False, "error_kind": "invalid_input", "message": "The input JSON does not match"}
+    server = model([{"reply": call("run_binary", binary_id="word-count", input_json='{"text": "a b"}')},
+                    {"reply": {"content": json.dumps(made_up)}}])
+    result = server.solver(three_rt).solve("count the words in 'a b'")
+    assert result.ok and result.answer == {"chars": 3, "lines": 1, "words": 2}
+    assert "contradicted" in [s.kind for s in result.steps]
+    server = model([{"reply": {"content": json.dumps(made_up)}}])
+    result = server.solver(three_rt).solve("count the words in 'a b'")
+    assert not result.ok and result.outcome == "failed" and "failure no run showed" in result.message
+    assert result.served_by is None and result.answer is None
+
+
 # -- replays of a real small model's solves ----------------------------------------------------------------------------
 REAL = Path(__file__).parent / "data" / "real"
 
@@ -698,6 +713,9 @@ REAL = Path(__file__).parent / "data" / "real"
 @pytest.mark.parametrize("recording, task, first_choice, tool, answer", [
     ("solve_fenced_call_then_result_echoed.json", "How many words are in: the quick brown fox jumps", "auto",
      "word-count", {"chars": 25, "lines": 1, "words": 5}),
+    # its answer after the run is a failure it made up: the run's output answers, not the made-up failure
+    ("solve_run_then_a_made_up_failure.json", "count the words", "auto", "word-count",
+     {"chars": 1, "lines": 1, "words": 1}),
     ("solve_tool_name_call_then_repeated.json", "What is the host of the URL https://example.com:8080/a/b?x=1",
      "auto", "url-parse", {"fragment": None, "host": "example.com", "path": "/a/b", "port": 8080, "query": {"x": "1"},
                            "scheme": "https", "username": ""}),
@@ -712,7 +730,8 @@ def test_replays_of_the_real_small_model(starter_rt: Runtime, scripted_model, cl
     server = scripted_model(script)
     config = ModelConfig(model=script["model"], base_url=server.base_url, api_key=KEY, timeout=60)
     clients.append(ModelClient(config, sink=starter_rt.log.append))
-    result = Solver(starter_rt, clients[-1], first_choice=first_choice).solve(task, fast_path=False)
+    given = b'{"text":"a"}' if "made_up" in recording else None
+    result = Solver(starter_rt, clients[-1], first_choice=first_choice).solve(task, given, fast_path=False)
     assert result.ok and result.outcome == "answered", (result.message, [s.text for s in result.steps])
     assert result.answer == answer and result.served_by == f"{tool}@{starter_rt.repo.resolve(tool).fingerprint}"
     assert server.left() == 0 and len(server.requests) == len(script["steps"])

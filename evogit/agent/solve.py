@@ -350,6 +350,18 @@ class Solver:
         solve; when none did, it is the model's own answer (served_by None, and the step says so)."""
         last = catalog.last
         result.answer = _unwrapped(answer, catalog)
+        if isinstance(result.answer, dict) and result.answer.get("ok") is False and (
+                last is None or result.answer != last.output):
+            # a failure report shaped like a function's result, that no run of this solve returned: small models
+            # make these up ({"ok": false, "error_kind": "invalid_input", ...}) after a run that succeeded
+            if last is None:
+                result.answer, result.outcome = None, "failed"
+                result.message = f"the model reports a failure no run showed: {_clip(jsonio.encode(answer), 200)}"
+                step("stop", result.message)
+                return self._done(result, catalog)
+            step("contradicted", f"the model's reply reports a failure that {_short(last.version)}'s run does not "
+                                 "show; that run's output is the answer", reply=result.answer)
+            result.answer = last.output
         if last is not None:
             result.served_by = last.version
         result.ok, result.outcome = True, "answered"
