@@ -483,6 +483,16 @@ RUN_JSON = json.dumps({"name": "run_binary", "arguments": RUN_ARGS})
      [("list_tools", {}), ("run_binary", RUN_ARGS)]),
     (json.dumps({"tool_calls": [{"name": "run_binary", "arguments": RUN_ARGS}]}), [("run_binary", RUN_ARGS)]),
     (json.dumps({"name": "word-count", "arguments": {"text": "a b"}}), [("word-count", {"text": "a b"})]),
+    # input_json's document written into the string without escaping its quotes, in single quotes, escaped
+    # twice; arguments as a string likewise: the document takes the string's place
+    ('```json\n{\n  "name": "run_binary",\n  "arguments": {\n    "binary_id": "word-count",\n    "input_json": '
+     '"{"text": "a b c"}"\n  }\n}\n```', [("run_binary", {**RUN_ARGS, "input_json": {"text": "a b c"}})]),
+    ('{"name": "run_binary", "arguments": {"binary_id": "word-count", "input_json": \'{"text": "a b c"}\'}}',
+     [("run_binary", {**RUN_ARGS, "input_json": {"text": "a b c"}})]),
+    ('{"name": "run_binary", "arguments": {"binary_id": "word-count", "input_json": "{\\\\"text\\\\": \\\\"a b c\\\\"}"}}',
+     [("run_binary", {**RUN_ARGS, "input_json": {"text": "a b c"}})]),
+    ('{"name": "word-count", "arguments": "{"text": "a b", "deep": {"x": [1]}}"}',
+     [("word-count", {"text": "a b", "deep": {"x": [1]}})]),
 ])
 def test_calls_written_as_text_are_read(text, calls):
     found = text_tool_calls(text, id_prefix="t")

@@ -185,7 +185,28 @@ def _repairs(text: str) -> list[str]:
             out.append(inner)
     if "{{" in text or "}}" in text:
         out.append(_undouble(text))
+    if (unquoted := _unquoted(text)) != text:
+        out.append(unquoted)
     return out
+
+
+#: A JSON document written as a string value without escaping its quotes (`"input_json": "{"text": "a"}"`), in
+#: single quotes, or escaped twice (`"{\\"text\\": …}"`), as small models write it: the call object is then not
+#: JSON. The document itself is put in the string's place (the catalog encodes run_binary's input_json again).
+_QUOTED_DOC = re.compile(r'("(?:input_json|arguments)"\s*:\s*)(["\'])(\{.*?\}|\[.*?\])\2(?=\s*[,}\]])', re.S)
+
+
+def _unquoted(text: str) -> str:
+    def document(m: re.Match[str]) -> str:
+        inner = m.group(3)
+        for candidate in (inner, inner.replace('\\\\"', '"').replace('\\"', '"')):
+            try:
+                jsonio.decode(candidate, what="a call's document")
+            except InvalidJSON:
+                continue
+            return m.group(1) + candidate
+        return m.group(0)
+    return _QUOTED_DOC.sub(document, text)
 
 
 def _undouble(text: str) -> str:
