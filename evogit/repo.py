@@ -115,6 +115,7 @@ class SkillsRepo:
         if not self.state_dir.is_dir():
             raise RepoNotFound(f"{path} is a git repository but not an evogit skills repository (run `evogit init {path}`)")
         self._intact: dict[str, bool] | None = None  # "<build commit> <name> <fp>" -> passes `verify.contents`
+        self.first_init = False  # made a skills repository just now by `init` (it had no evogit state before)
 
     @classmethod
     def init(cls, path: str | Path, bare: bool = False) -> SkillsRepo:
@@ -125,10 +126,13 @@ class SkillsRepo:
         except pygit2.GitError:
             path.mkdir(parents=True, exist_ok=True)
             git = pygit2.init_repository(str(path), bare=bare, initial_head="main")
-        (common_dir(git) / "evogit").mkdir(exist_ok=True)
+        state = common_dir(git) / "evogit"
+        first = not state.is_dir()
+        state.mkdir(exist_ok=True)
         if git.is_bare:  # a shared hub: git itself refuses malformed objects (a tree entry named `..`) on push
             git.config["receive.fsckObjects"] = True
         repo = cls(path)
+        repo.first_init = first
         if git.head_is_unborn:
             sig = pygit2.Signature("evogit", "evogit@evogit.invalid")
             tree = repo.write_tree({"README.md": README.encode()})

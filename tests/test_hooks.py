@@ -144,3 +144,41 @@ def test_plain_git_commit_in_a_worktree_builds_and_tags(small_rt: Runtime, tmp_p
     done = git(wt2, "commit", "-qam", "Break it")
     assert done.returncode == 0 and "FAIL  slugify-2" in done.stderr and "cannot find value `broken`" in done.stderr
     fsck_clean(repo_dir)
+
+
+@pytest.mark.slow
+def test_evogit_init_on_a_git_clone_of_a_hub_takes_its_tools_and_a_worktree_of_it_builds(small_rt: Runtime,
+                                                                                         tmp_path: Path):
+    hub, clone, wt = tmp_path / "hub.git", tmp_path / "clone", tmp_path / "wt"
+    Runtime.init(hub, starter=False, bare=True)
+    pushed = git(small_rt.repo.path, "push", "-q", str(hub), "refs/heads/tools/*:refs/heads/tools/*",
+                 "refs/tags/tools/*:refs/tags/tools/*")
+    assert pushed.returncode == 0, pushed.stderr
+    assert git(tmp_path, "clone", "-q", str(hub), str(clone)).returncode == 0
+    assert git(clone, "branch", "--list", "tools/*").stdout == ""  # git made no local tool branch
+    done = evogit("init", "--no-starter", str(clone))
+    assert done.returncode == 0, done.stderr
+    assert "2 tool branches, 2 version tags checked and accepted" in done.stderr
+    assert all(hooks.is_installed(clone / ".git", name) for name in hooks.HOOKS)
+    listed = evogit("list", "--json", "--repo", str(clone))
+    assert {t["name"]: t["fingerprint"] for t in json.loads(listed.stdout)} == \
+        {v.name: v.fingerprint for v in (small_rt.repo.resolve("word-count"), small_rt.repo.resolve("slugify"))}
+    ran = evogit("run", "word-count", '{"text": "a b c"}', "--repo", str(clone))
+    assert ran.returncode == 0 and json.loads(ran.stdout)["words"] == 3, ran.stderr
+    upstream = git(clone, "rev-parse", "--abbrev-ref", "tools/word-count@{upstream}").stdout.strip()
+    assert upstream == "origin/tools/word-count"  # as `git checkout` would set it: plain `git pull` works there
+    # A worktree of the clone: a plain git commit there builds and tags into the clone.
+    assert git(clone, "worktree", "add", "-q", str(wt), "tools/word-count").returncode == 0
+    say_json_string(wt)
+    done = git(wt, "commit", "-qam", "Say JSON string")
+    assert done.returncode == 0 and "evogit: ok    word-count@" in done.stderr, done.stderr
+    assert SkillsRepo(clone).resolve("word-count").source_commit == git(wt, "rev-parse", "HEAD").stdout.strip()
+    # A worktree of a git repository that is no skills repository: one line, exit 1.
+    plain, plain_wt = tmp_path / "plain", tmp_path / "plain-wt"
+    assert git(tmp_path, "init", "-q", "-b", "main", str(plain)).returncode == 0
+    assert git(plain, "commit", "-q", "--allow-empty", "-m", "start").returncode == 0
+    assert git(plain, "worktree", "add", "-q", "-b", "other", str(plain_wt)).returncode == 0
+    bad = evogit("list", "--repo", str(plain_wt))
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1, bad.stderr
+    assert "is a git repository but not an evogit skills repository" in bad.stderr
+    fsck_clean(small_rt.repo.path, hub, clone, plain)

@@ -35,16 +35,31 @@ def init(path: Path | None, no_starter: bool, bare: bool, require_signed: bool, 
     if not as_json:
         click.echo(f"Initialising skills repository in {shown}", err=True)
     t0 = time.monotonic()
-    _, outcomes = Runtime.init(path, starter=not no_starter, bare=bare, progress=_progress(as_json),
-                               require_signed=require_signed)
+    rt, outcomes = Runtime.init(path, starter=not no_starter, bare=bare, progress=_progress(as_json),
+                                require_signed=require_signed, adopt=True)
     failed = [o for o in outcomes if not o.ok]
+    took = rt.adopted
     if as_json:
-        _out(InitReport(shown, [o.to_json() for o in outcomes]))
+        _out(InitReport(shown, [o.to_json() for o in outcomes], *(
+            (took.created, took.accepted_tags, took.refused, took.refused_tags, took.unbuilt) if took else ())))
     else:
+        if took is not None and (took.created or took.accepted_tags or took.refused or took.refused_tags):
+            click.echo(f"Took what git brought in: {len(took.created)} tool branches, {len(took.accepted_tags)} "
+                       f"version tags checked and accepted", err=True)
+            if took.created:
+                click.echo("  plain git fetch and pull follow no tags from its remote now (git config "
+                           "remote.<name>.tagOpt --no-tags): versions arrive checked through `evogit pull`, or "
+                           "are built here by the hooks", err=True)
+        for ref, why in (took.refused if took else {}).items():
+            click.echo(f"  {ref} not taken: {why}", err=True)
+        for tag, why in (took.refused_tags if took else {}).items():
+            click.echo(f"  tag {tag} refused (taken out of refs/tags): {why}", err=True)
+        for tool, why in (took.unbuilt if took else {}).items():
+            click.echo(f"  tools/{tool} not built: {why}", err=True)
         click.echo(f"{len(outcomes) - len(failed)} of {len(outcomes)} tools built in {time.monotonic() - t0:.0f}s; "
                    f"repository: {shown}")
     if failed:
-        raise EvogitError(f"{len(failed)} starter tools failed to build: {', '.join(o.tool for o in failed)}")
+        raise EvogitError(f"{len(failed)} tools failed to build: {', '.join(o.tool for o in failed)}")
 
 
 @main.command("list")

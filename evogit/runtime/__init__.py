@@ -91,6 +91,7 @@ class Runtime:
         self.library = Library(self.repo, self.builder, self.state)
         self.searching = Searching(self.repo, self.state, self.running)
         self.sharing = Sharing(self.repo, self.state, self.building)
+        self.adopted: PullReport | None = None  # what `init(adopt=True)` took from the repository git made
         _OPEN.add(self)
 
     def close(self) -> None:
@@ -110,10 +111,16 @@ class Runtime:
 
     @classmethod
     def init(cls, path: str | Path, *, starter: Path | None | bool = True, bare: bool = False,
-             progress: Progress | None = None, require_signed: bool = False) -> tuple[Runtime, list[BuildOutcome]]:
+             progress: Progress | None = None, require_signed: bool = False,
+             adopt: bool = False) -> tuple[Runtime, list[BuildOutcome]]:
         """Create a skills repository, install its hooks and import + build the starter library. A hub made
         with `require_signed` takes only version tags signed by an allowed key and logs signed by their
-        writer's key (evogit.requireSigned, and trust policy signed for what it checks itself)."""
+        writer's key (evogit.requireSigned, and trust policy signed for what it checks itself).
+
+        With `adopt` (`evogit init`), a repository git made (`git clone` of a skills repository or hub) that was
+        never a skills repository first takes what it holds as `evogit pull` would (Sharing.arrived: local tool
+        branches for the remote's, every version tag checked under the trust policy, unbuilt heads built); what
+        was taken and refused is `rt.adopted`."""
         repo = SkillsRepo.init(path, bare=bare)
         hooks.install(repo.common_dir)  # git runs a worktree's hooks from there too
         if require_signed:
@@ -122,9 +129,11 @@ class Runtime:
         rt = cls(path)
         rt.writer()  # fixed now, before two processes could pick different ids
         outcomes: list[BuildOutcome] = []
+        if adopt and repo.first_init:  # before the starter import, which would start a tool the clone has
+            rt.adopted, outcomes = rt.sharing.arrived(adopt=True, progress=progress)
         if starter:
             source = resource("skills-repo") if starter is True else Path(starter)
-            outcomes = rt.import_tools(source, progress=progress)
+            outcomes += rt.import_tools(source, progress=progress)
         return rt, outcomes
 
     # -- state ---------------------------------------------------------------------------------------------------

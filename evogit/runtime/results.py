@@ -53,10 +53,16 @@ class BuildReport(msgspec.Struct):
 
 
 class InitReport(msgspec.Struct):
-    """`init --json`: the repository and the starter tools built into it."""
+    """`init --json`: the repository and the tools built into it; for a repository git made (a `git clone`),
+    what init took from it as a pull would (Sharing.arrived)."""
 
     repo: str
     tools: list[BuildReport]
+    adopted: list[str] = []  # local tool branches made from the remote-tracking ones
+    accepted_tags: list[str] = []  # version tags that came with it and passed the checks
+    refused: dict[str, str] = {}  # remote-tracking tool branches not taken, and why
+    refused_tags: dict[str, str] = {}  # version tags that came with it, refused (taken out of refs/tags), and why
+    unbuilt: dict[str, str] = {}  # tool -> why its head was not built (trust policy `signed`)
 
 
 class PullSummary(msgspec.Struct):
