@@ -1,7 +1,7 @@
 """Git hooks: thin shell templates from `hooks/` that exec back into `evogit hook <name>`.
 
-libgit2 never runs hooks, so evogit builds its own commits directly; these hooks cover commits, merges and
-pushes made with the git CLI. A foreign hook found in place is kept as `<name>.legacy` and still runs.
+libgit2 never runs hooks, so evogit builds its own commits directly; these hooks cover commits, merges,
+rebases and pushes made with the git CLI. A foreign hook found in place is kept as `<name>.legacy` and still runs.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from .resources import resource
 
 MARKER = "# evogit-hook"
-HOOKS = ("post-commit", "post-merge", "pre-receive", "post-receive")
+HOOKS = ("post-commit", "post-merge", "post-rewrite", "pre-receive", "post-receive")
 
 
 def evogit_command() -> str:

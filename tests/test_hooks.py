@@ -146,6 +146,60 @@ def test_plain_git_commit_in_a_worktree_builds_and_tags(small_rt: Runtime, tmp_p
     fsck_clean(repo_dir)
 
 
+FORGED = "0" * 64  # a fingerprint that is no tool.wasm's hash
+
+
+@pytest.mark.slow
+def test_plain_git_pull_builds_what_arrived_and_checks_the_tags_it_brought(small_rt: Runtime, tmp_path: Path):
+    origin, clone = small_rt.repo.path, tmp_path / "clone"
+    slugify = small_rt.repo.resolve("slugify")
+    assert git(origin, "tag", f"tools/slugify/{'1' * 64}", slugify.build_commit).returncode == 0
+    assert git(tmp_path, "clone", "-q", str(origin), str(clone)).returncode == 0  # git clone copies every tag
+    done = evogit("init", "--no-starter", "--json", str(clone))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert sorted(report["adopted"]) == ["slugify", "word-count"] and len(report["accepted_tags"]) == 2
+    assert list(report["refused_tags"]) == [f"tools/slugify/{'1' * 64}"]
+    assert f"tools/slugify/{'1' * 64}" not in git(clone, "tag", "-l").stdout
+    assert git(clone, "checkout", "-q", "tools/word-count").returncode == 0  # adopted: it tracks origin's
+    assert git(clone, "config", "remote.origin.tagOpt").stdout.strip() == "--no-tags"  # as evogit clone has it
+    # The origin moves on: a new word-count version committed with git (its hook tags it), a slugify commit built
+    # nowhere yet, and a forged version tag.
+    assert git(origin, "checkout", "-q", "tools/word-count").returncode == 0
+    say_json_string(origin)
+    done = git(origin, "commit", "-qam", "Say JSON string\n\nEvogit-Supersedes: text-not-string: says JSON string")
+    assert "evogit: ok    word-count@" in done.stderr, done.stderr
+    new = SkillsRepo(origin).resolve("word-count")
+    files, _ = small_rt.repo.files(small_rt.repo.head("slugify").tree)
+    unbuilt = small_rt.repo.commit_version("slugify", files, "Nothing new")
+    assert git(origin, "tag", f"tools/slugify/{FORGED}", slugify.build_commit).returncode == 0
+    # Plain git: slugify moved by a fetch (no hook runs), then `git pull --tags` on word-count (post-merge).
+    assert git(clone, "fetch", "-q", "origin", "tools/slugify:tools/slugify").returncode == 0
+    pulled = git(clone, "pull", "--no-rebase", "--tags")
+    assert pulled.returncode == 0, pulled.stderr
+    said = pulled.stderr
+    assert f"evogit: ok    {new.short}" in said, said  # the tag that came, checked by a rebuild here (trust rebuild)
+    assert f"tag tools/slugify/{FORGED} refused" in said  # and taken out of refs/tags
+    assert f"tools/slugify/{FORGED}" not in git(clone, "tag", "-l").stdout
+    assert f"evogit: ok    {slugify.short}" in said  # the head that arrived unbuilt, built here (the same binary)
+    here = SkillsRepo(clone)
+    assert here.resolve("word-count") == new
+    assert (here.state_dir / "builds" / f"{unbuilt}.json").exists()
+    # What is built is not built again: a merge that brings nothing builds nothing.
+    with Runtime(clone) as rt:
+        assert rt.on_hook("post-merge") == []
+    # `git pull --rebase` over a commit made here: the rebased head is built (post-rewrite).
+    assert git(origin, "commit", "-q", "--allow-empty", "-m", "Theirs").returncode == 0
+    assert git(clone, "commit", "-q", "--allow-empty", "-m", "Ours").returncode == 0
+    rebased = git(clone, "pull", "--rebase")
+    assert rebased.returncode == 0, rebased.stderr
+    assert "refused" not in rebased.stderr  # the tags refused before did not come back (tagOpt --no-tags)
+    head = git(clone, "rev-parse", "HEAD").stdout.strip()
+    assert git(clone, "log", "-1", "--format=%s").stdout.strip() == "Ours"
+    assert f"evogit: ok    {new.short}" in rebased.stderr and (here.state_dir / "builds" / f"{head}.json").exists()
+    fsck_clean(origin, clone)
+
+
 @pytest.mark.slow
 def test_evogit_init_on_a_git_clone_of_a_hub_takes_its_tools_and_a_worktree_of_it_builds(small_rt: Runtime,
                                                                                          tmp_path: Path):

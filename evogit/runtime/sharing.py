@@ -12,7 +12,7 @@ from .. import hooks, signing
 from ..errors import EvogitError, InvalidInput
 from ..manifest import check_name
 from ..projections import Claims
-from ..repo import BRANCH_PREFIX, TAG_PREFIX, SkillsRepo, branch_ref
+from ..repo import BRANCH_PREFIX, TAG_PREFIX, SkillsRepo, Version, branch_ref
 from ..share import (
     PUSHED,
     QUARANTINE,
@@ -237,8 +237,22 @@ class Sharing:
         return self.building.build(todo, progress=progress) if todo else []
 
     def on_hook(self, name: str, stdin: str = "") -> list[BuildOutcome]:
-        """Build what a git hook reports: HEAD after a commit or merge, pushed tool branch tips on receive."""
-        if name in ("post-commit", "post-merge"):
+        """Build what a git hook reports: HEAD after a commit; after a merge (`git pull`, `git merge`), what
+        arrived (`arrived`: version tags checked, unbuilt tool heads built), and so after a rebase (`git pull
+        --rebase`: post-rewrite); pushed tool branch tips on receive."""
+        if name in ("post-merge", "post-rewrite"):
+            report, outcomes, targets = self._arrived(None)
+            for tag in report.accepted_tags:
+                _, fp, build = build_commit(self.repo.git, tag, pygit2.Oid(hex=targets[tag]))
+                outcomes.append(BuildOutcome(tag.split("/")[1], str(build.parent_ids[0]), version=Version(
+                    tag.split("/")[1], fp, str(build.id), str(build.parent_ids[0]))))
+            for tag, why in report.refused_tags.items():
+                outcomes.append(BuildOutcome(tag.split("/")[1] if "/" in tag else tag, targets.get(tag, ""),
+                                             error=f"tag {tag} refused: {why}"))
+            for tool, why in report.unbuilt.items():
+                outcomes.append(BuildOutcome(tool, str(self.repo.head(tool).id), error=f"not built: {why}"))
+            return outcomes
+        if name == "post-commit":
             if self.repo.git.head_is_unborn or self.repo.git.head_is_detached:
                 return []
             ref = self.repo.git.head.name
