@@ -236,3 +236,25 @@ def test_evogit_init_on_a_git_clone_of_a_hub_takes_its_tools_and_a_worktree_of_i
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1, bad.stderr
     assert "is a git repository but not an evogit skills repository" in bad.stderr
     fsck_clean(small_rt.repo.path, hub, clone, plain)
+
+
+@pytest.mark.slow
+def test_evogit_pull_through_a_checked_out_branch_leaves_its_versions_to_the_pull(small_rt: Runtime, tmp_path: Path):
+    """git runs post-merge inside `evogit pull` when the pull fast-forwards the checked-out branch: the hook leaves
+    the versions that pull fetched (still in its quarantine) to it, and the pull takes them under its trust policy."""
+    origin, clone = small_rt.repo.path, tmp_path / "clone"
+    assert git(tmp_path, "clone", "-q", str(origin), str(clone)).returncode == 0
+    assert evogit("init", "--no-starter", str(clone)).returncode == 0
+    assert git(clone, "config", "remote.origin.evogitTrust", "hash").returncode == 0  # a hub you control
+    assert git(clone, "checkout", "-q", "tools/word-count").returncode == 0
+    assert git(origin, "checkout", "-q", "tools/word-count").returncode == 0
+    say_json_string(origin)
+    done = git(origin, "commit", "-qam", "Say JSON string\n\nEvogit-Supersedes: text-not-string: says JSON string")
+    assert "evogit: ok    word-count@" in done.stderr, done.stderr
+    new = SkillsRepo(origin).resolve("word-count")
+    pulled = evogit("pull", "--repo", str(clone))
+    assert pulled.returncode == 0, pulled.stderr
+    here = SkillsRepo(clone)
+    assert here.resolve("word-count") == new and git(clone, "rev-parse", "HEAD").stdout.strip() == new.source_commit
+    assert not (here.state_dir / "builds" / f"{new.source_commit}.json").exists()  # taken on its hash: built nowhere
+    fsck_clean(origin, clone)

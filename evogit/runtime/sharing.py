@@ -220,13 +220,20 @@ class Sharing:
     def _build_unbuilt(self, report: PullReport, remote: str | None,
                        progress: Progress | None = None) -> list[BuildOutcome]:
         """Build every tool head that has no version (an intact tag on it) and was never built here (no build
-        record): what arrived, and only that. Under trust `signed` such a head is reported in `report.unbuilt`
-        instead, as a pull reports it: code arrives vouched for by an allowed key, or is not built."""
+        record): what arrived, and only that; not one whose version a pull fetched into its quarantine and has yet
+        to decide on. Under trust `signed` such a head is reported in `report.unbuilt` instead, as a pull reports
+        it: code arrives vouched for by an allowed key, or is not built."""
         built = {v.source_commit for v in self.repo.versions() if self.repo.intact(v)}
+        pending: set[str] = set()  # versions a pull fetched and has yet to decide on (git runs this hook inside `evogit pull`
+        # when it fast-forwards the checked-out branch): that pull takes or refuses them, then builds what is left
+        for ref in self.repo.git.references.iterator():
+            if ref.name.startswith(QUARANTINE) and "/tags/tools/" in ref.name:
+                with contextlib.suppress(KeyError, ValueError, pygit2.GitError):
+                    pending.update(str(p) for p in ref.peel(pygit2.Commit).parent_ids)
         todo = []
         for tool in self.repo.tools():
             head = self.repo.head(tool)
-            if str(head.id) in built or self.builder.last_record(head) is not None:
+            if str(head.id) in built or str(head.id) in pending or self.builder.last_record(head) is not None:
                 continue
             todo.append(tool)
         if todo and trust_policy(self.repo.git.config, remote) == "signed":
