@@ -123,6 +123,7 @@ class Library:
         self.pool = WorkerPool(self.path, workers)
         self._refs_key = ""
         self._entries: dict[str, _Entry] = {}
+        self._applied = -1  # the projector's count of events applied when the records were last brought up
         self._summaries: list[ToolEntry] = []
         self.limits = self.rt.default_limits()  # the repository's run limits, read again with the listing
         self._limits_problem = ""
@@ -154,6 +155,7 @@ class Library:
                 self._limits_problem = str(e)
             key = self.refs_key()
             if key == self._refs_key:
+                self._records()
                 return False
             summaries = self.rt.list_tools()
             entries: dict[str, _Entry] = {}
@@ -169,6 +171,18 @@ class Library:
                 entries[name] = _tool_entry(name, d)
             self._refs_key, self._entries, self._summaries = key, entries, [s.to_json() for s in summaries]
             return True
+
+    def _records(self) -> None:
+        """Bring each listed tool's record in `_meta` (runs, success rate) up to the log: runs made since the refs
+        last moved, by any process (a change of records is no change of the list: nobody is told)."""
+        projector = self.rt.projections()
+        if projector.applied == self._applied:
+            return
+        self._applied, versions = projector.applied, projector.state.versions
+        for entry in self._entries.values():
+            meta = entry.tool_def.meta
+            if meta is not None and (m := versions.get(meta[f"{META}version"])) is not None:
+                meta[f"{META}runs"], meta[f"{META}success_rate"] = m.runs, m.success_rate
 
     def mcp_tools(self) -> list[Any]:
         return CONTROL_TOOLS + [e.tool_def for e in self._entries.values()]

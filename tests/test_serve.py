@@ -196,6 +196,16 @@ def test_a_new_version_from_another_process_is_listed_and_announced(small_rt: Ru
                     assert "echo-tool" in {t.name for t in (await c.list_tools()).tools}
                 r = await new.call_tool("echo-tool", {"text": "hi"})
                 assert not r.is_error and r.structured_content == {"text": "hi"}
+                # its record in _meta follows the log (runs by the server's workers and by other processes)
+                await anyio.to_thread.run_sync(
+                    lambda: Runtime(small_rt.repo.path).run("echo-tool", b'{"text": 1}'))
+                with anyio.fail_after(30):
+                    while True:
+                        meta = {t.name: t.meta for t in (await new.list_tools()).tools}["echo-tool"] or {}
+                        if meta.get("evogit/runs") == 2:
+                            break
+                        await anyio.sleep(0.2)
+                assert meta["evogit/success_rate"] == 1.0  # input the schema refused is not the tool failing
 
         anyio.run(watch)
 
