@@ -446,3 +446,17 @@ def test_a_log_from_a_newer_evogit_is_imported_and_its_unknown_events_counted(sm
     assert b.projections().state.unknown == {"newer": 1}  # counted once, replay or not
     out = CliRunner().invoke(main, ["pull", str(server), "--repo", str(b.repo.path), "--json"])
     assert out.exit_code == 0 and __import__("json").loads(out.stdout)["unknown_events"] == {}  # nothing new
+
+
+def test_clone_push_and_pull_over_a_file_url(small_rt: Runtime, server: Path, tmp_path: Path):
+    small_rt.push(server.as_uri())  # file://…: git's own transport, not a path
+    out = CliRunner().invoke(main, ["clone", server.as_uri(), str(tmp_path / "c"), "--trust", "hash", "--json"])
+    assert out.exit_code == 0, out.output
+    assert sorted(__import__("json").loads(out.stdout)["created"]) == ["slugify", "word-count"]
+    c = Runtime(tmp_path / "c")
+    assert c.repo.git.remotes["origin"].url == server.as_uri()
+    assert c.run("slugify", b'{"text": "A b"}').output == {"slug": "a-b"}
+    c.push()
+    report, _ = small_rt.pull(server.as_uri())
+    assert report.logs  # c's log came back over file://
+    _fsck(tmp_path / "c", server)
