@@ -690,6 +690,17 @@ def test_a_repeated_run_is_not_carried_out_again_its_output_is_the_answer(three_
     assert result.outcome == "step_limit" and len(tool_results(server.requests[-1])) == 2
 
 
+def test_the_same_run_named_another_way_is_a_repeat(three_rt: Runtime, model):
+    """The real 1.5B model ran url-parse@<12 hex>, then the same with more hex digits, until the solve's time ran
+    out: one version and one input, however written, is one run; its output is the answer."""
+    fp = three_rt.repo.resolve("word-count").fingerprint
+    server = model([{"reply": {"content": json.dumps({"name": f"word-count@{fp[:12]}", "arguments": {"text": "a b"}})}},
+                    {"reply": call("run_binary", binary_id=f"word-count@{fp[:30]}", input_json='{ "text":"a b" }')}])
+    result = server.solver(three_rt).solve("count the words in 'a b'")
+    assert result.ok and result.answer == {"chars": 3, "lines": 1, "words": 2} and len(server.requests) == 2
+    assert [s.kind for s in result.steps][-2:] == ["repeat", "answer"]
+
+
 def test_a_runs_whole_result_echoed_is_its_output(three_rt: Runtime, model):
     """The real 1.5B model answered with the run's whole result (ok, version, output, wall_ms, note)."""
     fp = three_rt.repo.resolve("word-count").fingerprint

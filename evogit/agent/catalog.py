@@ -233,7 +233,7 @@ class Catalog:
         fn = BY_NAME.get(name)
         text = arguments_json if arguments_json.strip() else "{}"  # models send "" for no arguments
         if fn is None:
-            tool = self._tool_named(name)
+            tool = self.tool_named(name)
             if tool is None:
                 raise ToolCallError("unknown_function", f"no function named {_clip(name, 60)!r}; the functions are "
                                                         + ", ".join(BY_NAME))
@@ -255,7 +255,7 @@ class Catalog:
         handler: Callable[[Any], CallResult] = getattr(self, f"_{name}")
         return handler(args)
 
-    def _tool_named(self, name: str) -> str | None:
+    def tool_named(self, name: str) -> str | None:
         """The library tool (as name or name@fp) that a function name names, if it names one."""
         for spec in dict.fromkeys((name.strip(), name.strip().replace("_", "-"))):
             try:

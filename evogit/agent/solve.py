@@ -42,6 +42,7 @@ it as unserved.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -61,7 +62,9 @@ from ..runtime.results import CallError, CallFailed, Ran, SolveReport
 from ..runtime.running import check_task
 from ..sandbox import Limits
 from . import prompt
-from .catalog import ANSWER, Catalog, Served, misfit, openai_tools
+from .catalog import ANSWER, BY_NAME, Catalog, Served, misfit, openai_tools
+
+FUNCTION_NAMES = frozenset(BY_NAME)
 
 ANSWER_PARAMETER = next(iter(ANSWER.parameters["properties"]))  # "result"
 
@@ -299,8 +302,8 @@ class Solver:
                         "not_the_answer", prompt.solve_unfit(problem or "")) if unfit_answer else _refusal(
                         "bad_arguments", f"{problem}: call answer again with the result as a JSON string")})
                 continue
-            if all(_call_key(c) in ran for c in calls):  # the same runs again: the model has what it wanted
-                catalog.last = ran[_call_key(calls[-1])]
+            if all(_call_key(c, catalog) in ran for c in calls):  # the same runs again: it has what it wanted
+                catalog.last = ran[_call_key(calls[-1], catalog)]
                 step("repeat", f"model call {n} repeats a run it already made: that run's output is the answer")
                 return self._answered(result, catalog, catalog.last.output, step)
             if n == self.max_steps:  # no model call would read their results: they are not carried out
@@ -315,7 +318,7 @@ class Solver:
                     before = catalog.last
                     out = catalog.call(call.name, call.arguments)
                     if catalog.last is not None and catalog.last is not before:
-                        ran[_call_key(call)] = catalog.last
+                        ran[_call_key(call, catalog)] = catalog.last
                 messages.append({"role": "tool", "tool_call_id": call.id, "content": out})
                 if i < MAX_CALLS:
                     step("call", f"{_clip(call.name, 40)}({_clip(call.arguments, 120)}) -> {_clip(out, 160)}",
@@ -444,12 +447,25 @@ def _answer_call(arguments: str) -> tuple[Any, str | None]:
     return args, None
 
 
-def _call_key(call: ToolCall) -> str:
-    """A call as its function's name and its arguments, written one way (keys sorted) when they are JSON."""
+def _call_key(call: ToolCall, catalog: Catalog) -> str:
+    """A call written one way: a run (run_binary, or a tool's name used as the function's) as the version it
+    names, resolved (`url-parse@1be027b063a6` and `url-parse@1be027b063a6ebe8…` are one version) and its input;
+    any other call as its function's name and its arguments (keys sorted when they are JSON)."""
     try:
-        return call.name + " " + jsonio.encode(jsonio.decode(call.arguments, what="arguments"), sort_keys=True)
+        value = jsonio.decode(call.arguments or "{}", what="arguments")
     except (InvalidJSON, ValueError):
         return call.name + " " + call.arguments
+    target, given = call.name, value
+    if call.name == "run_binary" and isinstance(value, dict):
+        target, given = str(value.get("binary_id")), value.get("input_json")
+    elif call.name in FUNCTION_NAMES:
+        return call.name + " " + jsonio.encode(value, sort_keys=True)
+    elif isinstance(value, dict) and set(value) <= {"binary_id", "input_json"} and "input_json" in value:
+        given = value["input_json"]
+    if isinstance(given, str):
+        with contextlib.suppress(InvalidJSON, ValueError):
+            given = jsonio.decode(given, what="input_json")
+    return f"run {catalog.tool_named(target) or target} {jsonio.encode(given, sort_keys=True)}"
 
 
 def _refusal(kind: str, message: str) -> str:
