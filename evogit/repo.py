@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,6 +176,25 @@ class SkillsRepo:
                 found.append(ref.target)
         return found
 
+    def tips_index(self) -> Callable[[str], list[pygit2.Oid]]:
+        """`tips` for every tool from one listing of the refs (a check of 1,000 tags listed them 1,000 times)."""
+        found: dict[str, list[tuple[str, pygit2.Oid]]] = {}
+        for ref in self.git.references.iterator():
+            name = ref.name
+            if name.startswith(BRANCH_PREFIX):
+                tool = name[len(BRANCH_PREFIX):]
+            elif name.startswith("refs/remotes/") and name.count("/") == 4 and name.split("/")[3] == "tools":
+                tool = name.rsplit("/", 1)[1]
+            else:
+                continue
+            target = ref.target
+            if isinstance(target, pygit2.Oid) and isinstance(self.git.get(target), pygit2.Commit):
+                found.setdefault(tool, []).append((name, target))
+        # the local branch first, then the remote-tracking ones by name: the order `tips` gives
+        index = {tool: [t for n, t in sorted(refs, key=lambda r: (r[0] != branch_ref(tool), r[0]))]
+                 for tool, refs in found.items()}
+        return lambda tool: index.get(tool, [])
+
     def commit(self, rev: str) -> pygit2.Commit:
         try:
             return self.git.revparse_single(rev).peel(pygit2.Commit)
@@ -263,11 +283,11 @@ class SkillsRepo:
                 raise ToolNotFound(f"{name} has no version {prefix}")
             if len(refs) > 1:
                 raise AmbiguousVersion(f"{spec} matches {len(refs)} versions; give more digits")
-        verdicts = []
+        verdicts, tips = [], self.tips_index()
         for ref_name in refs:
             ref = self.git.references.get(ref_name)
             if ref is not None:
-                verdicts.append(check(self.git, ref_name[len("refs/tags/"):], ref.target, tips=self.tips, rebuild=rebuild,
+                verdicts.append(check(self.git, ref_name[len("refs/tags/"):], ref.target, tips=tips, rebuild=rebuild,
                                       signers=signers))
         return verdicts
 

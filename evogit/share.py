@@ -912,6 +912,7 @@ def accept_tags(repo: SkillsRepo, quarantine: str, trust: str,
     known: dict[str, str] = {}
     changed = False
     prefix = quarantine + "tags/"
+    tips = repo.tips_index()  # the branches do not move while tags are checked
     for ref_name in sorted(r for r in git.references if r.startswith(prefix)):
         ref = git.references.get(ref_name)
         if ref is None:
@@ -923,7 +924,7 @@ def accept_tags(repo: SkillsRepo, quarantine: str, trust: str,
             pass  # already ours
         elif here is not None and _same_build(git, here.target, target) and not _signed(git, here.target):
             # the same build commit, and theirs is a signed tag where ours is not: theirs, once it passes
-            verdict = check(git, tag, target, tips=repo.tips, signers=signers)
+            verdict = check(git, tag, target, tips=tips, signers=signers)
             if verdict.ok and _signed(git, target):
                 git.references.create("refs/tags/" + tag, target, force=True)
                 accepted.append(tag)
@@ -935,7 +936,7 @@ def accept_tags(repo: SkillsRepo, quarantine: str, trust: str,
                 verdict = Verdict(tag, stage="exists", reason=f"this repository's tag points at {str(here.target)[:10]}, "
                                                               f"this one at {str(target)[:10]}: tags never move")
             else:
-                verdict = check(git, tag, target, tips=repo.tips, rebuild=rebuild if trust == "rebuild" else None,
+                verdict = check(git, tag, target, tips=tips, rebuild=rebuild if trust == "rebuild" else None,
                                 signers=signers)
             if verdict.ok:
                 git.references.create("refs/tags/" + tag, target, force=True)  # a rebuild made it, or a broken one was here
