@@ -501,6 +501,20 @@ def test_calls_written_as_text_are_read(text, calls):
     assert [c.id for c in found.calls] == [f"t_{i}" for i in range(len(calls))]
 
 
+def test_a_function_name_on_a_line_then_its_arguments_is_a_call_never_an_answer():
+    """The real 1.5B model, in a live bench solve, answered `feedback\\n{"binary_id": …}` and `feedback\\nsolved
+    false`: both were taken as the answer."""
+    names = ["run_binary", "feedback"]
+    found = text_tool_calls('feedback\n{"binary_id": "x@1", "task_description": "t", "solved": false}', functions=names)
+    assert [(c.name, json.loads(c.arguments)) for c in found.calls] == [
+        ("feedback", {"binary_id": "x@1", "task_description": "t", "solved": False})]
+    found = text_tool_calls("feedback\nsolved false", functions=names)
+    assert found.calls == [] and found.problem is not None and "on a line of its own" in found.problem
+    assert text_tool_calls("feedback is welcome\n{}", functions=names) == ([], None)  # prose, not a name alone
+
+
+
+
 @pytest.mark.parametrize("text", [
     "", "   ", "It has 3 words.", '{"words": 3}', '{"name": "Ada", "age": 36}', "[1, 2, 3]",
     '```json\n{"slug": "hello-world"}\n```', "The function run_binary ran word-count: 3 words.",
