@@ -203,8 +203,9 @@ def _repairs(text: str) -> list[str]:
 
 #: A JSON document written as a string value without escaping its quotes (`"input_json": "{"text": "a"}"`), in
 #: single quotes, or escaped twice (`"{\\"text\\": …}"`), as small models write it: the call object is then not
-#: JSON. The document itself is put in the string's place (the catalog encodes run_binary's input_json again).
-_QUOTED_DOC = re.compile(r'("(?:input_json|arguments)"\s*:\s*)(["\'])(\{.*?\}|\[.*?\])\2(?=\s*[,}\]])', re.S)
+#: JSON. The document itself is put in the string's place (the catalog encodes run_binary's input_json again); one
+#: of at most 4,000 characters, so that a long reply full of such keys is not read in quadratic time.
+_QUOTED_DOC = re.compile(r'("(?:input_json|arguments)"\s*:\s*)(["\'])(\{.{0,4000}?\}|\[.{0,4000}?\])\2(?=\s*[,}\]])', re.S)
 
 
 def _unquoted(text: str) -> str:
