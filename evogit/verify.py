@@ -289,16 +289,19 @@ def difference(git: pygit2.Repository, ours: pygit2.Object, theirs: pygit2.Commi
 
 def check(git: pygit2.Repository, tag: str, target: pygit2.Oid | str, *,
           tips: Callable[[str], Sequence[pygit2.Oid]] | None = None, rebuild: Rebuild | None = None,
-          signers: Path | None = None) -> Verdict:
+          signers: Path | None = None, intact: Callable[[str, str, pygit2.Commit], bool] | None = None) -> Verdict:
     """Every check on one version tag (`tools/<name>/<fp>` pointing at `target`): lineage only with `tips`
     (tool name → branch tips), the rebuild only with `rebuild`, the signature only with `signers` (the
-    allowed-signers file: trust policy `signed`)."""
+    allowed-signers file: trust policy `signed`). `intact(name, fp, build commit)` may answer for the contents
+    checks (tree to identity) from what it remembers (`SkillsRepo.intact`: once per build commit); when it says
+    no, they run here, to give the reason."""
     verdict = Verdict(tag)
     try:
         name, fp, commit = build_commit(git, tag, target)
         verdict.tool, verdict.fingerprint = name, fp
         verdict.build_commit, verdict.source_commit = str(commit.id), str(commit.parent_ids[0])
-        contents(git, name, fp, commit)
+        if intact is None or not intact(name, fp, commit):
+            contents(git, name, fp, commit)
         if tips is not None:
             on_branch(git, name, commit, tips(name))
         if signers is not None:

@@ -460,3 +460,36 @@ def test_clone_push_and_pull_over_a_file_url(small_rt: Runtime, server: Path, tm
     report, _ = small_rt.pull(server.as_uri())
     assert report.logs  # c's log came back over file://
     _fsck(tmp_path / "c", server)
+
+
+def test_a_push_with_nothing_new_runs_no_git_push_and_names_only_what_moved(small_rt: Runtime, server: Path,
+                                                                            monkeypatch):
+    """`push` asks the remote what it holds (one `git ls-remote`), checks and names only the refs that differ:
+    nothing new runs no `git push` at all; one new version names its branch, its tag and the log."""
+    from evogit import share
+
+    from .conftest import tool_files
+
+    small_rt.push(str(server))
+    calls: list[tuple[str, ...]] = []
+    real = share._run_git
+
+    def recorded(repo, *args: str):
+        calls.append(args)
+        return real(repo, *args)
+
+    monkeypatch.setattr(share, "_run_git", recorded)
+    assert small_rt.push(str(server)).updated == []
+    assert [c[0] for c in calls] == ["ls-remote"]
+
+    calls.clear()
+    outcome = small_rt.commit("word-count", tool_files("word-count"), "A new word-count")
+    assert outcome.ok and outcome.version is not None
+    report = small_rt.push(str(server))
+    (pushed,) = [c for c in calls if c[0] == "push"]
+    named = sorted(a.split(":")[0].lstrip("+") for a in pushed if a.startswith(("refs/", "+refs/")))
+    assert named == sorted(["refs/heads/tools/word-count", f"refs/tags/tools/word-count/{outcome.version.fingerprint}",
+                            f"{LOGS}{small_rt.log.writer}"])
+    assert sorted(report.updated) == named
+    assert _git(server, "rev-parse", "refs/heads/tools/word-count").strip() == outcome.commit
+

@@ -244,3 +244,31 @@ def test_the_tree_of_every_accepted_tag_is_the_source_tree_plus_build(small_rt: 
         assert set(build) - set(source) == {"build"}
         assert sorted(tree_entries(small_rt.repo.path, f"{v.build_commit}:build")) == ["build.json", "tool.wasm"]
     assert all(v.ok for v in small_rt.verify())
+
+
+def test_push_checks_a_tag_contents_once_per_build_commit_and_a_moved_tag_again(small_rt: Runtime, monkeypatch):
+    """`unsound_refs` remembers a tag's contents by its build commit (`repo.intact`), never by its name: a tag
+    moved to another build commit is checked again and refused."""
+    from evogit import verify
+    from evogit.repo import SkillsRepo
+    from evogit.share import unsound_refs
+
+    a = small_rt
+    wc = a.repo.resolve("word-count")
+    assert unsound_refs(a.repo) == {}
+    calls: list[str] = []
+    real = verify.contents
+
+    def counted(git_repo, name, fp, commit):
+        calls.append(str(commit.id))
+        return real(git_repo, name, fp, commit)
+
+    monkeypatch.setattr(verify, "contents", counted)
+    assert unsound_refs(SkillsRepo(a.repo.path)) == {}  # a new process: remembered on disk (intact-v1)
+    assert calls == []
+    tag = f"tools/word-count/{wc.fingerprint}"
+    squat = forge_build(a.repo.path, wc.source_commit, "word-count", _wasm(a, "slugify"), fingerprint=wc.fingerprint)
+    _tag(a.repo.path, tag, squat)
+    found = unsound_refs(SkillsRepo(a.repo.path))
+    assert list(found) == [f"refs/tags/{tag}"] and "tool.wasm hashes to" in found[f"refs/tags/{tag}"]
+    assert calls == [squat]
