@@ -493,3 +493,27 @@ def test_a_push_with_nothing_new_runs_no_git_push_and_names_only_what_moved(smal
     assert sorted(report.updated) == named
     assert _git(server, "rev-parse", "refs/heads/tools/word-count").strip() == outcome.commit
 
+
+def test_a_hub_accepts_pushed_versions_without_compiling_their_heads(small_rt: Runtime, server: Path):
+    """The hub's post-receive accepts the pushed tags first: a head whose version arrived with it and passes the
+    hub's trust policy is not built there (no build record, no build event of the hub's); a head pushed without
+    one is built."""
+    from .conftest import tool_files
+
+    _git(server, "config", "evogit.trust", "hash")
+    small_rt.push(str(server))
+    hub = Runtime(server)
+    versions = {v.key for v in small_rt.repo.versions()}
+    assert {v.key for v in hub.repo.versions()} == versions
+    for tool in ("word-count", "slugify"):
+        assert hub.builder.last_record(str(small_rt.repo.head(tool).id)) is None
+    own = [e for w, _, e in hub.log.read() if w == hub.log.writer]
+    assert not [e for e in own if isinstance(e, (ev.BuildSucceeded, ev.BuildFailed))], own
+
+    # a head pushed without its version tag (plain git) is built by the hub
+    head = small_rt.repo.commit_version("slugify", tool_files("slugify"), "A new slugify, built nowhere yet")
+    pushed = subprocess.run(["git", "-C", str(small_rt.repo.path), "push", str(server), "tools/slugify"],
+                            capture_output=True, text=True)
+    assert pushed.returncode == 0 and "evogit: ok    slugify@" in pushed.stderr, pushed.stderr
+    record = Runtime(server).builder.last_record(head)
+    assert record is not None and record.ok

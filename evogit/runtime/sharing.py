@@ -273,9 +273,16 @@ class Sharing:
                 raise EvogitError("push refused (this hub requires signing): " + "; ".join(unsigned))
             return []
         if name == "post-receive":
+            # the pushed tags first: a pushed head whose version arrived with it and passes this hub's trust policy
+            # is not compiled again (a hub under `rebuild` rebuilds each version to accept it); then the heads left
+            # without a version are built
             updates = [parts for parts in (line.split() for line in stdin.splitlines()) if len(parts) == 3]
-            quarantine_pushed(self.repo, [(new, ref) for _, new, ref in updates])  # pushed tags are checked below
+            quarantine_pushed(self.repo, [(new, ref) for _, new, ref in updates])  # out of refs/tags until checked
+            targets = {r.name[len(PUSHED) + 5:]: str(r.target) for r in self.repo.git.references.iterator()
+                       if r.name.startswith(PUSHED + "tags/")}
+            _, refused, known = accept_tags(self.repo, PUSHED, trust_policy(self.repo.git.config), self._rebuilt)
             outcomes = []
+            versions: dict[tuple[str, str], Version] | None = None  # (source commit, tool) -> an intact version
             for _, new, ref in updates:
                 if ref.startswith(BRANCH_PREFIX) and set(new) != {"0"}:
                     try:  # a pushed branch that no tool could be named after is reported, not built
@@ -283,10 +290,12 @@ class Sharing:
                     except EvogitError as e:  # InvalidName
                         outcomes.append(BuildOutcome("?", new, error=str(e)))
                         continue
+                    if versions is None:
+                        versions = {(v.source_commit, v.name): v for v in self.repo.versions() if self.repo.intact(v)}
+                    if (version := versions.get((new, tool))) is not None:
+                        outcomes.append(BuildOutcome(tool, new, version=version))
+                        continue
                     outcomes.append(self.building.build_one(self.repo.commit(new), tool))
-            targets = {r[len(PUSHED) + 5:]: str(self.repo.git.references[r].target)
-                       for r in self.repo.git.references if r.startswith(PUSHED + "tags/")}
-            _, refused, known = accept_tags(self.repo, PUSHED, trust_policy(self.repo.git.config), self._rebuilt)
             for tag, why in {**known, **refused}.items():
                 outcomes.append(BuildOutcome(tag.split("/")[1] if "/" in tag else tag, targets.get(tag, ""),
                                              error=f"tag {tag} refused: {why}"))
