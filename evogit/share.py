@@ -773,7 +773,7 @@ def pull(repo: SkillsRepo, log_dir: Path, writer: str, remote: str, rebuild: Reb
         write_atomic(memory_file, json.dumps(memory, indent=1, sort_keys=True).encode())
     progress(f"tool branches: {len(report.created)} new, {len(report.fast_forwarded)} moved, "
              f"{len(report.diverged)} diverged; checking version tags (trust policy {trust})")
-    report.accepted_tags, report.refused_tags, _ = accept_tags(repo, quarantine, trust, rebuild)
+    report.accepted_tags, report.refused_tags, _ = accept_tags(repo, quarantine, trust, rebuild, mirror=True)
     for tool, theirs in siblings:
         if (head := choose_head(repo, tool, theirs)) is not None:
             report.heads[tool] = head
@@ -912,11 +912,16 @@ def _signed(git: pygit2.Repository, target: pygit2.Oid | str) -> bool:
     return isinstance(target, pygit2.Oid) and signing.tag_signature(git, target) is not None
 
 
-def accept_tags(repo: SkillsRepo, quarantine: str, trust: str,
-                rebuild: Rebuild) -> tuple[list[str], dict[str, str], dict[str, str]]:
+def accept_tags(repo: SkillsRepo, quarantine: str, trust: str, rebuild: Rebuild, *,
+                mirror: bool = False) -> tuple[list[str], dict[str, str], dict[str, str]]:
     """Move each version tag out of `<quarantine>tags/tools/` into refs/tags if it passes every check (and,
-    under trust `rebuild`, rebuilds here to the same build commit); empties the quarantine. Returns the tags
-    accepted, those refused now with why, and those refused before (remembered, not checked again)."""
+    under trust `rebuild`, rebuilds here to the same build commit), and takes it out of the quarantine. Returns
+    the tags accepted, those refused now with why, and those refused before (remembered, not checked again).
+
+    With `mirror` (a pull's quarantine: the remote's tags as last fetched), a tag whose refs/tags target is the
+    quarantined one (accepted now or before) stays in the quarantine, so that the next fetch has nothing to write
+    for it, and is not looked at again while the two agree; every other one is checked and leaves the quarantine
+    as before (a tag moved on the remote is checked again, and refused: tags never move)."""
     git = repo.git
     memory_file = repo.state_dir / "refused-tags.json"
     try:
@@ -935,8 +940,18 @@ def accept_tags(repo: SkillsRepo, quarantine: str, trust: str,
     known: dict[str, str] = {}
     changed = False
     prefix = quarantine + "tags/"
+    quarantined: dict[str, pygit2.Oid | str] = {}
+    ours: dict[str, pygit2.Oid | str] = {}  # refs/tags/tools/*, with `mirror`: one listing, not a lookup per tag
+    for each in git.references.iterator():
+        if each.name.startswith(prefix):
+            quarantined[each.name] = each.target
+        elif mirror and each.name.startswith(TAG_PREFIX):
+            ours[each.name] = each.target
     tips = repo.tips_index()  # the branches do not move while tags are checked
-    for ref_name in sorted(r for r in git.references if r.startswith(prefix)):
+    for ref_name in sorted(quarantined):
+        listed = quarantined[ref_name]
+        if mirror and isinstance(listed, pygit2.Oid) and ours.get("refs/tags/" + ref_name[len(prefix):]) == listed:
+            continue  # already ours, its mirror already here: nothing to check, nothing for the next fetch to write
         ref = git.references.get(ref_name)
         if ref is None:
             continue
@@ -969,7 +984,9 @@ def accept_tags(repo: SkillsRepo, quarantine: str, trust: str,
                 refused[tag] = verdict.reason
                 memory[tag] = {"target": str(target), "stage": verdict.stage, "reason": verdict.reason}
                 changed = True
-        ref.delete()  # only once decided: a pull killed mid-check leaves the rest for the next one
+        now = git.references.get("refs/tags/" + tag) if mirror else None
+        if now is None or now.target != target:
+            ref.delete()  # only once decided: a pull killed mid-check leaves the rest for the next one
     if changed:
         write_atomic(memory_file, json.dumps(memory, indent=1, sort_keys=True).encode())
     return accepted, refused, known

@@ -120,7 +120,9 @@ def test_forged_version_tags_are_refused_on_pull_and_never_run(small_rt: Runtime
         assert why in report.refused_tags[tag], (tag, report.refused_tags[tag])
     tags = git(b.repo.path, "for-each-ref", "--format=%(refname:lstrip=2)", "refs/tags").split()
     assert sorted(tags) == sorted(good)
-    assert not git(b.repo.path, "for-each-ref", "refs/evogit/quarantine")  # emptied after the checks
+    # only the accepted tags stay in the quarantine, as the remote's tags as last fetched (a refused one leaves it)
+    quarantined = git(b.repo.path, "for-each-ref", "--format=%(refname)", "refs/evogit/quarantine").split()
+    assert sorted(r.split("/tags/", 1)[1] for r in quarantined) == sorted(good)
     assert b.run("word-count", b'{"text": "a b c"}').output == {"words": 3, "lines": 1, "chars": 5}
 
     # refusals are remembered by tag and target: the next pull does not check (or rebuild) them again
@@ -244,6 +246,55 @@ def test_the_tree_of_every_accepted_tag_is_the_source_tree_plus_build(small_rt: 
         assert set(build) - set(source) == {"build"}
         assert sorted(tree_entries(small_rt.repo.path, f"{v.build_commit}:build")) == ["build.json", "tool.wasm"]
     assert all(v.ok for v in small_rt.verify())
+
+
+def test_a_tag_moved_on_the_hub_after_a_pull_accepted_it_is_checked_again_and_refused(
+        small_rt: Runtime, plain_hub: Path, tmp_path: Path):
+    """A pull keeps each accepted tag in its quarantine (the remote's tags as last fetched), so that a pull with
+    nothing new writes no ref; a tag the hub moves afterwards differs from it and from refs/tags, and is checked."""
+    a = small_rt
+    wc = a.repo.resolve("word-count")
+    tag = f"tools/word-count/{wc.fingerprint}"
+    git(a.repo.path, "push", "-q", str(plain_hub), "refs/heads/tools/*:refs/heads/tools/*",
+        "refs/tags/tools/*:refs/tags/tools/*")
+    b, _ = Runtime.init(tmp_path / "b", starter=False)
+    git(b.repo.path, "remote", "add", "hub", str(plain_hub))
+    first, _ = b.pull("hub")
+    assert tag in first.accepted_tags
+    mirror = f"refs/evogit/quarantine/remotes/hub/tags/{tag}"
+    assert git(b.repo.path, "rev-parse", mirror).strip() == wc.build_commit
+
+    # nothing new: no quarantine ref is deleted or written again (each ref file stays as it was)
+    def ref_files() -> dict[str, int]:
+        root = b.repo.state_dir.parent / "refs" / "evogit" / "quarantine"
+        return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+
+    before = ref_files()
+    assert len(before) == len(first.accepted_tags)
+    again, _ = b.pull("hub")
+    assert again.accepted_tags == [] and again.refused_tags == {}
+    assert ref_files() == before
+
+    # the hub moves the accepted tag to a build of another module under the same name: checked, refused
+    squat = forge_build(a.repo.path, wc.source_commit, "word-count", _wasm(a, "slugify"), fingerprint=wc.fingerprint)
+    git(a.repo.path, "push", "-q", "--force", str(plain_hub), f"{squat}:refs/tags/{tag}")
+    moved, _ = b.pull("hub")
+    assert list(moved.refused_tags) == [tag] and "tags never move" in moved.refused_tags[tag]
+    assert git(b.repo.path, "rev-parse", f"refs/tags/{tag}").strip() == wc.build_commit
+    assert not git(b.repo.path, "for-each-ref", mirror)  # a refused tag leaves the quarantine
+    assert b.run("word-count", b'{"text": "a b"}').output["words"] == 2
+    later, _ = b.pull("hub")  # remembered by target: not checked again, still not taken
+    assert later.refused_tags == {} and later.accepted_tags == []
+    assert git(b.repo.path, "rev-parse", f"refs/tags/{tag}").strip() == wc.build_commit
+
+    # a tag taken out of refs/tags while its mirror stays in the quarantine is checked (and taken) again
+    c, _ = Runtime.init(tmp_path / "c", starter=False)
+    git(c.repo.path, "remote", "add", "hub", str(plain_hub))
+    git(a.repo.path, "push", "-q", "--force", str(plain_hub), f"{wc.build_commit}:refs/tags/{tag}")
+    assert tag in c.pull("hub")[0].accepted_tags
+    git(c.repo.path, "update-ref", "-d", f"refs/tags/{tag}")
+    assert c.pull("hub")[0].accepted_tags == [tag]
+    assert git(c.repo.path, "rev-parse", f"refs/tags/{tag}").strip() == wc.build_commit
 
 
 def test_push_checks_a_tag_contents_once_per_build_commit_and_a_moved_tag_again(small_rt: Runtime, monkeypatch):

@@ -225,9 +225,17 @@ class Sharing:
         it: code arrives vouched for by an allowed key, or is not built."""
         built = {v.source_commit for v in self.repo.versions() if self.repo.intact(v)}
         pending: set[str] = set()  # versions a pull fetched and has yet to decide on (git runs this hook inside `evogit pull`
-        # when it fast-forwards the checked-out branch): that pull takes or refuses them, then builds what is left
+        # when it fast-forwards the checked-out branch): that pull takes or refuses them, then builds what is left;
+        # a pull's quarantine keeps the tags it accepted (the remote's as last fetched): those are decided
+        quarantined: list[pygit2.Reference] = []
+        ours: dict[str, pygit2.Oid | str] = {}
         for ref in self.repo.git.references.iterator():
             if ref.name.startswith(QUARANTINE) and "/tags/tools/" in ref.name:
+                quarantined.append(ref)
+            elif ref.name.startswith(TAG_PREFIX):
+                ours[ref.name] = ref.target
+        for ref in quarantined:
+            if ours.get("refs/tags/" + "/".join(ref.name.split("/")[-3:])) != ref.target:
                 with contextlib.suppress(KeyError, ValueError, pygit2.GitError):
                     pending.update(str(p) for p in ref.peel(pygit2.Commit).parent_ids)
         todo = []
