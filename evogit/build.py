@@ -123,6 +123,13 @@ class Builder:
             self._compiler = Compiler()
         return self._compiler
 
+    def _named(self, commit: pygit2.Commit) -> str | None:
+        """The name the commit's tool.json gives, if it reads as one (only to look for a version of it)."""
+        try:
+            return _name_of({"tool.json": self.repo.git[commit.tree["tool.json"].id].peel(pygit2.Blob).data})
+        except (KeyError, ValueError, pygit2.GitError):
+            return None
+
     def existing(self, commit: pygit2.Commit, name: str) -> Version | None:
         for v in self.repo.versions(name):
             if v.source_commit == str(commit.id) and self.repo.intact(v):
@@ -135,6 +142,12 @@ class Builder:
 
         `again` builds even if tagged (the identical-tree cache still serves) and returns the build commit
         written here, to verify a version by rebuilding it."""
+        if not force and not again:
+            # an intact version of this very commit is its build: nothing to check or compile (looked up before the
+            # package checks, ~30 ms a head: a pull that brought 100 heads with their versions spent 3.2 s on them)
+            named = branch or self._named(commit)
+            if named and (done := self.existing(commit, named)) is not None:
+                return done
         name = branch or "?"
         try:
             files, links = self.repo.files(commit.tree)  # checks every entry name before anything is written
@@ -146,8 +159,6 @@ class Builder:
             msg = f"tool.json names {manifest.name!r} but the commit is on tools/{branch}"
             raise self._fail(commit, BuildRecord(name, False, stage="package", message=msg))
         name = manifest.name
-        if not force and not again and (done := self.existing(commit, name)) is not None:
-            return done
         try:
             record, maybe_wasm = self._compile_cached(str(commit.tree_id), files, manifest, cases, force=force)
         except SandboxUnavailable as e:

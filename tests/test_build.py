@@ -152,6 +152,31 @@ def test_identical_tree_is_not_recompiled(empty_rt: Runtime, monkeypatch):
     assert empty_rt.build(["echo-tool"])[0].ok  # and a no-op the second time
 
 
+def test_a_commit_with_an_intact_version_is_its_build_before_any_package_check(empty_rt: Runtime, monkeypatch):
+    """Building a source commit that already has an intact version returns it without reading the package (the
+    package checks cost ~30 ms a head: a pull that brought 100 heads with their versions spent 3.2 s on them); a
+    version that is not intact is no answer."""
+    from evogit import build
+
+    first = empty_rt.commit("echo-tool", tool_files(), "Echo")
+    assert first.ok and first.version is not None
+    head = empty_rt.repo.head("echo-tool")
+
+    def no_check(*args, **kwargs):
+        raise AssertionError("the package of a built commit was checked again")
+
+    with monkeypatch.context() as m:
+        m.setattr(build, "check_package", no_check)
+        assert empty_rt.builder.build(head, "echo-tool") == first.version
+        assert empty_rt.builder.build(head) == first.version  # no branch: named by its tool.json
+    # a tag of another build commit under that name (not intact: no cached verdict is taken for it) is no answer
+    tag = f"refs/tags/tools/echo-tool/{first.version.fingerprint}"
+    bogus = empty_rt.repo.git.create_commit(None, head.author, head.author, "bogus", head.tree_id, [head.id])
+    empty_rt.repo.git.references.create(tag, bogus, force=True)
+    assert empty_rt.builder.existing(head, "echo-tool") is None
+    assert empty_rt.builder.build(head, "echo-tool").build_commit == first.version.build_commit  # rebuilt, retagged
+
+
 def test_build_cli_reports_noop_and_failures(empty_rt: Runtime):
     from click.testing import CliRunner
 
