@@ -517,3 +517,32 @@ def test_a_hub_accepts_pushed_versions_without_compiling_their_heads(small_rt: R
     assert pushed.returncode == 0 and "evogit: ok    slugify@" in pushed.stderr, pushed.stderr
     record = Runtime(server).builder.last_record(head)
     assert record is not None and record.ok
+
+
+def test_a_pull_reads_each_wasm_once_and_packs_the_refs_after_many_tags(small_rt: Runtime, server: Path,
+                                                                        tmp_path: Path, monkeypatch):
+    """A pull's checks remember each accepted tag's contents by build commit (`repo.intact`), so building the heads
+    that arrived and every later read take that verdict instead of hashing the wasm again; a pull that accepted many
+    tags packs the refs it wrote (listing loose refs cost ~10x packed ones)."""
+    from evogit import repo as repo_module
+    from evogit import share, verify
+
+    small_rt.push(str(server))
+    monkeypatch.setattr(share, "PACK_AFTER", 2)
+    reads: list[str] = []
+    real = verify.contents
+
+    def counted(git_repo, name, fp, commit):
+        reads.append(str(commit.id))
+        return real(git_repo, name, fp, commit)
+
+    monkeypatch.setattr(verify, "contents", counted)
+    monkeypatch.setattr(repo_module, "contents", counted)
+    b, _ = Runtime.init(tmp_path / "b", starter=False)
+    report, builds = b.pull(str(server))
+    assert len(report.accepted_tags) == 2 and all(o.ok for o in builds)
+    assert sorted(reads) == sorted(v.build_commit for v in b.repo.versions())  # once each
+    loose = [p.relative_to(b.repo.state_dir.parent) for p in (b.repo.state_dir.parent / "refs").rglob("*")
+             if p.is_file()]
+    assert not [p for p in loose if "tags" in p.parts], loose
+    assert len(_git(b.repo.path, "for-each-ref", "refs/tags/tools").splitlines()) == 2
