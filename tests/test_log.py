@@ -273,7 +273,10 @@ def test_damage_is_refused_never_cut_and_repair_keeps_every_untouched_event(tmp_
     end = min(at + length, len(data) - 200)  # whole records stay after the damage
     if end <= at:
         return
+    before = bytes(data[at:end])
     data[at:end] = bytes(end - at) if zeros else bytes(b ^ 0x5A for b in data[at:end])
+    if bytes(data[at:end]) == before:
+        return  # zeros written over zeros: nothing was damaged (CI drew a 1-byte range holding a 0)
     path.write_bytes(bytes(data))
     try:
         log = FileLog(d, "w")
