@@ -651,7 +651,9 @@ def unsound_refs(repo: SkillsRepo, only: set[str] | None = None) -> dict[str, st
     not reach a disk anywhere in its history, a tag that fails verification. ref -> one-line reason. A tag's
     contents (its wasm read and hashed) are checked once per build commit (`repo.intact` remembers them); its
     name, object and lineage on every push."""
-    git, out = repo.git, {}
+    git, out = repo.git, dict[str, str]()
+    if only is not None and not only:
+        return out
     trees: dict[pygit2.Oid, str | None] = {}
     refs = sorted(ref.name for ref in git.references.iterator()
                   if ref.name.startswith((BRANCH_PREFIX, TAG_PREFIX)) and (only is None or ref.name in only))
@@ -671,8 +673,9 @@ def unsound_refs(repo: SkillsRepo, only: set[str] | None = None) -> dict[str, st
             out[ref_name] = "its history holds a tree nested too deeply to check"
         except (KeyError, ValueError, pygit2.GitError) as e:  # objects missing or of the wrong type
             out[ref_name] = f"its history cannot be read ({str(e)[:200]})"
-    tips = repo.tips_index()
-    for ref_name in (r for r in refs if r.startswith(TAG_PREFIX)):
+    tags = [r for r in refs if r.startswith(TAG_PREFIX)]
+    tips = repo.tips_index() if tags else lambda name: []
+    for ref_name in tags:
         verdict = check(git, ref_name[len("refs/tags/"):], git.references[ref_name].target, tips=tips,
                         intact=lambda name, fp, build: repo.intact(Version(name, fp, str(build.id),
                                                                            str(build.parent_ids[0]))))
