@@ -322,6 +322,14 @@ class Model:
     def solved_vecs(self) -> np.ndarray | None:
         return self._features[len(self.candidates):] if self.solved_tasks else None
 
+    def nearness(self, query: str, tool: str) -> float | None:
+        """The cosine of `query` to the nearest text `tool` is known for (what a hit's `nearest` is), or None
+        if no candidate is that tool."""
+        for j, c in enumerate(self.candidates):
+            if c.tool == tool:
+                return float((self._known[j] @ self.featurize.semantic([query])[0]).max())
+        return None
+
     def search(self, query: str, k: int = 5, explain: bool = False) -> list[Hit]:
         q = self.featurize([query])
         n = len(self.candidates)

@@ -95,6 +95,19 @@ def choose(conf_pos: np.ndarray, right: np.ndarray, conf_neg: np.ndarray) -> flo
     return 0.99
 
 
+FLOOR_MISS = 3.0  # percent of runs of a right tool that the fit floor may call unfit
+
+
+def choose_floor(right_fit: np.ndarray) -> float:
+    """The highest fit floor (0.01 steps) under which at most FLOOR_MISS% of right tools fall."""
+    floor = 0.0
+    for f in np.arange(0.01, 1.0, 0.01):
+        if (right_fit < f).mean() * 100 > FLOOR_MISS:
+            break
+        floor = round(float(f), 2)
+    return floor
+
+
 def toole(fit: bool, cache: Path | None) -> None:
     import faiss
 
@@ -139,6 +152,28 @@ def toole(fit: bool, cache: Path | None) -> None:
             right.append(hits[0].tool in queries[i]["gold"])
         return np.array(x), np.array(conf), np.array(right)
 
+    def fits(model: Model, items: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per query: decide.fit of its right tool (the best of its gold tools in the library; NaN if none is),
+        of the top hit, and whether the top hit is right."""
+        right_fit, top_fit, right = [], [], []
+        for i in items:
+            q = queries[i]["query"]
+            near = [n for g in queries[i]["gold"] if (n := model.nearness(q, g)) is not None]
+            right_fit.append(decide.fit(max(near)) if near else np.nan)
+            hit = model.search(q, 1)[0]
+            top_fit.append(decide.fit(hit.nearest))
+            right.append(hit.tool in queries[i]["gold"])
+        return np.array(right_fit), np.array(top_fit), np.array(right)
+
+    def floor_report(name: str, model: Model, pos: list[int], neg: list[int], floor: float) -> None:
+        right_fit, top_fit_pos, right = fits(model, pos)
+        _, top_fit_neg, _ = fits(model, neg)
+        wrong_top = top_fit_pos[~right]
+        print(f"{name}, fit floor {floor}: a right tool's run called unfit {(right_fit < floor).mean() * 100:.1f}% "
+              f"of {len(right_fit)}; a top hit that is wrong called unfit {(wrong_top < floor).mean() * 100:.1f}% "
+              f"of {len(wrong_top)}; the top hit for a task no tool does called unfit "
+              f"{(top_fit_neg < floor).mean() * 100:.1f}% of {len(top_fit_neg)}")
+
     def split(tools: set[str], items: list[int]) -> tuple[list[int], list[int]]:
         """Queries with a right tool in `tools`, and queries with none (de-duplicated, in order)."""
         items = list(dict.fromkeys(items))
@@ -168,6 +203,11 @@ def toole(fit: bool, cache: Path | None) -> None:
               f"  THRESHOLD = {threshold}")
     print(f"calibration split, threshold {threshold}: coverage / precision / false reuse "
           "= {:.1f}% / {:.1f}% / {:.1f}%".format(*rates(cp, rp, cn, threshold)))
+    floor = decide.FIT_FLOOR
+    if fit:
+        floor = decide.FIT_FLOOR = choose_floor(fits(cal_model, cal_pos)[0])
+        print(f"  FIT_FLOOR = {floor}")
+    floor_report("calibration split", cal_model, cal_pos, cal_neg, floor)
 
     model = library(present, 20)
     test_pos, _ = split(set(present), [i for t in present for i in ranked[t][20:]])
@@ -181,6 +221,7 @@ def toole(fit: bool, cache: Path | None) -> None:
     cov, prec, false = rates(conf_pos, right, conf_neg, threshold)
     print(f"  operating point {threshold}: precision {prec:.1f}% (goal >= 97) at coverage {cov:.1f}% (goal >= 60); "
           f"false reuse on held-out tools {false:.1f}% (goal <= 3)")
+    floor_report("ToolE test", model, test_pos, test_neg, floor)
     bins = [0.0, 0.5, 0.8, 0.9, 0.95, 1.01]
     print("  reliability on the test queries (confidence bin: mean confidence / share right, n):")
     conf_all, right_all = np.r_[conf_pos, conf_neg], np.r_[right, np.zeros(len(conf_neg), bool)]

@@ -811,8 +811,66 @@ def test_answers_without_the_tasks_fields_end_the_solve_failed(three_rt: Runtime
     server = model([{"reply": {"content": '{"words": 3}'}, "times": 3}])
     result = server.solver(three_rt).solve(CAPITALS, b'{"text": "Alice met Bob"}', fast_path=False)
     assert not result.ok and result.outcome == "failed" and len(server.requests) == 3
-    assert result.message.startswith("no answer with the fields the task names") and "no count" in result.message
+    assert result.message.startswith("no answer from a tool that does the task") and "no count" in result.message
     assert solved(three_rt)[-1].outcome == "failed"
+
+
+PALINDROME = "is this phrase a palindrome if you ignore case, spaces and punctuation"
+
+
+@pytest.fixture
+def fuzzy_rt(tmp_path: Path) -> Runtime:
+    return starter_subset(tmp_path, ("word-count", "fuzzy-match", "slugify"))
+
+
+def test_how_well_a_task_fits_a_tool_is_calibrated(fuzzy_rt: Runtime):
+    from evogit.decide import FIT_FLOOR
+
+    assert 0.0 < FIT_FLOOR < 0.75  # fitted (bench_decide --fit), and below the fast path's threshold
+    assert fuzzy_rt.fit("how many words are in this text", "word-count") > 0.75
+    assert fuzzy_rt.fit(PALINDROME, "fuzzy-match") < FIT_FLOOR
+    assert fuzzy_rt.fit(PALINDROME, "no-such-tool") is None
+
+
+PALINDROME_INPUT = {"query": "Never odd or even", "candidates": ["never odd or even", "even or never"]}
+
+
+def test_a_tool_the_task_is_far_from_does_not_serve_it(fuzzy_rt: Runtime, model):
+    # live (bench solve spec-palindrome, 2026-12-07): the 1.5B model ran fuzzy-match on "Never odd or even" with
+    # made-up candidates, ran it again, and the repeat was taken as the answer (credited to fuzzy-match)
+    output = fuzzy_rt.run("fuzzy-match", json.dumps(PALINDROME_INPUT).encode()).output
+    server = model([{"reply": call("fuzzy-match", **PALINDROME_INPUT)},
+                    {"reply": call("fuzzy-match", **PALINDROME_INPUT)},
+                    {"reply": {"content": json.dumps(output)}},
+                    {"reply": {"content": "I cannot tell with these tools"}}])
+    result = server.solver(fuzzy_rt).solve(PALINDROME, b'{"text": "Never odd or even"}', fast_path=False)
+    assert result.ok and result.served_by is None and result.answer == "I cannot tell with these tools"
+    first, again = tool_results(server.requests[2])  # the repeat was carried out: it answers nothing
+    assert first["answers_task"] is False and "fuzzy-match is not known for tasks like this one" in first["note"]
+    assert {**again, "wall_ms": 0} == {**first, "wall_ms": 0}
+    told = server.requests[3].messages[-1]
+    assert told["role"] == "user" and "not the task's answer" in told["content"] and "again" in told["content"]
+    assert [s.kind for s in result.steps].count("unfit") == 1
+    assert not [e for _, _, e in fuzzy_rt.log.read() if isinstance(e, ev.Feedback) and e.solved]
+
+
+def test_an_unfit_runs_output_given_again_after_being_told_serves(fuzzy_rt: Runtime, model):
+    # the fit is weak evidence (the starter paraphrase "turn 'Héllo Wörld, Again!' into hello-world-again" fits
+    # slugify 0.04): the model, told, may keep the output, and the run then serves (and is credited)
+    output = fuzzy_rt.run("fuzzy-match", json.dumps(PALINDROME_INPUT).encode()).output
+    server = model([{"reply": call("fuzzy-match", **PALINDROME_INPUT)},
+                    {"reply": {"content": json.dumps(output)}, "times": 2}])
+    result = server.solver(fuzzy_rt).solve(PALINDROME, b'{"text": "Never odd or even"}', fast_path=False)
+    assert result.ok and result.answer == output and result.served_by.startswith("fuzzy-match@"), result.message
+    assert [s.kind for s in result.steps][-3:] == ["model", "kept", "answer"]
+    assert [e.tool for _, _, e in fuzzy_rt.log.read() if isinstance(e, ev.Feedback) and e.solved] == ["fuzzy-match"]
+
+
+def test_an_answer_of_its_own_after_an_unfit_run_is_the_models(fuzzy_rt: Runtime, model):
+    server = model([{"reply": call("fuzzy-match", **PALINDROME_INPUT)},
+                    {"reply": {"content": '{"palindrome": true}'}}])
+    result = server.solver(fuzzy_rt).solve(PALINDROME, b'{"text": "Never odd or even"}', fast_path=False)
+    assert result.ok and result.answer == {"palindrome": True} and result.served_by is None, result.message
 
 
 def test_a_fast_path_output_without_the_tasks_fields_is_failed_feedback_and_goes_to_the_model(

@@ -27,6 +27,7 @@ in the sandbox, only a green version committed, tagged and usable by the next ca
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
@@ -38,6 +39,7 @@ import msgspec
 
 from .. import jsonio
 from ..contract import RunOutcome
+from ..decide import FIT_FLOOR
 from ..errors import EvogitError, InvalidJSON, ModelError, ModelNotConfigured, SandboxError
 from ..events import version_key
 from ..llm.client import ModelClient
@@ -163,6 +165,22 @@ def misfit(task: str | None, output: Any) -> str | None:
     return f"the task asks for an answer with {', '.join(fields)}; this one has no {', '.join(missing)} ({has})"
 
 
+def output_digest(output: Any) -> str:
+    """A run's output, or an answer, as a short key that equal JSON values share (keys sorted)."""
+    return hashlib.sha256(jsonio.encode(output, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class Unserved:
+    """A successful run, in a solve, that did not serve its task: why, the version, and whether only by its fit
+    (and if so, whether the model has been told so after answering with its output)."""
+
+    why: str
+    version: str
+    by_fit: bool
+    told: bool = False
+
+
 @dataclass
 class Served:
     """A run that succeeded through the catalog: the version and its whole output."""
@@ -178,24 +196,26 @@ class Catalog:
     def __init__(self, rt: Runtime, client: ModelClient | None = None, *, task: str | None = None,
                  solving: str | None = None, connect: Callable[[], ModelClient] | None = None, rounds: int = 3,
                  limits: Limits | None = None, progress: Callable[[str], None] | None = None,
-                 max_writes: int | None = None, deadline: float | None = None):
+                 max_writes: int | None = None, deadline: float | None = None, by_fit: bool = False):
         """`task`: recorded with every run. `solving`: the task of the solve these calls serve; feedback is then
         about that task only, for a version this solve ran (a model cannot teach the library about other
         tasks, or credit a tool it never tried); a mutation that supersedes an inherited case becomes a new tool
         (a fork, with lineage), never the default of the tool it changes: a model solving one task must not
         change what a tool does for everyone else. `max_writes`: creates and mutations allowed (each call counts,
-        green or not); `deadline`: the time.monotonic() after which none starts."""
+        green or not); `deadline`: the time.monotonic() after which none starts; `by_fit`: runs are also held to
+        the calibrated fit of their tool to the solved task (see `unfit`)."""
         self.rt, self.client, self.task, self.solving, self.rounds = rt, client, task, solving, rounds
         self._connect = connect
         self._limits = limits
         self.progress = progress
         self.last: Served | None = None  # the last successful run (only it: outputs can be large)
         self.tried: set[str] = set()  # versions run through this catalog, name@fingerprint
+        self.unserved: dict[str, Unserved] = {}  # by output_digest: the successful runs that did not serve `solving`
         self.written: list[str] = []  # versions created or mutated through this catalog, name@fingerprint
         self.author_tokens = 0  # tokens the model spent writing them (every attempt)
         self.superseded: list[dict[str, str]] = []  # every case a mutation here superseded: version, case, reason
         self.writes = 0  # create and mutate calls carried out
-        self.max_writes, self.deadline = max_writes, deadline
+        self.max_writes, self.deadline, self.by_fit = max_writes, deadline, by_fit
         self._own_client = False
 
     def close(self) -> None:
@@ -316,10 +336,11 @@ class Catalog:
         self.tried.add(version)
         if outcome.ok:
             out = Ran(version=version, output=outcome.output, wall_ms=round(outcome.wall_ms, 2))
-            if self.solving is not None and (why := misfit(self.solving, outcome.output)) is not None:
+            if self.solving is not None and (unfit := self.unfit(outcome.tool, outcome.output)) is not None:
                 # it ran, but it does not do the task: not remembered as serving it, and the model is told so
                 out.answers_task = False
-                out.note = f"{why}: this tool does not do the task; find, mutate or create one that does"
+                out.note = f"{unfit[0]}; find, mutate or create a tool that does"
+                self.unserved[output_digest(outcome.output)] = Unserved(unfit[0], version, by_fit=unfit[1])
                 return out
             self.last = Served(version, outcome.output)
             return out
@@ -330,6 +351,25 @@ class Catalog:
         if outcome.stderr.strip():
             failed.stderr = _clip(outcome.stderr.strip(), 500)
         return failed
+
+    def unfit(self, tool: str, output: Any) -> tuple[str, bool] | None:
+        """Why a successful run of `tool` does not serve the task being solved, and whether only by its fit; or
+        None. By the task's own words first (a field it names for its answer is missing); a task that names none
+        is held, with `by_fit`, to the calibrated fit: a tool that the task is too far from everything it is
+        known for does not serve it (seen live: a 1.5B model ran fuzzy-match on "is this phrase a palindrome …"
+        and answered with its matches). The fit is weaker evidence than missing fields (see solve's `_unfit`),
+        and only judges a task that is an instruction alone: one that carries its arguments in its words ("How
+        many words are in: the quick brown fox jumps", word-count's fit 0.06) is far from any tool."""
+        assert self.solving is not None
+        if (why := misfit(self.solving, output)) is not None:
+            return f"{why}: this tool does not do the task", False
+        if not self.by_fit or answer_fields(self.solving):
+            return None  # the output has every field the task names: that outweighs how the task is worded
+        fit = self.rt.fit(self.solving, tool)
+        if fit is not None and fit < FIT_FLOOR:
+            return (f"{tool} is not known for tasks like this one (fit {fit:.2f}, below {FIT_FLOOR:.2f}): its output "
+                    "is not taken as the task's answer unless you answer with it again"), True
+        return None
 
     def _create_binary(self, args: Any) -> Written | CallFailed:
         task = _task(args.task_description)

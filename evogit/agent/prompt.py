@@ -260,6 +260,7 @@ def solve_unread(problem: str) -> str:
 
 
 def solve_unfit(why: str) -> str:
-    """What a model is told when its answer lacks the fields the task itself names for its answer."""
-    return (f"That is not the task's answer: {why}. A tool whose output has those fields answers it: run one, or "
-            "mutate or create one that does, then answer with its output.")
+    """What a model is told when its answer lacks the fields the task itself names for its answer, or is the output
+    of a run that did not serve the task."""
+    return (f"That is not the task's answer: {why}. Run a tool that does the task, or mutate or create one that "
+            "does, then answer with its output.")

@@ -62,7 +62,7 @@ from ..runtime.results import CallError, CallFailed, Ran, SolveReport
 from ..runtime.running import check_task
 from ..sandbox import Limits
 from . import prompt
-from .catalog import ANSWER, BY_NAME, Catalog, Served, misfit, openai_tools
+from .catalog import ANSWER, BY_NAME, Catalog, Served, misfit, openai_tools, output_digest
 
 FUNCTION_NAMES = frozenset(BY_NAME)
 
@@ -175,7 +175,7 @@ class Solver:
         # that does, and only the version whose run answered is credited with the task (`_done`)
         catalog = Catalog(self.rt, self.client, solving=task, rounds=self.rounds, limits=limits,
                           progress=lambda message: step("author", message), max_writes=self.max_writes,
-                          deadline=t0 + self.deadline)
+                          deadline=t0 + self.deadline, by_fit=input_json is not None)
         top = f"; top {_short(hits[0].key)} (p {hits[0].probability:.2f})" if hits else ""
         step("search", f"{len(hits)} candidate{'s' if len(hits) != 1 else ''}{top}",
              candidates=[h.key for h in hits])
@@ -279,7 +279,7 @@ class Solver:
                 answer = _answer(text)
                 if self.first_choice != "auto" and isinstance(answer, dict) and set(answer) == {ANSWER_PARAMETER}:
                     answer = _answer_call(text)[0]  # the answer function's arguments, written without its name
-                if (why := _unfit(result.task, _unwrapped(answer, catalog))) is None:
+                if (why := _unfit(result.task, _unwrapped(answer, catalog), catalog, step)) is None:
                     return self._answered(result, catalog, answer, step)
                 unfit += 1
                 if unfit > MAX_UNFIT:
@@ -290,7 +290,7 @@ class Solver:
             answers = [c for c in calls if c.name == ANSWER.name]
             if answers and len(answers) == len(calls):
                 answer, problem = _answer_call(answers[0].arguments)
-                if problem is None and (problem := _unfit(result.task, _unwrapped(answer, catalog))) is None:
+                if problem is None and (problem := _unfit(result.task, _unwrapped(answer, catalog), catalog, step)) is None:
                     return self._answered(result, catalog, answer, step)
                 unfit_answer = answer is not None and problem is not None
                 if unfit_answer and (unfit := unfit + 1) > MAX_UNFIT:
@@ -375,7 +375,7 @@ class Solver:
     def _stop_unfit(self, result: SolveResult, catalog: Catalog, why: str, step: Callable[..., None]) -> SolveResult:
         """The model kept answering with something the task's own words say is not its answer."""
         result.outcome = "failed"
-        result.message = f"no answer with the fields the task names: {why}"
+        result.message = f"no answer from a tool that does the task: {why}"
         step("stop", result.message)
         return self._done(result, catalog)
 
@@ -482,10 +482,27 @@ def _unwrapped(answer: Any, catalog: Catalog) -> Any:
     return answer
 
 
-def _unfit(task: str, answer: Any) -> str | None:
-    """Why an answer is not the task's by its own words (see catalog.misfit): only a JSON answer is checked; a
-    line of text is the model saying why the task cannot be done."""
-    return misfit(task, answer) if isinstance(answer, (dict, list)) else None
+def _unfit(task: str, answer: Any, catalog: Catalog, step: Callable[..., None]) -> str | None:
+    """Why an answer is not the task's: it lacks a field the task names (catalog.misfit), or it is the output of
+    a run that did not serve the task (Catalog.unfit: echoed as it is, or as the run's whole result). Only a
+    JSON answer is checked; a line of text is the model saying why the task cannot be done. A run that did not
+    serve only by its fit (on ToolE 2.5% of right tools' runs fall below the floor) serves when the model,
+    told so, answers with its output again."""
+    if not isinstance(answer, (dict, list)):
+        return None
+    if catalog.unserved:
+        echoed = [answer, answer["output"]] if isinstance(answer, dict) and "output" in answer else [answer]
+        for value in echoed:
+            if (unserved := catalog.unserved.get(output_digest(value))) is None:
+                continue
+            if unserved.by_fit and unserved.told:
+                catalog.last = Served(unserved.version, value)
+                step("kept", f"the model answers with {_short(unserved.version)}'s output again, told that it is "
+                             "not known for such tasks: it serves the task", served_by=unserved.version)
+                return None
+            unserved.told = True
+            return unserved.why
+    return misfit(task, answer)
 
 
 def _outcome_line(ran: Ran | CallFailed) -> str:

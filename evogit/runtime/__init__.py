@@ -228,6 +228,9 @@ class Runtime:
     def search(self, query: str, k: int = 5, explain: bool = False) -> tuple[list[Hit], Embedder]:
         return self.searching.search(query, k, explain)
 
+    def fit(self, task: str, tool: str) -> float | None:
+        return self.searching.fit(task, tool)
+
     def retrieval_model(self) -> tuple[Model | None, Embedder]:
         return self.searching.retrieval_model()
 

@@ -61,6 +61,19 @@ class Searching:
         self.state.log.append([ev.Retrieved(query=query, model=model.featurize.model_id, candidates=[h.key for h in hits])])
         return hits, embedder
 
+    def fit(self, task: str, tool: str) -> float | None:
+        """The calibrated chance that `tool` does what `task` asks (decide.fit), from how near the task is to what
+        the tool is known for; None when it cannot be judged (no such tool in the index, or an embedder the
+        calibration was not fitted for)."""
+        from ..decide import CALIBRATED_FOR
+        from ..decide import fit as fit_of
+
+        model, embedder = self.retrieval_model()
+        if model is None or embedder.model_id != CALIBRATED_FOR:
+            return None
+        nearest = model.nearness(task, tool)
+        return None if nearest is None else fit_of(nearest)
+
     def retrieval_model(self) -> tuple[Model | None, Embedder]:
         """The fitted retrieval model and its FAISS index over the newest green version of every tool
         (None if there are no tools), from the projections; fitted once per distinct input and cached."""
