@@ -251,6 +251,11 @@ def solve_message(task: str, input_text: str | None, candidates: Sequence[Candid
     return "\n\n".join(parts)
 
 
+#: What a model is told after an empty reply in a solve (once: a second one ends the solve).
+SOLVE_EMPTY = ("Your reply was empty. Call one of the functions (create_binary writes a new tool when no tool does "
+               "the task), or reply with the answer.")
+
+
 def solve_unread(problem: str) -> str:
     """What a model is told when its reply looked like a function call written as text that could not be read:
     it was not carried out, and it is not an answer."""

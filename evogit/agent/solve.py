@@ -237,7 +237,9 @@ class Solver:
         names = [t["function"]["name"] for t in tools]
         result.model_used = True
         ran: dict[str, Served] = {}  # the successful runs of this solve, by call (name and arguments)
+        unserving: dict[str, str] = {}  # why, by call, of the successful runs that did not serve the task
         unfit = 0  # answers sent back for lacking the fields the task names
+        empty = False  # an empty reply was asked again (once)
         for n in range(1, self.max_steps + 1):
             if catalog.deadline is not None and time.monotonic() >= catalog.deadline:
                 result.outcome = "deadline"
@@ -259,13 +261,19 @@ class Solver:
                 calls, problem, as_text = found.calls, found.problem, bool(found.calls)
             shown_calls = ", ".join(_clip(c.name, 40) for c in calls[:MAX_CALLS])
             what = (f"{shown_calls} (written as text)" if as_text else shown_calls) if calls else \
-                "a call that cannot be read" if problem else "answers"
+                "a call that cannot be read" if problem else "answers" if (reply.content or "").strip() else "nothing"
             step("model", f"model call {n}: {what} ({reply.prompt_tokens + reply.completion_tokens} tokens)",
                  tokens=reply.prompt_tokens + reply.completion_tokens, written_as_text=as_text)
             # calls written as text go back as the real tool calls they stand for (see the module's docstring)
             messages.append(_assistant(None if as_text else reply.content, calls))
             if not calls:
                 text = (reply.content or "").strip()
+                if not text and reply.finish_reason != "length" and not empty:
+                    # seen live: a 1.5B model, told that its run did not serve the task, replied nothing
+                    empty = True
+                    step("empty", "an empty reply: the model is asked again, once")
+                    messages[-1] = {"role": "user", "content": prompt.SOLVE_EMPTY}  # not an empty assistant turn
+                    continue
                 if not text or reply.finish_reason == "length":
                     result.outcome = "failed"
                     result.message = ("the model replied with neither an answer nor a function call" if not text
@@ -314,11 +322,16 @@ class Solver:
                 elif call.name == ANSWER.name:
                     out = _refusal("answer_too_soon", "answer was called with other functions: call it alone, "
                                                       "once their results are in")
+                elif (key := _call_key(call, catalog)) in unserving:  # seen live: a 1.5B model ran it again
+                    out = _refusal("repeated_run", f"not carried out: you made this run already, and {unserving[key]}. "
+                                                   "create_binary writes a tool that does the task")
                 else:
-                    before = catalog.last
+                    before, known = catalog.last, len(catalog.unserved)
                     out = catalog.call(call.name, call.arguments)
                     if catalog.last is not None and catalog.last is not before:
-                        ran[_call_key(call, catalog)] = catalog.last
+                        ran[key] = catalog.last
+                    elif len(catalog.unserved) > known:
+                        unserving[key] = next(reversed(catalog.unserved.values())).why
                 messages.append({"role": "tool", "tool_call_id": call.id, "content": out})
                 if i < MAX_CALLS:
                     step("call", f"{_clip(call.name, 40)}({_clip(call.arguments, 120)}) -> {_clip(out, 160)}",

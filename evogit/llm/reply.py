@@ -128,17 +128,20 @@ def text_tool_calls(text: str | None, *, id_prefix: str = "text_call",
             raw = _calls_in_prose(text)
             if not raw and ("{{" in text or "}}" in text):
                 raw = _calls_in_prose(_undouble(text))
-    if not raw and functions:  # `feedback\n{"binary_id": …}`: a function's name on a line, its arguments after it
+    if not raw and functions:
+        # `feedback\n{"binary_id": …}` or `feedback {"binary_id": …}`: a function's name, its arguments after it
         first, _, rest = text.strip("`").strip().partition("\n")
-        if first.strip() in functions:
+        name, _, after = first.strip().partition(" ")
+        if name in functions and (not after.strip() or after.lstrip().startswith("{")):
+            rest = after + "\n" + rest
             try:
                 value = jsonio.decode(rest.strip() or "{}", what="arguments")
             except InvalidJSON:
                 value = None
             if not isinstance(value, dict):
-                return TextCalls([], f"it names the function {first.strip()} on a line of its own, but what follows "
-                                     f"is not its arguments as a JSON object ({_clip(text)!r})")
-            raw = [(first.strip(), value)]
+                return TextCalls([], f"it names the function {name} first, but what follows is not its arguments "
+                                     f"as a JSON object ({_clip(text)!r})")
+            raw = [(name, value)]
     if not raw:
         if _is_json(text):  # a JSON answer, whatever keys it has: a call would have been read from it
             return TextCalls([])
