@@ -499,7 +499,7 @@ def _unfit(task: str, answer: Any, catalog: Catalog, step: Callable[..., None]) 
     """Why an answer is not the task's: it lacks a field the task names (catalog.misfit), or it is the output of
     a run that did not serve the task (Catalog.unfit: echoed as it is, or as the run's whole result). Only a
     JSON answer is checked; a line of text is the model saying why the task cannot be done. A run that did not
-    serve only by its fit (on ToolE 2.5% of right tools' runs fall below the floor) serves when the model,
+    serve only by its fit (2.1% of right tools' runs on ToolE's test split fall below the floor) serves when the model,
     told so, answers with its output again."""
     if not isinstance(answer, (dict, list)):
         return None
