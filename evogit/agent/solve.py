@@ -58,7 +58,7 @@ from ..events import short_key
 from ..llm.client import ModelClient, ToolCall
 from ..llm.reply import text_tool_calls
 from ..runtime import Runtime
-from ..runtime.results import CallError, CallFailed, Ran, SolveReport
+from ..runtime.results import CallError, CallFailed, Ran, SolveReport, Written
 from ..runtime.running import check_task
 from ..sandbox import Limits
 from . import prompt
@@ -278,8 +278,7 @@ class Solver:
                     result.outcome = "failed"
                     result.message = ("the model replied with neither an answer nor a function call" if not text
                                       else "the model's reply was cut off (finish_reason length)")
-                    step("stop", result.message)
-                    return self._done(result, catalog)
+                    return self._stalled(result, catalog, input_json, step)
                 if problem is not None:  # neither an answer nor a call: the model is told, and the loop goes on
                     step("unread", f"not carried out and not an answer: {_clip(problem, 160)}", problem=problem)
                     messages.append({"role": "user", "content": prompt.solve_unread(problem)})
@@ -291,7 +290,7 @@ class Solver:
                     return self._answered(result, catalog, answer, step)
                 unfit += 1
                 if unfit > MAX_UNFIT:
-                    return self._stop_unfit(result, catalog, why, step)
+                    return self._stop_unfit(result, catalog, why, input_json, step)
                 step("unfit", f"not the task's answer: {_clip(why, 160)}", problem=why)
                 messages.append({"role": "user", "content": prompt.solve_unfit(why)})
                 continue
@@ -302,7 +301,7 @@ class Solver:
                     return self._answered(result, catalog, answer, step)
                 unfit_answer = answer is not None and problem is not None
                 if unfit_answer and (unfit := unfit + 1) > MAX_UNFIT:
-                    return self._stop_unfit(result, catalog, problem or "", step)
+                    return self._stop_unfit(result, catalog, problem or "", input_json, step)
                 step("unfit" if unfit_answer else "unread", f"not an answer: {_clip(problem or '', 160)}",
                      problem=problem)
                 for c in answers:  # every call is answered (OpenAI refuses a next request that leaves one out)
@@ -342,8 +341,7 @@ class Solver:
                           f"{len(calls)} function calls were not carried out" if calls else
                           f"no answer within {self.max_steps} model calls (--max-steps); the last reply was a "
                           "call that could not be read")
-        step("stop", result.message)
-        return self._done(result, catalog)
+        return self._stalled(result, catalog, input_json, step)
 
     def _choice(self, n: int, hits: list[Any]) -> Any:
         """The `tool_choice` of model call `n`: "auto" after the first; the first as `first_choice` says."""
@@ -385,10 +383,44 @@ class Solver:
              "the model's own answer: no tool's run served it", served_by=result.served_by)
         return self._done(result, catalog)
 
-    def _stop_unfit(self, result: SolveResult, catalog: Catalog, why: str, step: Callable[..., None]) -> SolveResult:
-        """The model kept answering with something the task's own words say is not its answer."""
+    def _stop_unfit(self, result: SolveResult, catalog: Catalog, why: str, input_json: bytes | None,
+                    step: Callable[..., None]) -> SolveResult:
+        """The model kept answering with something that is not the task's answer."""
         result.outcome = "failed"
         result.message = f"no answer from a tool that does the task: {why}"
+        return self._stalled(result, catalog, input_json, step)
+
+    def _stalled(self, result: SolveResult, catalog: Catalog, input_json: bytes | None,
+                 step: Callable[..., None]) -> SolveResult:
+        """The model's turn ended without an answer (`result.message` says how). If no run served the task and
+        nothing was written, the solve takes the step the model did not: create_binary for the task (with the
+        input's shape), once, then the new tool run on the input. Seen live: a 1.5B model ran tools that did not
+        do the task, or none, and never created one from inside a solve (every bench run so far)."""
+        if (input_json is None or catalog.last is not None or catalog.writes or self.max_writes == 0
+                or catalog.deadline is not None and time.monotonic() >= catalog.deadline):
+            step("stop", result.message)
+            return self._done(result, catalog)
+        stalled = result.message
+        step("create", f"the model stopped without a tool that does the task ({_clip(stalled, 120)}): the solve "
+                       "asks for one (create_binary)", why=stalled)
+        text = input_json.decode("utf-8", "replace")
+        task = f"{result.task}\n\nThe input is one JSON document like this one: {_clip(text, MAX_INPUT_SHOWN)}"
+        written = catalog.result("create_binary", jsonio.encode({"task_description": task}))
+        if not isinstance(written, Written):
+            why = _outcome_line(written) if isinstance(written, CallFailed) else "no version came back"
+            result.message = f"{stalled}; the tool the solve asked for was not written: {why}"
+            step("stop", result.message)
+            return self._done(result, catalog)
+        step("written", f"{_short(written.version)} written ({written.attempts} attempts, {written.tokens} tokens)",
+             version=written.version)
+        ran = catalog.result("run_binary", jsonio.encode({"binary_id": written.version, "input_json": text}))
+        if not isinstance(ran, (Ran, CallFailed)):
+            raise AssertionError(f"run_binary returned {type(ran).__name__}")
+        step("run", f"{_short(written.version)}: {_outcome_line(ran)}", result=msgspec.to_builtins(ran))
+        if isinstance(ran, Ran) and ran.answers_task is msgspec.UNSET:
+            result.message = ""
+            return self._answered(result, catalog, ran.output, step)
+        result.message = f"{stalled}; the tool the solve asked for, {_short(written.version)}, {_outcome_line(ran)}"
         step("stop", result.message)
         return self._done(result, catalog)
 
