@@ -6,7 +6,8 @@
                         no  ──► the model, through the catalog's tool functions (standard OpenAI `tools` /
                                 `tool_calls`, results sent back as `role: tool` messages), for at most
                                 `max_steps` calls: it runs, describes, searches, mutates or creates, then
-                                answers
+                                answers; if its turn ends with no answer, no run that served the task and
+                                nothing written, the solve creates a tool for the task itself and runs it
                         no model configured ──► which tool is likely and how sure, and how to configure one
 
 The first request shows the model the candidates (name@fp, first sentence, input schema, record) and the
