@@ -558,6 +558,8 @@ def test_a_function_name_on_a_line_then_its_arguments_is_a_call_never_an_answer(
             'into whole hours, answering {"hours": h, "minutes": m}.", "solved": false}')
     found = text_tool_calls(live, functions=names)
     assert found.calls == [] and "names the function feedback first" in (found.problem or "")
+    found = text_tool_calls('feedback{"binary_id": "x@1", "solved": false}', functions=names)  # live, no space
+    assert [c.name for c in found.calls] == ["feedback"]
 
 
 
@@ -921,6 +923,19 @@ def test_an_answer_of_its_own_after_an_unfit_run_is_the_models(fuzzy_rt: Runtime
                     {"reply": {"content": '{"palindrome": true}'}}])
     result = server.solver(fuzzy_rt).solve(PALINDROME, b'{"text": "Never odd or even"}', fast_path=False)
     assert result.ok and result.answer == {"palindrome": True} and result.served_by is None, result.message
+
+
+def test_words_do_not_answer_a_task_that_names_its_answers_fields(three_rt: Runtime, model):
+    # live (bench solve new-capitalized-words, 2026-12-07): "… and answer {"count": n}" answered in words
+    words = "To count the words in \"text\" that start with a capital letter, you can use the word-count tool."
+    server = model([{"reply": {"content": words}}, {"reply": {"content": '{"count": 2}'}}])
+    result = server.solver(three_rt).solve(CAPITALS, b'{"text": "Alice met Bob"}', fast_path=False)
+    assert result.ok and result.answer == {"count": 2}, result.message
+    told = server.requests[1].messages[-1]
+    assert told["role"] == "user" and "JSON answer with count; this is text" in told["content"]
+    server = model([{"reply": {"content": "It cannot be done with these tools."}}])  # no fields named: kept
+    result = server.solver(three_rt).solve("count the words", b'{"text": "Alice met Bob"}', fast_path=False)
+    assert result.ok and result.answer == "It cannot be done with these tools." and result.served_by is None
 
 
 def test_a_fast_path_output_without_the_tasks_fields_is_failed_feedback_and_goes_to_the_model(

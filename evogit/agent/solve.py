@@ -63,7 +63,7 @@ from ..runtime.results import CallError, CallFailed, Ran, SolveReport, Written
 from ..runtime.running import check_task
 from ..sandbox import Limits
 from . import prompt
-from .catalog import ANSWER, BY_NAME, Catalog, Served, misfit, openai_tools, output_digest
+from .catalog import ANSWER, BY_NAME, Catalog, Served, answer_fields, misfit, openai_tools, output_digest
 
 FUNCTION_NAMES = frozenset(BY_NAME)
 
@@ -530,12 +530,14 @@ def _unwrapped(answer: Any, catalog: Catalog) -> Any:
 
 def _unfit(task: str, answer: Any, catalog: Catalog, step: Callable[..., None]) -> str | None:
     """Why an answer is not the task's: it lacks a field the task names (catalog.misfit), or it is the output of
-    a run that did not serve the task (Catalog.unfit: echoed as it is, or as the run's whole result). Only a
-    JSON answer is checked; a line of text is the model saying why the task cannot be done. A run that did not
+    a run that did not serve the task (Catalog.unfit: echoed as it is, or as the run's whole result). Text is the
+    model saying why the task cannot be done, unless the task names its answer's fields: then text is not it
+    either (seen live: "To count the words … you can use the `word-count@37b3c4ff99ff` tool."). A run that did not
     serve only by its fit (2.1% of right tools' runs on ToolE's test split fall below the floor) serves when the model,
     told so, answers with its output again."""
     if not isinstance(answer, (dict, list)):
-        return None
+        fields = answer_fields(task)
+        return f"the task asks for a JSON answer with {', '.join(fields)}; this is text" if fields else None
     if catalog.unserved:
         echoed = [answer, answer["output"]] if isinstance(answer, dict) and "output" in answer else [answer]
         for value in echoed:

@@ -129,11 +129,12 @@ def text_tool_calls(text: str | None, *, id_prefix: str = "text_call",
             if not raw and ("{{" in text or "}}" in text):
                 raw = _calls_in_prose(_undouble(text))
     if not raw and functions:
-        # `feedback\n{"binary_id": …}` or `feedback {"binary_id": …}`: a function's name, its arguments after it
+        # `feedback\n{"binary_id": …}`, `feedback {…}`, `feedback{…}`: a function's name, its arguments after it
         first, _, rest = text.strip("`").strip().partition("\n")
-        name, _, after = first.strip().partition(" ")
-        if name in functions and (not after.strip() or after.lstrip().startswith("{")):
-            rest = after + "\n" + rest
+        name, brace, after = first.strip().partition("{")
+        name = name.strip()
+        if name in functions:
+            rest = brace + after + "\n" + rest
             try:
                 value = jsonio.decode(rest.strip() or "{}", what="arguments")
             except InvalidJSON:
