@@ -241,6 +241,7 @@ class Solver:
         unserving: dict[str, str] = {}  # why, by call, of the successful runs that did not serve the task
         unfit = 0  # answers sent back for lacking the fields the task names
         empty = False  # an empty reply was asked again (once)
+        unread = ""  # the last reply that was neither an answer nor a readable call
         for n in range(1, self.max_steps + 1):
             if catalog.deadline is not None and time.monotonic() >= catalog.deadline:
                 result.outcome = "deadline"
@@ -282,6 +283,11 @@ class Solver:
                     return self._stalled(result, catalog, input_json, step)
                 if problem is not None:  # neither an answer nor a call: the model is told, and the loop goes on
                     step("unread", f"not carried out and not an answer: {_clip(problem, 160)}", problem=problem)
+                    if text == unread:  # the same again, after being told (live: 7 times): its turn is over
+                        result.outcome = "failed"
+                        result.message = f"the model wrote the same unreadable call twice: {_clip(problem, 200)}"
+                        return self._stalled(result, catalog, input_json, step)
+                    unread = text
                     messages.append({"role": "user", "content": prompt.solve_unread(problem)})
                     continue
                 answer = _answer(text)
