@@ -976,3 +976,25 @@ def test_replay_a_real_run_of_a_tool_that_does_not_fit_then_an_empty_reply(start
     assert server.requests[3].messages[-1] == {"role": "user", "content": SOLVE_EMPTY}
     assert [s.kind for s in result.steps].count("empty") == 1 and server.left() == 0
     assert not [e for _, _, e in starter_rt.log.read() if isinstance(e, ev.Feedback) and e.solved]
+
+
+@pytest.mark.slow
+def test_replay_a_real_solve_that_ends_in_its_own_create(tmp_path: Path, scripted_model, clients):
+    """Live (bench round 4, 2026-12-07): for "split minutes into hours and minutes" the 1.5B model ran regex-extract
+    (no `hours`: it did not serve), then wrote one unreadable `feedback {…}` call 7 times running; the solve created
+    split-minutes itself (green at its second attempt) and answered {"hours": 2, "minutes": 15}. The recording
+    keeps the first two of those 7 identical replies (since then the second ends the model's turn); every reply
+    here is the real model's, the tool is built from the code it wrote."""
+    rt = starter_subset(tmp_path, ("regex-extract", "date-diff", "number-stats"))
+    script = json.loads((REAL / "solve_unreadable_twice_then_the_solve_creates.json").read_text())
+    server = scripted_model(script)
+    config = ModelConfig(model=script["model"], base_url=server.base_url, api_key=KEY, timeout=60)
+    clients.append(ModelClient(config, sink=rt.log.append))
+    task = ('Split a number of "minutes" into whole hours and the minutes left over, answering '
+            '{"hours": h, "minutes": m}.')
+    result = Solver(rt, clients[-1]).solve(task, b'{"minutes": 135}')
+    assert result.ok and result.answer == {"hours": 2, "minutes": 15}, (result.message, [s.text for s in result.steps])
+    created = rt.repo.resolve("split-minutes")
+    assert result.served_by == f"split-minutes@{created.fingerprint}" and result.written == [result.served_by]
+    assert [s.kind for s in result.steps].count("unread") == 2 and "create" in [s.kind for s in result.steps]
+    assert server.left() == 0 and len(server.requests) == len(script["steps"])
